@@ -1,0 +1,1 @@
+"""Client SDK and recipe library for post-training (SFT, preference models, RL, DPO)."""

@@ -1,0 +1,54 @@
+"""The client SDK: wire types, the abstract clients recipes use, futures and typed errors."""
+
+from cookbook.client import types
+from cookbook.client.abstract import CustomLossFnV1, SamplingClient, ServiceClient, TrainingClient
+from cookbook.client.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    BadRequestError,
+    ConflictError,
+    CookbookError,
+    NotFoundError,
+    RequestFailedError,
+)
+from cookbook.client.futures import APIFuture
+from cookbook.client.types import (
+    AdamParams,
+    Datum,
+    EncodedTextChunk,
+    ForwardBackwardOutput,
+    LoraConfig,
+    ModelInput,
+    SampledSequence,
+    SampleResponse,
+    SamplingParams,
+    TensorData,
+)
+
+__all__ = [
+    "APIConnectionError",
+    "APIFuture",
+    "APIStatusError",
+    "APITimeoutError",
+    "AdamParams",
+    "BadRequestError",
+    "ConflictError",
+    "CookbookError",
+    "CustomLossFnV1",
+    "Datum",
+    "EncodedTextChunk",
+    "ForwardBackwardOutput",
+    "LoraConfig",
+    "ModelInput",
+    "NotFoundError",
+    "RequestFailedError",
+    "SampleResponse",
+    "SampledSequence",
+    "SamplingClient",
+    "SamplingParams",
+    "ServiceClient",
+    "TensorData",
+    "TrainingClient",
+    "types",
+]

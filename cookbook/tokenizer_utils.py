@@ -1,0 +1,108 @@
+"""A model's tokenizer, loaded with the `tokenizers` library (never transformers).
+
+`Tokenizer` wraps a `tokenizers.Tokenizer` with the special-token metadata that lives outside
+tokenizer.json (bos/eos/pad), and offers the small HF-like surface the cookbook uses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer as _RawTokenizer
+
+
+def _special_token_text(value: Any) -> str | None:
+    """tokenizer_config.json stores special tokens as a string or as {"content": ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+class Tokenizer:
+    """Text <-> token ids for one model, plus its special tokens."""
+
+    def __init__(self, raw: _RawTokenizer, *, name_or_path: str = "", bos_token: str | None = None,
+                 eos_token: str | None = None, pad_token: str | None = None):
+        self._raw = raw
+        self.name_or_path = name_or_path
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.pad_token = pad_token
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_json_str(cls, tokenizer_json: str, *, name_or_path: str = "", bos_token: str | None = None,
+                      eos_token: str | None = None, pad_token: str | None = None) -> Tokenizer:
+        return cls(_RawTokenizer.from_str(tokenizer_json), name_or_path=name_or_path,
+                   bos_token=bos_token, eos_token=eos_token, pad_token=pad_token)
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> Tokenizer:
+        """A Hugging Face model directory: tokenizer.json plus tokenizer_config.json if present."""
+        path = Path(path)
+        tokenizer_file = path / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise FileNotFoundError(f"no tokenizer.json in {path}")
+        config: dict[str, Any] = {}
+        config_file = path / "tokenizer_config.json"
+        if config_file.is_file():
+            config = json.loads(config_file.read_text())
+        return cls.from_json_str(
+            tokenizer_file.read_text(),
+            name_or_path=str(path),
+            bos_token=_special_token_text(config.get("bos_token")),
+            eos_token=_special_token_text(config.get("eos_token")),
+            pad_token=_special_token_text(config.get("pad_token")),
+        )
+
+    def to_json_str(self) -> str:
+        return self._raw.to_str()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"json": self.to_json_str(), "name_or_path": self.name_or_path, "bos": self.bos_token,
+                "eos": self.eos_token, "pad": self.pad_token}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(_RawTokenizer.from_str(state["json"]), name_or_path=state["name_or_path"],
+                      bos_token=state["bos"], eos_token=state["eos"], pad_token=state["pad"])
+
+    # -- text <-> ids ------------------------------------------------------------------------
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of `text`. Special tokens (BOS...) are added only when asked."""
+        return list(self._raw.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return self._raw.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        return self._raw.token_to_id(token)
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str | None]:
+        return [self._raw.id_to_token(i) for i in ids]
+
+    @property
+    def vocab_size(self) -> int:
+        return self._raw.get_vocab_size(with_added_tokens=True)
+
+    def _id(self, token: str | None) -> int | None:
+        return None if token is None else self._raw.token_to_id(token)
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._id(self.bos_token)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._id(self.eos_token)
+
+    @property
+    def pad_token_id(self) -> int | None:
+        return self._id(self.pad_token)
+
+    @property
+    def raw(self) -> _RawTokenizer:
+        return self._raw

@@ -1,0 +1,125 @@
+"""The contract between the web layer (routes, scheduler, futures) and the compute engine.
+
+The web layer validates requests, orders each model's calls by seq_id, and runs every heavy
+method below on one compute thread, one call at a time; the engine therefore needs no locks
+for its heavy methods. Methods marked *cheap* read metadata only and may be called from the
+web thread at any time. Engine methods signal a caller's mistake by raising `UserError` (or a
+subclass); the scheduler turns that into a future that resolves to a user error, and any other
+exception into a server error. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cookbook.client import types
+
+
+class UserError(Exception):
+    """The caller asked for something invalid. `field` names the offending input when known."""
+
+    status_code = 400
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFoundError(UserError):
+    """An unknown model, sampler, base model or checkpoint."""
+
+    status_code = 404
+
+
+class ConflictError(UserError):
+    """E.g. saving over an existing checkpoint without `overwrite`."""
+
+    status_code = 409
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What request validation needs to know about a base model."""
+
+    vocab_size: int
+    max_context_length: int
+
+
+@dataclass
+class SampleJob:
+    """One accepted sample request, bound to the sampler it runs on."""
+
+    sampler_id: str
+    request: types.SampleRequest
+
+
+class Engine(Protocol):
+    """Models, training, sampling and checkpoints on one device."""
+
+    # -- cheap metadata ----------------------------------------------------------------------
+
+    def supported_models(self) -> list[types.SupportedModel]: ...
+
+    def model_limits(self, base_model: str) -> ModelLimits:
+        """Raises NotFoundError for an unknown base model."""
+        ...
+
+    def tokenizer(self, base_model: str) -> types.TokenizerResponse: ...
+
+    def base_model_of(self, model_id: str) -> str:
+        """The base model of a live training model; NotFoundError if unknown."""
+        ...
+
+    def sampler_base_model(self, sampler_id: str) -> str:
+        """The base model of a live sampler; NotFoundError if unknown."""
+        ...
+
+    def get_info(self, model_id: str) -> types.GetInfoResponse: ...
+
+    def get_sampler(self, sampler_id: str) -> types.GetSamplerResponse: ...
+
+    def weights_info(self, tinker_path: str) -> types.WeightsInfoResponse: ...
+
+    def training_run(self, run_id: str) -> types.TrainingRun: ...
+
+    def list_checkpoints(self, run_id: str) -> types.CheckpointsListResponse: ...
+
+    # -- heavy work (compute thread only) ----------------------------------------------------
+
+    def create_model(self, model_id: str, base_model: str, lora_config: types.LoraConfig | None,
+                     user_metadata: dict[str, Any] | None) -> types.CreateModelResponse:
+        """A new trainable model; `lora_config` None or rank 0 means full-weight training."""
+        ...
+
+    def unload_model(self, model_id: str) -> types.UnloadModelResponse: ...
+
+    def forward_backward(self, model_id: str, fwd: types.ForwardBackwardInput,
+                         backward: bool) -> types.ForwardBackwardOutput:
+        """Loss + per-datum logprobs; with `backward`, gradients accumulate until optim_step."""
+        ...
+
+    def optim_step(self, model_id: str, adam: types.AdamParams) -> types.OptimStepResponse: ...
+
+    def save_state(self, model_id: str, name: str, overwrite: bool,
+                   ttl_seconds: int | None) -> types.SaveWeightsResponse: ...
+
+    def load_state(self, model_id: str, tinker_path: str, optimizer: bool) -> types.LoadWeightsResponse: ...
+
+    def save_sampler_weights(self, model_id: str, name: str | None,
+                             ttl_seconds: int | None) -> types.SaveWeightsForSamplerResponseInternal:
+        """Named: a durable `sampler_weights` checkpoint (path). Unnamed: an in-memory snapshot
+        (sampling_session_id). Either way the snapshot never changes afterwards."""
+        ...
+
+    def create_sampler(self, base_model: str | None, model_path: str | None) -> types.GetSamplerResponse:
+        """A sampler for a base model or a saved sampler path."""
+        ...
+
+    def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None: ...
+
+    def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
+        """Run several sample requests together (batched per sampler); one result per job, in
+        order. A job's own mistake is returned as a UserError in its slot, not raised."""
+        ...
