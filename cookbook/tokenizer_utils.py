@@ -2,15 +2,23 @@
 
 `Tokenizer` wraps a `tokenizers.Tokenizer` with the special-token metadata that lives outside
 tokenizer.json (bos/eos/pad), and offers the small HF-like surface the cookbook uses.
+`get_tokenizer(model_name)` finds one: a tokenizer registered in this process, a local Hugging
+Face directory, or the server's copy (our servers hand out tokenizer.json, so a client never
+needs transformers or the Hub). Results are cached per model name.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer as _RawTokenizer
+
+# Nothing from cookbook.client at import time: the HTTP client imports this module.
+if TYPE_CHECKING:
+    from cookbook.client.abstract import ServiceClient
 
 
 def _special_token_text(value: Any) -> str | None:
@@ -106,3 +114,70 @@ class Tokenizer:
     @property
     def raw(self) -> _RawTokenizer:
         return self._raw
+
+
+# -- finding a model's tokenizer -------------------------------------------------------------
+
+
+class TokenizerNotFoundError(LookupError):
+    """No tokenizer could be found for a model name."""
+
+
+_registered: dict[str, Tokenizer] = {}
+_cache: dict[str, Tokenizer] = {}
+_lock = threading.Lock()
+
+
+def register_tokenizer(name: str, tokenizer: Tokenizer) -> None:
+    """Make `get_tokenizer(name)` return `tokenizer` (custom models, tests); replaces any earlier one."""
+    with _lock:
+        _registered[name] = tokenizer
+        _cache.pop(name, None)
+
+
+def find_tokenizer(model_name: str) -> Tokenizer | None:
+    """The tokenizer available without a server: registered, cached, or a local directory.
+
+    Callers use it to avoid connecting to a server when nothing needs to be fetched.
+    """
+    with _lock:
+        found = _registered.get(model_name) or _cache.get(model_name)
+    if found is not None:
+        return found
+    path = Path(model_name).expanduser()
+    if not path.is_dir():
+        return None
+    if not (path / "tokenizer.json").is_file():
+        raise TokenizerNotFoundError(
+            f"{model_name!r} is a directory but has no tokenizer.json (a Hugging Face model directory "
+            "needs tokenizer.json, plus tokenizer_config.json for its special tokens)")
+    return _remember(model_name, Tokenizer.from_dir(path))
+
+
+def get_tokenizer(model_name: str, service_client: ServiceClient | None = None) -> Tokenizer:
+    """A model's tokenizer: registered, a local Hugging Face directory, else fetched from the server.
+
+    Cached per model name, so every dataset, renderer and evaluator of a run shares one object.
+    """
+    from cookbook.client.errors import APIStatusError
+
+    found = find_tokenizer(model_name)
+    if found is not None:
+        return found
+    if service_client is None:
+        raise TokenizerNotFoundError(
+            f"no tokenizer for {model_name!r}: it is neither a registered tokenizer nor a local directory "
+            "with tokenizer.json, and no service client was given to fetch it from a server")
+    try:
+        fetched = service_client.get_tokenizer(model_name)
+    except APIStatusError as exc:
+        raise TokenizerNotFoundError(
+            f"no tokenizer for {model_name!r}: not registered, not a local directory, and the server "
+            f"refused it ({exc})") from exc
+    return _remember(model_name, fetched)
+
+
+def _remember(model_name: str, tokenizer: Tokenizer) -> Tokenizer:
+    """Cache `tokenizer` unless another thread got there first (then share that one)."""
+    with _lock:
+        return _cache.setdefault(model_name, tokenizer)

@@ -1,0 +1,1 @@
+"""Runnable recipes (`python -m cookbook.recipes.<name> key=value ...`) and the datasets they use."""

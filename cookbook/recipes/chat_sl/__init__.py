@@ -1,0 +1,1 @@
+"""Supervised fine-tuning on chat data (NoRobots, or the bundled generated conversations)."""
