@@ -2,6 +2,7 @@
 
 from cookbook.client import types
 from cookbook.client.abstract import CustomLossFnV1, SamplingClient, ServiceClient, TrainingClient
+from cookbook.client.connect import connect
 from cookbook.client.errors import (
     APIConnectionError,
     APIStatusError,
@@ -9,10 +10,12 @@ from cookbook.client.errors import (
     BadRequestError,
     ConflictError,
     CookbookError,
+    InvalidInputError,
     NotFoundError,
     RequestFailedError,
 )
 from cookbook.client.futures import APIFuture
+from cookbook.client.http import HttpSamplingClient, HttpServiceClient, HttpTrainingClient, RetryPolicy
 from cookbook.client.types import (
     AdamParams,
     Datum,
@@ -39,10 +42,15 @@ __all__ = [
     "Datum",
     "EncodedTextChunk",
     "ForwardBackwardOutput",
+    "HttpSamplingClient",
+    "HttpServiceClient",
+    "HttpTrainingClient",
+    "InvalidInputError",
     "LoraConfig",
     "ModelInput",
     "NotFoundError",
     "RequestFailedError",
+    "RetryPolicy",
     "SampleResponse",
     "SampledSequence",
     "SamplingClient",
@@ -50,5 +58,6 @@ __all__ = [
     "ServiceClient",
     "TensorData",
     "TrainingClient",
+    "connect",
     "types",
 ]

@@ -241,10 +241,7 @@ class ServiceClient(ABC):
                                     train_unembed: bool = True,
                                     user_metadata: dict[str, str] | None = None) -> TrainingClient:
         """Tinker's call. On this server `rank=0` trains the full weights instead of an adapter."""
-        if not (train_mlp or train_attn or train_unembed):
-            raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
-        config = types.LoraConfig(rank=rank, seed=seed, train_mlp=train_mlp, train_attn=train_attn,
-                                  train_unembed=train_unembed)
+        config = _lora_config(rank, seed, train_mlp, train_attn, train_unembed)
         return self.create_training_client(base_model, config, user_metadata)
 
     def create_training_client_from_state(self, path: str, base_model: str | None = None,
@@ -265,11 +262,13 @@ class ServiceClient(ABC):
     def _client_like_checkpoint(self, path: str, base_model: str | None,
                                 user_metadata: dict[str, str] | None) -> TrainingClient:
         info = self.weights_info(path)
-        config = types.LoraConfig(rank=(info.lora_rank or 0) if info.is_lora else 0,
-                                  train_mlp=_default_true(info.train_mlp),
-                                  train_attn=_default_true(info.train_attn),
-                                  train_unembed=_default_true(info.train_unembed))
-        return self.create_training_client(base_model or info.base_model, config, user_metadata)
+        return self.create_training_client(base_model or info.base_model, _config_like(info), user_metadata)
+
+    async def _client_like_checkpoint_async(self, path: str, base_model: str | None,
+                                            user_metadata: dict[str, str] | None) -> TrainingClient:
+        info = await self.weights_info_async(path)
+        return await self.create_training_client_async(base_model or info.base_model, _config_like(info),
+                                                       user_metadata)
 
     def __enter__(self) -> ServiceClient:
         return self
@@ -278,24 +277,40 @@ class ServiceClient(ABC):
         self.close()
 
     # -- async twins -------------------------------------------------------------------------
+    # The primitives' defaults call the sync versions; network implementations override them so
+    # that the composites below never block the caller's event loop.
+
+    async def create_training_client_async(self, base_model: str, lora_config: types.LoraConfig,
+                                           user_metadata: dict[str, str] | None = None) -> TrainingClient:
+        return self.create_training_client(base_model, lora_config, user_metadata)
+
+    async def weights_info_async(self, path: str) -> types.WeightsInfoResponse:
+        return self.weights_info(path)
+
+    async def get_tokenizer_async(self, base_model: str) -> Tokenizer:
+        return self.get_tokenizer(base_model)
 
     async def create_lora_training_client_async(self, base_model: str, rank: int = 32,
                                                 seed: int | None = None, train_mlp: bool = True,
                                                 train_attn: bool = True, train_unembed: bool = True,
                                                 user_metadata: dict[str, str] | None = None,
                                                 ) -> TrainingClient:
-        return self.create_lora_training_client(base_model, rank, seed, train_mlp, train_attn,
-                                                train_unembed, user_metadata)
+        config = _lora_config(rank, seed, train_mlp, train_attn, train_unembed)
+        return await self.create_training_client_async(base_model, config, user_metadata)
 
     async def create_training_client_from_state_async(self, path: str, base_model: str | None = None,
                                                       user_metadata: dict[str, str] | None = None,
                                                       ) -> TrainingClient:
-        return self.create_training_client_from_state(path, base_model, user_metadata)
+        client = await self._client_like_checkpoint_async(path, base_model, user_metadata)
+        await client.load_state(path)
+        return client
 
     async def create_training_client_from_state_with_optimizer_async(
             self, path: str, base_model: str | None = None,
             user_metadata: dict[str, str] | None = None) -> TrainingClient:
-        return self.create_training_client_from_state_with_optimizer(path, base_model, user_metadata)
+        client = await self._client_like_checkpoint_async(path, base_model, user_metadata)
+        await client.load_state_with_optimizer(path)
+        return client
 
     async def create_sampling_client_async(self, model_path: str | None = None,
                                            base_model: str | None = None) -> SamplingClient:
@@ -303,6 +318,22 @@ class ServiceClient(ABC):
 
     async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
         return self.get_server_capabilities()
+
+
+def _lora_config(rank: int, seed: int | None, train_mlp: bool, train_attn: bool,
+                 train_unembed: bool) -> types.LoraConfig:
+    if not (train_mlp or train_attn or train_unembed):
+        raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
+    return types.LoraConfig(rank=rank, seed=seed, train_mlp=train_mlp, train_attn=train_attn,
+                            train_unembed=train_unembed)
+
+
+def _config_like(info: types.WeightsInfoResponse) -> types.LoraConfig:
+    """The LoRA settings a checkpoint was trained with (rank 0 = full weights)."""
+    return types.LoraConfig(rank=(info.lora_rank or 0) if info.is_lora else 0,
+                            train_mlp=_default_true(info.train_mlp),
+                            train_attn=_default_true(info.train_attn),
+                            train_unembed=_default_true(info.train_unembed))
 
 
 def _default_true(flag: bool | None) -> bool:

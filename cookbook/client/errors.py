@@ -11,6 +11,10 @@ class CookbookError(Exception):
     """Base of every error the client raises."""
 
 
+class InvalidInputError(CookbookError, ValueError):
+    """The client rejected an argument before sending it (e.g. NaN, which JSON cannot carry)."""
+
+
 class APIConnectionError(CookbookError):
     """The server could not be reached (after retries)."""
 

@@ -1,0 +1,202 @@
+"""HTTP requests to the server: connection pools, retries and typed errors.
+
+One `Transport` per server connection. It keeps separate keep-alive pools for short calls
+(submissions, metadata, heartbeats), for training-result polls and for sampling-result polls,
+so hundreds of long-polling samples never delay a training submission. Requests go through
+`httpx.AsyncClient` over our `StreamTransport` (see there why) unless a transport is given.
+All methods run on the process's background loop (the clients belong to the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from cookbook.client import errors
+from cookbook.client.http import codec
+from cookbook.client.http.loop import background_loop
+from cookbook.client.http.retry import RetryPolicy, is_retryable_status
+from cookbook.client.http.settings import API_PREFIX, ClientSettings
+from cookbook.client.http.stream_transport import StreamTransport
+from cookbook.client.types import ErrorBody
+
+if TYPE_CHECKING:
+    from cookbook.tokenizer_utils import Tokenizer
+
+USER_AGENT = "cookbook-client/0.1"
+
+
+class Pool(StrEnum):
+    """Which connection pool a request uses."""
+
+    DEFAULT = "default"
+    TRAIN_POLL = "train_poll"
+    SAMPLE_POLL = "sample_poll"
+
+
+def error_from_response(response: httpx.Response) -> errors.APIStatusError:
+    """The typed exception for an error answer, carrying the server's message and field."""
+    body: Any = None
+    message = ""
+    field: str | None = None
+    try:
+        body = codec.decode(response.content)
+    except ValueError:
+        message = response.text.strip()
+    if isinstance(body, dict):
+        try:
+            parsed = ErrorBody.model_validate(body)
+            message, field = parsed.error, parsed.field
+        except ValidationError:
+            message = _fastapi_detail(body.get("detail")) or str(body)
+    if not message:
+        message = response.reason_phrase or "error"
+    text = f"HTTP {response.status_code} from {response.request.url.path}: {message}"
+    if field and field not in message:
+        text += f" (field: {field})"
+    return errors.status_error(response.status_code, text, body=body, field=field)
+
+
+def _fastapi_detail(detail: Any) -> str:
+    """FastAPI's default error bodies: a string or a list of {loc, msg}."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(p) for p in item.get("loc", []))
+                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
+        return "; ".join(parts)
+    return ""
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _decode_success(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return codec.decode(response.content)
+    except ValueError as exc:
+        raise errors.CookbookError(f"{response.request.url.path} answered with invalid JSON "
+                                   f"(HTTP {response.status_code}): {response.text[:200]!r}") from exc
+
+
+class Transport:
+    """Requests to one server, with retries, over keep-alive connection pools."""
+
+    def __init__(self, settings: ClientSettings, http_transport: httpx.AsyncBaseTransport | None = None,
+                 rng: random.Random | None = None):
+        self.settings = settings
+        self._http_transport = http_transport
+        self._rng = rng or random.Random()
+        self._clients: dict[Pool, httpx.AsyncClient] = {}
+        self._pid = os.getpid()
+        # Base model name -> tokenizer; fetched once per server connection.
+        self.tokenizers: dict[str, Tokenizer] = {}
+
+    # -- connection pools ---------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "User-Agent": USER_AGENT}
+        if self.settings.api_key:
+            headers["X-API-Key"] = self.settings.api_key
+        return headers
+
+    def _client(self, pool: Pool) -> httpx.AsyncClient:
+        if self._pid != os.getpid():  # a forked child cannot use its parent's sockets
+            self._clients = {}
+            self._pid = os.getpid()
+        client = self._clients.get(pool)
+        if client is None or client.is_closed:
+            size = {Pool.DEFAULT: self.settings.max_connections,
+                    Pool.TRAIN_POLL: self.settings.max_connections,
+                    Pool.SAMPLE_POLL: self.settings.max_sample_connections}[pool]
+            read_timeout = (self.settings.timeout_s if pool == Pool.DEFAULT
+                            else self.settings.poll_timeout_s)
+            client = httpx.AsyncClient(
+                base_url=self.settings.base_url,
+                headers=self._headers(),
+                # pool=None: a request waits for a free connection rather than failing.
+                timeout=httpx.Timeout(read_timeout, pool=None),
+                transport=self._http_transport or StreamTransport(max_connections=size),
+            )
+            self._clients[pool] = client
+        return client
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, body: BaseModel | bytes | None = None, *,
+                      pool: Pool = Pool.DEFAULT, headers: dict[str, str] | None = None,
+                      retry: RetryPolicy | None = None) -> Any:
+        """Send one request (retrying transient failures) and return the decoded JSON answer."""
+        policy = retry or self.settings.retry
+        content = codec.encode(body) if isinstance(body, BaseModel) else body
+        url = path if path.startswith(API_PREFIX) else API_PREFIX + path
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = await self._client(pool).request(method, url, content=content, headers=headers)
+            except httpx.TimeoutException as exc:
+                error: errors.CookbookError = errors.APITimeoutError(
+                    f"{method} {url} timed out on {self.settings.base_url}: {exc!r}")
+            except httpx.TransportError as exc:
+                error = errors.APIConnectionError(
+                    f"{method} {url}: could not reach the server at {self.settings.base_url}: {exc!r}")
+            else:
+                if response.status_code < 400:
+                    return _decode_success(response)
+                error = error_from_response(response)
+                if not is_retryable_status(response.status_code):
+                    raise error
+                retry_after = _retry_after_s(response)
+            delay = policy.delay(attempt, self._rng, retry_after)
+            if not policy.should_retry(attempt, time.monotonic() - start, delay):
+                raise error
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def post(self, path: str, body: BaseModel | bytes | None = None, **kwargs: Any) -> Any:
+        return await self.request("POST", path, body, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> Any:
+        return await self.request("GET", path, **kwargs)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close every pool; a later request opens new ones."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    def close(self) -> None:
+        background_loop().run(self.aclose())
+
+
+_shared: dict[ClientSettings, Transport] = {}
+
+
+def shared_transport(settings: ClientSettings) -> Transport:
+    """One transport per settings in this process (used by unpickled clients)."""
+    transport = _shared.get(settings)
+    if transport is None:
+        transport = _shared.setdefault(settings, Transport(settings))
+    return transport
