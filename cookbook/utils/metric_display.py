@@ -19,7 +19,7 @@ HEADLINE_METRICS: tuple[str, ...] = (
     "env/all/reward/total",       # RL reward
     "optim/kl_sample_train_v1",   # sampler/trainer mismatch
     "optim/entropy",
-    "kl_policy_base",             # KL to the reference policy
+    "kl_policy_ref",              # KL to the reference policy
     "env/all/ac_tokens_per_turn",  # response length
     "dpo_loss",
     "accuracy",                   # DPO: chosen beats rejected

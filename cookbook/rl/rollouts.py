@@ -1,0 +1,89 @@
+"""Rollouts: run episodes with a policy, concurrently, and score each group once it is complete.
+
+Every episode of a group runs as its own asyncio task, and every group of a batch too, so all
+of a step's sample requests are in flight together and the server batches them into a few
+large generation passes instead of one pass per answer.
+
+Reproducibility: given a `seed`, each episode gets its own sampling seed derived from its place
+in the batch (group index, env index, turn), never from the order in which requests happen to
+run, so a batch samples the same tokens whatever the scheduling (the server's sampling seeds
+are per request, independent of what else shares a generation batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
+
+import numpy as np
+
+from cookbook.rl.completers import TokenCompleter
+from cookbook.rl.types import Env, EnvGroupBuilder, Trajectory, TrajectoryGroup, Transition
+
+T = TypeVar("T")
+
+
+def derive_seed(seed: int | None, *path: int) -> int | None:
+    """A 32-bit seed for one branch of a seeded computation (`path` = e.g. step, group, env, turn).
+
+    Distinct paths give independent seeds; None stays None (unseeded sampling).
+    """
+    if seed is None:
+        return None
+    if seed < 0 or any(p < 0 for p in path):
+        raise ValueError(f"seeds and seed paths must be non-negative, got seed={seed}, path={path}")
+    return int(np.random.SeedSequence(seed, spawn_key=path).generate_state(1, dtype=np.uint32)[0])
+
+
+async def gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """Await all concurrently; if one fails, cancel the others and raise its error (fail fast, no orphans)."""
+    tasks = [asyncio.ensure_future(aw) for aw in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def do_single_rollout(policy: TokenCompleter, env: Env, seed: int | None = None) -> Trajectory:
+    """Run one episode to its end: observe, sample, step, until the env says it is done."""
+    ob, stop_condition = await env.initial_observation()
+    transitions: list[Transition] = []
+    while True:
+        ac = await policy(ob, stop_condition, seed=derive_seed(seed, len(transitions)))
+        result = await env.step(list(ac.tokens))
+        transitions.append(Transition(ob=ob, ac=ac, reward=result.reward, episode_done=result.episode_done,
+                                      metrics=result.metrics, logs=result.logs))
+        ob, stop_condition = result.next_observation, result.next_stop_condition
+        if result.episode_done:
+            return Trajectory(transitions=transitions, final_ob=ob)
+
+
+async def do_group_rollout(builder: EnvGroupBuilder, policy: TokenCompleter,
+                           seed: int | None = None) -> TrajectoryGroup:
+    """Run a group's episodes concurrently, then score the group as a whole."""
+    envs = list(await builder.make_envs())
+    if not envs:
+        raise ValueError(f"{type(builder).__name__}.make_envs() returned no environments")
+    try:
+        trajectories_G = await gather_or_cancel(
+            [do_single_rollout(policy, env, derive_seed(seed, i)) for i, env in enumerate(envs)])
+        rewards_and_metrics_G = await builder.compute_group_rewards(trajectories_G, envs)
+    finally:
+        await builder.cleanup()
+    if len(rewards_and_metrics_G) != len(trajectories_G):
+        raise ValueError(f"{type(builder).__name__}.compute_group_rewards returned {len(rewards_and_metrics_G)} "
+                         f"(reward, metrics) pairs for {len(trajectories_G)} trajectories")
+    return TrajectoryGroup(trajectories_G=trajectories_G,
+                           final_rewards_G=[float(reward) for reward, _ in rewards_and_metrics_G],
+                           metrics_G=[dict(metrics) for _, metrics in rewards_and_metrics_G])
+
+
+async def do_batch_rollouts(builders_P: Sequence[EnvGroupBuilder], policy: TokenCompleter,
+                            seed: int | None = None) -> list[TrajectoryGroup]:
+    """Roll out every group of a batch concurrently (one sample request per episode turn in flight)."""
+    return await gather_or_cancel(
+        [do_group_rollout(builder, policy, derive_seed(seed, p)) for p, builder in enumerate(builders_P)])
