@@ -1,0 +1,65 @@
+"""`python -m server_stub`: build the engine, wrap it in the web app, serve it with uvicorn.
+
+Prints exactly one line, `server_stub listening on http://HOST:PORT`, once the socket accepts
+connections (with `--port 0` it names the port the OS picked), so scripts can wait for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from server_stub.auth import check_bind_allowed
+from server_stub.config import ConfigError, ServerConfig, config_from_args
+from server_stub.engine import Engine
+
+READY_PREFIX = "server_stub listening on "
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints the ready line after its sockets are bound."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            bound = self.servers[0].sockets[0].getsockname() if self.servers else None
+            port = bound[1] if bound else self.config.port
+            host = self.config.host
+            shown = f"[{host}]" if ":" in host else host
+            print(f"{READY_PREFIX}http://{shown}:{port}", flush=True)
+
+
+def build_engine(config: ServerConfig) -> Engine:
+    """The PyTorch engine, imported only now: torch is slow to import and the CLI checks come first."""
+    from server_stub.torch_engine import TorchEngine
+
+    config.storage_dir.mkdir(parents=True, exist_ok=True)
+    return TorchEngine(config.storage_dir, device=config.device, dtype=config.dtype,
+                       extra_models=dict(config.extra_models) or None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = config_from_args(argv)
+        check_bind_allowed(config.host, config.api_key)
+    except ConfigError as exc:
+        print(f"server_stub: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from server_stub.app import create_app
+
+    app = create_app(build_engine(config), config)
+    server = _AnnouncingServer(uvicorn.Config(app, host=config.host, port=config.port,
+                                              log_level=config.log_level, access_log=False,
+                                              timeout_keep_alive=int(config.keep_alive_seconds),
+                                              timeout_graceful_shutdown=3))
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

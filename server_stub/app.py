@@ -1,0 +1,349 @@
+"""The FastAPI routes of the Tinker JSON wire (SDK 0.24.x) under /api/v1.
+
+Routes only parse and validate, hand heavy work to the scheduler, and answer: long operations
+answer `UntypedAPIFuture` at once and their result comes from `retrieve_future` (long-polled);
+cheap metadata is answered directly from the engine. Bodies are parsed by hand (not FastAPI's
+body injection) so a schema error can still name its field in an `ErrorBody` with status 400 and
+so a rejected training call can still release its seq id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from cookbook.client import types
+from server_stub import validation
+from server_stub.auth import ApiKeyMiddleware
+from server_stub.config import ServerConfig
+from server_stub.engine import Engine, ModelLimits, NotFoundError, SampleJob, UserError
+from server_stub.errors import install_error_handlers
+from server_stub.futures_store import FuturesStore, Succeeded, UnknownRequestError
+from server_stub.scheduler import Scheduler, Task
+from server_stub.sessions import SessionRegistry
+
+M = TypeVar("M", bound=types.WireModel)
+JSON = "application/json"
+
+
+def wire(model: types.WireModel) -> Response:
+    """A wire type as the JSON body the SDK expects (nulls left out, like the official server)."""
+    return Response(content=model.model_dump_json(exclude_none=True), media_type=JSON)
+
+
+def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
+    """The server application around `engine`; its compute thread runs while the app is live."""
+    config = config or ServerConfig()
+    store = FuturesStore(grace_seconds=config.result_grace_seconds, ttl_seconds=config.result_ttl_seconds,
+                         max_entries=config.max_stored_results, max_bytes=config.max_stored_bytes)
+    scheduler = Scheduler(engine, sample_batch_rows=config.sample_batch_rows,
+                          sample_batch_window=config.sample_batch_window_seconds,
+                          max_pending_samples=config.max_pending_samples, max_seq_ahead=config.max_seq_ahead)
+    sessions = SessionRegistry()
+    issued_model_ids: set[str] = set()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        store.attach(asyncio.get_running_loop())
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.stop(timeout=10)
+
+    app = FastAPI(title="server_stub", summary="Local training server (Tinker JSON wire)", lifespan=lifespan)
+    app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = engine, scheduler, store, sessions
+    install_error_handlers(app)
+    app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
+    api = APIRouter(prefix="/api/v1")
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def body(request: Request, model: type[M]) -> M:
+        return validation.parse_wire(await request.body(), model)
+
+    def base_model_of(model_id: str) -> str:
+        try:
+            return engine.base_model_of(model_id)
+        except NotFoundError:
+            base = scheduler.lane_base_model(model_id)  # still being created
+            if base is None:
+                raise NotFoundError(f"unknown model {model_id!r}", field="model_id") from None
+            return base
+
+    def new_model_id() -> str:
+        while True:
+            model_id = f"run-{secrets.token_hex(4)}"
+            if model_id in issued_model_ids:
+                continue
+            try:
+                engine.training_run(model_id)
+            except NotFoundError:
+                issued_model_ids.add(model_id)
+                return model_id
+
+    def enqueue_ordered(raw: bytes, model: type[M], check: Callable[[M, ModelLimits], None],
+                        run: Callable[[M], types.WireModel], label: str) -> Response:
+        """Validate a training call and queue it in its model's seq order (see scheduler)."""
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        try:
+            req = validation.parse_wire(raw, model)
+        except UserError as err:
+            key = validation.sequence_key(raw)
+            if key is not None and key[1] >= 1:
+                try:
+                    base_model_of(key[0])
+                    scheduler.reject_ordered(key[0], key[1], digest, err)
+                except NotFoundError:
+                    pass
+            raise
+        model_id: str = validation.require_model_id(getattr(req, "model_id", None))
+        base = base_model_of(model_id)
+        seq_id = validation.require_seq_id(getattr(req, "seq_id", None))
+        existing = scheduler.find_ordered(model_id, seq_id, digest)
+        if existing is not None:
+            return wire(types.UntypedAPIFuture(request_id=existing, model_id=model_id))
+        try:
+            check(req, engine.model_limits(base))
+        except UserError as err:
+            scheduler.reject_ordered(model_id, seq_id, digest, err)
+            raise
+        request_id = store.open(model_id)
+        try:
+            scheduler.submit_ordered(model_id, seq_id, digest, request_id,
+                                     Task(lambda: run(req), store.finisher(request_id), label))
+        except BaseException:
+            store.discard(request_id)
+            raise
+        return wire(types.UntypedAPIFuture(request_id=request_id, model_id=model_id))
+
+    async def shared_sampler(key: tuple[Any, ...], base_model: str | None, model_path: str | None) -> str:
+        """A sampler for a base model or sampler checkpoint, created once per key on the compute thread."""
+        pending = sessions.recall(key)
+        if pending is None:
+            if model_path is not None:
+                validation.parse_tinker_path(model_path, "model_path")
+                engine.weights_info(model_path)  # 404 for an unknown checkpoint
+            elif base_model is not None:
+                engine.model_limits(base_model)  # 404 for an unknown base model
+            else:
+                raise UserError("give base_model or model_path", field="base_model")
+            pending = asyncio.wrap_future(scheduler.call(lambda: engine.create_sampler(base_model, model_path),
+                                                         "create_sampler"))
+            sessions.remember(key, pending)
+        try:
+            created: types.GetSamplerResponse = await asyncio.shield(pending)
+        except BaseException:
+            sessions.forget(key)  # let a retry try again
+            raise
+        return created.sampler_id
+
+    # -- service, sessions, health -----------------------------------------------------------
+
+    @api.get("/healthz")
+    async def healthz() -> Response:
+        return wire(types.HealthResponse())
+
+    @api.post("/client/config")
+    async def client_config() -> Response:
+        return wire(types.ClientConfigResponse())
+
+    @api.post("/client/dynamic_config")
+    async def dynamic_config() -> Response:
+        return wire(types.DynamicConfigResponse())
+
+    @api.post("/telemetry")
+    async def telemetry() -> Response:
+        return Response(content=b'{"status":"accepted"}', media_type=JSON)
+
+    @api.post("/create_session")
+    async def create_session(request: Request) -> Response:
+        req = await body(request, types.CreateSessionRequest)
+        session = sessions.create(req.sdk_version, req.tags, req.user_metadata)
+        return wire(types.CreateSessionResponse(session_id=session.session_id))
+
+    @api.post("/session_heartbeat")
+    async def session_heartbeat(request: Request) -> Response:
+        sessions.heartbeat((await body(request, types.SessionHeartbeatRequest)).session_id)
+        return wire(types.SessionHeartbeatResponse())
+
+    @api.get("/get_server_capabilities")
+    async def get_server_capabilities() -> Response:
+        return wire(types.GetServerCapabilitiesResponse(supported_models=engine.supported_models()))
+
+    @api.post("/get_tokenizer")
+    async def get_tokenizer(request: Request) -> Response:
+        req = await body(request, types.TokenizerRequest)
+        return wire(await run_in_threadpool(engine.tokenizer, req.model_name))
+
+    # -- training models ---------------------------------------------------------------------
+
+    @api.post("/create_model")
+    async def create_model(request: Request) -> Response:
+        req = await body(request, types.CreateModelRequest)
+        key = ("create_model", req.session_id, req.model_seq_id)
+        previous = sessions.recall(key)
+        if previous is not None:
+            return wire(previous)
+        engine.model_limits(req.base_model)
+        validation.check_lora_config(req.lora_config)
+        model_id = new_model_id()
+        request_id = store.open(model_id)
+        create = Task(lambda: engine.create_model(model_id, req.base_model, req.lora_config, req.user_metadata),
+                      store.finisher(request_id), "create_model")
+        scheduler.open_model(model_id, req.base_model, create)
+        answer = types.UntypedAPIFuture(request_id=request_id, model_id=model_id)
+        sessions.remember(key, answer)
+        return wire(answer)
+
+    @api.post("/get_info")
+    async def get_info(request: Request) -> Response:
+        return wire(engine.get_info((await body(request, types.GetInfoRequest)).model_id))
+
+    @api.post("/forward")
+    async def forward(request: Request) -> Response:
+        return enqueue_ordered(
+            await request.body(), types.ForwardRequest,
+            lambda r, limits: validation.check_forward_backward_input(r.forward_input, limits, "forward_input"),
+            lambda r: engine.forward_backward(r.model_id, r.forward_input, backward=False), "forward")
+
+    @api.post("/forward_backward")
+    async def forward_backward(request: Request) -> Response:
+        return enqueue_ordered(
+            await request.body(), types.ForwardBackwardRequest,
+            lambda r, limits: validation.check_forward_backward_input(r.forward_backward_input, limits),
+            lambda r: engine.forward_backward(r.model_id, r.forward_backward_input, backward=True),
+            "forward_backward")
+
+    @api.post("/optim_step")
+    async def optim_step(request: Request) -> Response:
+        return enqueue_ordered(
+            await request.body(), types.OptimStepRequest,
+            lambda r, _: validation.check_adam_params(r.adam_params),
+            lambda r: engine.optim_step(r.model_id, r.adam_params), "optim_step")
+
+    def check_save(req: types.SaveWeightsRequest, _: ModelLimits) -> None:
+        if req.path is None:
+            raise UserError("path: a checkpoint name is required", field="path")
+        validation.check_safe_name(req.path, "path")
+        validation.check_ttl(req.ttl_seconds)
+
+    @api.post("/save_weights")
+    async def save_weights(request: Request) -> Response:
+        return enqueue_ordered(
+            await request.body(), types.SaveWeightsRequest, check_save,
+            lambda r: engine.save_state(r.model_id, r.path or "", r.overwrite, r.ttl_seconds), "save_weights")
+
+    def check_save_for_sampler(req: types.SaveWeightsForSamplerRequest, _: ModelLimits) -> None:
+        if req.path is not None:
+            validation.check_safe_name(req.path, "path")
+        validation.check_ttl(req.ttl_seconds)
+
+    @api.post("/save_weights_for_sampler")
+    async def save_weights_for_sampler(request: Request) -> Response:
+        return enqueue_ordered(
+            await request.body(), types.SaveWeightsForSamplerRequest, check_save_for_sampler,
+            lambda r: engine.save_sampler_weights(r.model_id, r.path, r.ttl_seconds), "save_weights_for_sampler")
+
+    def check_load(req: types.LoadWeightsRequest, _: ModelLimits) -> None:
+        validation.parse_tinker_path(req.path, "path")
+        engine.weights_info(req.path)  # 404 for an unknown checkpoint
+
+    @api.post("/load_weights")
+    async def load_weights(request: Request) -> Response:
+        return enqueue_ordered(
+            await request.body(), types.LoadWeightsRequest, check_load,
+            lambda r: engine.load_state(r.model_id or "", r.path, r.optimizer), "load_weights")
+
+    @api.post("/unload_model")
+    async def unload_model(request: Request) -> Response:
+        model_id = (await body(request, types.UnloadModelRequest)).model_id
+        base_model_of(model_id)
+        request_id = store.open(model_id)
+        try:
+            scheduler.close_model(model_id, Task(lambda: engine.unload_model(model_id),
+                                                 store.finisher(request_id), "unload_model"))
+        except BaseException:
+            store.discard(request_id)
+            raise
+        return wire(types.UntypedAPIFuture(request_id=request_id, model_id=model_id))
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    @api.post("/weights_info")
+    async def weights_info(request: Request) -> Response:
+        req = await body(request, types.WeightsInfoRequest)
+        validation.parse_tinker_path(req.tinker_path, "tinker_path")
+        return wire(engine.weights_info(req.tinker_path))
+
+    @api.get("/training_runs/{run_id}")
+    async def training_run(run_id: str) -> Response:
+        return wire(engine.training_run(validation.check_safe_name(run_id, "training_run_id")))
+
+    @api.get("/training_runs/{run_id}/checkpoints")
+    async def list_checkpoints(run_id: str) -> Response:
+        return wire(engine.list_checkpoints(validation.check_safe_name(run_id, "training_run_id")))
+
+    @api.delete("/training_runs/{run_id}/checkpoints/{kind}/{name}", status_code=204)
+    async def delete_checkpoint(run_id: str, kind: str, name: str) -> Response:
+        parsed = validation.parse_tinker_path(f"{types.TINKER_SCHEME}{run_id}/{kind}/{name}", "checkpoint_id")
+        await asyncio.wrap_future(scheduler.call(
+            lambda: engine.delete_checkpoint(parsed.training_run_id, parsed.checkpoint_id), "delete_checkpoint"))
+        return Response(status_code=204)
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    @api.post("/create_sampling_session")
+    async def create_sampling_session(request: Request) -> Response:
+        req = await body(request, types.CreateSamplingSessionRequest)
+        sampler_id = await shared_sampler(("sampler", req.session_id, req.sampling_session_seq_id),
+                                          req.base_model, req.model_path)
+        return wire(types.CreateSamplingSessionResponse(sampling_session_id=sampler_id))
+
+    @api.get("/samplers/{sampler_id}")
+    async def get_sampler(sampler_id: str) -> Response:
+        return wire(engine.get_sampler(sampler_id))
+
+    @api.post("/asample")
+    async def asample(request: Request) -> Response:
+        req = await body(request, types.SampleRequest)
+        sampler_id = req.sampling_session_id
+        if sampler_id is None and req.base_model is None and req.model_path is None:
+            raise UserError("sampling_session_id is required (from create_sampling_session or "
+                            "save_weights_for_sampler), or give base_model / model_path", field="sampling_session_id")
+        if sampler_id is None:  # older form: sample a base model or checkpoint directly
+            sampler_id = await shared_sampler(("implicit", req.base_model, req.model_path),
+                                              req.base_model, req.model_path)
+        limits = engine.model_limits(engine.sampler_base_model(sampler_id))
+        validation.check_sample_request(req, limits, config.max_num_samples)
+        request_id = store.open()
+        try:
+            scheduler.submit_sample(SampleJob(sampler_id, req), store.finisher(request_id))
+        except BaseException:
+            store.discard(request_id)
+            raise
+        return wire(types.UntypedAPIFuture(request_id=request_id))
+
+    # -- futures -----------------------------------------------------------------------------
+
+    @api.post("/retrieve_future")
+    async def retrieve_future(request: Request) -> Response:
+        req = await body(request, types.FutureRetrieveRequest)
+        try:
+            outcome = await store.wait(req.request_id, config.long_poll_seconds)
+        except UnknownRequestError as exc:
+            raise NotFoundError(str(exc), field="request_id") from None
+        if outcome is None:
+            return wire(types.TryAgainResponse(request_id=req.request_id, queue_state="active"))
+        content = outcome.body if isinstance(outcome, Succeeded) else outcome.body()
+        return Response(content=content, media_type=JSON)
+
+    app.include_router(api)
+    return app

@@ -1,0 +1,58 @@
+"""API-key protection: who may listen where, and the check every request passes through.
+
+A server on loopback is reachable only from this machine, so a key is optional there. Anywhere
+else the server trains and writes files on behalf of whoever connects, so it refuses to start
+without a key, and with a key every request (health included) must present it in `X-API-Key`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cookbook.client import types
+from server_stub.config import API_KEY_ENV, ConfigError
+from server_stub.errors import error_response
+
+API_KEY_HEADER = "x-api-key"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for names/addresses that only this machine can reach (localhost, 127.0.0.0/8, ::1)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind_allowed(host: str, api_key: str | None) -> None:
+    """Refuse to expose the server beyond loopback without a key."""
+    if api_key is None and not is_loopback_host(host):
+        raise ConfigError(
+            f"refusing to listen on non-loopback host {host!r} without an API key: "
+            f"pass --api-key KEY or set ${API_KEY_ENV} (clients then send it as X-API-Key)")
+
+
+class ApiKeyMiddleware:
+    """Answers 401 (JSON ErrorBody) to any HTTP request whose X-API-Key differs from the key."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app = app
+        self._key = api_key.encode() if api_key is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._key is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        presented = next((value for name, value in scope["headers"] if name == API_KEY_HEADER.encode()), None)
+        if presented is not None and hmac.compare_digest(presented, self._key):
+            await self.app(scope, receive, send)
+            return
+        problem = "missing X-API-Key header" if presented is None else "wrong API key in X-API-Key header"
+        response = error_response(401, problem, field="X-API-Key", category=types.RequestErrorCategory.User)
+        await response(scope, receive, send)

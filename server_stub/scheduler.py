@@ -1,0 +1,373 @@
+"""The request scheduler: one compute thread runs every heavy engine call.
+
+Three kinds of work wait here, and the compute thread serves them in turn so none starves:
+
+* training lanes, one per model: calls run strictly in `seq_id` order (create_model is seq 0,
+  then the client's 1, 2, 3, ...). A missing seq id means "wait", which is what makes client-side
+  pipelining correct; a seq id rejected at POST time is marked consumed so it never blocks. A
+  retried POST with a seq id already seen gets the same request id back. Unload is a barrier
+  that runs once every seq id seen so far has run. Lanes take turns round-robin.
+* sampling: when the thread is free it takes every waiting sample request (up to a row cap) and
+  runs them as one `engine.sample(jobs)` batch, so any number of clients share forward passes.
+* other heavy calls (create_sampler, delete_checkpoint, ...) in arrival order.
+
+Submitting never blocks on compute: the web thread only takes a short lock. Results leave through
+each task's `finish(result, exception)` callback, called on the compute thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from server_stub.engine import ConflictError, Engine, NotFoundError, SampleJob, UserError
+from server_stub.errors import QueueFullError
+from server_stub.futures_store import Finisher
+
+logger = logging.getLogger("server_stub.scheduler")
+
+T = TypeVar("T")
+_SKIP = object()  # marks a seq id consumed by a request that was rejected at POST time
+_KEEP_SEEN = 4096  # how many finished seq ids per model still answer idempotent retries
+
+
+@dataclass
+class Task:
+    """One engine call and where its outcome goes."""
+
+    run: Callable[[], Any]
+    finish: Finisher
+    label: str = ""
+
+
+@dataclass
+class _SampleTask:
+    job: SampleJob
+    finish: Finisher
+    arrived: float
+
+    @property
+    def rows(self) -> int:
+        return self.job.request.num_samples
+
+
+@dataclass
+class _Seen:
+    digest: bytes
+    request_id: str | None
+    error: UserError | None = None
+
+
+@dataclass
+class _Lane:
+    """One training model's ordered stream of calls."""
+
+    model_id: str
+    base_model: str | None
+    next_seq: int
+    pending: dict[int, Any] = field(default_factory=dict)  # seq -> Task or _SKIP
+    seen: dict[int, _Seen] = field(default_factory=dict)
+    closing: Task | None = None
+    closed: bool = False
+
+
+def _call(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return fn(), None
+    except Exception as exc:
+        return None, exc
+
+
+def _finish(finish: Finisher, result: Any, exc: BaseException | None) -> None:
+    try:
+        finish(result, exc)
+    except Exception:
+        logger.exception("delivering a result failed")
+
+
+class Scheduler:
+    """Orders, batches and runs engine calls on one compute thread."""
+
+    def __init__(self, engine: Engine, *, sample_batch_rows: int = 256, sample_batch_window: float = 0.0,
+                 max_pending_samples: int = 10_000, max_seq_ahead: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._engine = engine
+        self._batch_rows = sample_batch_rows
+        self._batch_window = sample_batch_window
+        self._max_pending_samples = max_pending_samples
+        self._max_seq_ahead = max_seq_ahead
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._lanes: dict[str, _Lane] = {}
+        self._lane_cursor = 0
+        self._samples: deque[_SampleTask] = deque()
+        self._sample_rows = 0
+        self._misc: deque[Task] = deque()
+        self._kind_turn = 0
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        # Sizes (jobs per engine.sample call) of recent batches: observability and tests.
+        self.sample_batch_sizes: deque[int] = deque(maxlen=1000)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._serve, name="server_stub-compute", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the call in progress; queued work is abandoned."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- training lanes ----------------------------------------------------------------------
+
+    def open_model(self, model_id: str, base_model: str, create: Task) -> None:
+        """A new model's lane, whose first call (seq 0) creates it; seq 1.. wait behind it."""
+        with self._cond:
+            if model_id in self._lanes:
+                raise ConflictError(f"model {model_id!r} exists already", field="model_id")
+            self._lanes[model_id] = _Lane(model_id, base_model, next_seq=0, pending={0: create})
+            self._cond.notify()
+
+    def lane_base_model(self, model_id: str) -> str | None:
+        """The base model of a model this scheduler created (possibly still being created)."""
+        with self._cond:
+            lane = self._lanes.get(model_id)
+            return lane.base_model if lane is not None and not lane.closed else None
+
+    def find_ordered(self, model_id: str, seq_id: int, digest: bytes) -> str | None:
+        """The request id of an identical earlier POST of this seq id, or None if it is new.
+
+        Raises the stored error when that earlier POST was rejected, ConflictError when the seq id
+        was used by a different body or is long past, and UserError when it is absurdly far ahead.
+        """
+        with self._cond:
+            lane = self._lanes.get(model_id)
+            if lane is None:
+                return None
+            seen = lane.seen.get(seq_id)
+            if seen is not None:
+                if seen.digest != digest:
+                    raise ConflictError(f"seq_id {seq_id} of model {model_id!r} was already used by a "
+                                        "different request", field="seq_id")
+                if seen.error is not None:
+                    raise seen.error
+                return seen.request_id
+            self._check_new_seq(lane, seq_id)
+            return None
+
+    def submit_ordered(self, model_id: str, seq_id: int, digest: bytes, request_id: str, task: Task) -> None:
+        """Queue a training call; it runs once every lower seq id of its model has run."""
+        with self._cond:
+            lane = self._lane_for(model_id)
+            self._check_new_seq(lane, seq_id)
+            lane.seen[seq_id] = _Seen(digest, request_id)
+            lane.pending[seq_id] = task
+            self._cond.notify()
+
+    def reject_ordered(self, model_id: str, seq_id: int, digest: bytes, error: UserError) -> None:
+        """Mark a seq id consumed by a request refused at POST time, so later calls do not wait."""
+        with self._cond:
+            lane = self._lane_for(model_id)
+            if seq_id in lane.seen or seq_id < lane.next_seq or lane.closed:
+                return
+            if seq_id > lane.next_seq + self._max_seq_ahead:
+                return
+            lane.seen[seq_id] = _Seen(digest, None, error)
+            lane.pending[seq_id] = _SKIP
+            self._cond.notify()
+
+    def close_model(self, model_id: str, task: Task) -> None:
+        """Queue the model's unload after every call seen so far; later calls are refused."""
+        with self._cond:
+            lane = self._lane_for(model_id)
+            if lane.closed:
+                raise NotFoundError(f"model {model_id!r} is already being unloaded", field="model_id")
+            lane.closed = True
+            lane.closing = task
+            self._cond.notify()
+
+    def _lane_for(self, model_id: str) -> _Lane:
+        lane = self._lanes.get(model_id)
+        if lane is None:  # a model the engine knows but this scheduler did not create
+            lane = self._lanes[model_id] = _Lane(model_id, None, next_seq=1)
+        return lane
+
+    def _check_new_seq(self, lane: _Lane, seq_id: int) -> None:
+        if lane.closed:
+            raise NotFoundError(f"model {lane.model_id!r} is being unloaded", field="model_id")
+        if seq_id < lane.next_seq:
+            raise ConflictError(f"seq_id {seq_id} of model {lane.model_id!r} is already past "
+                                f"(the next one to run is {lane.next_seq})", field="seq_id")
+        if seq_id > lane.next_seq + self._max_seq_ahead:
+            raise UserError(f"seq_id {seq_id} is more than {self._max_seq_ahead} ahead of the next one "
+                            f"to run ({lane.next_seq}) for model {lane.model_id!r}", field="seq_id")
+
+    # -- sampling and other work -------------------------------------------------------------
+
+    def submit_sample(self, job: SampleJob, finish: Finisher) -> None:
+        """Queue a sample request; it joins the next batch the compute thread runs."""
+        with self._cond:
+            if len(self._samples) >= self._max_pending_samples:
+                raise QueueFullError(f"{len(self._samples)} sample requests are already waiting; retry later")
+            self._samples.append(_SampleTask(job, finish, self._clock()))
+            self._sample_rows += job.request.num_samples
+            self._cond.notify()
+
+    def submit(self, task: Task) -> None:
+        """Queue any other heavy call, in arrival order."""
+        with self._cond:
+            self._misc.append(task)
+            self._cond.notify()
+
+    def call(self, fn: Callable[[], T], label: str = "") -> concurrent.futures.Future[T]:
+        """Run `fn` on the compute thread; the future holds its result or exception."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def finish(result: Any, exc: BaseException | None) -> None:
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+
+        self.submit(Task(fn, finish, label))
+        return future
+
+    # -- the compute thread ------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping:
+                        return
+                    work, wait = self._pick(self._clock())
+                    if work is not None:
+                        break
+                    self._cond.wait(timeout=wait)
+            try:
+                work()
+            except BaseException:  # the compute thread must survive anything
+                logger.exception("compute thread: unexpected failure")
+
+    def _pick(self, now: float) -> tuple[Callable[[], None] | None, float | None]:
+        """The next unit of work (kinds take turns), or how long to wait before looking again."""
+        wait: float | None = None
+        pickers = (self._pick_training, self._pick_samples, self._pick_misc)
+        for offset in range(len(pickers)):
+            kind = (self._kind_turn + offset) % len(pickers)
+            work, hint = pickers[kind](now)
+            if work is not None:
+                self._kind_turn = (kind + 1) % len(pickers)
+                return work, None
+            if hint is not None:
+                wait = hint if wait is None else min(wait, hint)
+        return None, wait
+
+    def _pick_training(self, now: float) -> tuple[Callable[[], None] | None, None]:
+        names = list(self._lanes)
+        for step in range(len(names)):
+            index = (self._lane_cursor + step) % len(names)
+            work = self._take_from_lane(self._lanes[names[index]])
+            if work is not None:
+                self._lane_cursor = index + 1
+                return work, None
+        return None, None
+
+    def _take_from_lane(self, lane: _Lane) -> Callable[[], None] | None:
+        while lane.pending.get(lane.next_seq) is _SKIP:
+            del lane.pending[lane.next_seq]
+            lane.next_seq += 1
+        task = lane.pending.pop(lane.next_seq, None)
+        if task is not None:
+            seq = lane.next_seq
+            lane.next_seq += 1
+            if len(lane.seen) > 2 * _KEEP_SEEN:
+                for old in [s for s in lane.seen if s < seq - _KEEP_SEEN]:
+                    del lane.seen[old]
+            return lambda: self._run_ordered(lane, seq, task)
+        if lane.closing is not None and not lane.pending:
+            closing, lane.closing = lane.closing, None
+            return lambda: self._run_close(lane, closing)
+        return None
+
+    def _run_ordered(self, lane: _Lane, seq: int, task: Task) -> None:
+        result, exc = _call(task.run)
+        _finish(task.finish, result, exc)
+        if seq == 0 and exc is not None:
+            self._drop_lane(lane, exc)
+
+    def _run_close(self, lane: _Lane, task: Task) -> None:
+        result, exc = _call(task.run)
+        with self._cond:
+            if exc is None:
+                self._lanes.pop(lane.model_id, None)
+            else:
+                lane.closed = False
+        _finish(task.finish, result, exc)
+
+    def _drop_lane(self, lane: _Lane, cause: BaseException) -> None:
+        """A model whose creation failed: its queued calls fail too instead of waiting forever."""
+        with self._cond:
+            self._lanes.pop(lane.model_id, None)
+            orphans = [t for t in lane.pending.values() if isinstance(t, Task)]
+            if lane.closing is not None:
+                orphans.append(lane.closing)
+            lane.pending.clear()
+        error = NotFoundError(f"model {lane.model_id!r} could not be created: {cause}", field="model_id")
+        for task in orphans:
+            _finish(task.finish, None, error)
+
+    def _pick_samples(self, now: float) -> tuple[Callable[[], None] | None, float | None]:
+        if not self._samples:
+            return None, None
+        age = now - self._samples[0].arrived
+        if self._sample_rows < self._batch_rows and age < self._batch_window:
+            return None, self._batch_window - age
+        batch = [self._samples.popleft()]
+        rows = batch[0].rows
+        while self._samples and rows + self._samples[0].rows <= self._batch_rows:
+            rows += self._samples[0].rows
+            batch.append(self._samples.popleft())
+        self._sample_rows -= rows
+        self.sample_batch_sizes.append(len(batch))
+        logger.debug("sampling batch: %d requests, %d rows, %d still waiting", len(batch), rows, len(self._samples))
+        return lambda: self._run_samples(batch), None
+
+    def _run_samples(self, batch: list[_SampleTask]) -> None:
+        results, exc = _call(lambda: self._engine.sample([t.job for t in batch]))
+        if exc is None and (not isinstance(results, list) or len(results) != len(batch)):
+            exc = RuntimeError(f"engine.sample returned {type(results).__name__} for {len(batch)} jobs")
+        for i, task in enumerate(batch):
+            if exc is not None:
+                _finish(task.finish, None, exc)
+            elif isinstance(results[i], Exception):
+                _finish(task.finish, None, results[i])
+            else:
+                _finish(task.finish, results[i], None)
+
+    def _pick_misc(self, now: float) -> tuple[Callable[[], None] | None, None]:
+        if not self._misc:
+            return None, None
+        task = self._misc.popleft()
+
+        def run() -> None:
+            result, exc = _call(task.run)
+            _finish(task.finish, result, exc)
+
+        return run, None

@@ -1,0 +1,78 @@
+"""Client sessions, and what each session already asked for (so retried POSTs are idempotent).
+
+A client (the official SDK or ours) opens one session per ServiceClient and heartbeats it. Its
+create_model / create_sampling_session calls carry (session_id, per-session seq id); a retried
+POST with the same pair must not create a second model or sampler, so the registry remembers the
+answer for each pair (bounded: the oldest records go first).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from server_stub.engine import NotFoundError
+
+
+@dataclass
+class Session:
+    session_id: str
+    sdk_version: str
+    tags: list[str]
+    user_metadata: dict[str, Any] | None
+    created: float
+    last_heartbeat: float
+
+
+class SessionRegistry:
+    """Known sessions and a bounded memory of per-session requests already answered."""
+
+    def __init__(self, max_records: int = 10_000, max_sessions: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently seen first
+        self._max_sessions = max_sessions
+        self._records: OrderedDict[Hashable, Any] = OrderedDict()
+        self._max_records = max_records
+        self._clock = clock
+
+    def create(self, sdk_version: str = "unknown", tags: list[str] | None = None,
+               user_metadata: dict[str, Any] | None = None) -> Session:
+        now = self._clock()
+        session = Session(f"session-{uuid.uuid4().hex[:16]}", sdk_version, list(tags or []),
+                          user_metadata, now, now)
+        self._sessions[session.session_id] = session
+        while len(self._sessions) > self._max_sessions:
+            self._sessions.popitem(last=False)
+        return session
+
+    def heartbeat(self, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFoundError(f"unknown session {session_id!r} (the server may have restarted)",
+                                field="session_id")
+        session.last_heartbeat = self._clock()
+        self._sessions.move_to_end(session_id)
+        return session
+
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def recall(self, key: Hashable) -> Any | None:
+        """What was answered for `key` (e.g. ("create_model", session_id, model_seq_id)), if anything."""
+        return self._records.get(key)
+
+    def remember(self, key: Hashable, value: Any) -> None:
+        self._records[key] = value
+        self._records.move_to_end(key)
+        while len(self._records) > self._max_records:
+            self._records.popitem(last=False)
+
+    def forget(self, key: Hashable) -> None:
+        self._records.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,320 @@
+"""Request validation at POST time: pure functions, no torch, no engine state.
+
+A bad request must be refused before it is queued, with a message that names the field and the
+problem, because once queued it would only fail later inside the compute thread (and, for
+training calls, hold up every later call of that model). Fields are named as dotted paths, the
+same shape pydantic's error locations take ("forward_backward_input.data.2.loss_fn_inputs.weights").
+Each check raises `UserError` (400) or `NotFoundError` (404) from the engine contract.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from cookbook.client import types
+from server_stub.engine import ModelLimits, UserError
+
+M = TypeVar("M", bound=types.WireModel)
+
+FLOAT32_MAX = 3.4028234663852886e38
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+RL_LOSSES = ("importance_sampling", "ppo", "cispo", "dro")
+REQUIRED_LOSS_INPUTS: dict[str, tuple[str, ...]] = {
+    "cross_entropy": ("target_tokens", "weights"),
+    **{loss: ("target_tokens", "logprobs", "advantages") for loss in RL_LOSSES},
+}
+_CLIP_KEYS = ("clip_low_threshold", "clip_high_threshold")
+OPTIONAL_LOSS_INPUTS: dict[str, tuple[str, ...]] = {
+    "cross_entropy": (), "importance_sampling": (), "ppo": _CLIP_KEYS, "cispo": _CLIP_KEYS, "dro": (),
+}
+LOSS_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "cross_entropy": (), "importance_sampling": (), "ppo": _CLIP_KEYS, "cispo": _CLIP_KEYS, "dro": ("beta",),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_wire(raw: bytes, model: type[M]) -> M:
+    """Parse a JSON body into a wire type; any problem is a UserError naming the field."""
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        if first["type"] == "json_invalid":
+            raise UserError(f"malformed JSON body: {first['msg']}", field="body") from None
+        more = exc.error_count() - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        prefix = f"{field}: " if field else f"{model.__name__}: "
+        raise UserError(f"{prefix}{first['msg']}{suffix}", field=field) from None
+
+
+def sequence_key(raw: bytes) -> tuple[str, int] | None:
+    """(model_id, seq_id) from a body that failed schema validation, when both are readable.
+
+    Lets the server mark that seq_id consumed so the model's later calls do not wait for it.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    model_id, seq_id = body.get("model_id"), body.get("seq_id")
+    if isinstance(model_id, str) and isinstance(seq_id, int) and not isinstance(seq_id, bool):
+        return model_id, seq_id
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Small shared checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _fail(field: str, problem: str) -> UserError:
+    return UserError(f"{field}: {problem}", field=field)
+
+
+def require_seq_id(seq_id: int | None, field: str = "seq_id") -> int:
+    """Training calls run in seq_id order (1, 2, 3, ... per model), so they must carry one."""
+    if seq_id is None:
+        raise _fail(field, "is required for training calls (1, 2, 3, ... per model, in call order)")
+    if seq_id < 1:
+        raise _fail(field, f"must be >= 1, got {seq_id}")
+    return seq_id
+
+
+def require_model_id(model_id: str | None, field: str = "model_id") -> str:
+    if not model_id:
+        raise _fail(field, "is required")
+    return model_id
+
+
+def check_safe_name(name: str, field: str) -> str:
+    """A checkpoint name or run id that is safe as one directory name inside the storage dir."""
+    if not types.SAFE_NAME_RE.match(name) or ".." in name:
+        raise _fail(field, f"{name!r} is not a valid name (letters, digits and _.:=- only, no '..', "
+                           "no '/', at most 128 characters, not starting with '.' or '-')")
+    return name
+
+
+def parse_tinker_path(path: str, field: str = "path") -> types.ParsedCheckpointTinkerPath:
+    try:
+        return types.ParsedCheckpointTinkerPath.from_tinker_path(path)
+    except ValueError as exc:
+        raise _fail(field, str(exc)) from None
+
+
+def check_ttl(ttl_seconds: int | None, field: str = "ttl_seconds") -> None:
+    if ttl_seconds is not None and ttl_seconds <= 0:
+        raise _fail(field, f"must be positive (or omitted for no expiry), got {ttl_seconds}")
+
+
+def _finite(value: float, field: str) -> float:
+    if not math.isfinite(value):
+        raise _fail(field, f"must be finite, got {value}")
+    return value
+
+
+def check_lora_config(lora: types.LoraConfig | None, field: str = "lora_config") -> None:
+    """rank 0 (full-weight training) or a power of two, and something to train."""
+    if lora is None:
+        return
+    rank = lora.rank
+    if rank < 0 or (rank > 0 and rank & (rank - 1)):
+        raise _fail(f"{field}.rank", f"must be 0 (full-weight training) or a power of two, got {rank}")
+    if rank > 0 and not (lora.train_attn or lora.train_mlp or lora.train_unembed):
+        raise _fail(field, "at least one of train_attn, train_mlp, train_unembed must be true")
+
+
+def check_adam_params(adam: types.AdamParams, field: str = "adam_params") -> None:
+    lr = _finite(adam.learning_rate, f"{field}.learning_rate")
+    if lr < 0:
+        raise _fail(f"{field}.learning_rate", f"must be >= 0, got {lr}")
+    for name in ("beta1", "beta2"):
+        beta = _finite(getattr(adam, name), f"{field}.{name}")
+        if not 0 <= beta < 1:
+            raise _fail(f"{field}.{name}", f"must be in [0, 1), got {beta}")
+    if not _finite(adam.eps, f"{field}.eps") > 0:
+        raise _fail(f"{field}.eps", f"must be > 0, got {adam.eps}")
+    for name in ("weight_decay", "grad_clip_norm"):
+        value = _finite(getattr(adam, name), f"{field}.{name}")
+        if value < 0:
+            raise _fail(f"{field}.{name}", f"must be >= 0, got {value}")
+
+
+def _check_token_ids(tokens: Sequence[int], vocab_size: int, field: str) -> None:
+    if tokens and (min(tokens) < 0 or max(tokens) >= vocab_size):
+        index, bad = next((i, t) for i, t in enumerate(tokens) if not 0 <= t < vocab_size)
+        raise _fail(field, f"token id {bad} at position {index} is outside the vocabulary [0, {vocab_size})")
+
+
+def _check_floats(values: Sequence[float], field: str) -> None:
+    """No NaN/inf and nothing float32 cannot hold; fast path is one sum, the slow path finds the culprit."""
+    if not values:
+        return
+    total = sum(values)
+    if math.isfinite(total) and max(values) <= FLOAT32_MAX and min(values) >= -FLOAT32_MAX:
+        return
+    index, bad = next((i, v) for i, v in enumerate(values)
+                      if not math.isfinite(v) or abs(v) > FLOAT32_MAX)
+    problem = "non-finite" if not math.isfinite(bad) else "out of float32 range"
+    raise _fail(field, f"{problem} value {bad} at position {index}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def _tensor_shape(tensor: types.TensorData, field: str) -> list[int]:
+    """The tensor's logical shape, after checking that data, shape and sparse indices agree."""
+    n = len(tensor.data)
+    if tensor.sparse_crow_indices is not None or tensor.sparse_col_indices is not None:
+        shape = tensor.shape
+        crow, col = tensor.sparse_crow_indices, tensor.sparse_col_indices
+        if shape is None or len(shape) != 2 or crow is None or col is None:
+            raise _fail(field, "a sparse tensor needs a 2-D shape and both crow and col indices")
+        rows, cols = shape
+        if (rows < 0 or cols < 0 or len(crow) != rows + 1 or crow[0] != 0 or crow[-1] != n or len(col) != n
+                or any(b < a for a, b in itertools.pairwise(crow))
+                or (col and (min(col) < 0 or max(col) >= cols))):
+            raise _fail(field, f"inconsistent sparse CSR indices for shape {shape} with {n} values")
+        return list(shape)
+    if tensor.shape is None:
+        return [n]
+    if any(dim < 0 for dim in tensor.shape) or math.prod(tensor.shape) != n:
+        raise _fail(field, f"shape {tensor.shape} does not match {n} data values")
+    return list(tensor.shape)
+
+
+def _check_integral(tensor: types.TensorData, field: str) -> None:
+    if tensor.dtype != "int64":
+        raise _fail(field, f"must have dtype int64, got {tensor.dtype}")
+    if tensor.data and isinstance(tensor.data[0], float) and not all(float(v).is_integer() for v in tensor.data):
+        raise _fail(field, "int64 tensor holds non-integer values")
+
+
+def _check_datum(datum: types.Datum, index: int, loss_fn: str, limits: ModelLimits, prefix: str) -> None:
+    where = f"{prefix}.data.{index}"
+    tokens = datum.model_input.to_ints()
+    length = len(tokens)
+    if length == 0:
+        raise _fail(f"{where}.model_input", "is empty")
+    if length > limits.max_context_length:
+        raise _fail(f"{where}.model_input",
+                    f"sequence length {length} exceeds the model's context length {limits.max_context_length}")
+    _check_token_ids(tokens, limits.vocab_size, f"{where}.model_input")
+
+    inputs = datum.loss_fn_inputs
+    required, optional = REQUIRED_LOSS_INPUTS[loss_fn], OPTIONAL_LOSS_INPUTS[loss_fn]
+    for key in required:
+        if key not in inputs:
+            raise _fail(f"{where}.loss_fn_inputs",
+                        f"missing {key!r}, which {loss_fn} requires (needs {', '.join(required)})")
+    for key in inputs:
+        if key not in required and key not in optional:
+            allowed = ", ".join((*required, *optional))
+            raise _fail(f"{where}.loss_fn_inputs.{key}", f"is not an input of {loss_fn} (accepted: {allowed})")
+
+    target_field = f"{where}.loss_fn_inputs.target_tokens"
+    target = inputs["target_tokens"]
+    target_shape = _tensor_shape(target, target_field)
+    _check_integral(target, target_field)
+    if len(target_shape) > (2 if loss_fn == "cross_entropy" else 1):
+        raise _fail(target_field, f"must be 1-D{' or 2-D' if loss_fn == 'cross_entropy' else ''}, "
+                                  f"got shape {target_shape}")
+    if target_shape[0] != length:
+        raise _fail(target_field, f"length {target_shape[0]} != model_input length {length}")
+    _check_token_ids(target.data, limits.vocab_size, target_field)  # type: ignore[arg-type]
+
+    for key, tensor in inputs.items():
+        if key == "target_tokens":
+            continue
+        field = f"{where}.loss_fn_inputs.{key}"
+        shape = _tensor_shape(tensor, field)
+        if key == "weights" and shape != target_shape:
+            raise _fail(field, f"shape {shape} != target_tokens shape {target_shape}")
+        if len(shape) != 1 and key != "weights":
+            raise _fail(field, f"must be 1-D, got shape {shape}")
+        if shape[0] != length:
+            raise _fail(field, f"length {shape[0]} != target length {length}")
+        _check_floats(tensor.data, field)
+
+
+def check_forward_backward_input(fwd: types.ForwardBackwardInput, limits: ModelLimits,
+                                 prefix: str = "forward_backward_input") -> None:
+    """Everything the chosen loss needs, of the right length, with in-vocab ids and finite values."""
+    if fwd.loss_fn not in REQUIRED_LOSS_INPUTS:
+        raise _fail(f"{prefix}.loss_fn", f"must be one of {', '.join(types.LOSS_FN_NAMES)}, got {fwd.loss_fn!r}")
+    if not fwd.data:
+        raise _fail(f"{prefix}.data", "is empty: send at least one Datum")
+    allowed = LOSS_CONFIG_KEYS[fwd.loss_fn]
+    for key, value in (fwd.loss_fn_config or {}).items():
+        field = f"{prefix}.loss_fn_config.{key}"
+        if key not in allowed:
+            raise _fail(field, f"is not a setting of {fwd.loss_fn} "
+                               f"(accepted: {', '.join(allowed) if allowed else 'none'})")
+        _finite(value, field)
+    for index, datum in enumerate(fwd.data):
+        _check_datum(datum, index, fwd.loss_fn, limits, prefix)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_stop(stop: str | list[str] | list[int] | None, vocab_size: int, field: str) -> None:
+    if stop is None:
+        return
+    items: list[Any] = [stop] if isinstance(stop, str) else list(stop)
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            if not item:
+                raise _fail(f"{field}.{i}" if not isinstance(stop, str) else field, "stop strings must not be empty")
+        elif not 0 <= item < vocab_size:
+            raise _fail(f"{field}.{i}", f"stop token id {item} is outside the vocabulary [0, {vocab_size})")
+
+
+def check_sample_request(req: types.SampleRequest, limits: ModelLimits, max_num_samples: int) -> None:
+    """Sampling settings that make sense and a prompt + generation that fits the context."""
+    if not 1 <= req.num_samples <= max_num_samples:
+        raise _fail("num_samples", f"must be in [1, {max_num_samples}], got {req.num_samples}")
+    prompt = req.prompt.to_ints()
+    if not prompt:
+        raise _fail("prompt", "is empty")
+    _check_token_ids(prompt, limits.vocab_size, "prompt")
+    params, where = req.sampling_params, "sampling_params"
+    context = limits.max_context_length
+    if params.max_tokens is not None:
+        if params.max_tokens < 1:
+            raise _fail(f"{where}.max_tokens", f"must be >= 1 (or null for up to the context length), "
+                                               f"got {params.max_tokens}")
+        if len(prompt) + params.max_tokens > context:
+            raise _fail(f"{where}.max_tokens", f"prompt length {len(prompt)} + max_tokens {params.max_tokens} "
+                                               f"exceeds the model's context length {context}")
+    elif len(prompt) >= context:
+        raise _fail("prompt", f"prompt length {len(prompt)} leaves no room to generate "
+                              f"within the context length {context}")
+    if _finite(params.temperature, f"{where}.temperature") < 0:
+        raise _fail(f"{where}.temperature", f"must be >= 0 (0 = greedy), got {params.temperature}")
+    if params.top_k != -1 and params.top_k < 1:
+        raise _fail(f"{where}.top_k", f"must be -1 (off) or >= 1, got {params.top_k}")
+    if not 0 < _finite(params.top_p, f"{where}.top_p") <= 1:
+        raise _fail(f"{where}.top_p", f"must be in (0, 1], got {params.top_p}")
+    if params.seed is not None and not SEED_MIN <= params.seed <= SEED_MAX:
+        raise _fail(f"{where}.seed", f"must fit in 64 bits, got {params.seed}")
+    _check_stop(params.stop, limits.vocab_size, f"{where}.stop")
+    if not 0 <= req.topk_prompt_logprobs <= limits.vocab_size:
+        raise _fail("topk_prompt_logprobs", f"must be in [0, {limits.vocab_size}], got {req.topk_prompt_logprobs}")

@@ -1,0 +1,1 @@
+"""Web-layer tests: routes, scheduler, futures, auth and CLI of server_stub."""
