@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               log_level=config.log_level, access_log=False,
                                               timeout_keep_alive=int(config.keep_alive_seconds),
                                               timeout_graceful_shutdown=3))
+    if config.exit_with_parent is not None:
+        from server_stub.parent_watch import watch_parent
+
+        watch_parent(config.exit_with_parent, lambda: setattr(server, "should_exit", True))
     server.run()
     return 0 if server.started else 1
 

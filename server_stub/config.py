@@ -62,6 +62,8 @@ class ServerConfig:
     # Idle keep-alive connections are closed after this long. Longer than clients' own expiry
     # (httpx: 5 s) so a client never reuses a connection the server is closing at that instant.
     keep_alive_seconds: float = 65.0
+    # Exit when this process (the one that started us) is gone; None = run until stopped.
+    exit_with_parent: int | None = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", action="append", type=_model_spec, default=[], metavar="NAME=HF_DIR",
                         help="serve a local Hugging Face model directory under NAME (repeatable)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument("--exit-with-parent", type=int, default=None, metavar="PID",
+                        help="shut down when process PID (our parent) exits, e.g. after a SIGKILL")
     parser.add_argument("--long-poll-seconds", type=float, default=ServerConfig.long_poll_seconds,
                         help="how long retrieve_future holds a pending request")
     return parser
@@ -125,4 +129,5 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         extra_models=models,
         log_level=args.log_level,
         long_poll_seconds=args.long_poll_seconds,
+        exit_with_parent=args.exit_with_parent,
     )

@@ -93,8 +93,10 @@ class LocalServer:
 
     def command(self, port: int) -> list[str]:
         key_args = ["--api-key", self.api_key] if self.api_key else []
+        # --exit-with-parent: the child stops itself if we die without cleanup (SIGKILL).
         return [sys.executable, "-m", "server_stub", "--host", self.host, "--port", str(port),
-                "--storage", str(self.storage_dir), *key_args, *self.extra_args]
+                "--storage", str(self.storage_dir), "--exit-with-parent", str(os.getpid()),
+                *key_args, *self.extra_args]
 
     # -- start / stop -------------------------------------------------------------------------
 
