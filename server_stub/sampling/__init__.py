@@ -1,0 +1,1 @@
+"""Sampling: batched KV-cache generation, per-row sampling parameters, stops, weight snapshots."""

@@ -1,0 +1,1 @@
+"""Training: trainable models (full or LoRA), batched forward/backward, losses, AdamW."""

@@ -1,0 +1,70 @@
+"""Datums -> one right-padded batch of tensors, after validating them.
+
+The web layer validates requests at POST time, but the engine must never crash or corrupt a model
+on bad input either, so the same checks (`validation.check_forward_backward_input`: token ranges,
+lengths, shapes, finiteness, the inputs each loss needs) run again here before any computation.
+Sequences are right-padded: with causal attention the padding cannot influence real positions,
+so no attention mask is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cookbook.client import types
+from server_stub.engine import ModelLimits
+from server_stub.training.losses import LOSS_CONFIG_DEFAULTS
+from server_stub.validation import OPTIONAL_LOSS_INPUTS, REQUIRED_LOSS_INPUTS, check_forward_backward_input
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class TrainBatch:
+    """Right-padded tensors for B datums of up to L positions and up to K targets per position."""
+
+    input_ids: torch.Tensor  # [B, L] int64
+    targets: torch.Tensor  # [B, L, K] int64
+    valid: torch.Tensor  # [B, L, K] bool: real (datum, position, target) entries
+    inputs: dict[str, torch.Tensor]  # float loss inputs: weights [B, L, K]; the others [B, L, 1]
+    target_shapes: list[tuple[int, ...]]  # each datum's target_tokens shape, to cut outputs back out
+    config: dict[str, float]  # the loss's settings: request values over defaults
+
+
+def build_batch(fwd: types.ForwardBackwardInput, limits: ModelLimits, device: torch.device) -> TrainBatch:
+    """Validate every datum, then pad them into one batch on `device`."""
+    import torch
+
+    check_forward_backward_input(fwd, limits)
+    loss_fn = fwd.loss_fn
+    config = {**LOSS_CONFIG_DEFAULTS.get(loss_fn, {}), **(fwd.loss_fn_config or {})}
+    float_keys = [k for k in REQUIRED_LOSS_INPUTS[loss_fn] + OPTIONAL_LOSS_INPUTS[loss_fn] if k != "target_tokens"]
+    tokens = [np.asarray(d.model_input.to_ints(), dtype=np.int64) for d in fwd.data]
+    arrays = [{k: t.to_numpy() for k, t in d.loss_fn_inputs.items()} for d in fwd.data]
+    batch, length = len(tokens), max(t.size for t in tokens)
+    width = max(a["target_tokens"].reshape(t.size, -1).shape[1] for t, a in zip(tokens, arrays, strict=True))
+    input_ids = np.zeros((batch, length), dtype=np.int64)
+    targets = np.zeros((batch, length, width), dtype=np.int64)
+    valid = np.zeros((batch, length, width), dtype=bool)
+    floats = {k: np.zeros((batch, length, width if k == "weights" else 1), dtype=np.float32) for k in float_keys}
+    # Optional per-token inputs (clip thresholds) default to the loss's scalar setting where absent.
+    for key in OPTIONAL_LOSS_INPUTS[loss_fn]:
+        floats[key][:] = config[key]
+    for row, (ids, values) in enumerate(zip(tokens, arrays, strict=True)):
+        n = ids.size
+        tgt = values["target_tokens"].reshape(n, -1)
+        input_ids[row, :n] = ids
+        targets[row, :n, : tgt.shape[1]] = tgt
+        valid[row, :n, : tgt.shape[1]] = True
+        for key in float_keys:
+            if key in values:
+                column = values[key].reshape(n, -1)
+                floats[key][row, :n, : column.shape[1]] = column
+    return TrainBatch(input_ids=torch.from_numpy(input_ids).to(device), targets=torch.from_numpy(targets).to(device),
+                      valid=torch.from_numpy(valid).to(device),
+                      inputs={k: torch.from_numpy(v).to(device) for k, v in floats.items()},
+                      target_shapes=[tuple(a["target_tokens"].shape) for a in arrays], config=config)
