@@ -12,7 +12,7 @@ _LAZY: dict[str, str] = {
     "SamplingClient": "cookbook.client.abstract",
     "ServiceClient": "cookbook.client.abstract",
     "TrainingClient": "cookbook.client.abstract",
-    "connect": "cookbook.client.connect",
+    "connect": "cookbook.client.connection",
     "APIConnectionError": "cookbook.client.errors",
     "APIStatusError": "cookbook.client.errors",
     "APITimeoutError": "cookbook.client.errors",
@@ -51,7 +51,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from cookbook.client.abstract import CustomLossFnV1, SamplingClient, ServiceClient, TrainingClient
-    from cookbook.client.connect import connect
+    from cookbook.client.connection import connect
     from cookbook.client.errors import (
         APIConnectionError,
         APIStatusError,

@@ -72,7 +72,7 @@ class ChatDatasetBuilder(SupervisedDatasetBuilder):
         local = find_tokenizer(name)
         if local is not None:
             return local
-        from cookbook.client.connect import connect
+        from cookbook.client.connection import connect
 
         with connect(self.common_config.base_url) as service_client:
             return get_tokenizer(name, service_client)

@@ -109,3 +109,16 @@ def test_connect_uses_the_environment_url_without_starting_a_server(monkeypatch:
     client = connect(retry=FAST_RETRY)
     assert isinstance(client, ServiceClient) and isinstance(client, HttpServiceClient)
     assert client.base_url == "http://remote.test:9" and client.settings.api_key == "k"
+
+
+def test_connect_stays_the_function_after_its_module_is_imported() -> None:
+    """Importing the module that defines connect must not shadow the package's export."""
+    import importlib
+
+    import cookbook.client as client_package
+
+    importlib.import_module("cookbook.client.connection")
+    assert callable(client_package.connect)
+    from cookbook.client import connect as exported
+
+    assert callable(exported)

@@ -1,0 +1,32 @@
+"""Per-model defaults a recipe needs: which chat format to render with, and how to train.
+
+The renderer choice itself lives with the renderers (`recommended_renderer_name`), so the two
+never disagree; this module is the one place recipes ask "what suits model X?".
+"""
+
+from __future__ import annotations
+
+from cookbook.renderers.registry import recommended_renderer_name
+
+BUILTIN_MODEL_NAME = "tiny-llama"
+"""The server's built-in model: random init, so it has no chat format and learns only with full weights."""
+
+DEFAULT_LORA_RANK = 32
+
+
+def get_recommended_renderer_name(model_name: str) -> str:
+    """The chat format a model was trained with (`role_colon` for base models and tiny-llama).
+
+    SmolLM2 / Qwen2.5 Instruct -> `chatml`, Llama-3 Instruct -> `llama3`, Qwen3 -> `qwen3`.
+    """
+    if not model_name:
+        raise ValueError("model_name must be a non-empty string")
+    return recommended_renderer_name(model_name)
+
+
+def get_recommended_lora_rank(model_name: str) -> int:
+    """0 (full-weight training) for the random-init built-in model, else the usual LoRA rank.
+
+    A LoRA adapter on random weights cannot learn a task: there are no features to adapt.
+    """
+    return 0 if model_name == BUILTIN_MODEL_NAME else DEFAULT_LORA_RANK

@@ -1,0 +1,91 @@
+"""Supervised fine-tuning of the built-in tiny model on the bundled chat data: the smallest real run.
+
+    python -m cookbook.recipes.sl_basic                      # bundled local server, ~300 steps
+    python -m cookbook.recipes.sl_basic max_steps=20 log_path=/tmp/sl-try
+    python -m cookbook.recipes.sl_basic base_url=http://gpu-box:8000 model_name=... dataset=HuggingFaceH4/no_robots
+
+It trains "tiny-llama" with full weights (a random-init model has nothing for LoRA to adapt)
+through the auto-started local server, evaluates `test/nll` on the bundled test split, and
+writes metrics.jsonl, checkpoints.jsonl and metrics.png to `log_path`. Re-running the same
+command resumes from the last checkpoint, or does nothing if the run finished.
+Defaults follow the feasibility measurements of this pipeline (batch 32, lr 3e-3 with warmup then
+cosine decay, 3 epochs = 279 steps): test/nll falls from 6.2 to about 0.21, and greedy answers
+come out right ("What is 2 plus 3?" -> "2 plus 3 is 5."). On a busy 2-core machine the whole run,
+server start included, took 2.5 minutes.
+"""
+
+from __future__ import annotations
+
+import chz
+
+from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, get_recommended_renderer_name
+from cookbook.recipes.chat_sl.chat_datasets import NoRobotsBuilder
+from cookbook.supervised import train
+from cookbook.supervised.types import ChatDatasetBuilderCommonConfig
+from cookbook.utils.checkpoints import CheckpointRecord
+from cookbook.utils.lr_scheduling import LRSchedule
+from cookbook.utils.run_dir import BehaviorIfExists
+
+DEFAULT_LOG_PATH = "/tmp/cookbook-runs/sl_basic"
+
+
+@chz.chz
+class CLIConfig:
+    """The knobs worth turning from the command line; everything else keeps train.Config's defaults."""
+
+    log_path: str = DEFAULT_LOG_PATH
+    base_url: str | None = None  # None: start the bundled local server
+    model_name: str = BUILTIN_MODEL_NAME
+    dataset: str = "bundled"  # or a hub id / local file or directory in the no_robots schema
+    renderer_name: str | None = None  # None: the model's recommended chat format
+    lora_rank: int | None = None  # None: full weights for tiny-llama, LoRA rank 32 otherwise
+    batch_size: int = 32
+    max_length: int | None = 128
+    learning_rate: float = 3e-3
+    lr_schedule: LRSchedule = "cosine"
+    lr_warmup_steps: int = 20
+    num_epochs: int = 3
+    grad_clip_norm: float = 1.0
+    max_steps: int | None = None
+    eval_every: int = 40
+    save_every: int = 50
+    submit_ahead: int = 1
+    wandb_project: str | None = None
+    wandb_name: str | None = None
+    behavior_if_log_dir_exists: BehaviorIfExists = "resume"
+
+
+def build_config(cli: CLIConfig) -> train.Config:
+    """The full training config the command line describes."""
+    renderer_name = cli.renderer_name or get_recommended_renderer_name(cli.model_name)
+    common = ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=cli.model_name, renderer_name=renderer_name,
+                                            max_length=cli.max_length, batch_size=cli.batch_size,
+                                            base_url=cli.base_url)
+    return train.Config(
+        log_path=cli.log_path,
+        model_name=cli.model_name,
+        base_url=cli.base_url,
+        renderer_name=renderer_name,
+        dataset_builder=NoRobotsBuilder(common_config=common, dataset=cli.dataset),
+        lora_rank=cli.lora_rank if cli.lora_rank is not None else get_recommended_lora_rank(cli.model_name),
+        learning_rate=cli.learning_rate,
+        lr_schedule=cli.lr_schedule,
+        lr_warmup_steps=cli.lr_warmup_steps,
+        num_epochs=cli.num_epochs,
+        grad_clip_norm=cli.grad_clip_norm,
+        max_steps=cli.max_steps,
+        eval_every=cli.eval_every,
+        save_every=cli.save_every,
+        submit_ahead=cli.submit_ahead,
+        wandb_project=cli.wandb_project,
+        wandb_name=cli.wandb_name,
+        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
+    )
+
+
+def main(cli: CLIConfig) -> CheckpointRecord:
+    return train.main(build_config(cli))
+
+
+if __name__ == "__main__":
+    chz.nested_entrypoint(main)

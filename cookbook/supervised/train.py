@@ -1,0 +1,407 @@
+"""The supervised fine-tuning loop: pipelined steps, periodic evaluation, exact resume.
+
+Each step submits `forward_backward("cross_entropy")` and `optim_step` for one batch and reads
+their results only after the next `submit_ahead` steps were submitted, so the server always has
+queued work. Because a training client runs its calls in order, everything else the loop does
+is just another call in that stream and needs no draining:
+
+- the checkpoint for step s (weights after s updates) is submitted *before* batch s, and its
+  `checkpoints.jsonl` record, holding the data position of batch s, is written once the save
+  succeeded; resuming from it therefore trains batch s next, with no batch trained twice or
+  skipped (Tinker's cookbook saves after submitting ahead and replays batches on resume);
+- evaluations at step s (`forward` over the test set) queue behind the submitted updates and
+  see exactly s of them.
+
+Re-running with the same `log_path` resumes from the last checkpoint (weights, Adam state, data
+position, step); a run that saved its "final" checkpoint does nothing; a log dir holding a
+different run's config is refused unless `behavior_if_log_dir_exists="overwrite"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, get_args
+
+import chz
+import numpy as np
+
+from cookbook.client.abstract import ServiceClient, TrainingClient
+from cookbook.client.futures import APIFuture
+from cookbook.client.types import (
+    AdamParams,
+    Datum,
+    ForwardBackwardOutput,
+    OptimStepResponse,
+    SaveWeightsResponse,
+)
+from cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
+from cookbook.eval.run import build_evaluators, run_evaluators
+from cookbook.supervised.common import compute_mean_nll
+from cookbook.supervised.nll_evaluator import NLLEvaluator
+from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
+from cookbook.utils.checkpoints import (
+    FINAL_NAME,
+    CheckpointRecord,
+    checkpoints_path,
+    get_last_checkpoint,
+    save_checkpoint_async,
+)
+from cookbook.utils.jsonl import append_jsonl
+from cookbook.utils.lr_scheduling import LR_SCHEDULES, LRSchedule, compute_schedule_lr_multiplier
+from cookbook.utils.ml_log import Logger, setup_logging
+from cookbook.utils.plotting import plot_metrics
+from cookbook.utils.progress import TrainingProgress, console_write
+from cookbook.utils.run_dir import BehaviorIfExists, prepare_log_dir
+from cookbook.utils.timing import StepClock, timed
+
+logger = logging.getLogger(__name__)
+
+_BEHAVIORS: tuple[str, ...] = get_args(BehaviorIfExists)
+
+
+@chz.chz
+class Config:
+    """Everything one supervised run needs. `lora_rank=0` trains the full weights."""
+
+    log_path: str
+    model_name: str
+    dataset_builder: SupervisedDatasetBuilder
+    base_url: str | None = None
+    load_checkpoint_path: str | None = None  # weights-only init of a new run (e.g. a previous stage)
+    renderer_name: str | None = None  # recorded in the server's run metadata
+    learning_rate: float = 1e-4
+    lr_schedule: LRSchedule = "linear"
+    lr_warmup_steps: int = 0
+    num_epochs: int = 1
+    lora_rank: int = 32
+    lora_seed: int | None = 0  # LoRA init seed, so that reruns are reproducible
+    evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
+    save_every: int = 20  # 0: only the final checkpoint
+    eval_every: int = 10  # 0: evaluate only at the end
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip_norm: float = 0.0
+    max_steps: int | None = None
+    submit_ahead: int = 1  # steps submitted before the oldest one's results are read
+    wandb_project: str | None = None
+    wandb_name: str | None = None
+    behavior_if_log_dir_exists: BehaviorIfExists = "resume"
+    ttl_seconds: int | None = None  # for periodic checkpoints; the final one is kept forever
+
+    @chz.validate
+    def _check(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.behavior_if_log_dir_exists not in _BEHAVIORS:
+            raise ValueError(f"behavior_if_log_dir_exists must be one of {_BEHAVIORS}, "
+                             f"got {self.behavior_if_log_dir_exists!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        minimums = {"lr_warmup_steps": 0, "num_epochs": 1, "lora_rank": 0, "save_every": 0,
+                    "eval_every": 0, "submit_ahead": 0}
+        for name, low in minimums.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1 or None, got {self.max_steps}")
+        if self.ttl_seconds is not None and self.ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive or None, got {self.ttl_seconds}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping: steps, data positions, resume points, per-step metrics
+# ---------------------------------------------------------------------------------------------
+
+
+def total_training_steps(n_batches: int, num_epochs: int, max_steps: int | None) -> int:
+    """Steps of the whole run: every batch of every epoch, capped by `max_steps`."""
+    if n_batches < 1:
+        raise ValueError("the training set has no complete batch: add data or lower the batch size")
+    total = n_batches * num_epochs
+    return total if max_steps is None else min(total, max_steps)
+
+
+def position_of_step(step: int, n_batches: int) -> tuple[int, int]:
+    """(epoch, batch index within the epoch) that step `step` trains on."""
+    return divmod(step, n_batches)
+
+
+def loop_state(step: int, n_batches: int) -> dict[str, int]:
+    """What a checkpoint taken before step `step` records: the next batch to train, and the step."""
+    epoch, batch = position_of_step(step, n_batches)
+    return {"epoch": epoch, "batch": batch, "step": step}
+
+
+def resume_step(record: CheckpointRecord, n_batches: int) -> int:
+    """The step to continue at from `record`; refuses a record that no longer fits the data."""
+    if record.epoch is None or record.batch is None:
+        raise ValueError(f"checkpoint {record.name!r} has no 'epoch'/'batch' position; it was not "
+                         "written by this loop and cannot be resumed")
+    if not 0 <= record.batch < n_batches:
+        raise ValueError(f"checkpoint {record.name!r} is at batch {record.batch} of an epoch, but the "
+                         f"training set now has {n_batches} batches: the data or batch size changed")
+    step = record.epoch * n_batches + record.batch
+    recorded = record.extra.get("step")
+    if recorded is not None and recorded != step:
+        raise ValueError(f"checkpoint {record.name!r} was taken at step {recorded} (epoch {record.epoch}, "
+                         f"batch {record.batch}), which means {step} with {n_batches} batches per epoch: "
+                         "the data or batch size changed")
+    return step
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{step:06d}"
+
+
+def batch_fingerprint(data: list[Datum]) -> str:
+    """A short hash of a batch's tokens and weights.
+
+    Checkpoints record the fingerprint of the batch they are to train next, so that a resume
+    can tell when the data changed underneath the run (same config, different rows or order).
+    """
+    digest = hashlib.sha256()
+    for datum in data:
+        digest.update(np.asarray(datum.model_input.to_ints(), dtype=np.int64).tobytes())
+        digest.update(datum.loss_fn_inputs["weights"].to_numpy().astype(np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def batch_metrics(data: list[Datum], output: ForwardBackwardOutput) -> dict[str, float | int]:
+    """`train_mean_nll` and the batch's size in sequences, tokens and trained tokens."""
+    if len(output.loss_fn_outputs) != len(data):
+        raise ValueError(f"forward_backward returned {len(output.loss_fn_outputs)} outputs for {len(data)} datums")
+    weights = [datum.loss_fn_inputs["weights"] for datum in data]
+    logprobs = [out["logprobs"] for out in output.loss_fn_outputs]
+    return {
+        "train_mean_nll": compute_mean_nll(logprobs, weights),
+        "num_sequences": len(data),
+        "num_tokens": sum(datum.model_input.length for datum in data),
+        "num_loss_tokens": int(sum((w.to_numpy() != 0).sum() for w in weights)),
+    }
+
+
+def optim_metrics(response: OptimStepResponse) -> dict[str, float]:
+    """The server's optimizer metrics (grad norm, ...) under `optim/`."""
+    return {f"optim/{key}": value for key, value in (response.metrics or {}).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _PendingSave:
+    """A checkpoint submitted before some step; recorded in checkpoints.jsonl once it exists."""
+
+    name: str
+    future: APIFuture[SaveWeightsResponse]
+    state: dict[str, Any]
+
+
+@dataclass
+class _InFlightStep:
+    step: int
+    epoch: int
+    data: list[Datum]
+    learning_rate: float
+    fwd_bwd: APIFuture[ForwardBackwardOutput]
+    optim: APIFuture[OptimStepResponse]
+    clock: StepClock
+    metrics: dict[str, Any] = field(default_factory=dict)
+    save: _PendingSave | None = None
+
+
+class _SupervisedRun:
+    """One invocation of the loop, from `start_step` to `total_steps`."""
+
+    def __init__(self, config: Config, training_client: TrainingClient, train_set: SupervisedDataset,
+                 evaluators: list[Evaluator], start_step: int, total_steps: int, run_logger: Logger,
+                 resumed_from: CheckpointRecord | None = None):
+        self.config = config
+        self.resumed_from = resumed_from
+        self.client = training_client
+        self.train_set = train_set
+        self.n_batches = len(train_set)
+        self.evaluators = evaluators
+        self.start_step = start_step
+        self.total_steps = total_steps
+        self.log = run_logger
+        self.warmup_steps = min(config.lr_warmup_steps, total_steps - 1)
+        if self.warmup_steps < config.lr_warmup_steps:
+            logger.warning("lr_warmup_steps=%d does not fit in %d steps; warming up for %d",
+                           config.lr_warmup_steps, total_steps, self.warmup_steps)
+
+    def learning_rate(self, step: int) -> float:
+        multiplier = compute_schedule_lr_multiplier(self.config.lr_schedule, step, self.total_steps,
+                                                    self.warmup_steps)
+        return self.config.learning_rate * multiplier
+
+    def adam_params(self, learning_rate: float) -> AdamParams:
+        c = self.config
+        return AdamParams(learning_rate=learning_rate, beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,
+                          weight_decay=c.weight_decay, grad_clip_norm=c.grad_clip_norm)
+
+    async def run(self) -> CheckpointRecord:
+        in_flight: deque[_InFlightStep] = deque()
+        with TrainingProgress(self.total_steps, initial_step=self.start_step, desc="sft") as progress:
+            for step in range(self.start_step, self.total_steps):
+                in_flight.append(await self._submit_step(step))
+                while len(in_flight) > self.config.submit_ahead:
+                    await self._finish_step(in_flight.popleft(), progress)
+            while in_flight:
+                await self._finish_step(in_flight.popleft(), progress)
+        await self._final_evaluation()
+        state = loop_state(self.total_steps, self.n_batches)
+        paths = await save_checkpoint_async(self.client, FINAL_NAME, self.config.log_path, state, kind="both")
+        return CheckpointRecord.from_dict({"name": FINAL_NAME, **state, **paths})
+
+    async def _submit_step(self, step: int) -> _InFlightStep:
+        """Everything that must happen before batch `step` trains, then its two calls."""
+        clock = StepClock()
+        metrics: dict[str, Any] = {}
+        epoch, batch_index = position_of_step(step, self.n_batches)
+        with timed("get_batch", metrics):
+            if batch_index == 0 or step == self.start_step:
+                self.train_set.set_epoch(epoch)
+            data = self.train_set.get_batch(batch_index)
+        if step == self.start_step:
+            self._check_resumed_data(data)
+        save = self._maybe_save(step, data)
+        if self.evaluators and self.config.eval_every > 0 and step % self.config.eval_every == 0:
+            with timed("evals", metrics):
+                metrics.update(await run_evaluators(self.evaluators, self.client))
+        learning_rate = self.learning_rate(step)
+        with timed("submit", metrics):
+            fwd_bwd = await self.client.forward_backward_async(data, "cross_entropy")
+            optim = await self.client.optim_step_async(self.adam_params(learning_rate))
+        return _InFlightStep(step, epoch, data, learning_rate, fwd_bwd, optim, clock, metrics, save)
+
+    def _check_resumed_data(self, data: list[Datum]) -> None:
+        """Warn when the batch to resume with is not the one the checkpoint was taken before."""
+        recorded = self.resumed_from.extra.get("batch_fingerprint") if self.resumed_from is not None else None
+        if recorded is not None and recorded != batch_fingerprint(data):
+            logger.warning(
+                "the data changed since checkpoint %r was saved: its next batch (epoch %s, batch %s) now has "
+                "different tokens, so this resumed run will not repeat the original one (were the dataset, "
+                "its files or its rendering changed?); continuing anyway", self.resumed_from.name,
+                self.resumed_from.epoch, self.resumed_from.batch)
+
+    def _maybe_save(self, step: int, data: list[Datum]) -> _PendingSave | None:
+        """Submit the checkpoint holding the weights after `step` updates (never the one we resumed from)."""
+        every = self.config.save_every
+        if every <= 0 or step == self.start_step or step % every != 0:
+            return None
+        name = checkpoint_name(step)
+        future = self.client.save_state(name, ttl_seconds=self.config.ttl_seconds)
+        state: dict[str, Any] = {**loop_state(step, self.n_batches), "batch_fingerprint": batch_fingerprint(data)}
+        return _PendingSave(name, future, state)
+
+    async def _record_save(self, save: _PendingSave, metrics: dict[str, Any]) -> None:
+        with timed("save", metrics):
+            response = await save.future
+        record = CheckpointRecord.from_dict({"name": save.name, **save.state, "state_path": response.path})
+        append_jsonl(checkpoints_path(self.config.log_path), record.to_dict())
+        logger.info("checkpoint %s (before step %d): %s", save.name, save.state["step"], response.path)
+
+    async def _finish_step(self, s: _InFlightStep, progress: TrainingProgress) -> None:
+        metrics = s.metrics
+        if s.save is not None:
+            await self._record_save(s.save, metrics)
+        with timed("wait", metrics):
+            fwd_out = await s.fwd_bwd
+            optim_out = await s.optim
+        metrics.update(batch_metrics(s.data, fwd_out))
+        metrics.update(optim_metrics(optim_out))
+        metrics.update(learning_rate=s.learning_rate, epoch=s.epoch,
+                       progress=(s.step + 1) / self.total_steps)
+        s.clock.record_total(metrics)
+        self.log.log_metrics(metrics, step=s.step)
+        progress.update(metrics)
+
+    async def _final_evaluation(self) -> None:
+        if not self.evaluators:
+            return
+        metrics: dict[str, Any] = {}
+        with timed("evals", metrics):
+            metrics.update(await run_evaluators(self.evaluators, self.client))
+        self.log.log_metrics(metrics, step=self.total_steps)
+
+
+async def _training_client(config: Config, service: ServiceClient,
+                           resume_from: CheckpointRecord | None) -> TrainingClient:
+    metadata = {"renderer_name": config.renderer_name} if config.renderer_name else None
+    if resume_from is not None and resume_from.state_path is not None:
+        logger.info("resuming from checkpoint %r: %s", resume_from.name, resume_from.state_path)
+        return await service.create_training_client_from_state_with_optimizer_async(
+            resume_from.state_path, user_metadata=metadata)
+    if config.load_checkpoint_path is not None:
+        logger.info("initialising the weights from %s (fresh optimizer)", config.load_checkpoint_path)
+        return await service.create_training_client_from_state_async(config.load_checkpoint_path,
+                                                                     user_metadata=metadata)
+    return await service.create_lora_training_client_async(config.model_name, rank=config.lora_rank,
+                                                           seed=config.lora_seed, user_metadata=metadata)
+
+
+async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:
+    """Train (or resume) the run described by `config`; returns its "final" checkpoint record.
+
+    Connects to `config.base_url` (the bundled local server when None) unless a service client
+    is given; a client made here is closed at the end.
+    """
+    resuming = prepare_log_dir(config.log_path, config, config.behavior_if_log_dir_exists)
+    last = get_last_checkpoint(config.log_path) if resuming else None
+    if last is not None and last.final:
+        console_write(f"{config.log_path}: this run already finished (final checkpoint at step "
+                      f"{last.extra.get('step', '?')}: {last.state_path}); nothing to do. To train further, "
+                      "start a new log_path with load_checkpoint_path=<that state_path>.")
+        return last
+    own_client = service_client is None
+    service = service_client if service_client is not None else await asyncio.to_thread(_connect, config)
+    try:
+        with setup_logging(config.log_path, config.wandb_project, config.wandb_name, config=config) as run_logger:
+            final = await _train(config, service, last, run_logger)
+            plot_path = plot_metrics(config.log_path)
+            logger.info("done: final checkpoint %s; curves in %s", final.state_path, plot_path)
+        return final
+    finally:
+        if own_client:
+            service.close()
+
+
+async def _train(config: Config, service: ServiceClient, last: CheckpointRecord | None,
+                 run_logger: Logger) -> CheckpointRecord:
+    train_set, test_set = config.dataset_builder()
+    total_steps = total_training_steps(len(train_set), config.num_epochs, config.max_steps)
+    start_step = 0
+    if last is not None:
+        start_step = resume_step(last, len(train_set))
+        if start_step > total_steps:
+            raise ValueError(f"checkpoint {last.name!r} in {config.log_path} is at step {start_step}, past "
+                             f"this run's {total_steps} steps (max_steps={config.max_steps})")
+    evaluators = build_evaluators(config.evaluator_builders)
+    if test_set is not None:
+        evaluators.append(NLLEvaluator.from_dataset(test_set, name="test"))
+    training_client = await _training_client(config, service, last)
+    logger.info("training %s: steps %d..%d of %d (%d batches per epoch)", config.model_name, start_step,
+                total_steps - 1, total_steps, len(train_set))
+    run = _SupervisedRun(config, training_client, train_set, evaluators, start_step, total_steps, run_logger,
+                         resumed_from=last)
+    return await run.run()
+
+
+def _connect(config: Config) -> ServiceClient:
+    from cookbook.client.connection import connect
+
+    return connect(config.base_url)
+
+
+def main(config: Config) -> CheckpointRecord:
+    """Synchronous entry point (recipes call this); see `main_async`."""
+    return asyncio.run(main_async(config))
