@@ -28,7 +28,7 @@ from typing import Literal, TypeGuard, get_args
 import chz
 
 from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
-from cookbook.client.connect import connect
+from cookbook.client.connection import connect
 from cookbook.client.types import AdamParams
 from cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
 from cookbook.eval.run import build_evaluators, run_evaluators
