@@ -1,0 +1,265 @@
+"""The DPO loop: a client-side loss on summed sequence logprobs, through `forward_backward_custom`.
+
+Per step: the batch's [chosen, rejected] pairs are scored by the frozen reference (all requests
+at once), then `forward_backward_custom` runs the policy forward, evaluates the DPO loss here,
+and sends its gradient back as a cross_entropy pass; then `optim_step`. The loss needs the
+current weights' logprobs, so steps are not pipelined (as in Tinker). `nll_coef > 0` adds the
+chosen answers' NLL to the loss, which keeps the policy's samples on the data (see the recipe).
+
+The reference is the policy's initial weights: a snapshot taken at the start of a fresh run; a
+resumed run rebuilds it from the same starting point (`load_checkpoint_path`, or the base model,
+which an untrained LoRA adapter leaves unchanged). DPO from a randomly initialised model is
+meaningless (the reference knows no language); start from an SFT checkpoint.
+
+Resume, log dir and checkpoint rules are the SFT loop's: a checkpoint before step s records
+batch s; re-running resumes from `checkpoints.jsonl`; a finished run does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import chz
+
+from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
+from cookbook.client.types import AdamParams, Datum
+from cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
+from cookbook.eval.run import build_evaluators, run_evaluators
+from cookbook.preference.dpo_evaluator import DPOTestEvaluator
+from cookbook.preference.dpo_loss import DPO_METRICS, make_dpo_loss_fn, reference_sums
+from cookbook.supervised.train import (
+    checkpoint_name,
+    loop_state,
+    optim_metrics,
+    position_of_step,
+    resume_step,
+    total_training_steps,
+)
+from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
+from cookbook.utils.checkpoints import (
+    FINAL_NAME,
+    CheckpointRecord,
+    get_last_checkpoint,
+    save_checkpoint_async,
+)
+from cookbook.utils.lr_scheduling import LR_SCHEDULES, LRSchedule, compute_schedule_lr_multiplier
+from cookbook.utils.ml_log import Logger, setup_logging
+from cookbook.utils.plotting import plot_metrics
+from cookbook.utils.progress import TrainingProgress, console_write
+from cookbook.utils.run_dir import BehaviorIfExists, prepare_log_dir
+from cookbook.utils.timing import StepClock, timed
+
+logger = logging.getLogger(__name__)
+
+_BEHAVIORS = ("resume", "overwrite", "raise")
+
+
+@chz.chz
+class Config:
+    """One DPO run. `dataset_builder` yields [chosen, rejected] pairs (a DPODatasetBuilderFromComparisons);
+    its batch size is the number of pairs per step. `lora_rank=0` trains the full weights; with
+    `load_checkpoint_path` the rank is the checkpoint's."""
+
+    log_path: str
+    model_name: str
+    dataset_builder: SupervisedDatasetBuilder
+    base_url: str | None = None
+    load_checkpoint_path: str | None = None  # weights-only init, e.g. an SFT run's final state_path
+    renderer_name: str | None = None  # recorded in the server's run metadata
+    learning_rate: float = 1e-5
+    lr_schedule: LRSchedule = "linear"
+    num_epochs: int = 1
+    dpo_beta: float = 0.1
+    nll_coef: float = 0.0  # > 0 adds the chosen answers' NLL to the loss (see dpo_loss.make_dpo_loss_fn)
+    lora_rank: int = 32
+    lora_seed: int | None = 0
+    evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
+    save_every: int = 20  # 0: only the final checkpoint
+    eval_every: int = 10  # 0: evaluate only at the end
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip_norm: float = 0.0
+    max_steps: int | None = None
+    wandb_project: str | None = None
+    wandb_name: str | None = None
+    behavior_if_log_dir_exists: BehaviorIfExists = "resume"
+    ttl_seconds: int | None = None  # for periodic checkpoints; the final one is kept forever
+
+    @chz.validate
+    def _check(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.behavior_if_log_dir_exists not in _BEHAVIORS:
+            raise ValueError(f"behavior_if_log_dir_exists must be one of {_BEHAVIORS}, "
+                             f"got {self.behavior_if_log_dir_exists!r}")
+        for name in ("learning_rate", "dpo_beta"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.nll_coef < 0:
+            raise ValueError(f"nll_coef must be >= 0, got {self.nll_coef}")
+        for name, low in {"num_epochs": 1, "lora_rank": 0, "save_every": 0, "eval_every": 0}.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1 or None, got {self.max_steps}")
+
+
+def pairs_of(batch: list[Datum]) -> list[Datum]:
+    """The batch without a dangling last datum (a pair needs both halves)."""
+    if len(batch) % 2:
+        logger.warning("dropping the last datum of a batch of %d: DPO needs [chosen, rejected] pairs", len(batch))
+    return batch[: len(batch) // 2 * 2]
+
+
+class _DPORun:
+    """One invocation of the loop, from `start_step` to `total_steps`."""
+
+    def __init__(self, config: Config, client: TrainingClient, reference: SamplingClient,
+                 train_set: SupervisedDataset, evaluators: list[Evaluator], start_step: int, total_steps: int,
+                 run_logger: Logger):
+        self.config = config
+        self.client = client
+        self.reference = reference
+        self.train_set = train_set
+        self.n_batches = len(train_set)
+        self.evaluators = evaluators
+        self.start_step = start_step
+        self.total_steps = total_steps
+        self.log = run_logger
+
+    def adam_params(self, step: int) -> AdamParams:
+        c = self.config
+        lr = c.learning_rate * compute_schedule_lr_multiplier(c.lr_schedule, step, self.total_steps)
+        return AdamParams(learning_rate=lr, beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,
+                          weight_decay=c.weight_decay, grad_clip_norm=c.grad_clip_norm)
+
+    async def run(self) -> CheckpointRecord:
+        with TrainingProgress(self.total_steps, initial_step=self.start_step, desc="dpo") as progress:
+            for step in range(self.start_step, self.total_steps):
+                metrics = await self.step(step)
+                self.log.log_metrics(metrics, step=step)
+                progress.update(metrics)
+        if self.evaluators:
+            metrics: dict[str, Any] = {}
+            with timed("evals", metrics):
+                metrics.update(await run_evaluators(self.evaluators, self.client))
+            self.log.log_metrics(metrics, step=self.total_steps)
+        state = loop_state(self.total_steps, self.n_batches)
+        paths = await save_checkpoint_async(self.client, FINAL_NAME, self.config.log_path, state, kind="both")
+        return CheckpointRecord.from_dict({"name": FINAL_NAME, **state, **paths})
+
+    async def step(self, step: int) -> dict[str, Any]:
+        c = self.config
+        clock = StepClock()
+        metrics: dict[str, Any] = {}
+        if c.save_every > 0 and step != self.start_step and step % c.save_every == 0:
+            with timed("save", metrics):
+                await save_checkpoint_async(self.client, checkpoint_name(step), c.log_path,
+                                            loop_state(step, self.n_batches), kind="state", ttl_seconds=c.ttl_seconds)
+        if self.evaluators and c.eval_every > 0 and step % c.eval_every == 0:
+            with timed("evals", metrics):
+                metrics.update(await run_evaluators(self.evaluators, self.client))
+        epoch, batch_index = position_of_step(step, self.n_batches)
+        with timed("get_batch", metrics):
+            if batch_index == 0 or step == self.start_step:
+                self.train_set.set_epoch(epoch)
+            data = pairs_of(self.train_set.get_batch(batch_index))
+        metrics.update(num_pairs=len(data) // 2, epoch=epoch, progress=(step + 1) / self.total_steps)
+        if not data:  # every pair of the batch was dropped (e.g. cut by max_length)
+            logger.warning("step %d: batch %d holds no complete [chosen, rejected] pair; skipping it", step, batch_index)
+            return metrics
+        with timed("reference", metrics):
+            reference = await reference_sums(self.reference, data)
+        adam = self.adam_params(step)
+        loss_fn = make_dpo_loss_fn(reference, c.dpo_beta, c.nll_coef)
+        with timed("train", metrics):
+            fwd_bwd = await self.client.forward_backward_custom_async(data, loss_fn)
+            optim = await self.client.optim_step_async(adam)
+            output = await fwd_bwd
+            optim_out = await optim
+        metrics.update({key: output.metrics[key] for key in DPO_METRICS})
+        metrics.update(optim_metrics(optim_out))
+        metrics["learning_rate"] = adam.learning_rate
+        clock.record_total(metrics)
+        return metrics
+
+
+async def _training_client(config: Config, service: ServiceClient,
+                           resume_from: CheckpointRecord | None) -> TrainingClient:
+    metadata = {"renderer_name": config.renderer_name} if config.renderer_name else None
+    if resume_from is not None:
+        assert resume_from.state_path is not None
+        logger.info("resuming from checkpoint %r: %s", resume_from.name, resume_from.state_path)
+        return await service.create_training_client_from_state_with_optimizer_async(
+            resume_from.state_path, user_metadata=metadata)
+    if config.load_checkpoint_path is not None:
+        logger.info("initialising the weights from %s (fresh optimizer)", config.load_checkpoint_path)
+        return await service.create_training_client_from_state_async(config.load_checkpoint_path,
+                                                                     user_metadata=metadata)
+    return await service.create_lora_training_client_async(config.model_name, rank=config.lora_rank,
+                                                           seed=config.lora_seed, user_metadata=metadata)
+
+
+async def _reference(config: Config, service: ServiceClient, client: TrainingClient,
+                     resumed: bool) -> SamplingClient:
+    """The initial weights as a sampling snapshot (rebuilt from the run's starting point on resume)."""
+    if not resumed:
+        return await client.save_weights_and_get_sampling_client_async()
+    from cookbook.rl.reference import create_reference_sampling_client
+
+    return await create_reference_sampling_client(service, config.model_name, config.load_checkpoint_path)
+
+
+async def _train(config: Config, service: ServiceClient, last: CheckpointRecord | None,
+                 run_logger: Logger) -> CheckpointRecord:
+    train_set, test_set = config.dataset_builder()
+    total_steps = total_training_steps(len(train_set), config.num_epochs, config.max_steps)
+    start_step = resume_step(last, len(train_set)) if last is not None else 0
+    if start_step > total_steps:
+        raise ValueError(f"the checkpoint in {config.log_path} is at step {start_step}, past this run's "
+                         f"{total_steps} steps (max_steps={config.max_steps})")
+    client = await _training_client(config, service, last)
+    reference = await _reference(config, service, client, resumed=last is not None)
+    evaluators = build_evaluators(config.evaluator_builders)
+    test_data = [] if test_set is None else pairs_of([d for i in range(len(test_set)) for d in test_set.get_batch(i)])
+    if test_data:
+        evaluators.append(DPOTestEvaluator(test_data, reference, config.dpo_beta))
+    logger.info("DPO on %s: steps %d..%d of %d (%d batches per epoch)", config.model_name, start_step,
+                total_steps - 1, total_steps, len(train_set))
+    run = _DPORun(config, client, reference, train_set, evaluators, start_step, total_steps, run_logger)
+    return await run.run()
+
+
+async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:
+    """Train (or resume) the DPO run described by `config`; returns its "final" checkpoint record."""
+    resuming = prepare_log_dir(config.log_path, config, config.behavior_if_log_dir_exists)
+    last = get_last_checkpoint(config.log_path) if resuming else None
+    if last is not None and last.final:
+        console_write(f"{config.log_path}: this DPO run already finished (final checkpoint: {last.state_path}); "
+                      "nothing to do.")
+        return last
+    own_client = service_client is None
+    service = service_client if service_client is not None else await asyncio.to_thread(_connect, config)
+    try:
+        with setup_logging(config.log_path, config.wandb_project, config.wandb_name, config=config) as run_logger:
+            final = await _train(config, service, last, run_logger)
+            logger.info("done: final checkpoint %s; curves in %s", final.state_path, plot_metrics(config.log_path))
+        return final
+    finally:
+        if own_client:
+            service.close()
+
+
+def _connect(config: Config) -> ServiceClient:
+    from cookbook.client.connection import connect
+
+    return connect(config.base_url)
+
+
+def main(config: Config) -> CheckpointRecord:
+    """Synchronous entry point (recipes call this); see `main_async`."""
+    return asyncio.run(main_async(config))

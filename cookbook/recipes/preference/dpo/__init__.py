@@ -1,0 +1,1 @@
+"""Direct preference optimisation: `python -m cookbook.recipes.preference.dpo.train key=value ...`."""
