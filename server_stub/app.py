@@ -45,6 +45,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                          max_entries=config.max_stored_results, max_bytes=config.max_stored_bytes)
     scheduler = Scheduler(engine, sample_batch_rows=config.sample_batch_rows,
                           sample_batch_window=config.sample_batch_window_seconds,
+                          sample_batch_max_wait=config.sample_batch_max_wait_seconds,
+                          sample_batch_wait_fraction=config.sample_batch_wait_fraction,
                           max_pending_samples=config.max_pending_samples, max_seq_ahead=config.max_seq_ahead)
     sessions = SessionRegistry()
     issued_model_ids: set[str] = set()

@@ -1,10 +1,13 @@
 """Batched generation with a KV cache: one prefill per distinct prompt, then one decode step per token.
 
-Prompts are left-padded into one batch and prefilled once; the cache is then expanded to the
-`num_samples` rows of each prompt, and every decode step advances all rows together (attention
-mask and per-row position ids keep the padding invisible). Rows that finish keep decoding until
-enough of them have finished to be worth dropping from the batch (cache rows included); their
-surplus tokens are cut off at the end. Prompt logprobs come from the prefill's logits.
+Distinct prompts are left-padded into one batch and prefilled once, however many requests share
+them (an RL group sends its prompt once per rollout; on the built-in model, 64 one-sample requests
+for one 20-token prompt and 1 new token took 46 ms with a prefill per request, 12 ms with one,
+about what one 64-sample request takes); the cache is then expanded to the `num_samples` rows of
+each request, and every decode step advances all rows together (attention mask and per-row
+position ids keep the padding invisible). Rows that finish keep decoding until enough of them have
+finished to be worth dropping from the batch (cache rows included); their surplus tokens are cut
+off at the end. Prompt logprobs come from the prefill's logits.
 """
 
 from __future__ import annotations
@@ -65,12 +68,14 @@ def _prefill(module: torch.nn.Module, requests: list[PreparedRequest], pad_id: i
 
     from server_stub.sampling.kv_cache import sampling_cache
 
-    lengths = [len(r.prompt) for r in requests]
+    distinct: dict[tuple[int, ...], int] = {}  # prompt -> its row in the prefill batch
+    owner = [distinct.setdefault(tuple(req.prompt), len(distinct)) for req in requests]
+    lengths = [len(prompt) for prompt in distinct]
     width = max(lengths)
-    ids = torch.full((len(requests), width), pad_id, dtype=torch.int64)
-    mask = torch.zeros((len(requests), width), dtype=torch.int64)
-    for j, req in enumerate(requests):
-        ids[j, width - lengths[j]:] = torch.tensor(req.prompt, dtype=torch.int64)
+    ids = torch.full((len(distinct), width), pad_id, dtype=torch.int64)
+    mask = torch.zeros((len(distinct), width), dtype=torch.int64)
+    for j, prompt in enumerate(distinct):
+        ids[j, width - lengths[j]:] = torch.tensor(prompt, dtype=torch.int64)
         mask[j, width - lengths[j]:] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp_(min=0)
@@ -79,10 +84,12 @@ def _prefill(module: torch.nn.Module, requests: list[PreparedRequest], pad_id: i
     cache = sampling_cache(module.config, width + room)
     out = module(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions,
                  past_key_values=cache, use_cache=True, logits_to_keep=0 if want_prompt else 1)
-    prompt_outputs = [_prompt_outputs(out.logits[j], width - lengths[j], req) for j, req in enumerate(requests)]
-    row_job = torch.tensor([j for j, req in enumerate(requests) for _ in range(req.num_samples)], device=device)
-    if row_job.numel() != len(requests):
-        cache.reorder_cache(row_job)  # every sample of a prompt continues from the same prefill
+    prompt_outputs = [_prompt_outputs(out.logits[owner[i]], width - lengths[owner[i]], req)
+                      for i, req in enumerate(requests)]
+    rows = [owner[i] for i, req in enumerate(requests) for _ in range(req.num_samples)]
+    row_job = torch.tensor(rows, device=device)
+    if rows != list(range(len(distinct))):
+        cache.reorder_cache(row_job)  # every sample continues from its prompt's one prefill
     return _Prefill(cache=cache, logits=out.logits[:, -1, :].float()[row_job], prompt_mask=mask[row_job],
                     next_position=positions[row_job, -1] + 1, padded=padded, prompt_outputs=prompt_outputs)
 

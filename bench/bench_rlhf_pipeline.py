@@ -1,0 +1,259 @@
+"""The headline job, measured: the default 3-stage RLHF pipeline, end to end, against its targets.
+
+    python -m bench.bench_rlhf_pipeline                    # seed 0
+    python -m bench.bench_rlhf_pipeline --seeds 0,1 --json /tmp/rlhf-bench.json
+    python -m bench.bench_rlhf_pipeline --seed 2 -- rl_learning_rate=5e-4 kl_penalty_coef=0.05
+
+Each seed runs `python -m cookbook.recipes.preference.rlhf.rlhf_pipeline` in a fresh process with a
+fresh log dir and a fresh server (its own storage dir), so the wall time counts everything a user
+waits for: imports, data generation, server start, the three stages and their evaluations. The
+pipeline records each stage's wall time and the CPU seconds of the client and of the server
+process; on a shared machine the CPU seconds are the fairer measure of cost. The headline
+metrics are read back from each stage's metrics.jsonl and checked against the targets.
+Arguments after `--` go to the pipeline unchanged (key=value), for trying other settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import Table, write_json
+from cookbook.recipes.preference.rlhf.report import STAGES, CurveSummary, summarize_pipeline
+
+PIPELINE_MODULE = "cookbook.recipes.preference.rlhf.rlhf_pipeline"
+SUMMARY_FILE = "pipeline_summary.json"
+WALL_LIMIT_S = 300.0
+WALL_AIM_S = 180.0
+QUIET_REFERENCE_STEP_MS = 89.0
+"""fwd+bwd+AdamW of the built-in model's architecture on a 32x64 batch, in-process with 2 threads, as
+measured on a quiet 2-core machine (shared/reference/toy-pipeline-measurements.md, section 4)."""
+
+Summaries = dict[str, dict[str, CurveSummary]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One pass/fail criterion on a run: `measure` reads the number, `check` judges it."""
+
+    name: str
+    stage: str
+    measure: Callable[[Summaries, float], float | None]
+    check: Callable[[float], bool]
+    goal: str
+
+
+def _metric(stage: str, key: str, field: str) -> Callable[[Summaries, float], float | None]:
+    def read(summaries: Summaries, wall_s: float) -> float | None:
+        found = summaries.get(stage, {}).get(key)
+        if found is None:
+            return None
+        if field == "change":
+            return found.change
+        if field == "min_minus_first":
+            return found.min - found.first
+        return float(getattr(found, field))
+
+    return read
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("whole pipeline wall time (s)", "all", lambda s, wall: wall, lambda v: v <= WALL_LIMIT_S,
+           f"<= {WALL_LIMIT_S:.0f} (aim {WALL_AIM_S:.0f})"),
+    Target("SFT test/nll falls", "sft", _metric("sft", "test/nll", "change"), lambda v: v < 0, "< 0"),
+    Target("SFT test/nll last", "sft", _metric("sft", "test/nll", "last"), lambda v: v <= 0.40, "<= 0.40"),
+    Target("PM test/accuracy last", "rm", _metric("rm", "test/accuracy", "last"), lambda v: v >= 0.85, ">= 0.85"),
+    Target("PM test/accuracy/correctness last", "rm", _metric("rm", "test/accuracy/correctness", "last"),
+           lambda v: v >= 0.75, ">= 0.75"),
+    Target("RL test/win_rate rise", "rl", _metric("rl", "test/win_rate", "change"), lambda v: v >= 0.20, ">= +0.20"),
+    Target("RL test/win_rate last", "rl", _metric("rl", "test/win_rate", "last"), lambda v: v >= 0.70, ">= 0.70"),
+    Target("RL test/gold_win_rate rise", "rl", _metric("rl", "test/gold_win_rate", "change"),
+           lambda v: v >= 0.15, ">= +0.15"),
+    Target("RL test/gold_win_rate min - first", "rl", _metric("rl", "test/gold_win_rate", "min_minus_first"),
+           lambda v: v >= 0.0, ">= 0 (never below its start)"),
+)
+
+
+@dataclass
+class RunResult:
+    seed: int
+    log_path: Path
+    returncode: int
+    wall_s: float
+    cpu_s: float  # the pipeline process and its server child, as reaped
+    summaries: Summaries
+    pipeline: dict[str, Any]
+
+    def target_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for target in TARGETS:
+            value = target.measure(self.summaries, self.wall_s)
+            passed = value is not None and target.check(value) and self.returncode == 0
+            rows.append({"target": target.name, "goal": target.goal, "value": value, "pass": passed})
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "log_path": str(self.log_path), "returncode": self.returncode,
+                "wall_s": self.wall_s, "cpu_s": self.cpu_s,
+                "headline": {stage: {k: s.to_dict() for k, s in metrics.items()}
+                             for stage, metrics in self.summaries.items()},
+                "stages": self.pipeline.get("stages", {}), "server_startup_s": self.pipeline.get("server_startup_s"),
+                "targets": self.target_rows()}
+
+
+def run_pipeline(seed: int, work_dir: Path, extra_args: Sequence[str], quiet: bool,
+                 keep_storage: bool = False) -> RunResult:
+    """One fresh pipeline process (fresh log dir and server storage), timed from its start."""
+    log_path = work_dir / f"seed{seed}"
+    storage = work_dir / f"seed{seed}-server-storage"
+    env = {**os.environ, "COOKBOOK_SERVER_STORAGE": str(storage), "PYTHONUNBUFFERED": "1"}
+    for name in ("COOKBOOK_BASE_URL", "TINKER_BASE_URL"):
+        env.pop(name, None)  # always the pipeline's own fresh server
+    command = [sys.executable, "-m", PIPELINE_MODULE, f"log_path={log_path}", f"seed={seed}", *extra_args]
+    print(f"[bench] seed {seed}: {' '.join(command[1:])}", flush=True)
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    output_file = log_path.parent / f"seed{seed}.log"
+    with open(output_file, "w") as out:
+        done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, text=True,
+                              stdout=out if quiet else None, stderr=subprocess.STDOUT if quiet else None)
+    wall = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    if not keep_storage:
+        shutil.rmtree(storage, ignore_errors=True)
+    if done.returncode != 0:
+        print(f"[bench] seed {seed}: the pipeline exited with {done.returncode} (output: {output_file})", flush=True)
+    summary_path = log_path / SUMMARY_FILE
+    pipeline = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return RunResult(seed, log_path, done.returncode, wall, cpu, summarize_pipeline(log_path), pipeline)
+
+
+def reference_step_ms(steps: int = 20, threads: int = 2) -> float:
+    """The median wall time of the quiet-machine reference step, measured now (a load gauge)."""
+    import statistics
+
+    import torch
+
+    from server_stub.models.tiny_llama import build_tiny_llama
+
+    torch.set_num_threads(threads)
+    model = build_tiny_llama(torch.device("cpu"), torch.float32).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
+    tokens = torch.randint(1, model.config.vocab_size, (32, 64), generator=torch.Generator().manual_seed(0))
+    times = []
+    for i in range(steps + 3):
+        start = time.perf_counter()
+        loss = model(input_ids=tokens, labels=tokens).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if i >= 3:  # warm-up steps are not timed
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def metrics_table(result: RunResult) -> Table:
+    table = Table(f"seed {result.seed}: headline metrics ({result.log_path})",
+                  ["stage", "metric", "first", "last", "min", "max", "steps"])
+    for stage in STAGES:
+        for key, s in result.summaries.get(stage, {}).items():
+            table.add(stage, key, _fmt(s.first), _fmt(s.last), _fmt(s.min), _fmt(s.max),
+                      f"{s.first_step}..{s.last_step}")
+    return table
+
+
+def timing_table(result: RunResult) -> Table:
+    table = Table(f"seed {result.seed}: time per stage (s; CPU = client process + server process)",
+                  ["stage", "status", "wall", "client CPU", "server CPU", "total CPU"])
+    for stage in STAGES:
+        t = result.pipeline.get("stages", {}).get(stage, {})
+        table.add(stage, t.get("status", "-"), _fmt(t.get("wall_s"), 1), _fmt(t.get("client_cpu_s"), 1),
+                  _fmt(t.get("server_cpu_s"), 1), _fmt(t.get("total_cpu_s"), 1))
+    table.add("server start", "", _fmt(result.pipeline.get("server_startup_s"), 1), "", "", "")
+    table.add("whole process", f"rc={result.returncode}", _fmt(result.wall_s, 1), "", "", _fmt(result.cpu_s, 1))
+    return table
+
+
+def targets_table(results: Sequence[RunResult]) -> Table:
+    columns = ["target", "goal", *[f"seed {r.seed}" for r in results]]
+    table = Table("targets", columns)
+    rows_by_seed = [r.target_rows() for r in results]
+    for i, target in enumerate(TARGETS):
+        cells = [f"{_fmt(rows[i]['value'], 1 if target.stage == 'all' else 3)} "
+                 f"{'PASS' if rows[i]['pass'] else 'FAIL'}" for rows in rows_by_seed]
+        table.add(target.name, target.goal, *cells)
+    return table
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    parser = argparse.ArgumentParser(description="Run the default RLHF pipeline and check its targets.")
+    parser.add_argument("--seed", type=int, default=0, help="the pipeline's seed (default 0)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, run one after another (e.g. 0,1)")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also save the results as JSON")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="where the runs' log dirs go (default: a new temporary directory, kept)")
+    parser.add_argument("--quiet", action="store_true", help="send the pipeline's output to <work-dir>/seedN.log")
+    parser.add_argument("--keep-storage", action="store_true",
+                        help="keep each run's server storage (its checkpoints), e.g. to rerun a later stage")
+    parser.add_argument("--no-load-gauge", action="store_true",
+                        help="skip timing the reference training step before and after the runs")
+    args = parser.parse_args(argv)
+    bad = [a for a in extra if "=" not in a]
+    if bad:
+        parser.error(f"pipeline arguments after -- must be key=value, got {bad}")
+    return args, extra
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    except ValueError:
+        raise SystemExit(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-rlhf-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    gauge = [] if args.no_load_gauge else [reference_step_ms()]
+    results = [run_pipeline(seed, work_dir, extra, args.quiet, args.keep_storage) for seed in seeds]
+    if not args.no_load_gauge:
+        gauge.append(reference_step_ms())
+    tables = [t for r in results for t in (metrics_table(r), timing_table(r))] + [targets_table(results)]
+    print("\n\n".join(t.render() for t in tables), flush=True)
+    if gauge:
+        slowdown = sum(gauge) / len(gauge) / QUIET_REFERENCE_STEP_MS
+        print(f"\n[bench] load gauge: the reference training step took {gauge[0]:.0f} ms before and {gauge[-1]:.0f} ms "
+              f"after the runs ({QUIET_REFERENCE_STEP_MS:.0f} ms on a quiet machine): this machine ran about "
+              f"{slowdown:.1f}x slower than quiet, so the wall times above may be that much inflated", flush=True)
+    all_pass = all(row["pass"] for r in results for row in r.target_rows())
+    print(f"\n[bench] {'all targets PASS' if all_pass else 'some targets FAIL'} "
+          f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)", flush=True)
+    if args.json is not None:
+        write_json(args.json, {"pipeline_args": extra, "seeds": seeds, "cpu_count": os.cpu_count(),
+                               "reference_step_ms": gauge, "quiet_reference_step_ms": QUIET_REFERENCE_STEP_MS,
+                               "load_average_end": os.getloadavg(), "runs": [r.to_dict() for r in results],
+                               "all_pass": all_pass})
+    return 0 if all(r.returncode == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

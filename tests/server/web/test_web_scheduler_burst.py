@@ -1,0 +1,120 @@
+"""Scheduler: a burst of sample requests stays one batch while it keeps arriving (quiet-gap window).
+
+The clock is fake, so "waiting" is decided by the times the test sets, never by how fast this
+machine runs: the compute thread may look at the queue at any moment and must reach the same
+decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from server_stub.scheduler import Scheduler
+
+from .test_web_scheduler import Results, sample_job
+from .web_fake_engine import BASE_MODEL, FakeEngine
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeEngine]:
+    engine = FakeEngine()
+    yield engine
+    engine.release()
+
+
+def poke(scheduler: Scheduler) -> None:
+    """Make the compute thread look at its queues again (and wait until it has run this no-op)."""
+    scheduler.call(lambda: None).result(timeout=30)
+
+
+def test_a_burst_with_short_gaps_is_one_batch_however_long_it_lasts(fake: FakeEngine) -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(fake, sample_batch_window=1.0, sample_batch_max_wait=10.0, clock=clock)
+    scheduler.start()
+    results = Results()
+    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
+    for i, at in enumerate([0.0, 0.9, 1.8, 2.7]):  # the oldest waits far past one window
+        clock.now = at
+        scheduler.submit_sample(sample_job(sampler, 1), results.finisher(f"s{i}"))
+        poke(scheduler)
+    assert list(scheduler.sample_batch_sizes) == []  # still arriving: nothing ran
+    clock.now = 3.8  # a quiet gap longer than the window
+    poke(scheduler)
+    assert all(results.get(f"s{i}")[1] is None for i in range(4))
+    assert list(scheduler.sample_batch_sizes) == [4]
+    scheduler.stop()
+
+
+def test_the_oldest_request_never_waits_past_the_cap(fake: FakeEngine) -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(fake, sample_batch_window=1.0, sample_batch_max_wait=2.0, clock=clock)
+    scheduler.start()
+    results = Results()
+    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
+    for i, at in enumerate([0.0, 0.9, 1.8]):
+        clock.now = at
+        scheduler.submit_sample(sample_job(sampler, 1), results.finisher(f"s{i}"))
+    clock.now = 2.1  # requests arrived 0.3 s ago, but the first has waited 2.1 s > the cap
+    poke(scheduler)
+    assert all(results.get(f"s{i}")[1] is None for i in range(3))
+    clock.now = 2.2
+    scheduler.submit_sample(sample_job(sampler, 1), results.finisher("late"))
+    clock.now = 3.3
+    poke(scheduler)
+    assert results.get("late")[1] is None
+    assert list(scheduler.sample_batch_sizes) == [3, 1]
+    scheduler.stop()
+
+
+def test_a_full_batch_does_not_wait(fake: FakeEngine) -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(fake, sample_batch_rows=4, sample_batch_window=1.0, sample_batch_max_wait=10.0,
+                          clock=clock)
+    scheduler.start()
+    results = Results()
+    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
+    scheduler.submit_sample(sample_job(sampler, 2), results.finisher("a"))
+    scheduler.submit_sample(sample_job(sampler, 2), results.finisher("b"))
+    assert results.get("a")[1] is None and results.get("b")[1] is None  # the clock never moved
+    assert list(scheduler.sample_batch_sizes) == [2]
+    scheduler.stop()
+
+
+def test_the_quiet_gap_grows_with_how_long_batches_take(fake: FakeEngine) -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(fake, sample_batch_window=1.0, sample_batch_max_wait=100.0, sample_batch_wait_fraction=0.5,
+                          clock=clock)
+    engine_sample = fake.sample
+
+    def slow_sample(jobs: list) -> list:
+        clock.now += 10.0  # every batch "takes" 10 s, so the quiet gap becomes 5 s
+        return engine_sample(jobs)
+
+    fake.sample = slow_sample  # type: ignore[method-assign]
+    scheduler.start()
+    results = Results()
+    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
+    scheduler.submit_sample(sample_job(sampler, 1), results.finisher("first"))
+    clock.now = 1.5
+    poke(scheduler)
+    assert results.get("first")[1] is None
+    for key, at in (("a", 12.0), ("b", 15.0)):  # 3 s apart: more than the window, less than half a batch
+        clock.now = at
+        scheduler.submit_sample(sample_job(sampler, 1), results.finisher(key))
+        poke(scheduler)
+    assert list(scheduler.sample_batch_sizes) == [1]
+    clock.now = 20.1
+    poke(scheduler)
+    assert results.get("a")[1] is None and results.get("b")[1] is None
+    assert list(scheduler.sample_batch_sizes) == [1, 2]
+    scheduler.stop()
