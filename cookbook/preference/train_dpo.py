@@ -31,6 +31,7 @@ from cookbook.preference.dpo_evaluator import DPOTestEvaluator
 from cookbook.preference.dpo_loss import DPO_METRICS, make_dpo_loss_fn, reference_sums
 from cookbook.supervised.train import (
     checkpoint_name,
+    create_training_client,
     loop_state,
     optim_metrics,
     position_of_step,
@@ -188,22 +189,6 @@ class _DPORun:
         return metrics
 
 
-async def _training_client(config: Config, service: ServiceClient,
-                           resume_from: CheckpointRecord | None) -> TrainingClient:
-    metadata = {"renderer_name": config.renderer_name} if config.renderer_name else None
-    if resume_from is not None:
-        assert resume_from.state_path is not None
-        logger.info("resuming from checkpoint %r: %s", resume_from.name, resume_from.state_path)
-        return await service.create_training_client_from_state_with_optimizer_async(
-            resume_from.state_path, user_metadata=metadata)
-    if config.load_checkpoint_path is not None:
-        logger.info("initialising the weights from %s (fresh optimizer)", config.load_checkpoint_path)
-        return await service.create_training_client_from_state_async(config.load_checkpoint_path,
-                                                                     user_metadata=metadata)
-    return await service.create_lora_training_client_async(config.model_name, rank=config.lora_rank,
-                                                           seed=config.lora_seed, user_metadata=metadata)
-
-
 async def _reference(config: Config, service: ServiceClient, client: TrainingClient,
                      resumed: bool) -> SamplingClient:
     """The initial weights as a sampling snapshot (rebuilt from the run's starting point on resume)."""
@@ -222,7 +207,9 @@ async def _train(config: Config, service: ServiceClient, last: CheckpointRecord 
     if start_step > total_steps:
         raise ValueError(f"the checkpoint in {config.log_path} is at step {start_step}, past this run's "
                          f"{total_steps} steps (max_steps={config.max_steps})")
-    client = await _training_client(config, service, last)
+    client = await create_training_client(
+        service, model_name=config.model_name, lora_rank=config.lora_rank, lora_seed=config.lora_seed,
+        renderer_name=config.renderer_name, load_checkpoint_path=config.load_checkpoint_path, resume_from=last)
     reference = await _reference(config, service, client, resumed=last is not None)
     evaluators = build_evaluators(config.evaluator_builders)
     test_data = [] if test_set is None else pairs_of([d for i in range(len(test_set)) for d in test_set.get_batch(i)])

@@ -334,19 +334,26 @@ class _SupervisedRun:
         self.log.log_metrics(metrics, step=self.total_steps)
 
 
-async def _training_client(config: Config, service: ServiceClient,
-                           resume_from: CheckpointRecord | None) -> TrainingClient:
-    metadata = {"renderer_name": config.renderer_name} if config.renderer_name else None
+async def create_training_client(service: ServiceClient, *, model_name: str, lora_rank: int,
+                                 lora_seed: int | None = None, renderer_name: str | None = None,
+                                 load_checkpoint_path: str | None = None,
+                                 resume_from: CheckpointRecord | None = None) -> TrainingClient:
+    """The training client a loop starts with, by the resume rule every trainer follows.
+
+    Resumed from `resume_from` (weights and Adam state) when it has a state, else initialised
+    from `load_checkpoint_path` (weights only, fresh optimizer), else a fresh model (LoRA
+    `lora_rank`, or full weights at 0). The renderer name is recorded in the run's metadata.
+    """
+    metadata = {"renderer_name": renderer_name} if renderer_name else None
     if resume_from is not None and resume_from.state_path is not None:
         logger.info("resuming from checkpoint %r: %s", resume_from.name, resume_from.state_path)
         return await service.create_training_client_from_state_with_optimizer_async(
             resume_from.state_path, user_metadata=metadata)
-    if config.load_checkpoint_path is not None:
-        logger.info("initialising the weights from %s (fresh optimizer)", config.load_checkpoint_path)
-        return await service.create_training_client_from_state_async(config.load_checkpoint_path,
-                                                                     user_metadata=metadata)
-    return await service.create_lora_training_client_async(config.model_name, rank=config.lora_rank,
-                                                           seed=config.lora_seed, user_metadata=metadata)
+    if load_checkpoint_path is not None:
+        logger.info("initialising the weights from %s (fresh optimizer)", load_checkpoint_path)
+        return await service.create_training_client_from_state_async(load_checkpoint_path, user_metadata=metadata)
+    return await service.create_lora_training_client_async(model_name, rank=lora_rank, seed=lora_seed,
+                                                           user_metadata=metadata)
 
 
 async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:
@@ -388,7 +395,9 @@ async def _train(config: Config, service: ServiceClient, last: CheckpointRecord 
     evaluators = build_evaluators(config.evaluator_builders)
     if test_set is not None:
         evaluators.append(NLLEvaluator.from_dataset(test_set, name="test"))
-    training_client = await _training_client(config, service, last)
+    training_client = await create_training_client(
+        service, model_name=config.model_name, lora_rank=config.lora_rank, lora_seed=config.lora_seed,
+        renderer_name=config.renderer_name, load_checkpoint_path=config.load_checkpoint_path, resume_from=last)
     logger.info("training %s: steps %d..%d of %d (%d batches per epoch)", config.model_name, start_step,
                 total_steps - 1, total_steps, len(train_set))
     run = _SupervisedRun(config, training_client, train_set, evaluators, start_step, total_steps, run_logger,

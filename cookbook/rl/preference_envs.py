@@ -1,0 +1,222 @@
+"""Pairwise self-play RL: a group of answers to one prompt, rewarded by a judge comparing them.
+
+Each group holds `group_size` one-step episodes on the same prompt. Once all of them are
+sampled, a preference model judges every matchup of the group's tournament (see
+`cookbook.rl.tournament`) and each answer's reward is its win fraction over its matchups, in
+[0, 1]: with a soft judge, the probability that it wins, averaged. An answer that did not end
+with the chat format's stop sequence (cut off by max_tokens, or malformed) gets a format
+penalty on top (default -1), so it is worse than any clean answer whatever the judge says.
+
+All the group's judgements are requested at once: a model-based judge turns each into a
+sample request, and the server batches concurrent requests into a few forward passes (the
+whole batch's groups are rolled out concurrently too, so their judgements overlap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import chz
+
+from cookbook.client.types import ModelInput
+from cookbook.preference.comparison_datasets import ComparisonDatasetBuilder
+from cookbook.preference.preference_model import build_preference_model
+from cookbook.preference.types import Comparison, PreferenceModel, PreferenceModelBuilder
+from cookbook.renderers import Message, Renderer, get_renderer
+from cookbook.rl.tournament import TournamentPattern, get_pairs_chunked, win_fractions
+from cookbook.rl.types import (
+    Action,
+    Env,
+    EnvGroupBuilder,
+    Metrics,
+    Observation,
+    RLDataset,
+    RLDatasetBuilder,
+    StepResult,
+    StopCondition,
+    Trajectory,
+)
+from cookbook.tokenizer_utils import find_tokenizer, get_tokenizer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FORMAT_PENALTY = -1.0
+DEFAULT_MATCHUP_GROUP_SIZE = 4
+LOGGING_TAG = "pair_pref"
+
+__all__ = [
+    "PairwisePreferenceDataset",
+    "PairwisePreferenceGroupBuilder",
+    "PairwisePreferenceRLDatasetBuilder",
+    "PreferenceEnv",
+    "TournamentPattern",
+    "get_pairs_chunked",
+]
+
+
+class PreferenceEnv(Env):
+    """One answer to a conversation prefix; the reward comes later, from the group's tournament."""
+
+    def __init__(self, convo_prefix: Sequence[Message], policy_renderer: Renderer):
+        self.convo_prefix = list(convo_prefix)
+        self.policy_renderer = policy_renderer
+
+    @property
+    def stop_condition(self) -> StopCondition:
+        return self.policy_renderer.get_stop_sequences()
+
+    async def initial_observation(self) -> tuple[Observation, StopCondition]:
+        return self.policy_renderer.build_generation_prompt(self.convo_prefix), self.stop_condition
+
+    async def step(self, action: Action) -> StepResult:
+        return StepResult(reward=0.0, episode_done=True, next_observation=ModelInput.empty(),
+                          next_stop_condition=self.stop_condition)
+
+
+@dataclass
+class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
+    """`num_envs` answers to `convo_prefix`, rewarded by `preference_model` through a tournament."""
+
+    convo_prefix: list[Message]
+    policy_renderer: Renderer
+    tournament_pattern: TournamentPattern
+    preference_model: PreferenceModel
+    num_envs: int
+    matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE
+    format_penalty: float = DEFAULT_FORMAT_PENALTY
+
+    def __post_init__(self) -> None:
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {self.num_envs}")
+        if self.matchup_group_size < 2:
+            raise ValueError(f"matchup_group_size must be at least 2 (a matchup needs two players), "
+                             f"got {self.matchup_group_size}")
+        self.tournament_pattern = TournamentPattern(self.tournament_pattern)
+
+    async def make_envs(self) -> Sequence[Env]:
+        return [PreferenceEnv(self.convo_prefix, self.policy_renderer) for _ in range(self.num_envs)]
+
+    def parse_answers(self, trajectories_G: Sequence[Trajectory]) -> tuple[list[Message], list[bool]]:
+        """Each trajectory's answer message, and whether it ended with the stop sequence."""
+        messages, valid = [], []
+        for g, trajectory in enumerate(trajectories_G):
+            if len(trajectory.transitions) != 1:
+                raise ValueError(f"trajectory {g} has {len(trajectory.transitions)} turns; a preference env has one")
+            message, termination = self.policy_renderer.parse_response(trajectory.transitions[0].ac.tokens)
+            messages.append(message)
+            valid.append(termination.is_stop_sequence)
+        return messages, valid
+
+    async def compute_group_rewards(self, trajectories_G: list[Trajectory],
+                                    envs: Sequence[Env]) -> list[tuple[float, Metrics]]:
+        messages, valid = self.parse_answers(trajectories_G)
+        pairs = get_pairs_chunked(len(messages), self.tournament_pattern, self.matchup_group_size)
+        preferences = await asyncio.gather(*(
+            self.preference_model(Comparison(self.convo_prefix, [messages[i]], [messages[j]])) for i, j in pairs))
+        fractions, _ = win_fractions(len(messages), pairs, [float(p) for p in preferences])
+        return [(fraction + (0.0 if ok else self.format_penalty), {"win_fraction": fraction, "format": float(ok)})
+                for fraction, ok in zip(fractions, valid, strict=True)]
+
+    def logging_tags(self) -> list[str]:
+        return [LOGGING_TAG]
+
+
+class PairwisePreferenceDataset(RLDataset):
+    """Batch i: the prompts of comparisons [i * batch_size, (i + 1) * batch_size), one group each."""
+
+    def __init__(self, prompts: Sequence[list[Message]], batch_size: int, group_size: int,
+                 policy_renderer: Renderer, preference_model: PreferenceModel,
+                 tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS,
+                 matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE,
+                 format_penalty: float = DEFAULT_FORMAT_PENALTY):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if group_size < 1:
+            raise ValueError(f"group_size must be at least 1, got {group_size}")
+        if len(prompts) < batch_size:
+            raise ValueError(f"{len(prompts)} prompts do not fill one batch of batch_size={batch_size}")
+        self.prompts = [list(p) for p in prompts]
+        self.batch_size = batch_size
+        self.group_size = group_size
+        self.policy_renderer = policy_renderer
+        self.preference_model = preference_model
+        self.tournament_pattern = TournamentPattern(tournament_pattern)
+        self.matchup_group_size = matchup_group_size
+        self.format_penalty = format_penalty
+
+    def __len__(self) -> int:
+        return len(self.prompts) // self.batch_size
+
+    def get_batch(self, index: int) -> list[PairwisePreferenceGroupBuilder]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range: the dataset has {len(self)} batches")
+        start = index * self.batch_size
+        return [PairwisePreferenceGroupBuilder(
+                    convo_prefix=prompt, policy_renderer=self.policy_renderer,
+                    tournament_pattern=self.tournament_pattern, preference_model=self.preference_model,
+                    num_envs=self.group_size, matchup_group_size=self.matchup_group_size,
+                    format_penalty=self.format_penalty)
+                for prompt in self.prompts[start:start + self.batch_size]]
+
+
+def load_policy_renderer(model_name: str, renderer_name: str, base_url: str | None = None) -> Renderer:
+    """The policy's chat renderer; the tokenizer is found locally, else fetched from the server."""
+    tokenizer = find_tokenizer(model_name)
+    if tokenizer is None:
+        from cookbook.client.connection import connect
+
+        with connect(base_url) as service:
+            tokenizer = get_tokenizer(model_name, service)
+    return get_renderer(renderer_name, tokenizer)
+
+
+@chz.chz
+class PairwisePreferenceRLDatasetBuilder(RLDatasetBuilder):
+    """Self-play RL on the prompts of a comparison data set's train split, judged by a preference model.
+
+    `batch_size` counts prompts (groups) per step, `group_size` answers per prompt. With
+    `shuffle_seed` the prompts are reordered by it (None keeps the data set's order).
+    """
+
+    comparison_builder: ComparisonDatasetBuilder
+    batch_size: int
+    policy_renderer_name: str
+    policy_model_name: str
+    group_size: int
+    preference_model_builder: PreferenceModelBuilder
+    tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS
+    matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE
+    format_penalty: float = DEFAULT_FORMAT_PENALTY
+    shuffle_seed: int | None = None
+    base_url: str | None = None
+
+    @chz.validate
+    def _check(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be at least 1, got {self.group_size}")
+        if self.matchup_group_size < 2:
+            raise ValueError(f"matchup_group_size must be at least 2, got {self.matchup_group_size}")
+        TournamentPattern(self.tournament_pattern)  # a ValueError naming the bad value
+
+    def prompts(self) -> list[list[Message]]:
+        """The prompt conversations of the train comparisons, in training order."""
+        train, _ = self.comparison_builder.get_labeled_comparisons()
+        prompts = [list(c.comparison.prompt_conversation) for c in train]
+        if self.shuffle_seed is not None:
+            random.Random(self.shuffle_seed).shuffle(prompts)
+        return prompts
+
+    async def __call__(self) -> tuple[PairwisePreferenceDataset, None]:
+        prompts = await asyncio.to_thread(self.prompts)
+        renderer = await asyncio.to_thread(load_policy_renderer, self.policy_model_name, self.policy_renderer_name,
+                                           self.base_url)
+        preference_model = await build_preference_model(self.preference_model_builder)
+        dataset = PairwisePreferenceDataset(prompts, self.batch_size, self.group_size, renderer, preference_model,
+                                            self.tournament_pattern, self.matchup_group_size, self.format_penalty)
+        return dataset, None
