@@ -78,17 +78,21 @@ def test_unfetched_results_expire_after_the_ttl_and_pending_ones_never() -> None
     assert done not in store and pending in store
 
 
-def test_caps_drop_fetched_results_first_then_the_oldest() -> None:
+def test_caps_drop_fetched_results_first_then_the_oldest_down_to_the_low_water_mark() -> None:
     async def scenario() -> None:
-        store = make_store(Clock(), max_entries=2)
-        ids = [store.open() for _ in range(4)]
-        store.complete(ids[0], Succeeded(b"0"))
-        store.complete(ids[1], Succeeded(b"1"))
-        await store.wait(ids[1], 0)  # fetched: first to go
-        store.complete(ids[2], Succeeded(b"2"))
-        assert [i in store for i in ids[:3]] == [True, False, True]
-        store.complete(ids[3], Succeeded(b"3"))  # nothing fetched left: the oldest goes
-        assert [i in store for i in ids] == [False, False, True, True]
+        store = make_store(Clock(), max_entries=10)
+        ids = [store.open() for _ in range(13)]
+        for request_id in ids[:10]:
+            store.complete(request_id, Succeeded(b"x"))
+        await store.wait(ids[5], 0)  # fetched: the first to go
+        await store.wait(ids[7], 0)
+        assert all(i in store for i in ids[:10])  # at the cap, not over it
+        store.complete(ids[10], Succeeded(b"x"))  # over: shed to 9 (LOW_WATER), fetched ones first
+        assert [i for i in ids if i not in store] == [ids[5], ids[7]]
+        store.complete(ids[11], Succeeded(b"x"))  # back at 10: the headroom absorbs it
+        assert len([i for i in ids if i not in store]) == 2
+        store.complete(ids[12], Succeeded(b"x"))  # over again, nothing fetched left: the oldest go
+        assert [i for i in ids if i not in store] == [ids[0], ids[1], ids[5], ids[7]]
 
     asyncio.run(scenario())
 
