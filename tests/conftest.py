@@ -11,3 +11,28 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TINKER_TELEMETRY", "0")
+
+
+# One bundled server for the whole suite: starting one costs seconds, and every test that talks to
+# a server uses its own model ids, run names and log dirs. Tests that need a server of their own
+# (restarts, other flags, a dedicated storage dir) start one themselves.
+from collections.abc import Iterator
+
+import pytest
+
+from cookbook.client.abstract import ServiceClient
+from cookbook.client.http import HttpServiceClient
+from cookbook.client.local_server import LocalServer
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with LocalServer(tmp_path_factory.mktemp("shared-server-storage")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def service(server: LocalServer) -> Iterator[ServiceClient]:
+    client = HttpServiceClient(server.url)
+    yield client
+    client.close()

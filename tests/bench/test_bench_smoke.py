@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the repo, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import bench_overhead, bench_sampling, bench_training, common  # noqa: E402
+from bench import bench_overhead, bench_rlhf_pipeline, bench_sampling, bench_training, common  # noqa: E402
 from cookbook.client.local_server import LocalServer  # noqa: E402
 
 
@@ -140,3 +140,22 @@ def test_spread_and_table_formatting() -> None:
     assert table.render().splitlines() == ["T", "name       value", "---------  -----", "long name  1"]
     with pytest.raises(ValueError, match="2 columns"):
         table.add("only one")
+
+
+def test_pipeline_bench_runs_a_fresh_pipeline_and_reports_every_target(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    smoke = ["max_steps=1", "rm_test_size=60", "rl_eval_comparisons=4", "rl_batch_size=2", "rl_max_tokens=12"]
+    code = bench_rlhf_pipeline.main(["--no-load-gauge", "--quiet", "--work-dir", str(tmp_path / "runs"),
+                                     "--json", str(tmp_path / "pipeline.json"), "--", *smoke])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "targets" in out and "some targets FAIL" in out  # one step per stage cannot reach them
+    data = json.loads((tmp_path / "pipeline.json").read_text())
+    assert data["pipeline_args"] == smoke
+    run = data["runs"][0]
+    assert run["returncode"] == 0 and run["wall_s"] > 0
+    assert [t["target"] for t in run["targets"]] == [t.name for t in bench_rlhf_pipeline.TARGETS]
+    assert all(isinstance(t["value"], float) for t in run["targets"])  # every headline metric was logged
+    assert {stage: run["stages"][stage]["status"] for stage in ("sft", "rm", "rl")} == dict.fromkeys(
+        ("sft", "rm", "rl"), "ran")
+

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cookbook.client.abstract import ServiceClient
-from cookbook.client.http import HttpServiceClient
-from cookbook.client.local_server import LocalServer
 from cookbook.preference import ComparisonRendererFromChatRenderer
 from cookbook.renderers import Renderer, get_renderer
 from cookbook.tokenizer_utils import Tokenizer
@@ -34,16 +30,3 @@ def renderer(tokenizer: Tokenizer) -> Renderer:
 @pytest.fixture(scope="session")
 def comparison_renderer(renderer: Renderer) -> ComparisonRendererFromChatRenderer:
     return ComparisonRendererFromChatRenderer(renderer)
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("preference-storage")) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def service(server: LocalServer) -> Iterator[ServiceClient]:
-    client = HttpServiceClient(server.url)
-    yield client
-    client.close()

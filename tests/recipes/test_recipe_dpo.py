@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from cookbook.client.local_server import LocalServer
 from cookbook.recipes.preference.dpo import train as dpo_recipe
@@ -14,12 +11,6 @@ from cookbook.utils.jsonl import read_jsonl
 from tests.recipes.recipe_runner import recipe_env, run_recipe
 
 MODULE = "cookbook.recipes.preference.dpo.train"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("dpo-recipe-storage")) as running:
-        yield running
 
 
 def test_dpo_recipe_runs_sft_then_dpo_and_a_rerun_is_a_no_op(server: LocalServer, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +28,6 @@ HEADLINE = {
 }
 RL_TRAIN_KEYS = ("env/all/reward/total", "env/all/win_fraction", "env/all/format", "kl_policy_ref",
                  "optim/kl_sample_train_v1", "optim/entropy")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("rlhf-recipe-storage")) as running:
-        yield running
 
 
 def test_pipeline_runs_three_stages_and_a_rerun_skips_them(server: LocalServer, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import chz
@@ -28,12 +27,6 @@ from tests.recipes.recipe_runner import recipe_command, recipe_env, run_recipe
 MODULE = "cookbook.recipes.sl_basic"
 MAX_STEPS = 20
 SAVE_EVERY = 4
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("server-storage")) as running:
-        yield running
 
 
 def recipe_args(server: LocalServer, log_path: Path) -> list[str]:

@@ -7,12 +7,10 @@ preference model); the server-backed judge and sampler are checked on the built-
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from cookbook.client.abstract import ServiceClient
-from cookbook.client.http import HttpServiceClient
 from cookbook.client.local_server import LocalServer
 from cookbook.preference import (
     Comparison,
@@ -264,19 +262,6 @@ def test_dataset_batches_prompts_in_order_with_one_group_per_prompt(renderer: Re
 
 
 # -- against the server: the real tokenizer fetch, the real sampler, a model-based judge --------
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("preference-envs-storage")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def service(server: LocalServer) -> Iterator[ServiceClient]:
-    client = HttpServiceClient(server.url)
-    yield client
-    client.close()
 
 
 def test_dataset_builder_reads_train_prompts_and_builds_its_judge(server: LocalServer) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,8 @@ STEPS = 6
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with LocalServer(tmp_path_factory.mktemp("storage")) as server:
-        yield server.url
+def server_url(server: LocalServer) -> str:
+    return server.url
 
 
 def make_config(log_path: Path, server_url: str, **overrides: Any) -> train.Config:

@@ -3,10 +3,7 @@ role_colon's stop handling on what the server actually samples."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from cookbook.client.local_server import LocalServer
 from cookbook.client.types import SamplingParams
@@ -16,12 +13,6 @@ from cookbook.supervised import ChatDatasetBuilderCommonConfig
 from cookbook.tokenizer_utils import find_tokenizer
 
 BUILTIN = "tiny-llama"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("storage")) as running:
-        yield running
 
 
 def test_builder_fetches_the_tokenizer_from_the_server(server: LocalServer, tmp_path: Path) -> None:

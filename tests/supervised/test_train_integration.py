@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,6 @@ from cookbook.supervised import train
 from cookbook.supervised.data import FromConversationFileBuilder
 from cookbook.supervised.types import ChatDatasetBuilderCommonConfig
 from cookbook.utils.jsonl import read_jsonl
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("server-storage")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ compute engine, and is skipped (with the reason shown) in a tree that does not h
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,8 @@ import pytest
 pytest.importorskip("server_stub.torch_engine", reason="the server's compute engine is not in this tree yet")
 
 from cookbook.client.abstract import ServiceClient
-from cookbook.client.http import HttpServiceClient
-from cookbook.client.local_server import LocalServer
 from cookbook.client.types import ParsedCheckpointTinkerPath
 from cookbook.utils.checkpoints import get_last_checkpoint, load_checkpoints_file, save_checkpoint
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceClient]:
-    with LocalServer(tmp_path_factory.mktemp("storage")) as server:
-        client = HttpServiceClient(server.url)
-        yield client
-        client.close()
 
 
 def test_recorded_checkpoint_resumes_a_training_client(service: ServiceClient, tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ class CLIConfig:
 
     # Stage 3: RL against the preference model
     rl_learning_rate: float = 5e-4
-    rl_steps: int = 50
+    rl_steps: int = 40
     rl_batch_size: int = 16  # prompts (groups) per step
     rl_group_size: int = 4  # answers per prompt, judged against each other
     rl_max_tokens: int = 32
