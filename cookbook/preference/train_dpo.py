@@ -30,6 +30,7 @@ from cookbook.eval.run import build_evaluators, run_evaluators
 from cookbook.preference.dpo_evaluator import DPOTestEvaluator
 from cookbook.preference.dpo_loss import DPO_METRICS, make_dpo_loss_fn, reference_sums
 from cookbook.supervised.train import (
+    check_loop_fields,
     checkpoint_name,
     create_training_client,
     loop_state,
@@ -45,7 +46,7 @@ from cookbook.utils.checkpoints import (
     get_last_checkpoint,
     save_checkpoint_async,
 )
-from cookbook.utils.lr_scheduling import LR_SCHEDULES, LRSchedule, compute_schedule_lr_multiplier
+from cookbook.utils.lr_scheduling import LRSchedule, compute_schedule_lr_multiplier
 from cookbook.utils.ml_log import Logger, setup_logging
 from cookbook.utils.plotting import plot_metrics
 from cookbook.utils.progress import TrainingProgress, console_write
@@ -54,7 +55,6 @@ from cookbook.utils.timing import StepClock, timed
 
 logger = logging.getLogger(__name__)
 
-_BEHAVIORS = ("resume", "overwrite", "raise")
 
 
 @chz.chz
@@ -92,21 +92,12 @@ class Config:
 
     @chz.validate
     def _check(self) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.behavior_if_log_dir_exists not in _BEHAVIORS:
-            raise ValueError(f"behavior_if_log_dir_exists must be one of {_BEHAVIORS}, "
-                             f"got {self.behavior_if_log_dir_exists!r}")
         for name in ("learning_rate", "dpo_beta"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.nll_coef < 0:
             raise ValueError(f"nll_coef must be >= 0, got {self.nll_coef}")
-        for name, low in {"num_epochs": 1, "lora_rank": 0, "save_every": 0, "eval_every": 0}.items():
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1 or None, got {self.max_steps}")
+        check_loop_fields(self, {"num_epochs": 1, "lora_rank": 0, "save_every": 0, "eval_every": 0})
 
 
 def pairs_of(batch: list[Datum]) -> list[Datum]:

@@ -63,6 +63,21 @@ logger = logging.getLogger(__name__)
 _BEHAVIORS: tuple[str, ...] = get_args(BehaviorIfExists)
 
 
+def check_loop_fields(config: Any, minimums: dict[str, int]) -> None:
+    """The checks every training loop's config shares: its lr schedule and log-dir behaviour are
+    known names, each field in `minimums` is at least its bound, and max_steps is None or >= 1."""
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
+    if config.behavior_if_log_dir_exists not in _BEHAVIORS:
+        raise ValueError(f"behavior_if_log_dir_exists must be one of {_BEHAVIORS}, "
+                         f"got {config.behavior_if_log_dir_exists!r}")
+    for name, low in minimums.items():
+        if getattr(config, name) < low:
+            raise ValueError(f"{name} must be at least {low}, got {getattr(config, name)}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1 or None, got {config.max_steps}")
+
+
 @chz.chz
 class Config:
     """Everything one supervised run needs. `lora_rank=0` trains the full weights."""
@@ -96,20 +111,10 @@ class Config:
 
     @chz.validate
     def _check(self) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.behavior_if_log_dir_exists not in _BEHAVIORS:
-            raise ValueError(f"behavior_if_log_dir_exists must be one of {_BEHAVIORS}, "
-                             f"got {self.behavior_if_log_dir_exists!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        minimums = {"lr_warmup_steps": 0, "num_epochs": 1, "lora_rank": 0, "save_every": 0,
-                    "eval_every": 0, "submit_ahead": 0}
-        for name, low in minimums.items():
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1 or None, got {self.max_steps}")
+        check_loop_fields(self, {"lr_warmup_steps": 0, "num_epochs": 1, "lora_rank": 0, "save_every": 0,
+                                 "eval_every": 0, "submit_ahead": 0})
         if self.ttl_seconds is not None and self.ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive or None, got {self.ttl_seconds}")
 
