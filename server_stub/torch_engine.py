@@ -29,7 +29,7 @@ from server_stub.storage.checkpoints import CheckpointMeta, CheckpointStore
 from server_stub.storage.paths import StorageLayout
 from server_stub.storage.runs import RunMeta, RunStore, stringify_metadata
 from server_stub.storage.weight_files import read_optimizer, read_weights, write_optimizer, write_weights
-from server_stub.training.batch import build_batch
+from server_stub.training.batch import build_batches
 from server_stub.training.forward_backward import run_pass
 from server_stub.training.trainable import TrainableModel, full_weight_model, lora_model
 from server_stub.validation import check_adam_params, check_lora_config, check_safe_name, check_ttl
@@ -70,6 +70,11 @@ def _describe(spec: LoraSpec | None) -> str:
     return f"LoRA rank {spec.rank} on {'+'.join(parts)}"
 
 
+CPU_PASS_TOKEN_BUDGET = 1536
+"""Padded tokens per chunk of a training pass on a CPU (measured best among 512-4096 for the
+built-in model on batches of 32 chat or comparison sequences)."""
+
+
 class TorchEngine:
     """Models, training, sampling and checkpoints on one device."""
 
@@ -77,6 +82,9 @@ class TorchEngine:
                  extra_models: dict[str, str] | None = None):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        # Training passes on a CPU run in length-sorted chunks of at most this many padded tokens
+        # (faster there); an accelerator gets each request as one batch.
+        self.pass_token_budget = CPU_PASS_TOKEN_BUDGET if self.device.type == "cpu" else None
         self.registry = ModelRegistry(self.device, self.dtype, extra_models)
         self.layout = StorageLayout(Path(storage_dir))
         self.checkpoints = CheckpointStore(self.layout)
@@ -194,8 +202,8 @@ class TorchEngine:
     def forward_backward(self, model_id: str, fwd: types.ForwardBackwardInput,
                          backward: bool) -> types.ForwardBackwardOutput:
         model = self._model(model_id)
-        batch = build_batch(fwd, self.model_limits(model.base_model), self.device)
-        result = run_pass(model.module(), batch, fwd.loss_fn, backward)
+        chunks = build_batches(fwd, self.model_limits(model.base_model), self.device, self.pass_token_budget)
+        result = run_pass(model.module(), chunks, fwd.loss_fn, backward)
         self._touch(model_id)
         return types.ForwardBackwardOutput(loss_fn_output_type="ArrayRecord",
                                            loss_fn_outputs=[{"logprobs": lp} for lp in result.logprobs],

@@ -9,6 +9,7 @@ so no attention mask is needed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,11 +36,46 @@ class TrainBatch:
     config: dict[str, float]  # the loss's settings: request values over defaults
 
 
-def build_batch(fwd: types.ForwardBackwardInput, limits: ModelLimits, device: torch.device) -> TrainBatch:
-    """Validate every datum, then pad them into one batch on `device`."""
+def length_chunks(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
+    """Row indices sorted longest first and cut into ceil(rows x longest / token_budget) chunks of
+    near-equal row counts, so each chunk pads only to its own longest row.
+
+    Why: a right-padded batch pays for its longest sequence in every row. On a CPU, two
+    length-sorted halves of a batch of 32 chat or comparison sequences measured 20-30% faster
+    than the padded whole (less padding, cache-sized activations); more, smaller chunks lost
+    that gain again to per-chunk overhead.
+    """
+    if token_budget < 1:
+        raise ValueError(f"token_budget must be at least 1, got {token_budget}")
+    if not lengths:
+        return []
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    count = min(len(order), -(-len(order) * lengths[order[0]] // token_budget))
+    size, extra = divmod(len(order), count)
+    chunks, start = [], 0
+    for k in range(count):
+        end = start + size + (k < extra)
+        chunks.append(order[start:end])
+        start = end
+    return chunks
+
+
+def build_batches(fwd: types.ForwardBackwardInput, limits: ModelLimits, device: torch.device,
+                  token_budget: int | None) -> list[tuple[list[int], TrainBatch]]:
+    """Validate every datum, then pad them into length-sorted chunks (see `length_chunks`), each
+    with the request's row indices it holds. `token_budget=None` gives one chunk of every row."""
+    check_forward_backward_input(fwd, limits)
+    if token_budget is None:
+        return [(list(range(len(fwd.data))), _pad(fwd, device))]
+    lengths = [d.model_input.length for d in fwd.data]
+    return [(rows, _pad(fwd.model_copy(update={"data": [fwd.data[i] for i in rows]}), device))
+            for rows in length_chunks(lengths, token_budget)]
+
+
+def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
+    """Right-pad already validated datums into one batch."""
     import torch
 
-    check_forward_backward_input(fwd, limits)
     loss_fn = fwd.loss_fn
     config = {**LOSS_CONFIG_DEFAULTS.get(loss_fn, {}), **(fwd.loss_fn_config or {})}
     float_keys = [k for k in REQUIRED_LOSS_INPUTS[loss_fn] + OPTIONAL_LOSS_INPUTS[loss_fn] if k != "target_tokens"]

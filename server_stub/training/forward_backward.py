@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,26 +30,30 @@ def target_logprobs(module: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
     return gather_logprobs(logits, batch.targets)
 
 
-def run_pass(module: torch.nn.Module, batch: TrainBatch, loss_fn: str, backward: bool) -> PassResult:
-    """Forward the batch; with `backward`, add the loss gradient to the parameters' `.grad`.
+def run_pass(module: torch.nn.Module, chunks: Sequence[tuple[list[int], TrainBatch]], loss_fn: str,
+             backward: bool) -> PassResult:
+    """Forward every chunk of the request; with `backward`, add the loss gradient to `.grad`.
 
-    A non-finite loss (e.g. an importance ratio that overflows) is refused before backward, so
-    accumulated gradients are never poisoned by one bad request.
+    The loss is a sum over tokens, so chunks (the request's rows, split by `build_batches`) add
+    up to exactly the one-batch result. Every chunk is forwarded before any backward, and a
+    non-finite loss (e.g. an importance ratio that overflows) is refused first, so accumulated
+    gradients are never poisoned by one bad request.
     """
     import torch
 
     with torch.enable_grad() if backward else torch.inference_mode():
-        lp = target_logprobs(module, batch)
-        loss = total_loss(loss_fn, lp, batch)
+        parts = [(rows, batch, target_logprobs(module, batch)) for rows, batch in chunks]
+        loss = torch.stack([total_loss(loss_fn, lp, batch) for _, batch, lp in parts]).sum()
     loss_value = float(loss.detach())
     if not math.isfinite(loss_value):
         raise UserError(f"the {loss_fn} loss is not finite ({loss_value}); check logprobs/advantages/weights "
                         "(no gradient was accumulated)", field="data")
     if backward:
         loss.backward()
-    lp_cpu = lp.detach().float().cpu().numpy()
-    outputs = []
-    for row, shape in enumerate(batch.target_shapes):
-        values = lp_cpu[row, : shape[0], : (shape[1] if len(shape) == 2 else 1)].reshape(shape)
-        outputs.append(types.TensorData(data=values.reshape(-1).tolist(), dtype="float32", shape=list(shape)))
-    return PassResult(loss=loss_value, logprobs=outputs)
+    outputs: dict[int, types.TensorData] = {}
+    for rows, batch, lp in parts:
+        lp_cpu = lp.detach().float().cpu().numpy()
+        for index, (row, shape) in enumerate(zip(rows, batch.target_shapes, strict=True)):
+            values = lp_cpu[index, : shape[0], : (shape[1] if len(shape) == 2 else 1)].reshape(shape)
+            outputs[row] = types.TensorData(data=values.reshape(-1).tolist(), dtype="float32", shape=list(shape))
+    return PassResult(loss=loss_value, logprobs=[outputs[row] for row in sorted(outputs)])
