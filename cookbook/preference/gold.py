@@ -53,7 +53,7 @@ def comparison_kind(comparison: Comparison) -> str:
     """Which attributes differ between A and B, as the rule sees them, joined by "+".
 
     Content differences are named by what is at stake: "correctness" (correct vs incorrect),
-    "truncation" (one answer cut off), "offtopic" (one answer is garbage); style differences are
+    "truncation" (one answer cut off), "garbage" (one answer unparseable or off-topic); style differences are
     "stacked" (several openers on one side) or "style". Identical assessments give "same".
     """
     prompt = comparison.prompt_conversation
@@ -62,7 +62,7 @@ def comparison_kind(comparison: Comparison) -> str:
     parts = []
     if a.content != b.content:
         contents = {a.content, b.content}
-        parts.append("offtopic" if "garbage" in contents else "truncation" if "truncated" in contents
+        parts.append("garbage" if "garbage" in contents else "truncation" if "truncated" in contents
                      else "correctness")
     style_a, style_b = _style(a), _style(b)
     if style_a != style_b:

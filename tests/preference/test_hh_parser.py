@@ -128,6 +128,8 @@ def test_comparison_kind_names_what_differs() -> None:
     assert kind("Sure! Sure! 2 plus 3 is 5.", "2 plus 3 is 5.") == "stacked"
     assert kind("Sure! 2 plus 3 is 5.", "2 plus 3 is 4.") == "correctness+style"
     assert kind("2 plus 3 is 5.", "2 plus 3 is 5.") == "same"
+    assert kind("2 plus 3 is 5.", "2 plus") == "truncation"
+    assert kind("2 plus 3 is 5.", "Sure! 2 pluss 3 is 5 tree.") == "garbage+style"
 
 
 def test_builder_on_a_local_directory_of_splits(tmp_path: Path) -> None:
