@@ -22,7 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the repo, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import bench_overhead, bench_rlhf_pipeline, bench_sampling, bench_training, common  # noqa: E402
+from bench import (  # noqa: E402
+    bench_chunked_pass,
+    bench_overhead,
+    bench_rlhf_pipeline,
+    bench_sampling,
+    bench_training,
+    common,
+)
 from cookbook.client.local_server import LocalServer  # noqa: E402
 
 
@@ -159,3 +166,14 @@ def test_pipeline_bench_runs_a_fresh_pipeline_and_reports_every_target(tmp_path:
     assert {stage: run["stages"][stage]["status"] for stage in ("sft", "rm", "rl")} == dict.fromkeys(
         ("sft", "rm", "rl"), "ran")
 
+
+
+@pytest.mark.usefixtures("keep_threads")
+def test_chunked_pass_bench_prints_chunked_vs_one_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    json_path = tmp_path / "chunks.json"
+    assert bench_chunked_pass.main(["--quick", "--threads", "1", "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ratio chunked/one" in out and "sft" in out and "rm" in out
+    cases = json.loads(json_path.read_text())["chunked_pass"]["cases"]
+    assert [c["kind"] for c in cases] == ["sft", "rm"]
+    assert all(spread_is_positive(c["ratio"]) and spread_is_positive(c["one_ms"]) for c in cases)

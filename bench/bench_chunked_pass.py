@@ -1,0 +1,108 @@
+"""The engine's length-chunked training pass against one padded batch, on the pipeline's batches.
+
+    python -m bench.bench_chunked_pass            # SFT and preference-model batches of 32, 8 rounds
+
+On a CPU the engine cuts a request's rows, sorted by length, into chunks of at most about 1536
+padded tokens (server_stub.training.batch.length_chunks). The baseline is the same engine with
+chunking off (`pass_token_budget=None`: one right-padded batch per request), measured in the same
+run, round by round, on the same model and the same batches: bundled chat answers (the SFT stage)
+and bundled comparisons rendered for the preference model. The ratio is chunked / one-batch time.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import common
+
+
+def _batches(engine: Any, kind: str, count: int, size: int) -> list[list[Any]]:
+    """`count` batches of `size` datums as the pipeline's `kind` stage ("sft" or "rm") renders them."""
+    from cookbook.client import types
+    from cookbook.data import bundled
+    from cookbook.preference import ComparisonRendererFromChatRenderer
+    from cookbook.recipes.preference.datasets import HHHComparisonBuilder
+    from cookbook.renderers import get_renderer
+    from cookbook.supervised.data import conversation_to_datum
+    from cookbook.tokenizer_utils import Tokenizer
+
+    answer = engine.tokenizer(common.BASE_MODEL)
+    tokenizer = Tokenizer.from_json_str(answer.tokenizer_json, name_or_path=answer.model_name,
+                                        bos_token=answer.bos_token, eos_token=answer.eos_token,
+                                        pad_token=answer.pad_token)
+    renderer = get_renderer("role_colon", tokenizer)
+    rng = random.Random(0)
+    if kind == "sft":
+        rows = bundled.chat_split("train")[:1000]
+        pool: list[types.Datum] = [conversation_to_datum(row["messages"], renderer, None) for row in rows]
+    else:
+        comparisons, _ = HHHComparisonBuilder(dataset="bundled", test_size=400).get_labeled_comparisons()
+        comparison_renderer = ComparisonRendererFromChatRenderer(renderer)
+        pool = [comparison_renderer.to_datum(c) for c in comparisons[:1000]]
+    return [rng.sample(pool, size) for _ in range(count)]
+
+
+def _timed_pass(engine: Any, batches: list[list[Any]], budget: int | None) -> Callable[[], float]:
+    from cookbook.client import types
+
+    def run() -> float:
+        engine.pass_token_budget = budget
+        start = time.perf_counter()
+        for batch in batches:
+            engine.forward_backward("m", types.ForwardBackwardInput(data=batch, loss_fn="cross_entropy"),
+                                    backward=True)
+        return (time.perf_counter() - start) / len(batches) * 1000.0
+
+    return run
+
+
+def run(settings: common.BenchSettings) -> common.BenchReport:
+    from cookbook.client import types
+    from server_stub.torch_engine import CPU_PASS_TOKEN_BUDGET, TorchEngine
+
+    rounds = settings.rounds_or(8)
+    count, size = (2, 8) if settings.quick else (6, 32)
+    table = common.Table("training pass: length-sorted chunks vs one padded batch (in-process engine, CPU)",
+                         ["batches", "rows", "mean / max length", "one batch ms", "chunked ms",
+                          "ratio chunked/one"],
+                         note=f"chunk budget {CPU_PASS_TOKEN_BUDGET} padded tokens; median [range] of "
+                              f"{rounds} interleaved rounds; < 1 means chunking is faster")
+    data: dict[str, Any] = {"budget": CPU_PASS_TOKEN_BUDGET, "cases": []}
+    with tempfile.TemporaryDirectory(prefix="bench-chunks-") as storage:
+        engine = TorchEngine(Path(storage), device="cpu")
+        engine.create_model("m", common.BASE_MODEL, types.LoraConfig(rank=0), None)
+        for kind in ("sft", "rm"):
+            batches = _batches(engine, kind, count, size)
+            lengths = [d.model_input.length for batch in batches for d in batch]
+            sides = {"one": _timed_pass(engine, batches, None), "chunked": _timed_pass(engine, batches,
+                                                                                       CPU_PASS_TOKEN_BUDGET)}
+            for side in sides.values():  # warm-up
+                side()
+            times = common.interleaved(rounds, sides)
+            one, chunked = common.Spread.of(times["one"]), common.Spread.of(times["chunked"])
+            ratio = common.ratios(times["chunked"], times["one"])
+            table.add(kind, size, f"{sum(lengths) / len(lengths):.0f} / {max(lengths)}", one.text(), chunked.text(),
+                      ratio.text(2))
+            data["cases"].append({"kind": kind, "rows": size, "one_ms": one.as_dict(), "chunked_ms": chunked.as_dict(),
+                                  "ratio": ratio.as_dict()})
+    return common.BenchReport("chunked_pass", [table], data)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = common.build_parser(__doc__ or "")
+    settings = common.settings_from_args(parser.parse_args(argv))
+    common.use_threads(settings.threads)
+    report = run(settings)
+    print(report.render(), flush=True)
+    if settings.json_path is not None:
+        common.write_json(settings.json_path, {"machine": common.machine_info(settings), report.name: report.data})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
