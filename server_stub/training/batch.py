@@ -36,14 +36,20 @@ class TrainBatch:
     config: dict[str, float]  # the loss's settings: request values over defaults
 
 
+MIN_PADDING_SAVED = 0.15
+"""Chunk a pass only if that cuts the padded tokens by at least this fraction: on equal-length
+rows chunks save nothing and their per-chunk overhead made uniform 32x64-64x128 batches slower."""
+
+
 def length_chunks(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     """Row indices sorted longest first and cut into ceil(rows x longest / token_budget) chunks of
-    near-equal row counts, so each chunk pads only to its own longest row.
+    near-equal row counts, so each chunk pads only to its own longest row; all rows in one chunk
+    when that would save less than `MIN_PADDING_SAVED` of the padded tokens.
 
-    Why: a right-padded batch pays for its longest sequence in every row. On a CPU, two
-    length-sorted halves of a batch of 32 chat or comparison sequences measured 20-30% faster
-    than the padded whole (less padding, cache-sized activations); more, smaller chunks lost
-    that gain again to per-chunk overhead.
+    Why: a right-padded batch pays for its longest sequence in every row. On a CPU, length-sorted
+    chunks of the pipeline's batches of 32 chat or comparison sequences measured 11-14% faster
+    than the padded whole (bench/bench_chunked_pass.py); more, smaller chunks lost that gain to
+    per-chunk overhead.
     """
     if token_budget < 1:
         raise ValueError(f"token_budget must be at least 1, got {token_budget}")
@@ -57,6 +63,9 @@ def length_chunks(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
         end = start + size + (k < extra)
         chunks.append(order[start:end])
         start = end
+    padded = sum(len(chunk) * lengths[chunk[0]] for chunk in chunks)
+    if padded > (1.0 - MIN_PADDING_SAVED) * len(order) * lengths[order[0]]:
+        return [order]
     return chunks
 
 

@@ -23,6 +23,7 @@ def test_length_chunks_split_sorted_rows_evenly() -> None:
     assert length_chunks(lengths, 100) == [[4, 0, 2], [5, 1, 3]]
     assert length_chunks(lengths, 10_000) == [[4, 0, 2, 5, 1, 3]]
     assert length_chunks(lengths, 1) == [[4], [0], [2], [5], [1], [3]]  # never more chunks than rows
+    assert length_chunks([8, 8, 8, 7], 16) == [[0, 1, 2, 3]]  # too little padding to save: one chunk
     assert length_chunks([], 12) == []
     with pytest.raises(ValueError, match="token_budget"):
         length_chunks(lengths, 0)
