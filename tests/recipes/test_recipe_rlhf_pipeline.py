@@ -85,7 +85,9 @@ def test_defaults_chain_the_stages_on_the_builtin_model() -> None:
     rm = pipeline.rm_config(cli, "tinker://sft/weights/final")
     assert rm.log_path == f"{pipeline.DEFAULT_LOG_PATH}/rm" and rm.load_checkpoint_path == "tinker://sft/weights/final"
     assert rm.dataset_builder.inner.include_test_set is False and rm.dataset_builder.seed == 0 and len(rm.evaluator_builders) == 1
-    assert rm.grad_clip_norm == cli.rm_grad_clip_norm > 0
+    assert rm.grad_clip_norm == 0
+    clipped = pipeline.rm_config(pipeline.CLIConfig(rm_grad_clip_norm=0.5), "tinker://sft/weights/final")
+    assert clipped.grad_clip_norm == 0.5
     sft_record = CheckpointRecord(name="final", final=True, state_path="tinker://sft/weights/final",
                                   sampler_path="tinker://sft/sampler_weights/final")
     rl = pipeline.rl_config(cli, sft_record, "tinker://rm/sampler_weights/final")
