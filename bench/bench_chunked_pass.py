@@ -24,18 +24,14 @@ from bench import common
 def _batches(engine: Any, kind: str, count: int, size: int) -> list[list[Any]]:
     """`count` batches of `size` datums as the pipeline's `kind` stage ("sft" or "rm") renders them."""
     from cookbook.client import types
+    from cookbook.client.http.tokenizers import tokenizer_from_response
     from cookbook.data import bundled
     from cookbook.preference import ComparisonRendererFromChatRenderer
     from cookbook.recipes.preference.datasets import HHHComparisonBuilder
     from cookbook.renderers import get_renderer
     from cookbook.supervised.data import conversation_to_datum
-    from cookbook.tokenizer_utils import Tokenizer
 
-    answer = engine.tokenizer(common.BASE_MODEL)
-    tokenizer = Tokenizer.from_json_str(answer.tokenizer_json, name_or_path=answer.model_name,
-                                        bos_token=answer.bos_token, eos_token=answer.eos_token,
-                                        pad_token=answer.pad_token)
-    renderer = get_renderer("role_colon", tokenizer)
+    renderer = get_renderer("role_colon", tokenizer_from_response(engine.tokenizer(common.BASE_MODEL)))
     rng = random.Random(0)
     if kind == "sft":
         rows = bundled.chat_split("train")[:1000]

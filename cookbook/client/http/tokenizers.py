@@ -17,9 +17,13 @@ async def fetch_tokenizer(transport: Transport, base_model: str) -> Tokenizer:
     if cached is not None:
         return cached
     data = await transport.post("/get_tokenizer", types.TokenizerRequest(model_name=base_model))
-    answer = types.TokenizerResponse.model_validate(data)
-    tokenizer = Tokenizer.from_json_str(answer.tokenizer_json, name_or_path=answer.model_name,
-                                        bos_token=answer.bos_token, eos_token=answer.eos_token,
-                                        pad_token=answer.pad_token)
+    tokenizer = tokenizer_from_response(types.TokenizerResponse.model_validate(data))
     transport.tokenizers[base_model] = tokenizer
     return tokenizer
+
+
+def tokenizer_from_response(answer: types.TokenizerResponse) -> Tokenizer:
+    """Build the tokenizer a `get_tokenizer` answer describes (from the wire or an in-process engine)."""
+    return Tokenizer.from_json_str(answer.tokenizer_json, name_or_path=answer.model_name,
+                                   bos_token=answer.bos_token, eos_token=answer.eos_token,
+                                   pad_token=answer.pad_token)
