@@ -25,12 +25,12 @@ import chz
 
 from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
 from cookbook.client.types import AdamParams, Datum
-from cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
+from cookbook.eval.evaluators import Evaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
 from cookbook.preference.dpo_evaluator import DPOTestEvaluator
 from cookbook.preference.dpo_loss import DPO_METRICS, make_dpo_loss_fn, reference_sums
+from cookbook.supervised.loop_config import LoopConfig
 from cookbook.supervised.train import (
-    check_loop_fields,
     checkpoint_name,
     create_training_client,
     loop_state,
@@ -39,18 +39,18 @@ from cookbook.supervised.train import (
     resume_step,
     total_training_steps,
 )
-from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
+from cookbook.supervised.types import SupervisedDataset
 from cookbook.utils.checkpoints import (
     FINAL_NAME,
     CheckpointRecord,
     get_last_checkpoint,
     save_checkpoint_async,
 )
-from cookbook.utils.lr_scheduling import LRSchedule, compute_schedule_lr_multiplier
+from cookbook.utils.lr_scheduling import compute_schedule_lr_multiplier
 from cookbook.utils.ml_log import Logger, setup_logging
 from cookbook.utils.plotting import plot_metrics
 from cookbook.utils.progress import TrainingProgress, console_write
-from cookbook.utils.run_dir import BehaviorIfExists, prepare_log_dir
+from cookbook.utils.run_dir import prepare_log_dir
 from cookbook.utils.timing import StepClock, timed
 
 logger = logging.getLogger(__name__)
@@ -58,46 +58,21 @@ logger = logging.getLogger(__name__)
 
 
 @chz.chz
-class Config:
+class Config(LoopConfig):
     """One DPO run. `dataset_builder` yields [chosen, rejected] pairs (a DPODatasetBuilderFromComparisons);
-    its batch size is the number of pairs per step. `lora_rank=0` trains the full weights; with
-    `load_checkpoint_path` the rank is the checkpoint's."""
+    its batch size is the number of pairs per step. With `load_checkpoint_path` (e.g. an SFT run's
+    final state_path) the LoRA rank is the checkpoint's. The shared fields are `LoopConfig`'s."""
 
-    log_path: str
-    model_name: str
-    dataset_builder: SupervisedDatasetBuilder
-    base_url: str | None = None
-    load_checkpoint_path: str | None = None  # weights-only init, e.g. an SFT run's final state_path
-    renderer_name: str | None = None  # recorded in the server's run metadata
     learning_rate: float = 1e-5
-    lr_schedule: LRSchedule = "linear"
-    num_epochs: int = 1
     dpo_beta: float = 0.1
     nll_coef: float = 0.0  # > 0 adds the chosen answers' NLL to the loss (see dpo_loss.make_dpo_loss_fn)
-    lora_rank: int = 32
-    lora_seed: int | None = 0
-    evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
-    save_every: int = 20  # 0: only the final checkpoint
-    eval_every: int = 10  # 0: evaluate only at the end
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    grad_clip_norm: float = 0.0
-    max_steps: int | None = None
-    wandb_project: str | None = None
-    wandb_name: str | None = None
-    behavior_if_log_dir_exists: BehaviorIfExists = "resume"
-    ttl_seconds: int | None = None  # for periodic checkpoints; the final one is kept forever
 
     @chz.validate
     def _check(self) -> None:
-        for name in ("learning_rate", "dpo_beta"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.dpo_beta > 0:
+            raise ValueError(f"dpo_beta must be positive, got {self.dpo_beta}")
         if self.nll_coef < 0:
             raise ValueError(f"nll_coef must be >= 0, got {self.nll_coef}")
-        check_loop_fields(self, {"num_epochs": 1, "lora_rank": 0, "save_every": 0, "eval_every": 0})
 
 
 def pairs_of(batch: list[Datum]) -> list[Datum]:

@@ -24,7 +24,7 @@ import hashlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any
 
 import chz
 import numpy as np
@@ -38,11 +38,12 @@ from cookbook.client.types import (
     OptimStepResponse,
     SaveWeightsResponse,
 )
-from cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
+from cookbook.eval.evaluators import Evaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
 from cookbook.supervised.common import compute_mean_nll
+from cookbook.supervised.loop_config import LoopConfig, check_at_least
 from cookbook.supervised.nll_evaluator import NLLEvaluator
-from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
+from cookbook.supervised.types import SupervisedDataset
 from cookbook.utils.checkpoints import (
     FINAL_NAME,
     CheckpointRecord,
@@ -51,72 +52,26 @@ from cookbook.utils.checkpoints import (
     save_checkpoint_async,
 )
 from cookbook.utils.jsonl import append_jsonl
-from cookbook.utils.lr_scheduling import LR_SCHEDULES, LRSchedule, compute_schedule_lr_multiplier
+from cookbook.utils.lr_scheduling import compute_schedule_lr_multiplier
 from cookbook.utils.ml_log import Logger, setup_logging
 from cookbook.utils.plotting import plot_metrics
 from cookbook.utils.progress import TrainingProgress, console_write
-from cookbook.utils.run_dir import BehaviorIfExists, prepare_log_dir
+from cookbook.utils.run_dir import prepare_log_dir
 from cookbook.utils.timing import StepClock, timed
 
 logger = logging.getLogger(__name__)
 
-_BEHAVIORS: tuple[str, ...] = get_args(BehaviorIfExists)
-
-
-def check_loop_fields(config: Any, minimums: dict[str, int]) -> None:
-    """The checks every training loop's config shares: its lr schedule and log-dir behaviour are
-    known names, each field in `minimums` is at least its bound, and max_steps is None or >= 1."""
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
-    if config.behavior_if_log_dir_exists not in _BEHAVIORS:
-        raise ValueError(f"behavior_if_log_dir_exists must be one of {_BEHAVIORS}, "
-                         f"got {config.behavior_if_log_dir_exists!r}")
-    for name, low in minimums.items():
-        if getattr(config, name) < low:
-            raise ValueError(f"{name} must be at least {low}, got {getattr(config, name)}")
-    if config.max_steps is not None and config.max_steps < 1:
-        raise ValueError(f"max_steps must be at least 1 or None, got {config.max_steps}")
-
 
 @chz.chz
-class Config:
-    """Everything one supervised run needs. `lora_rank=0` trains the full weights."""
+class Config(LoopConfig):
+    """Everything one supervised run needs (the shared fields are `LoopConfig`'s)."""
 
-    log_path: str
-    model_name: str
-    dataset_builder: SupervisedDatasetBuilder
-    base_url: str | None = None
-    load_checkpoint_path: str | None = None  # weights-only init of a new run (e.g. a previous stage)
-    renderer_name: str | None = None  # recorded in the server's run metadata
-    learning_rate: float = 1e-4
-    lr_schedule: LRSchedule = "linear"
     lr_warmup_steps: int = 0
-    num_epochs: int = 1
-    lora_rank: int = 32
-    lora_seed: int | None = 0  # LoRA init seed, so that reruns are reproducible
-    evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
-    save_every: int = 20  # 0: only the final checkpoint
-    eval_every: int = 10  # 0: evaluate only at the end
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    grad_clip_norm: float = 0.0
-    max_steps: int | None = None
     submit_ahead: int = 1  # steps submitted before the oldest one's results are read
-    wandb_project: str | None = None
-    wandb_name: str | None = None
-    behavior_if_log_dir_exists: BehaviorIfExists = "resume"
-    ttl_seconds: int | None = None  # for periodic checkpoints; the final one is kept forever
 
     @chz.validate
     def _check(self) -> None:
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        check_loop_fields(self, {"lr_warmup_steps": 0, "num_epochs": 1, "lora_rank": 0, "save_every": 0,
-                                 "eval_every": 0, "submit_ahead": 0})
-        if self.ttl_seconds is not None and self.ttl_seconds <= 0:
-            raise ValueError(f"ttl_seconds must be positive or None, got {self.ttl_seconds}")
+        check_at_least(self, {"lr_warmup_steps": 0, "submit_ahead": 0})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -140,6 +140,23 @@ def test_a_dpo_step_through_the_server_equals_the_same_step_in_torch(service: Se
     assert max(abs(a - b) for a, b in zip(after_server, policy.tolist(), strict=True)) > 0.1  # the step did something
 
 
+@pytest.mark.parametrize(("field_name", "value", "message"), [
+    ("dpo_beta", 0.0, "dpo_beta must be positive"),
+    ("nll_coef", -1.0, "nll_coef must be >= 0"),
+    ("lr_schedule", "exponential", "lr_schedule must be one of"),  # the shared LoopConfig checks apply too
+    ("ttl_seconds", 0, "ttl_seconds must be positive"),
+    ("save_every", -1, "save_every must be at least 0"),
+])
+def test_dpo_config_rejects_bad_values(tmp_path: Path, field_name: str, value: object, message: str) -> None:
+    comparisons = ComparisonBuilderFromJsonl(train_path=str(tmp_path / "train.jsonl"))
+    builder = DPODatasetBuilderFromComparisons(
+        common_config=ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=BUILTIN, renderer_name="role_colon",
+                                                     max_length=None, batch_size=2),
+        comparison_builder=comparisons)
+    with pytest.raises(ValueError, match=message):
+        Config(log_path=str(tmp_path / "run"), model_name=BUILTIN, dataset_builder=builder, **{field_name: value})
+
+
 @pytest.fixture
 def dpo_files(tmp_path: Path, tokenizer: Tokenizer) -> ChatDatasetBuilderCommonConfig:
     register_tokenizer("dpo-tests-tiny", tokenizer)
