@@ -23,6 +23,7 @@ import pytest
 from cookbook.client.abstract import ServiceClient
 from cookbook.client.http import HttpServiceClient
 from cookbook.client.local_server import LocalServer
+from cookbook.tokenizer_utils import Tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +37,12 @@ def service(server: LocalServer) -> Iterator[ServiceClient]:
     client = HttpServiceClient(server.url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def builtin_tokenizer() -> Tokenizer:
+    """The server's built-in "tiny-llama" tokenizer, as a client receives it (tokenizer.json + EOS)."""
+    from server_stub.models.builtin_tokenizer import EOS_TOKEN, builtin_tokenizer_json
+
+    return Tokenizer.from_json_str(builtin_tokenizer_json(), name_or_path="tiny-llama", eos_token=EOS_TOKEN,
+                                   pad_token=EOS_TOKEN)

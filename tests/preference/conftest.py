@@ -15,11 +15,8 @@ HH_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hh-r
 
 
 @pytest.fixture(scope="session")
-def tokenizer() -> Tokenizer:
-    from server_stub.models.builtin_tokenizer import EOS_TOKEN, builtin_tokenizer_json
-
-    return Tokenizer.from_json_str(builtin_tokenizer_json(), name_or_path=BUILTIN, eos_token=EOS_TOKEN,
-                                   pad_token=EOS_TOKEN)
+def tokenizer(builtin_tokenizer: Tokenizer) -> Tokenizer:
+    return builtin_tokenizer
 
 
 @pytest.fixture(scope="session")

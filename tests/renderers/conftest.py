@@ -13,11 +13,3 @@ def tokenizers_by_kind(tmp_path_factory: pytest.TempPathFactory) -> dict[str, To
     root = tmp_path_factory.mktemp("tokenizers")
     return {kind: get_tokenizer(str(write_tokenizer_dir(kind, root))) for kind in FORMATS}
 
-
-@pytest.fixture(scope="session")
-def builtin_tokenizer() -> Tokenizer:
-    """The server's built-in "tiny-llama" tokenizer, as a client receives it (tokenizer.json + EOS)."""
-    from server_stub.models.builtin_tokenizer import EOS_TOKEN, builtin_tokenizer_json
-
-    return Tokenizer.from_json_str(builtin_tokenizer_json(), name_or_path="tiny-llama", eos_token=EOS_TOKEN,
-                                   pad_token=EOS_TOKEN)

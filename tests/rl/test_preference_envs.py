@@ -48,11 +48,8 @@ PROMPT: list[Message] = [{"role": "user", "content": "What is 3 plus 4?"}]
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> Tokenizer:
-    from server_stub.models.builtin_tokenizer import EOS_TOKEN, builtin_tokenizer_json
-
-    return Tokenizer.from_json_str(builtin_tokenizer_json(), name_or_path="tiny-llama", eos_token=EOS_TOKEN,
-                                   pad_token=EOS_TOKEN)
+def tokenizer(builtin_tokenizer: Tokenizer) -> Tokenizer:
+    return builtin_tokenizer
 
 
 @pytest.fixture(scope="module")
