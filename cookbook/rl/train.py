@@ -49,6 +49,7 @@ from cookbook.utils.checkpoints import (
     get_last_checkpoint,
     save_checkpoint_async,
 )
+from cookbook.utils.lr_scheduling import LR_SCHEDULES, LRSchedule, compute_schedule_lr_multiplier
 from cookbook.utils.metric_display import HEADLINE_METRICS
 from cookbook.utils.ml_log import Logger, setup_logging
 from cookbook.utils.plotting import plot_metrics
@@ -85,6 +86,9 @@ class Config:
     loss_fn: RLLossFn = "importance_sampling"
     loss_fn_config: dict[str, float] | None = None
     num_substeps: int = 1
+    # The learning rate over the run's steps (Tinker's RL loop keeps it constant; TRL decays it).
+    lr_schedule: LRSchedule = "constant"
+    lr_warmup_steps: int = 0
 
     kl_penalty_coef: float = 0.0  # 0 = no KL penalty
     kl_penalty_mode: KLPenaltyMode = "sequence"
@@ -119,6 +123,9 @@ class Config:
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
             (self.loss_fn in RL_LOSS_FNS, f"loss_fn must be one of {RL_LOSS_FNS}, got {self.loss_fn!r}"),
             (self.num_substeps >= 1, f"num_substeps must be at least 1, got {self.num_substeps}"),
+            (self.lr_schedule in LR_SCHEDULES,
+             f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
+            (self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}"),
             (self.kl_penalty_coef >= 0, f"kl_penalty_coef must be >= 0, got {self.kl_penalty_coef}"),
             (self.kl_penalty_mode in KL_PENALTY_MODES,
              f"kl_penalty_mode must be one of {KL_PENALTY_MODES}, got {self.kl_penalty_mode!r}"),
@@ -132,10 +139,17 @@ class Config:
             if not ok:
                 raise ValueError(message)
 
-    @property
-    def adam_params(self) -> AdamParams:
-        return AdamParams(learning_rate=self.learning_rate, beta1=self.adam_beta1, beta2=self.adam_beta2,
-                          eps=self.adam_eps, weight_decay=self.weight_decay, grad_clip_norm=self.grad_clip_norm)
+    def learning_rate_at(self, step: int, end: int) -> float:
+        """The rate of step `step` of a run of `end` steps. A warm-up as long as the run or longer
+        is cut to leave one step of decay. Raising max_steps to continue a finished run stretches
+        the schedule over the new `end`."""
+        warmup = min(self.lr_warmup_steps, end - 1)
+        return self.learning_rate * compute_schedule_lr_multiplier(self.lr_schedule, step, end, warmup)
+
+    def adam_params(self, step: int, end: int) -> AdamParams:
+        return AdamParams(learning_rate=self.learning_rate_at(step, end), beta1=self.adam_beta1,
+                          beta2=self.adam_beta2, eps=self.adam_eps, weight_decay=self.weight_decay,
+                          grad_clip_norm=self.grad_clip_norm)
 
     @property
     def uses_reference(self) -> bool:
@@ -242,12 +256,12 @@ class _Run:
         with TrainingProgress(total_steps=end, initial_step=start, desc="rl") as progress:
             for step in range(start, end):
                 metrics: dict[str, float] = {"progress/batch": step, "progress/done_frac": (step + 1) / end,
-                                             "optim/lr": self.config.learning_rate}
+                                             "optim/lr": self.config.learning_rate_at(step, end)}
                 with timed_total(metrics):
                     if self.evaluators and self.is_eval_step(step):
                         with timed("eval", metrics):
                             metrics.update(await run_evaluators(self.evaluators, self.training_client))
-                    trained = await self.rl_step(step, sampling_client, metrics)
+                    trained = await self.rl_step(step, end, sampling_client, metrics)
                     with timed("sampler", metrics):
                         sampling_client = await self.next_sampler(step + 1, end, sampling_client, trained)
                 self.log(metrics, step)
@@ -268,8 +282,9 @@ class _Run:
         every = self.config.eval_every
         return step == 0 if every == 0 else step % every == 0
 
-    async def rl_step(self, step: int, sampling_client: SamplingClient, metrics: dict[str, float]) -> bool:
-        """Roll out batch `step`, build the training data and train on it; False when the update was skipped."""
+    async def rl_step(self, step: int, end: int, sampling_client: SamplingClient,
+                      metrics: dict[str, float]) -> bool:
+        """Roll out batch `step` (of `end`), build the training data and train on it; False when the update was skipped."""
         config = self.config
         builders_P = self.dataset.get_batch(step)
         tags_P = [builder.logging_tags() for builder in builders_P]
@@ -292,7 +307,7 @@ class _Run:
             return False
         with timed("train", metrics):
             training_logprobs_D, optim_metrics = await train_step(
-                self.training_client, batch.data_D, loss_fn=config.loss_fn, adam_params=config.adam_params,
+                self.training_client, batch.data_D, loss_fn=config.loss_fn, adam_params=config.adam_params(step, end),
                 loss_fn_config=config.loss_fn_config, num_substeps=config.num_substeps)
         metrics.update(optim_metrics)
         metrics.update(sample_train_kl_metrics(batch.data_D, training_logprobs_D))

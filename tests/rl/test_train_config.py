@@ -48,7 +48,7 @@ def test_the_reference_is_used_for_a_penalty_or_when_named(tmp_path: Path) -> No
 
 
 def test_adam_params_come_from_the_config(tmp_path: Path) -> None:
-    params = config(tmp_path, adam_beta2=0.99, grad_clip_norm=1.0, weight_decay=0.1).adam_params
+    params = config(tmp_path, adam_beta2=0.99, grad_clip_norm=1.0, weight_decay=0.1).adam_params(0, 10)
     assert (params.learning_rate, params.beta1, params.beta2, params.eps) == (1e-3, 0.9, 0.99, 1e-8)
     assert (params.grad_clip_norm, params.weight_decay) == (1.0, 0.1)
 

@@ -111,6 +111,7 @@ class CLIConfig:
 
     # Stage 3: RL against the preference model
     rl_learning_rate: float = 5e-4
+    rl_lr_schedule: LRSchedule = "constant"
     rl_steps: int = 40
     rl_batch_size: int = 16  # prompts (groups) per step
     rl_group_size: int = 4  # answers per prompt, judged against each other
@@ -235,7 +236,7 @@ def rl_config(cli: CLIConfig, sft: CheckpointRecord, rm_sampler_path: str) -> rl
         tournament_pattern=cli.tournament_pattern, format_penalty=cli.format_penalty, shuffle_seed=cli.seed,
         base_url=cli.base_url)
     return rl_train.Config(
-        learning_rate=cli.rl_learning_rate, dataset_builder=dataset, model_name=cli.base_model,
+        learning_rate=cli.rl_learning_rate, lr_schedule=cli.rl_lr_schedule, dataset_builder=dataset, model_name=cli.base_model,
         max_tokens=cli.rl_max_tokens, log_path=cli.stage_dir("rl"), base_url=cli.base_url,
         load_checkpoint_path=sft.state_path, lora_rank=cli.rank, loss_fn=cli.rl_loss_fn,
         num_substeps=cli.rl_num_substeps, kl_penalty_coef=cli.kl_penalty_coef, kl_penalty_mode=cli.kl_penalty_mode,
