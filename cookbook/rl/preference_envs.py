@@ -27,6 +27,7 @@ from cookbook.preference.comparison_datasets import ComparisonDatasetBuilder
 from cookbook.preference.preference_model import build_preference_model
 from cookbook.preference.types import Comparison, PreferenceModel, PreferenceModelBuilder
 from cookbook.renderers import Message, Renderer, get_renderer
+from cookbook.rl.judge_audit import JudgeAudit
 from cookbook.rl.tournament import TournamentPattern, get_pairs_chunked, win_fractions
 from cookbook.rl.types import (
     Action,
@@ -88,6 +89,7 @@ class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
     num_envs: int
     matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE
     format_penalty: float = DEFAULT_FORMAT_PENALTY
+    audit: JudgeAudit | None = None  # adds each answer's judge_agreement metrics
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
@@ -115,11 +117,17 @@ class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
                                     envs: Sequence[Env]) -> list[tuple[float, Metrics]]:
         messages, valid = self.parse_answers(trajectories_G)
         pairs = get_pairs_chunked(len(messages), self.tournament_pattern, self.matchup_group_size)
-        preferences = await asyncio.gather(*(
-            self.preference_model(Comparison(self.convo_prefix, [messages[i]], [messages[j]])) for i, j in pairs))
-        fractions, _ = win_fractions(len(messages), pairs, [float(p) for p in preferences])
-        return [(fraction + (0.0 if ok else self.format_penalty), {"win_fraction": fraction, "format": float(ok)})
-                for fraction, ok in zip(fractions, valid, strict=True)]
+        comparisons = [Comparison(self.convo_prefix, [messages[i]], [messages[j]]) for i, j in pairs]
+        preferences = [float(p) for p in await asyncio.gather(*(self.preference_model(c) for c in comparisons))]
+        fractions, _ = win_fractions(len(messages), pairs, preferences)
+        metrics_G: list[Metrics] = [{"win_fraction": fraction, "format": float(ok)}
+                                    for fraction, ok in zip(fractions, valid, strict=True)]
+        if self.audit is not None:
+            audits = await self.audit.episode_metrics(len(messages), pairs, comparisons, preferences)
+            for metrics, audit in zip(metrics_G, audits, strict=True):
+                metrics.update(audit)
+        return [(fraction + (0.0 if ok else self.format_penalty), metrics)
+                for fraction, ok, metrics in zip(fractions, valid, metrics_G, strict=True)]
 
     def logging_tags(self) -> list[str]:
         return [LOGGING_TAG]
@@ -132,7 +140,7 @@ class PairwisePreferenceDataset(RLDataset):
                  policy_renderer: Renderer, preference_model: PreferenceModel,
                  tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS,
                  matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE,
-                 format_penalty: float = DEFAULT_FORMAT_PENALTY):
+                 format_penalty: float = DEFAULT_FORMAT_PENALTY, audit: JudgeAudit | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if group_size < 1:
@@ -147,6 +155,7 @@ class PairwisePreferenceDataset(RLDataset):
         self.tournament_pattern = TournamentPattern(tournament_pattern)
         self.matchup_group_size = matchup_group_size
         self.format_penalty = format_penalty
+        self.audit = audit
 
     def __len__(self) -> int:
         return len(self.prompts) // self.batch_size
@@ -159,7 +168,7 @@ class PairwisePreferenceDataset(RLDataset):
                     convo_prefix=prompt, policy_renderer=self.policy_renderer,
                     tournament_pattern=self.tournament_pattern, preference_model=self.preference_model,
                     num_envs=self.group_size, matchup_group_size=self.matchup_group_size,
-                    format_penalty=self.format_penalty)
+                    format_penalty=self.format_penalty, audit=self.audit)
                 for prompt in self.prompts[start:start + self.batch_size]]
 
 
@@ -179,7 +188,9 @@ class PairwisePreferenceRLDatasetBuilder(RLDatasetBuilder):
     """Self-play RL on the prompts of a comparison data set's train split, judged by a preference model.
 
     `batch_size` counts prompts (groups) per step, `group_size` answers per prompt. With
-    `shuffle_seed` the prompts are reordered by it (None keeps the data set's order).
+    `shuffle_seed` the prompts are reordered by it (None keeps the data set's order). With
+    `audit_model_builder` (e.g. the bundled data's gold rule) every matchup is judged by it too,
+    and the rollouts report how often the preference model agreed (`env/all/judge_agreement`).
     """
 
     comparison_builder: ComparisonDatasetBuilder
@@ -193,6 +204,7 @@ class PairwisePreferenceRLDatasetBuilder(RLDatasetBuilder):
     format_penalty: float = DEFAULT_FORMAT_PENALTY
     shuffle_seed: int | None = None
     base_url: str | None = None
+    audit_model_builder: PreferenceModelBuilder | None = None
 
     @chz.validate
     def _check(self) -> None:
@@ -217,6 +229,10 @@ class PairwisePreferenceRLDatasetBuilder(RLDatasetBuilder):
         renderer = await asyncio.to_thread(load_policy_renderer, self.policy_model_name, self.policy_renderer_name,
                                            self.base_url)
         preference_model = await build_preference_model(self.preference_model_builder)
+        audit = None
+        if self.audit_model_builder is not None:
+            audit = JudgeAudit.of(await build_preference_model(self.audit_model_builder))
         dataset = PairwisePreferenceDataset(prompts, self.batch_size, self.group_size, renderer, preference_model,
-                                            self.tournament_pattern, self.matchup_group_size, self.format_penalty)
+                                            self.tournament_pattern, self.matchup_group_size, self.format_penalty,
+                                            audit)
         return dataset, None

@@ -10,6 +10,7 @@ import pytest
 
 from cookbook.client.local_server import LocalServer
 from cookbook.client.types import Datum, ModelInput, TensorData
+from cookbook.preference.gold import GoldPreferenceModelBuilder
 from cookbook.recipes.preference.rlhf import rlhf_pipeline as pipeline
 from cookbook.recipes.preference.rlhf.report import COMBINED_PLOT, CurveSummary, format_summary
 from cookbook.recipes.preference.rlhf.seeded_data import SeededDatasetBuilder, SeededEpochs, epoch_order_seed
@@ -97,7 +98,8 @@ def test_defaults_chain_the_stages_on_the_builtin_model() -> None:
     assert rl.dataset_builder.group_size == cli.rl_group_size
     assert rl.dataset_builder.tournament_pattern is TournamentPattern.ALL_PAIRS_BOTH_WAYS
     assert [e.temperature for e in rl.evaluator_builders] == [1.0, 0.0] and all(e.gold for e in rl.evaluator_builders)
-    assert rl.max_steps == cli.rl_steps
+    assert isinstance(rl.dataset_builder.audit_model_builder, GoldPreferenceModelBuilder)  # judge_agreement
+    assert rl.max_steps == cli.rl_steps and rl.lr_schedule == "constant"
 
 
 def test_max_steps_caps_every_stage_and_the_gold_judge_needs_the_bundled_data() -> None:
@@ -108,7 +110,7 @@ def test_max_steps_caps_every_stage_and_the_gold_judge_needs_the_bundled_data() 
     rl = pipeline.rl_config(cli, sft_record, "tinker://b/sampler_weights/final")
     assert rl.max_steps == 3 and rl.lora_rank == 8
     assert rl.kl_reference_path == "tinker://a/weights/final"  # no sampler path: the state is loaded instead
-    assert not any(e.gold for e in rl.evaluator_builders)
+    assert not any(e.gold for e in rl.evaluator_builders) and rl.dataset_builder.audit_model_builder is None
     with pytest.raises(ValueError, match="max_steps"):
         pipeline.CLIConfig(max_steps=0)
 

@@ -266,13 +266,15 @@ def test_dataset_builder_reads_train_prompts_and_builds_its_judge(server: LocalS
     builder = PairwisePreferenceRLDatasetBuilder(
         comparison_builder=comparisons, batch_size=8, policy_renderer_name="role_colon",
         policy_model_name="tiny-llama", group_size=4, preference_model_builder=GoldPreferenceModelBuilder(),
-        base_url=server.url)
+        base_url=server.url, audit_model_builder=GoldPreferenceModelBuilder())
     dataset, test = asyncio.run(builder())
     train, _ = comparisons.get_labeled_comparisons()
     assert test is None and len(dataset) == len(train) // 8
     batch = dataset.get_batch(0)
     assert [b.convo_prefix for b in batch] == [c.comparison.prompt_conversation for c in train[:8]]
     assert isinstance(batch[0].preference_model, GoldPreferenceModel)
+    audit = batch[0].audit
+    assert audit is not None and isinstance(audit.model, GoldPreferenceModel) and audit.kind_of is not None
     shuffled = PairwisePreferenceRLDatasetBuilder(
         comparison_builder=comparisons, batch_size=8, policy_renderer_name="role_colon",
         policy_model_name="tiny-llama", group_size=4, preference_model_builder=GoldPreferenceModelBuilder(),

@@ -23,7 +23,8 @@ HEADLINE_KEYS: dict[str, tuple[str, ...]] = {
     "sft": ("test/nll",),
     "rm": ("test/nll", "test/accuracy", "test/accuracy/correctness"),
     "rl": ("test/win_rate", "test/win_rate_soft", "test/greedy_win_rate", "test/gold_win_rate",
-           "test/greedy_gold_win_rate", "kl_policy_ref"),
+           "test/greedy_gold_win_rate", "kl_policy_ref", "env/all/judge_agreement",
+           "env/all/judge_agreement/correctness"),
 }
 """Per stage, the curves that show whether it learned (the first of each is its main one)."""
 

@@ -21,7 +21,9 @@ against the auto-started local server:
    `test/win_rate` (sampled at temperature 1, judged by the preference model in both orders),
    `test/greedy_win_rate`, and on the bundled data `test/gold_win_rate` (judged by the rule
    that labelled the data, which a policy cannot fool: reward hacking shows as a learned-judge
-   win rate that rises while the gold one falls).
+   win rate that rises while the gold one falls). On the bundled data the rule also judges every
+   training matchup: `env/all/judge_agreement[/<kind>]` is how often the preference model agreed
+   with it on the policy's own answers, i.e. how accurate the reward is where RL uses it.
 
 Stages log under `<log_path>/{sft,rm,rl}` and resume from their own checkpoints.jsonl; a stage
 that finished is skipped when the pipeline is run again. At the end the pipeline prints each
@@ -44,6 +46,7 @@ import chz
 from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, get_recommended_renderer_name
 from cookbook.preference.comparison_datasets import ChatDatasetBuilderFromComparisons
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder, PreferenceAccuracyEvaluatorBuilder
+from cookbook.preference.gold import GoldPreferenceModelBuilder
 from cookbook.preference.preference_model import PreferenceModelBuilderFromChatRenderer
 from cookbook.recipes import sl_basic
 from cookbook.recipes.preference.datasets import BUNDLED, HHHComparisonBuilder
@@ -234,7 +237,7 @@ def rl_config(cli: CLIConfig, sft: CheckpointRecord, rm_sampler_path: str) -> rl
         comparison_builder=cli.comparisons(), batch_size=cli.rl_batch_size, policy_renderer_name=cli.renderer,
         policy_model_name=cli.base_model, group_size=cli.rl_group_size, preference_model_builder=judge,
         tournament_pattern=cli.tournament_pattern, format_penalty=cli.format_penalty, shuffle_seed=cli.seed,
-        base_url=cli.base_url)
+        base_url=cli.base_url, audit_model_builder=GoldPreferenceModelBuilder() if cli.use_gold else None)
     return rl_train.Config(
         learning_rate=cli.rl_learning_rate, lr_schedule=cli.rl_lr_schedule, dataset_builder=dataset, model_name=cli.base_model,
         max_tokens=cli.rl_max_tokens, log_path=cli.stage_dir("rl"), base_url=cli.base_url,
