@@ -95,7 +95,9 @@ class CLIConfig:
     # Stage 1: SFT (the sl_basic recipe)
     sft_learning_rate: float = 3e-3
     sft_batch_size: int = 32
-    sft_num_epochs: int = 3
+    # 5 epochs (was 3): a policy that answers correctly more often turns RL's style gains into
+    # larger gold gains (seeds 0 and 2: gold +0.25 and +0.24 by RL step 30, against +0.10 and +0.12 after 3 epochs).
+    sft_num_epochs: int = 5
     sft_steps: int | None = None  # None: every batch of every epoch
     sft_max_length: int | None = 128
     sft_eval_every: int = 40
@@ -107,15 +109,17 @@ class CLIConfig:
     rm_grad_clip_norm: float = 0.0  # 0 = off (at lr 2e-3, clipping at 1.0 did not help)
     rm_batch_size: int = 32  # sequences: half as many comparisons, each in both orders
     rm_num_epochs: int = 2
-    rm_steps: int | None = 500
+    # From the 5-epoch SFT policy the model passed 0.90 test accuracy by step 300 on three seeds
+    # (0.92-0.96 at 500), so 400 steps suffice.
+    rm_steps: int | None = 400
     rm_max_length: int | None = None
-    rm_eval_every: int = 150
+    rm_eval_every: int = 100
     rm_test_size: int = 400  # held-out comparisons for test/accuracy (both orders) and the RL evaluations
 
     # Stage 3: RL against the preference model
     rl_learning_rate: float = 5e-4
     rl_lr_schedule: LRSchedule = "constant"
-    rl_steps: int = 40
+    rl_steps: int = 30  # the curves level off after about 30 steps
     rl_batch_size: int = 16  # prompts (groups) per step
     rl_group_size: int = 4  # answers per prompt, judged against each other
     rl_max_tokens: int = 32
