@@ -40,6 +40,7 @@ from cookbook.supervised.train import (
     total_training_steps,
 )
 from cookbook.supervised.types import SupervisedDataset
+from cookbook.utils.adam_settings import adam_params_for
 from cookbook.utils.checkpoints import (
     FINAL_NAME,
     CheckpointRecord,
@@ -100,9 +101,8 @@ class _DPORun:
 
     def adam_params(self, step: int) -> AdamParams:
         c = self.config
-        lr = c.learning_rate * compute_schedule_lr_multiplier(c.lr_schedule, step, self.total_steps)
-        return AdamParams(learning_rate=lr, beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,
-                          weight_decay=c.weight_decay, grad_clip_norm=c.grad_clip_norm)
+        return adam_params_for(c, c.learning_rate * compute_schedule_lr_multiplier(c.lr_schedule, step,
+                                                                                   self.total_steps))
 
     async def run(self) -> CheckpointRecord:
         with TrainingProgress(self.total_steps, initial_step=self.start_step, desc="dpo") as progress:

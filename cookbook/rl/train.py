@@ -43,6 +43,7 @@ from cookbook.rl.train_step import train_step
 from cookbook.rl.training_batch import build_training_batch
 from cookbook.rl.types import RLDataset, RLDatasetBuilder
 from cookbook.tokenizer_utils import Tokenizer, get_tokenizer
+from cookbook.utils.adam_settings import adam_params_for
 from cookbook.utils.checkpoints import (
     FINAL_NAME,
     CheckpointRecord,
@@ -147,9 +148,7 @@ class Config:
         return self.learning_rate * compute_schedule_lr_multiplier(self.lr_schedule, step, end, warmup)
 
     def adam_params(self, step: int, end: int) -> AdamParams:
-        return AdamParams(learning_rate=self.learning_rate_at(step, end), beta1=self.adam_beta1,
-                          beta2=self.adam_beta2, eps=self.adam_eps, weight_decay=self.weight_decay,
-                          grad_clip_norm=self.grad_clip_norm)
+        return adam_params_for(self, self.learning_rate_at(step, end))
 
     @property
     def uses_reference(self) -> bool:

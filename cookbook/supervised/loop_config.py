@@ -6,16 +6,12 @@ and checked once here; each loop's `Config` subclasses `LoopConfig` and adds its
 
 from __future__ import annotations
 
-from typing import get_args
-
 import chz
 
 from cookbook.eval.evaluators import EvaluatorBuilder
 from cookbook.supervised.types import SupervisedDatasetBuilder
 from cookbook.utils.lr_scheduling import LR_SCHEDULES, LRSchedule
-from cookbook.utils.run_dir import BehaviorIfExists
-
-_BEHAVIORS: tuple[str, ...] = get_args(BehaviorIfExists)
+from cookbook.utils.run_dir import BEHAVIORS, BehaviorIfExists
 
 
 def check_at_least(config: object, minimums: dict[str, int]) -> None:
@@ -60,8 +56,8 @@ class LoopConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.behavior_if_log_dir_exists not in _BEHAVIORS:
-            raise ValueError(f"behavior_if_log_dir_exists must be one of {_BEHAVIORS}, "
+        if self.behavior_if_log_dir_exists not in BEHAVIORS:
+            raise ValueError(f"behavior_if_log_dir_exists must be one of {BEHAVIORS}, "
                              f"got {self.behavior_if_log_dir_exists!r}")
         check_at_least(self, {"num_epochs": 1, "lora_rank": 0, "save_every": 0, "eval_every": 0})
         if self.max_steps is not None and self.max_steps < 1:

@@ -44,6 +44,7 @@ from cookbook.supervised.common import compute_mean_nll
 from cookbook.supervised.loop_config import LoopConfig, check_at_least
 from cookbook.supervised.nll_evaluator import NLLEvaluator
 from cookbook.supervised.types import SupervisedDataset
+from cookbook.utils.adam_settings import adam_params_for
 from cookbook.utils.checkpoints import (
     FINAL_NAME,
     CheckpointRecord,
@@ -204,9 +205,7 @@ class _SupervisedRun:
         return self.config.learning_rate * multiplier
 
     def adam_params(self, learning_rate: float) -> AdamParams:
-        c = self.config
-        return AdamParams(learning_rate=learning_rate, beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,
-                          weight_decay=c.weight_decay, grad_clip_norm=c.grad_clip_norm)
+        return adam_params_for(self.config, learning_rate)
 
     async def run(self) -> CheckpointRecord:
         in_flight: deque[_InFlightStep] = deque()

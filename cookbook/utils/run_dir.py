@@ -24,7 +24,7 @@ from cookbook.utils.ml_log import CONFIG_FILE, METRICS_FILE
 logger = logging.getLogger(__name__)
 
 BehaviorIfExists = Literal["resume", "overwrite", "raise"]
-_BEHAVIORS: tuple[str, ...] = get_args(BehaviorIfExists)
+BEHAVIORS: tuple[str, ...] = get_args(BehaviorIfExists)
 DEFAULT_IGNORE_KEYS: tuple[str, ...] = (
     "max_steps", "log_path", "base_url", "wandb_*", "eval_every", "save_every",
     "behavior_if_exists", "behavior_if_log_dir_exists",
@@ -107,8 +107,8 @@ def prepare_log_dir(log_path: str | os.PathLike[str], config: Any,
     - holds files that are not a run: always refused (nothing is deleted that we did not write).
     Whether the run already finished is for the caller to check (a "final" checkpoint record).
     """
-    if behavior_if_exists not in _BEHAVIORS:
-        raise ValueError(f"behavior_if_exists must be one of {_BEHAVIORS}, got {behavior_if_exists!r}")
+    if behavior_if_exists not in BEHAVIORS:
+        raise ValueError(f"behavior_if_exists must be one of {BEHAVIORS}, got {behavior_if_exists!r}")
     path = Path(log_path)
     new_config = _as_config_dict(config)
     if path.exists() and not path.is_dir():
