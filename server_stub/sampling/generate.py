@@ -83,7 +83,7 @@ def _prefill(module: torch.nn.Module, requests: list[PreparedRequest], pad_id: i
     want_prompt = any(r.prompt_logprobs or r.topk_prompt_logprobs for r in requests)
     cache = sampling_cache(module.config, width + room)
     out = module(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions,
-                 past_key_values=cache, use_cache=True, logits_to_keep=0 if want_prompt else 1)
+                 cache=cache, use_cache=True, logits_to_keep=0 if want_prompt else 1)
     prompt_outputs = [_prompt_outputs(out.logits[owner[i]], width - lengths[owner[i]], req)
                       for i, req in enumerate(requests)]
     rows = [owner[i] for i, req in enumerate(requests) for _ in range(req.num_samples)]
@@ -134,7 +134,7 @@ def generate(module: torch.nn.Module, requests: list[PreparedRequest], token_byt
             pre.cache.reorder_cache(index)
         out = module(input_ids=new.unsqueeze(-1),
                      attention_mask=attention[:, : width + step + 1] if pre.padded else None,
-                     position_ids=(next_position + step).unsqueeze(-1), past_key_values=pre.cache, use_cache=True)
+                     position_ids=(next_position + step).unsqueeze(-1), cache=pre.cache, use_cache=True)
         logits = out.logits[:, -1, :].float()
     return _responses(requests, pre.prompt_outputs, tokens, logprobs, length, stopped)
 

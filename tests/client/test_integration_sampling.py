@@ -15,6 +15,7 @@ import pytest
 from cookbook.client import SamplingClient, types
 from cookbook.client.http import HttpServiceClient
 from cookbook.tokenizer_utils import Tokenizer
+from server_stub.sampling import FP32_LOGPROB_ATOL
 
 from .real_helpers import BASE_MODEL, TEXTS, text_datum
 
@@ -102,7 +103,7 @@ def test_sampled_logprobs_equal_compute_logprobs_at_temperature_one(trained) -> 
     assert seq.logprobs is not None and len(seq.logprobs) == len(seq.tokens)
     scored = sampler.compute_logprobs(types.ModelInput.from_ints(prompt.to_ints() + seq.tokens)).result()
     assert scored[0] is None and len(scored) == prompt.length + len(seq.tokens)
-    np.testing.assert_allclose(scored[prompt.length:], seq.logprobs, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(scored[prompt.length:], seq.logprobs, rtol=0, atol=FP32_LOGPROB_ATOL)
 
 
 def test_two_hundred_concurrent_samples(trained) -> None:  # type: ignore[no-untyped-def]

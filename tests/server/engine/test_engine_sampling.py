@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from tokenizers import Tokenizer
 
 from cookbook.client import types
 from server_stub.engine import NotFoundError, SampleJob, UserError
+from server_stub.sampling import FP32_LOGPROB_ATOL
 from server_stub.torch_engine import TorchEngine
 
 from .engine_helpers import TINY, fwd, sample_request, sft_datum
@@ -49,12 +51,29 @@ def test_greedy_is_deterministic_and_stops_on_the_stop_string(trained) -> None:
     prompt = tok.encode(QUESTION).ids
     request = sample_request(prompt, num_samples=3, max_tokens=30, temperature=0.0, stop=["\n\nUser:"])
     first, second = _sample(engine, sampler, request, request)
-    assert first == second
+    (alone,) = _sample(engine, sampler, request)
+    others = [sample_request(tok.encode(BYE).ids, num_samples=2, max_tokens=4, temperature=1.0, seed=3),
+              sample_request(list(range(40, 95)), max_tokens=12, temperature=0.0)]
+    mixed = _sample(engine, sampler, others[0], request, others[1])[1]
     seqs = first.sequences
     assert len(seqs) == 3 and seqs[0].tokens == seqs[1].tokens == seqs[2].tokens
+    for response in (second, alone, mixed):  # the same tokens whatever else is in the batch
+        assert [s.tokens for s in response.sequences] == [s.tokens for s in seqs]
+        assert [s.stop_reason for s in response.sequences] == [s.stop_reason for s in seqs]
+        for a, b in zip(seqs, response.sequences, strict=True):
+            assert b.logprobs == pytest.approx(a.logprobs, abs=FP32_LOGPROB_ATOL)
     assert tok.decode(seqs[0].tokens) == ANSWER  # the stop string is kept, nothing after it
     assert seqs[0].stop_reason == "stop"
     assert len(seqs[0].logprobs) == len(seqs[0].tokens)
+
+
+def test_the_sampler_uses_no_deprecated_transformers_api(trained) -> None:
+    engine, sampler, tok = trained
+    request = sample_request(tok.encode(QUESTION).ids, num_samples=2, max_tokens=5, temperature=1.0, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # transformers announces a removal this way
+        warnings.simplefilter("error", DeprecationWarning)
+        _sample(engine, sampler, request.model_copy(update={"prompt_logprobs": True}), request)
 
 
 def test_stop_string_completed_inside_a_token(trained) -> None:
@@ -114,7 +133,7 @@ def test_seed_reproduces_alone_or_batched_with_others(trained, monkeypatch: pyte
     assert compactions  # the short rows were dropped from the batch mid-way
     assert [s.tokens for s in batched.sequences] == [s.tokens for s in alone.sequences]
     for a, b in zip(alone.sequences, batched.sequences, strict=True):
-        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+        assert a.logprobs == pytest.approx(b.logprobs, abs=FP32_LOGPROB_ATOL)
     assert len({tuple(s.tokens) for s in alone.sequences}) > 1  # rows of one request draw differently
     (other_seed,) = _sample(engine, sampler, request.model_copy(
         update={"sampling_params": request.sampling_params.model_copy(update={"seed": 4321})}))
@@ -153,7 +172,7 @@ def test_sampled_logprobs_equal_training_logprobs_at_temperature_one(trained) ->
         full = prompt + seq.tokens
         out = engine.forward_backward("m", fwd([sft_datum(full)]), backward=False)
         train_lp = out.loss_fn_outputs[0]["logprobs"].data[len(prompt) - 1:]
-        assert seq.logprobs == pytest.approx(train_lp, abs=1e-4)
+        assert seq.logprobs == pytest.approx(train_lp, abs=FP32_LOGPROB_ATOL)
 
 
 def test_logprobs_are_of_the_tempered_distribution(trained) -> None:
@@ -165,7 +184,7 @@ def test_logprobs_are_of_the_tempered_distribution(trained) -> None:
     with torch.no_grad():
         logits = module(input_ids=torch.tensor([prompt + seq.tokens])).logits[0, len(prompt) - 1: -1]
     expected = torch.log_softmax(logits / 0.5, dim=-1).gather(-1, torch.tensor(seq.tokens)[:, None]).squeeze(-1)
-    assert seq.logprobs == pytest.approx(expected.tolist(), abs=1e-4)
+    assert seq.logprobs == pytest.approx(expected.tolist(), abs=FP32_LOGPROB_ATOL)
 
 
 def test_prompt_logprobs_and_topk(trained) -> None:
@@ -178,14 +197,14 @@ def test_prompt_logprobs_and_topk(trained) -> None:
     assert result.prompt_logprobs[0] is None and result.topk_prompt_logprobs[0] is None
     assert len(result.prompt_logprobs) == len(result.topk_prompt_logprobs) == len(prompt)
     train = engine.forward_backward("m", fwd([sft_datum(prompt)]), backward=False).loss_fn_outputs[0]["logprobs"].data
-    assert result.prompt_logprobs[1:] == pytest.approx(train, abs=1e-4)
+    assert result.prompt_logprobs[1:] == pytest.approx(train, abs=FP32_LOGPROB_ATOL)
     for position, top in enumerate(result.topk_prompt_logprobs[1:], start=1):
         assert len(top) == 3
         values = [lp for _, lp in top]
         assert values == sorted(values, reverse=True)
         assert values[0] >= result.prompt_logprobs[position] - 1e-5
         if prompt[position] in [t for t, _ in top]:
-            assert dict(top)[prompt[position]] == pytest.approx(result.prompt_logprobs[position], abs=1e-4)
+            assert dict(top)[prompt[position]] == pytest.approx(result.prompt_logprobs[position], abs=FP32_LOGPROB_ATOL)
 
 
 def test_bad_jobs_fail_alone(trained) -> None:
@@ -235,4 +254,4 @@ def test_base_model_sampler(engine: TorchEngine, encode) -> None:
     tokens = result.sequences[0].tokens
     train = engine.forward_backward("full", fwd([sft_datum(prompt + tokens)]), backward=False)
     assert result.sequences[0].logprobs == pytest.approx(
-        train.loss_fn_outputs[0]["logprobs"].data[len(prompt) - 1:], abs=1e-4)
+        train.loss_fn_outputs[0]["logprobs"].data[len(prompt) - 1:], abs=FP32_LOGPROB_ATOL)

@@ -83,12 +83,12 @@ def test_roomy_cache_matches_the_dynamic_cache_through_fan_out_growth_and_row_dr
     for cache in (DynamicCache(config=model.config), sampling_cache(model.config, 5)):
         steps = []
         with torch.inference_mode():
-            steps.append(model(input_ids=ids, past_key_values=cache, use_cache=True).logits)
+            steps.append(model(input_ids=ids, cache=cache, use_cache=True).logits)
             cache.reorder_cache(torch.tensor([0, 0, 1]))  # fan out: 3 rows
             for token in (3, 4, 5):  # positions 5..7: beyond the initial room of 5
-                steps.append(model(input_ids=torch.full((3, 1), token), past_key_values=cache, use_cache=True).logits)
+                steps.append(model(input_ids=torch.full((3, 1), token), cache=cache, use_cache=True).logits)
             cache.reorder_cache(torch.tensor([2, 0]))  # drop a row
-            steps.append(model(input_ids=torch.tensor([[6], [7]]), past_key_values=cache, use_cache=True).logits)
+            steps.append(model(input_ids=torch.tensor([[6], [7]]), cache=cache, use_cache=True).logits)
         results.append(steps)
     roomy = sampling_cache(model.config, 5).layers[0]
     assert isinstance(roomy, RoomyLayer)

@@ -9,6 +9,7 @@ import torch
 
 from cookbook.client import types
 from server_stub.engine import SampleJob
+from server_stub.sampling import FP32_LOGPROB_ATOL
 from server_stub.torch_engine import TorchEngine
 
 from .engine_helpers import TINY, sample_request
@@ -46,8 +47,8 @@ def test_a_shared_prompt_is_prefilled_once_and_answers_as_if_alone(engine: Torch
     for solo, together in zip(alone, by_request, strict=True):
         assert [s.tokens for s in together.sequences] == [s.tokens for s in solo.sequences]
         for a, b in zip(solo.sequences, together.sequences, strict=True):
-            assert b.logprobs == pytest.approx(a.logprobs, abs=1e-4)
+            assert b.logprobs == pytest.approx(a.logprobs, abs=FP32_LOGPROB_ATOL)
     assert len({tuple(s.tokens) for s in by_request[0].sequences + by_request[1].sequences}) == 2  # own seeds
     assert by_request[3].prompt_logprobs is not None
     assert by_request[3].prompt_logprobs[0] is None
-    assert by_request[3].prompt_logprobs[1:] == pytest.approx(alone[3].prompt_logprobs[1:], abs=1e-4)
+    assert by_request[3].prompt_logprobs[1:] == pytest.approx(alone[3].prompt_logprobs[1:], abs=FP32_LOGPROB_ATOL)
