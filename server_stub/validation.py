@@ -1,9 +1,12 @@
-"""Request validation at POST time: pure functions, no torch, no engine state.
+"""Request validation, the one place for what a request means: pure functions, no torch, no engine state.
 
-A bad request must be refused before it is queued, with a message that names the field and the
-problem, because once queued it would only fail later inside the compute thread (and, for
-training calls, hold up every later call of that model). Fields are named as dotted paths, the
-same shape pydantic's error locations take ("forward_backward_input.data.2.loss_fn_inputs.weights").
+The wire types check a body's shape and types when it is parsed (`parse_wire`); everything else a
+request must satisfy (ranges, lengths, token ids, the inputs and settings its loss takes, from the
+loss table) is checked here, by one `check_*` function per request. The routes call them at POST
+time, because once queued a bad request would only fail later inside the compute thread (and, for
+training calls, hold up every later call of that model); the engine calls the same functions on
+its own inputs, so it never computes on bad input from any caller. Fields are named as dotted
+paths, the same shape pydantic's error locations take ("forward_backward_input.data.2.loss_fn_inputs.weights").
 Each check raises `UserError` (400) or `NotFoundError` (404) from the engine contract.
 """
 
@@ -300,3 +303,56 @@ def check_sample_request(req: types.SampleRequest, limits: ModelLimits, max_num_
     _check_stop(params.stop, limits.vocab_size, f"{where}.stop")
     if not 0 <= req.topk_prompt_logprobs <= limits.vocab_size:
         raise _fail("topk_prompt_logprobs", f"must be in [0, {limits.vocab_size}], got {req.topk_prompt_logprobs}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: one check per route body; ordered training calls take the model's limits
+# ---------------------------------------------------------------------------------------------
+
+
+def check_create_model(req: types.CreateModelRequest) -> None:
+    check_lora_config(req.lora_config)
+
+
+def check_forward(req: types.ForwardRequest, limits: ModelLimits) -> None:
+    check_forward_backward_input(req.forward_input, limits, "forward_input")
+
+
+def check_forward_backward(req: types.ForwardBackwardRequest, limits: ModelLimits) -> None:
+    check_forward_backward_input(req.forward_backward_input, limits)
+
+
+def check_optim_step(req: types.OptimStepRequest, limits: ModelLimits) -> None:
+    check_adam_params(req.adam_params)
+
+
+def check_save_weights(req: types.SaveWeightsRequest, limits: ModelLimits) -> None:
+    if req.path is None:
+        raise _fail("path", "a checkpoint name is required")
+    check_safe_name(req.path, "path")
+    check_ttl(req.ttl_seconds)
+
+
+def check_save_weights_for_sampler(req: types.SaveWeightsForSamplerRequest, limits: ModelLimits) -> None:
+    if req.path is not None:  # no name: an ephemeral sampler, answered with a sampling session id
+        check_safe_name(req.path, "path")
+    check_ttl(req.ttl_seconds)
+
+
+def check_load_weights(req: types.LoadWeightsRequest, limits: ModelLimits) -> None:
+    parse_tinker_path(req.path, "path")
+
+
+def check_sampler_source(base_model: str | None, model_path: str | None) -> None:
+    """A sampler samples a base model or a sampler checkpoint, so it needs one of them."""
+    if model_path is not None:
+        parse_tinker_path(model_path, "model_path")
+    elif base_model is None:
+        raise UserError("give base_model or model_path", field="base_model")
+
+
+def check_sample_target(req: types.SampleRequest) -> None:
+    """A sample request names its sampler, or (the older form) the base model or checkpoint to sample."""
+    if req.sampling_session_id is None and req.base_model is None and req.model_path is None:
+        raise UserError("sampling_session_id is required (from create_sampling_session or "
+                        "save_weights_for_sampler), or give base_model / model_path", field="sampling_session_id")
