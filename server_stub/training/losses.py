@@ -3,8 +3,9 @@
 Each function maps the learner's target logprobs `lp` and the batch's inputs to the per-token
 loss terms; `total_loss` sums the terms over real positions only. `lq` is the sampler's logprob
 (`logprobs` input) and `A` the advantage. `LOSSES` is the one table of losses: the server's
-request validation, batching and loss dispatch all read it, and a test ties the client's
-`LossFnType` to its names. Adding a loss is one function and one row here.
+request validation, batching and loss dispatch all read it. Adding a loss is one function and one
+row here, and its name in the client's `LossFnType` (cookbook/client/types.py), which
+tests/server/engine/test_engine_loss_table.py checks against this table.
 """
 
 from __future__ import annotations
@@ -99,11 +100,23 @@ _CLIP_INPUTS = ("clip_low_threshold", "clip_high_threshold")
 LOSSES: dict[str, Loss] = {
     loss.name: loss
     for loss in (
-        Loss("cross_entropy", cross_entropy, (TARGET_INPUT, "weights"), multi_target=True),
-        Loss("importance_sampling", importance_sampling, _POLICY_INPUTS),
-        Loss("ppo", ppo, _POLICY_INPUTS, _CLIP_INPUTS, {"clip_low_threshold": 0.8, "clip_high_threshold": 1.2}),
-        Loss("cispo", cispo, _POLICY_INPUTS, _CLIP_INPUTS, {"clip_low_threshold": 0.0, "clip_high_threshold": 4.0}),
-        Loss("dro", dro, _POLICY_INPUTS, config_defaults={"beta": 0.05}),
+        Loss("cross_entropy", cross_entropy, required_inputs=(TARGET_INPUT, "weights"), multi_target=True),
+        Loss("importance_sampling", importance_sampling, required_inputs=_POLICY_INPUTS),
+        Loss(
+            "ppo",
+            ppo,
+            required_inputs=_POLICY_INPUTS,
+            optional_inputs=_CLIP_INPUTS,
+            config_defaults={"clip_low_threshold": 0.8, "clip_high_threshold": 1.2},
+        ),
+        Loss(
+            "cispo",
+            cispo,
+            required_inputs=_POLICY_INPUTS,
+            optional_inputs=_CLIP_INPUTS,
+            config_defaults={"clip_low_threshold": 0.0, "clip_high_threshold": 4.0},
+        ),
+        Loss("dro", dro, required_inputs=_POLICY_INPUTS, config_defaults={"beta": 0.05}),
     )
 }
 """Every built-in loss by name, in the order error messages list them (reference §3 defaults)."""
