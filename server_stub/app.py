@@ -130,13 +130,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         """A sampler for a base model or sampler checkpoint, created once per key on the compute thread."""
         pending = sessions.recall(key)
         if pending is None:
+            validation.check_sampler_source(base_model, model_path)
             if model_path is not None:
-                validation.parse_tinker_path(model_path, "model_path")
                 engine.weights_info(model_path)  # 404 for an unknown checkpoint
             elif base_model is not None:
                 engine.model_limits(base_model)  # 404 for an unknown base model
-            else:
-                raise UserError("give base_model or model_path", field="base_model")
             pending = asyncio.wrap_future(scheduler.call(lambda: engine.create_sampler(base_model, model_path),
                                                          "create_sampler"))
             sessions.remember(key, pending)
@@ -195,7 +193,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         if previous is not None:
             return wire(previous)
         engine.model_limits(req.base_model)
-        validation.check_lora_config(req.lora_config)
+        validation.check_create_model(req)
         model_id = new_model_id()
         request_id = store.open(model_id)
         create = Task(lambda: engine.create_model(model_id, req.base_model, req.lora_config, req.user_metadata),
@@ -212,50 +210,36 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/forward")
     async def forward(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.ForwardRequest,
-            lambda r, limits: validation.check_forward_backward_input(r.forward_input, limits, "forward_input"),
+            await request.body(), types.ForwardRequest, validation.check_forward,
             lambda r: engine.forward_backward(r.model_id, r.forward_input, backward=False), "forward")
 
     @api.post("/forward_backward")
     async def forward_backward(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.ForwardBackwardRequest,
-            lambda r, limits: validation.check_forward_backward_input(r.forward_backward_input, limits),
+            await request.body(), types.ForwardBackwardRequest, validation.check_forward_backward,
             lambda r: engine.forward_backward(r.model_id, r.forward_backward_input, backward=True),
             "forward_backward")
 
     @api.post("/optim_step")
     async def optim_step(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.OptimStepRequest,
-            lambda r, _: validation.check_adam_params(r.adam_params),
+            await request.body(), types.OptimStepRequest, validation.check_optim_step,
             lambda r: engine.optim_step(r.model_id, r.adam_params), "optim_step")
-
-    def check_save(req: types.SaveWeightsRequest, _: ModelLimits) -> None:
-        if req.path is None:
-            raise UserError("path: a checkpoint name is required", field="path")
-        validation.check_safe_name(req.path, "path")
-        validation.check_ttl(req.ttl_seconds)
 
     @api.post("/save_weights")
     async def save_weights(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.SaveWeightsRequest, check_save,
+            await request.body(), types.SaveWeightsRequest, validation.check_save_weights,
             lambda r: engine.save_state(r.model_id, r.path or "", r.overwrite, r.ttl_seconds), "save_weights")
-
-    def check_save_for_sampler(req: types.SaveWeightsForSamplerRequest, _: ModelLimits) -> None:
-        if req.path is not None:
-            validation.check_safe_name(req.path, "path")
-        validation.check_ttl(req.ttl_seconds)
 
     @api.post("/save_weights_for_sampler")
     async def save_weights_for_sampler(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.SaveWeightsForSamplerRequest, check_save_for_sampler,
+            await request.body(), types.SaveWeightsForSamplerRequest, validation.check_save_weights_for_sampler,
             lambda r: engine.save_sampler_weights(r.model_id, r.path, r.ttl_seconds), "save_weights_for_sampler")
 
-    def check_load(req: types.LoadWeightsRequest, _: ModelLimits) -> None:
-        validation.parse_tinker_path(req.path, "path")
+    def check_load(req: types.LoadWeightsRequest, limits: ModelLimits) -> None:
+        validation.check_load_weights(req, limits)
         engine.weights_info(req.path)  # 404 for an unknown checkpoint
 
     @api.post("/load_weights")
@@ -316,10 +300,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/asample")
     async def asample(request: Request) -> Response:
         req = await body(request, types.SampleRequest)
+        validation.check_sample_target(req)
         sampler_id = req.sampling_session_id
-        if sampler_id is None and req.base_model is None and req.model_path is None:
-            raise UserError("sampling_session_id is required (from create_sampling_session or "
-                            "save_weights_for_sampler), or give base_model / model_path", field="sampling_session_id")
         if sampler_id is None:  # older form: sample a base model or checkpoint directly
             sampler_id = await shared_sampler(("implicit", req.base_model, req.model_path),
                                               req.base_model, req.model_path)

@@ -1,5 +1,8 @@
 """Server settings: one frozen object built from the command line and the environment.
 
+Each setting is declared once, as a field of `ServerConfig`: its name, type, default and help, and
+the environment variable that may supply it. The command line of `python -m server_stub` is derived
+from those fields (`--long-poll-seconds` for `long_poll_seconds`), so a new setting is one field.
 Everything the web layer tunes (long-poll time, how long results are kept, batching caps) lives
 here so tests can shrink it and the CLI can expose it without touching the code that uses it.
 """
@@ -7,77 +10,96 @@ here so tests can shrink it and the CLI can expose it without touching the code 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import os
-from collections.abc import Sequence
+import types
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 STORAGE_ENV = "COOKBOOK_SERVER_STORAGE"
 API_KEY_ENV = "COOKBOOK_API_KEY"
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("auto", "float32", "bfloat16")
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+Device = Literal["auto", "cpu", "cuda"]
+Dtype = Literal["auto", "float32", "bfloat16"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
 class ConfigError(ValueError):
     """The server was asked to start with settings it refuses (message says which and why)."""
 
 
-def default_storage_dir() -> Path:
-    """Where checkpoints live unless told otherwise: $COOKBOOK_SERVER_STORAGE or a per-user cache."""
-    env = os.environ.get(STORAGE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cookbook-server"
+@dataclass(frozen=True)
+class Option:
+    """How a ServerConfig field is set from outside; the field itself holds its name, type and default."""
+
+    help: str
+    flag: str = ""  # empty: --the-field-name
+    env: str | None = None  # read when the flag is not given (an empty value counts as unset)
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None  # for a dict field: one NAME=VALUE argument -> (name, value)
+
+
+def _model_spec(text: str) -> tuple[str, str]:
+    name, sep, directory = text.partition("=")
+    if not sep or not name or not directory:
+        raise argparse.ArgumentTypeError(f"--model expects NAME=HF_DIR, got {text!r}")
+    if not Path(directory).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"--model {name}: {directory!r} is not a directory")
+    return name, str(Path(directory).expanduser())
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """How to listen, which engine to build, and the web layer's limits."""
+    """How to listen, which engine to build, and the web layer's limits; each field is a flag of the CLI."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    storage_dir: Path = field(default_factory=default_storage_dir)
-    device: str = "auto"
-    dtype: str = "auto"
-    api_key: str | None = None
-    extra_models: dict[str, str] = field(default_factory=dict)
-    log_level: str = "info"
-    # retrieve_future holds a pending request this long before answering try_again; the
-    # official SDK's HTTP timeout for it is 45 s.
-    long_poll_seconds: float = 25.0
-    # A fetched result stays this long so a client that lost the answer can poll again.
-    result_grace_seconds: float = 120.0
-    # A result nobody fetched is dropped after this long, or earlier when the caps are hit.
-    result_ttl_seconds: float = 3600.0
-    max_stored_results: int = 10_000
-    max_stored_bytes: int = 1 << 30
-    # Sampling: at most this many rows (sum of num_samples) go to one engine.sample call.
-    sample_batch_rows: int = 256
-    # Before running a batch that is not full, wait while sample requests keep arriving: until
-    # none has arrived for this long (other work runs meanwhile). A burst of concurrent requests
-    # reaches the server over tens of milliseconds, with gaps of up to ~15 ms on a busy 2-core
-    # machine (measured: 32 requests spread over 27-77 ms); a batch that starts too early makes
-    # the rest wait for a whole generation.
-    sample_batch_window_seconds: float = 0.02
-    # ... or for this fraction of the previous batch's run time, if longer: on a loaded machine
-    # gaps grow (20+ ms measured) and so do generations, and a straggler left out costs a whole one.
-    sample_batch_wait_fraction: float = 0.1
-    # ... but never hold the oldest waiting request longer than this.
-    sample_batch_max_wait_seconds: float = 0.5
-    max_pending_samples: int = 10_000
-    max_num_samples: int = 256
-    # A training call may arrive at most this many seq ids ahead of the next one to run.
-    max_seq_ahead: int = 100_000
-    # Idle keep-alive connections are closed after this long. Longer than clients' own expiry
-    # (httpx: 5 s) so a client never reuses a connection the server is closing at that instant.
-    keep_alive_seconds: float = 65.0
-    # Exit when this process (the one that started us) is gone; None = run until stopped.
-    exit_with_parent: int | None = None
+    host: Annotated[str, Option("interface to listen on; anything but loopback requires an API key")] = "127.0.0.1"
+    port: Annotated[int, Option("TCP port (0 = any free port)")] = 8000
+    storage_dir: Annotated[Path, Option(
+        "checkpoint directory", flag="--storage", env=STORAGE_ENV, metavar="DIR")] = field(
+        default_factory=lambda: Path.home() / ".cache" / "cookbook-server")
+    device: Annotated[Device, Option("where the engine computes (auto: cuda when available, else cpu)")] = "auto"
+    dtype: Annotated[Dtype, Option("weights' dtype (auto: bfloat16 on cuda, float32 on cpu)")] = "auto"
+    api_key: Annotated[str | None, Option("require this X-API-Key on every request", env=API_KEY_ENV)] = None
+    extra_models: Annotated[dict[str, str], Option(
+        "serve a local Hugging Face model directory under NAME (repeatable)", flag="--model", metavar="NAME=HF_DIR",
+        parse=_model_spec)] = field(default_factory=dict)
+    log_level: Annotated[LogLevel, Option("server log level")] = "info"
+    # The official SDK's HTTP timeout for retrieve_future is 45 s.
+    long_poll_seconds: Annotated[float, Option(
+        "how long retrieve_future holds a pending request before answering try_again")] = 25.0
+    result_grace_seconds: Annotated[float, Option(
+        "a fetched result stays this long, so a client that lost the answer can poll again")] = 120.0
+    result_ttl_seconds: Annotated[float, Option(
+        "a result nobody fetched is dropped after this long (or earlier when the caps below are hit)")] = 3600.0
+    max_stored_results: Annotated[int, Option("at most this many results are kept")] = 10_000
+    max_stored_bytes: Annotated[int, Option("at most this many bytes of results are kept")] = 1 << 30
+    sample_batch_rows: Annotated[int, Option(
+        "at most this many rows (sum of num_samples) go to one sampling batch")] = 256
+    # A burst of concurrent requests reaches the server over tens of milliseconds; a batch that starts
+    # too early makes the stragglers wait for a whole generation.
+    sample_batch_window_seconds: Annotated[float, Option(
+        "run a sampling batch once no request has arrived for this long")] = 0.02
+    # On a loaded machine the gaps between requests grow, and so do generations.
+    sample_batch_wait_fraction: Annotated[float, Option(
+        "... or for this fraction of the previous sampling batch's run time, if longer")] = 0.1
+    sample_batch_max_wait_seconds: Annotated[float, Option(
+        "never hold a sample request longer than this waiting for company")] = 0.5
+    max_pending_samples: Annotated[int, Option("at most this many sample requests wait for a batch")] = 10_000
+    max_num_samples: Annotated[int, Option("the largest num_samples one sample request may ask for")] = 256
+    max_seq_ahead: Annotated[int, Option(
+        "a training call may arrive at most this many seq ids ahead of the next one to run")] = 100_000
+    # Longer than clients' own expiry (httpx: 5 s), so a client never reuses a connection the server
+    # is closing at that instant.
+    keep_alive_seconds: Annotated[float, Option("idle keep-alive connections are closed after this long")] = 65.0
+    exit_with_parent: Annotated[int | None, Option(
+        "shut down when process PID (our parent) exits, e.g. after a SIGKILL", metavar="PID")] = None
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        for name, setting in settings().items():
+            if get_origin(setting.kind) is Literal and getattr(self, name) not in get_args(setting.kind):
+                raise ConfigError(f"{name} must be one of {get_args(setting.kind)}, got {getattr(self, name)!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
         if min(self.sample_batch_window_seconds, self.sample_batch_max_wait_seconds,
@@ -92,64 +114,84 @@ class ServerConfig:
             raise ConfigError("the API key must not be empty")
 
 
-def _model_spec(text: str) -> tuple[str, str]:
-    name, sep, directory = text.partition("=")
-    if not sep or not name or not directory:
-        raise argparse.ArgumentTypeError(f"--model expects NAME=HF_DIR, got {text!r}")
-    if not Path(directory).expanduser().is_dir():
-        raise argparse.ArgumentTypeError(f"--model {name}: {directory!r} is not a directory")
-    return name, str(Path(directory).expanduser())
+@dataclass(frozen=True)
+class Setting:
+    """One ServerConfig field as the command line and the environment see it, read off its declaration."""
+
+    declared: dataclasses.Field[Any]
+    kind: Any  # the value type, `| None` dropped: what a flag's text is parsed into
+    option: Option
+
+    @property
+    def flag(self) -> str:
+        return self.option.flag or "--" + self.declared.name.replace("_", "-")
+
+    def default(self) -> Any:
+        declared = self.declared
+        return declared.default_factory() if declared.default is dataclasses.MISSING else declared.default  # type: ignore[misc]
+
+    def parse(self, text: str) -> Any:
+        """One flag's (or the environment's) text as a value of this field."""
+        if self.option.parse is not None:
+            return self.option.parse(text)
+        if get_origin(self.kind) is Literal:
+            return text  # argparse and __post_init__ check it is one of the choices
+        return Path(text).expanduser() if self.kind is Path else self.kind(text)
+
+    def environment_text(self) -> str | None:
+        return (os.environ.get(self.option.env) or None) if self.option.env else None
+
+    def argument(self) -> dict[str, Any]:
+        """argparse settings: choices for a Literal, a repeatable flag for a dict, else one parsed value."""
+        default = self.default()
+        shown = f"${self.option.env}, else {default or 'none'}" if self.option.env else default or "none"
+        common = {"dest": self.declared.name, "metavar": self.option.metavar,
+                  "help": f"{self.option.help} (default: {shown})"}
+        if get_origin(self.kind) is Literal:
+            return {**common, "choices": get_args(self.kind), "default": default}
+        if get_origin(self.kind) is dict:
+            return {**common, "action": "append", "type": self.parse, "default": []}
+        # argparse parses a string default like the flag's text, so an environment value gets the same checks.
+        return {**common, "type": self.parse, "default": self.environment_text() or default}
+
+
+@functools.cache
+def settings() -> dict[str, Setting]:
+    """Every ServerConfig field by name, from its `Annotated[type, Option(...)]` declaration."""
+    hints = get_type_hints(ServerConfig, include_extras=True)
+    found = {}
+    for declared in dataclasses.fields(ServerConfig):
+        kind, option_ = get_args(hints[declared.name])[:2]
+        if isinstance(kind, types.UnionType):
+            kind = next(arg for arg in get_args(kind) if arg is not type(None))
+        found[declared.name] = Setting(declared, kind, option_)
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m server_stub`: one flag per ServerConfig field."""
     parser = argparse.ArgumentParser(
         prog="python -m server_stub",
         description="Local training server speaking the Tinker JSON wire (SDK 0.24.x).")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to listen on; anything but loopback requires an API key")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port)")
-    parser.add_argument("--storage", type=Path, default=None,
-                        help=f"checkpoint directory (default ${STORAGE_ENV} or ~/.cache/cookbook-server)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto")
-    parser.add_argument("--api-key", default=None,
-                        help=f"require this X-API-Key on every request (default ${API_KEY_ENV})")
-    parser.add_argument("--model", action="append", type=_model_spec, default=[], metavar="NAME=HF_DIR",
-                        help="serve a local Hugging Face model directory under NAME (repeatable)")
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    parser.add_argument("--exit-with-parent", type=int, default=None, metavar="PID",
-                        help="shut down when process PID (our parent) exits, e.g. after a SIGKILL")
-    parser.add_argument("--long-poll-seconds", type=float, default=ServerConfig.long_poll_seconds,
-                        help="how long retrieve_future holds a pending request")
-    parser.add_argument("--sample-batch-window-seconds", type=float,
-                        default=ServerConfig.sample_batch_window_seconds,
-                        help="run a sampling batch once no request has arrived for this long")
-    parser.add_argument("--sample-batch-max-wait-seconds", type=float,
-                        default=ServerConfig.sample_batch_max_wait_seconds,
-                        help="never hold a sample request longer than this waiting for company")
-    parser.add_argument("--sample-batch-wait-fraction", type=float, default=ServerConfig.sample_batch_wait_fraction,
-                        help="... or wait for this fraction of the previous sampling batch's run time, if longer")
+    for setting in settings().values():
+        parser.add_argument(setting.flag, **setting.argument())
     return parser
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse the command line (and the environment) into a ServerConfig."""
-    args = build_parser().parse_args(argv)
-    models = dict(args.model)
-    if len(models) != len(args.model):
-        raise ConfigError("--model names must be unique")
-    return ServerConfig(
-        host=args.host,
-        port=args.port,
-        storage_dir=(args.storage.expanduser() if args.storage is not None else default_storage_dir()),
-        device=args.device,
-        dtype=args.dtype,
-        api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None,
-        extra_models=models,
-        log_level=args.log_level,
-        long_poll_seconds=args.long_poll_seconds,
-        sample_batch_window_seconds=args.sample_batch_window_seconds,
-        sample_batch_max_wait_seconds=args.sample_batch_max_wait_seconds,
-        sample_batch_wait_fraction=args.sample_batch_wait_fraction,
-        exit_with_parent=args.exit_with_parent,
-    )
+    values = vars(build_parser().parse_args(argv))
+    for name, setting in settings().items():
+        if get_origin(setting.kind) is dict:  # a repeated NAME=VALUE flag
+            pairs = values[name]
+            values[name] = dict(pairs)
+            if len(values[name]) != len(pairs):
+                raise ConfigError(f"{setting.flag} names must be unique")
+    return ServerConfig(**values)
+
+
+def default_storage_dir() -> Path:
+    """Where checkpoints live unless --storage says otherwise: $COOKBOOK_SERVER_STORAGE or a per-user cache."""
+    setting = settings()["storage_dir"]
+    text = setting.environment_text()
+    return setting.parse(text) if text else setting.default()

@@ -32,7 +32,13 @@ from server_stub.storage.weight_files import read_optimizer, read_weights, write
 from server_stub.training.batch import build_batches
 from server_stub.training.forward_backward import run_pass
 from server_stub.training.trainable import TrainableModel, full_weight_model, lora_model
-from server_stub.validation import check_adam_params, check_lora_config, check_safe_name, check_ttl
+from server_stub.validation import (
+    check_adam_params,
+    check_lora_config,
+    check_safe_name,
+    check_sampler_source,
+    check_ttl,
+)
 
 logger = logging.getLogger(__name__)
 prefer_passive_openmp()  # before anything imports torch (see device.py)
@@ -293,9 +299,9 @@ class TorchEngine:
                                                            type="save_weights_for_sampler")
 
     def create_sampler(self, base_model: str | None, model_path: str | None) -> types.GetSamplerResponse:
+        check_sampler_source(base_model, model_path)
         if model_path is None:
-            if base_model is None:
-                raise UserError("give base_model or model_path", field="base_model")
+            assert base_model is not None  # check_sampler_source refuses neither
             self.registry.get(base_model)
             return self.get_sampler(self._new_sampler(base_model, None, None).sampler_id)
         meta, directory = self.checkpoints.get(model_path, field="model_path")

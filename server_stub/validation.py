@@ -1,9 +1,12 @@
-"""Request validation at POST time: pure functions, no torch, no engine state.
+"""Request validation, the one place for what a request means: pure functions, no torch, no engine state.
 
-A bad request must be refused before it is queued, with a message that names the field and the
-problem, because once queued it would only fail later inside the compute thread (and, for
-training calls, hold up every later call of that model). Fields are named as dotted paths, the
-same shape pydantic's error locations take ("forward_backward_input.data.2.loss_fn_inputs.weights").
+The wire types check a body's shape and types when it is parsed (`parse_wire`); everything else a
+request must satisfy (ranges, lengths, token ids, the inputs and settings its loss takes, from the
+loss table) is checked here, by one `check_*` function per request. The routes call them at POST
+time, because once queued a bad request would only fail later inside the compute thread (and, for
+training calls, hold up every later call of that model); the engine calls the same functions on
+its own inputs, so it never computes on bad input from any caller. Fields are named as dotted
+paths, the same shape pydantic's error locations take ("forward_backward_input.data.2.loss_fn_inputs.weights").
 Each check raises `UserError` (400) or `NotFoundError` (404) from the engine contract.
 """
 
@@ -19,24 +22,12 @@ from pydantic import ValidationError
 
 from cookbook.client import types
 from server_stub.engine import ModelLimits, UserError
+from server_stub.training.losses import LOSSES, PER_TARGET_INPUTS, TARGET_INPUT, Loss
 
 M = TypeVar("M", bound=types.WireModel)
 
 FLOAT32_MAX = 3.4028234663852886e38
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
-
-RL_LOSSES = ("importance_sampling", "ppo", "cispo", "dro")
-REQUIRED_LOSS_INPUTS: dict[str, tuple[str, ...]] = {
-    "cross_entropy": ("target_tokens", "weights"),
-    **{loss: ("target_tokens", "logprobs", "advantages") for loss in RL_LOSSES},
-}
-_CLIP_KEYS = ("clip_low_threshold", "clip_high_threshold")
-OPTIONAL_LOSS_INPUTS: dict[str, tuple[str, ...]] = {
-    "cross_entropy": (), "importance_sampling": (), "ppo": _CLIP_KEYS, "cispo": _CLIP_KEYS, "dro": (),
-}
-LOSS_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
-    "cross_entropy": (), "importance_sampling": (), "ppo": _CLIP_KEYS, "cispo": _CLIP_KEYS, "dro": ("beta",),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,14 +189,7 @@ def _tensor_shape(tensor: types.TensorData, field: str) -> list[int]:
     return list(tensor.shape)
 
 
-def _check_integral(tensor: types.TensorData, field: str) -> None:
-    if tensor.dtype != "int64":
-        raise _fail(field, f"must have dtype int64, got {tensor.dtype}")
-    if tensor.data and isinstance(tensor.data[0], float) and not all(float(v).is_integer() for v in tensor.data):
-        raise _fail(field, "int64 tensor holds non-integer values")
-
-
-def _check_datum(datum: types.Datum, index: int, loss_fn: str, limits: ModelLimits, prefix: str) -> None:
+def _check_datum(datum: types.Datum, index: int, loss: Loss, limits: ModelLimits, prefix: str) -> None:
     where = f"{prefix}.data.{index}"
     tokens = datum.model_input.to_ints()
     length = len(tokens)
@@ -217,35 +201,34 @@ def _check_datum(datum: types.Datum, index: int, loss_fn: str, limits: ModelLimi
     _check_token_ids(tokens, limits.vocab_size, f"{where}.model_input")
 
     inputs = datum.loss_fn_inputs
-    required, optional = REQUIRED_LOSS_INPUTS[loss_fn], OPTIONAL_LOSS_INPUTS[loss_fn]
-    for key in required:
+    for key in loss.required_inputs:
         if key not in inputs:
             raise _fail(f"{where}.loss_fn_inputs",
-                        f"missing {key!r}, which {loss_fn} requires (needs {', '.join(required)})")
+                        f"missing {key!r}, which {loss.name} requires (needs {', '.join(loss.required_inputs)})")
     for key in inputs:
-        if key not in required and key not in optional:
-            allowed = ", ".join((*required, *optional))
-            raise _fail(f"{where}.loss_fn_inputs.{key}", f"is not an input of {loss_fn} (accepted: {allowed})")
+        if key not in loss.inputs:
+            raise _fail(f"{where}.loss_fn_inputs.{key}",
+                        f"is not an input of {loss.name} (accepted: {', '.join(loss.inputs)})")
 
-    target_field = f"{where}.loss_fn_inputs.target_tokens"
-    target = inputs["target_tokens"]
+    target_field = f"{where}.loss_fn_inputs.{TARGET_INPUT}"
+    target = inputs[TARGET_INPUT]
     target_shape = _tensor_shape(target, target_field)
-    _check_integral(target, target_field)
-    if len(target_shape) > (2 if loss_fn == "cross_entropy" else 1):
-        raise _fail(target_field, f"must be 1-D{' or 2-D' if loss_fn == 'cross_entropy' else ''}, "
-                                  f"got shape {target_shape}")
+    if target.dtype != "int64":  # the wire type has already made int64 data exact ints
+        raise _fail(target_field, f"must have dtype int64, got {target.dtype}")
+    if len(target_shape) > (2 if loss.multi_target else 1):
+        raise _fail(target_field, f"must be 1-D{' or 2-D' if loss.multi_target else ''}, got shape {target_shape}")
     if target_shape[0] != length:
         raise _fail(target_field, f"length {target_shape[0]} != model_input length {length}")
     _check_token_ids(target.data, limits.vocab_size, target_field)  # type: ignore[arg-type]
 
     for key, tensor in inputs.items():
-        if key == "target_tokens":
+        if key == TARGET_INPUT:
             continue
         field = f"{where}.loss_fn_inputs.{key}"
         shape = _tensor_shape(tensor, field)
-        if key == "weights" and shape != target_shape:
-            raise _fail(field, f"shape {shape} != target_tokens shape {target_shape}")
-        if len(shape) != 1 and key != "weights":
+        if key in PER_TARGET_INPUTS and shape != target_shape:
+            raise _fail(field, f"shape {shape} != {TARGET_INPUT} shape {target_shape}")
+        if len(shape) != 1 and key not in PER_TARGET_INPUTS:
             raise _fail(field, f"must be 1-D, got shape {shape}")
         if shape[0] != length:
             raise _fail(field, f"length {shape[0]} != target length {length}")
@@ -254,20 +237,22 @@ def _check_datum(datum: types.Datum, index: int, loss_fn: str, limits: ModelLimi
 
 def check_forward_backward_input(fwd: types.ForwardBackwardInput, limits: ModelLimits,
                                  prefix: str = "forward_backward_input") -> None:
-    """Everything the chosen loss needs, of the right length, with in-vocab ids and finite values."""
-    if fwd.loss_fn not in REQUIRED_LOSS_INPUTS:
-        raise _fail(f"{prefix}.loss_fn", f"must be one of {', '.join(types.LOSS_FN_NAMES)}, got {fwd.loss_fn!r}")
+    """Everything the chosen loss needs (its row of `LOSSES`), of the right length, with in-vocab ids
+    and finite values."""
+    loss = LOSSES.get(fwd.loss_fn)
+    if loss is None:
+        raise _fail(f"{prefix}.loss_fn", f"must be one of {', '.join(LOSSES)}, got {fwd.loss_fn!r}")
     if not fwd.data:
         raise _fail(f"{prefix}.data", "is empty: send at least one Datum")
-    allowed = LOSS_CONFIG_KEYS[fwd.loss_fn]
+    settings = loss.config_defaults
     for key, value in (fwd.loss_fn_config or {}).items():
         field = f"{prefix}.loss_fn_config.{key}"
-        if key not in allowed:
-            raise _fail(field, f"is not a setting of {fwd.loss_fn} "
-                               f"(accepted: {', '.join(allowed) if allowed else 'none'})")
+        if key not in settings:
+            raise _fail(field, f"is not a setting of {loss.name} "
+                               f"(accepted: {', '.join(settings) if settings else 'none'})")
         _finite(value, field)
     for index, datum in enumerate(fwd.data):
-        _check_datum(datum, index, fwd.loss_fn, limits, prefix)
+        _check_datum(datum, index, loss, limits, prefix)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,3 +303,56 @@ def check_sample_request(req: types.SampleRequest, limits: ModelLimits, max_num_
     _check_stop(params.stop, limits.vocab_size, f"{where}.stop")
     if not 0 <= req.topk_prompt_logprobs <= limits.vocab_size:
         raise _fail("topk_prompt_logprobs", f"must be in [0, {limits.vocab_size}], got {req.topk_prompt_logprobs}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: one check per route body; ordered training calls take the model's limits
+# ---------------------------------------------------------------------------------------------
+
+
+def check_create_model(req: types.CreateModelRequest) -> None:
+    check_lora_config(req.lora_config)
+
+
+def check_forward(req: types.ForwardRequest, limits: ModelLimits) -> None:
+    check_forward_backward_input(req.forward_input, limits, "forward_input")
+
+
+def check_forward_backward(req: types.ForwardBackwardRequest, limits: ModelLimits) -> None:
+    check_forward_backward_input(req.forward_backward_input, limits)
+
+
+def check_optim_step(req: types.OptimStepRequest, limits: ModelLimits) -> None:
+    check_adam_params(req.adam_params)
+
+
+def check_save_weights(req: types.SaveWeightsRequest, limits: ModelLimits) -> None:
+    if req.path is None:
+        raise _fail("path", "a checkpoint name is required")
+    check_safe_name(req.path, "path")
+    check_ttl(req.ttl_seconds)
+
+
+def check_save_weights_for_sampler(req: types.SaveWeightsForSamplerRequest, limits: ModelLimits) -> None:
+    if req.path is not None:  # no name: an ephemeral sampler, answered with a sampling session id
+        check_safe_name(req.path, "path")
+    check_ttl(req.ttl_seconds)
+
+
+def check_load_weights(req: types.LoadWeightsRequest, limits: ModelLimits) -> None:
+    parse_tinker_path(req.path, "path")
+
+
+def check_sampler_source(base_model: str | None, model_path: str | None) -> None:
+    """A sampler samples a base model or a sampler checkpoint, so it needs one of them."""
+    if model_path is not None:
+        parse_tinker_path(model_path, "model_path")
+    elif base_model is None:
+        raise UserError("give base_model or model_path", field="base_model")
+
+
+def check_sample_target(req: types.SampleRequest) -> None:
+    """A sample request names its sampler, or (the older form) the base model or checkpoint to sample."""
+    if req.sampling_session_id is None and req.base_model is None and req.model_path is None:
+        raise UserError("sampling_session_id is required (from create_sampling_session or "
+                        "save_weights_for_sampler), or give base_model / model_path", field="sampling_session_id")

@@ -1,112 +1,58 @@
-"""The client SDK: wire types, the abstract clients recipes use, futures and typed errors."""
+"""The client SDK: wire types, the abstract clients recipes use, futures and typed errors.
+
+Each export is listed once, in `_EXPORTS` under the module that defines it; `__all__` and the
+lookup on first use derive from it. Everything but the wire types loads on first use: the server
+imports `cookbook.client.types` and must not pull in the HTTP client (or anything else of the
+cookbook) with it.
+"""
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cookbook.client import types
 
-# Everything but the wire types loads on first use: the server imports `cookbook.client.types`
-# and must not pull in the HTTP client (or anything else of the cookbook) with it.
-_LAZY: dict[str, str] = {
-    "CustomLossFnV1": "cookbook.client.abstract",
-    "SamplingClient": "cookbook.client.abstract",
-    "ServiceClient": "cookbook.client.abstract",
-    "TrainingClient": "cookbook.client.abstract",
-    "connect": "cookbook.client.connection",
-    "APIConnectionError": "cookbook.client.errors",
-    "APIStatusError": "cookbook.client.errors",
-    "APITimeoutError": "cookbook.client.errors",
-    "BadRequestError": "cookbook.client.errors",
-    "ConflictError": "cookbook.client.errors",
-    "CookbookError": "cookbook.client.errors",
-    "InvalidInputError": "cookbook.client.errors",
-    "NotFoundError": "cookbook.client.errors",
-    "RequestFailedError": "cookbook.client.errors",
-    "APIFuture": "cookbook.client.futures",
-    "HttpSamplingClient": "cookbook.client.http",
-    "HttpServiceClient": "cookbook.client.http",
-    "HttpTrainingClient": "cookbook.client.http",
-    "RetryPolicy": "cookbook.client.http",
-    "AdamParams": "cookbook.client.types",
-    "Datum": "cookbook.client.types",
-    "EncodedTextChunk": "cookbook.client.types",
-    "ForwardBackwardOutput": "cookbook.client.types",
-    "LoraConfig": "cookbook.client.types",
-    "ModelInput": "cookbook.client.types",
-    "SampledSequence": "cookbook.client.types",
-    "SampleResponse": "cookbook.client.types",
-    "SamplingParams": "cookbook.client.types",
-    "TensorData": "cookbook.client.types",
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "cookbook.client.abstract": ("CustomLossFnV1", "SamplingClient", "ServiceClient", "TrainingClient"),
+    "cookbook.client.connection": ("connect",),
+    "cookbook.client.errors": (
+        "APIConnectionError",
+        "APIStatusError",
+        "APITimeoutError",
+        "BadRequestError",
+        "ConflictError",
+        "CookbookError",
+        "InvalidInputError",
+        "NotFoundError",
+        "RequestFailedError",
+    ),
+    "cookbook.client.futures": ("APIFuture",),
+    "cookbook.client.http": ("HttpSamplingClient", "HttpServiceClient", "HttpTrainingClient", "RetryPolicy"),
+    "cookbook.client.types": (
+        "AdamParams",
+        "Datum",
+        "EncodedTextChunk",
+        "ForwardBackwardOutput",
+        "LoraConfig",
+        "ModelInput",
+        "SampledSequence",
+        "SampleResponse",
+        "SamplingParams",
+        "TensorData",
+    ),
 }
+_MODULE_OF: dict[str, str] = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = ["types", *_MODULE_OF]
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'cookbook.client' has no attribute {name!r}")
     value = getattr(import_module(module), name)
-    globals()[name] = value
+    globals()[name] = value  # later lookups skip this function
     return value
 
 
-if TYPE_CHECKING:
-    from cookbook.client.abstract import CustomLossFnV1, SamplingClient, ServiceClient, TrainingClient
-    from cookbook.client.connection import connect
-    from cookbook.client.errors import (
-        APIConnectionError,
-        APIStatusError,
-        APITimeoutError,
-        BadRequestError,
-        ConflictError,
-        CookbookError,
-        InvalidInputError,
-        NotFoundError,
-        RequestFailedError,
-    )
-    from cookbook.client.futures import APIFuture
-    from cookbook.client.http import HttpSamplingClient, HttpServiceClient, HttpTrainingClient, RetryPolicy
-    from cookbook.client.types import (
-        AdamParams,
-        Datum,
-        EncodedTextChunk,
-        ForwardBackwardOutput,
-        LoraConfig,
-        ModelInput,
-        SampledSequence,
-        SampleResponse,
-        SamplingParams,
-        TensorData,
-    )
-
-__all__ = [
-    "APIConnectionError",
-    "APIFuture",
-    "APIStatusError",
-    "APITimeoutError",
-    "AdamParams",
-    "BadRequestError",
-    "ConflictError",
-    "CookbookError",
-    "CustomLossFnV1",
-    "Datum",
-    "EncodedTextChunk",
-    "ForwardBackwardOutput",
-    "HttpSamplingClient",
-    "HttpServiceClient",
-    "HttpTrainingClient",
-    "InvalidInputError",
-    "LoraConfig",
-    "ModelInput",
-    "NotFoundError",
-    "RequestFailedError",
-    "RetryPolicy",
-    "SampleResponse",
-    "SampledSequence",
-    "SamplingClient",
-    "SamplingParams",
-    "ServiceClient",
-    "TensorData",
-    "TrainingClient",
-    "connect",
-    "types",
-]
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,7 +13,7 @@ import math
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -24,11 +24,15 @@ if TYPE_CHECKING:
 ModelID: TypeAlias = str
 RequestID: TypeAlias = str
 TensorDtype: TypeAlias = Literal["int64", "float32"]
-LossFnType: TypeAlias = Literal["cross_entropy", "importance_sampling", "ppo", "cispo", "dro"]
+# Loss names: exactly the rows of the server's loss table (server_stub/training/losses.py), as a test checks.
+# The policy-gradient losses read the sampler's `logprobs` and per-token `advantages`.
+RLLossFnType: TypeAlias = Literal["importance_sampling", "ppo", "cispo", "dro"]
+LossFnType: TypeAlias = Literal["cross_entropy", RLLossFnType]
 StopReason: TypeAlias = Literal["length", "stop"]
 CheckpointType: TypeAlias = Literal["training", "sampler"]
 
-LOSS_FN_NAMES: tuple[str, ...] = ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro")
+LOSS_FN_NAMES: tuple[str, ...] = get_args(LossFnType)
+RL_LOSS_FN_NAMES: tuple[str, ...] = get_args(RLLossFnType)
 # Metric keys are `name:reduction`; these are the reductions a client knows how to merge.
 METRIC_REDUCTIONS: tuple[str, ...] = ("sum", "mean", "min", "max", "slack", "unique", "hash_unordered")
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from cookbook.client import types
 from server_stub.engine import ModelLimits
-from server_stub.training.losses import LOSS_CONFIG_DEFAULTS
-from server_stub.validation import OPTIONAL_LOSS_INPUTS, REQUIRED_LOSS_INPUTS, check_forward_backward_input
+from server_stub.training.losses import LOSSES, PER_TARGET_INPUTS, TARGET_INPUT
+from server_stub.validation import check_forward_backward_input
 
 if TYPE_CHECKING:
     import torch
@@ -85,23 +85,24 @@ def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
     """Right-pad already validated datums into one batch."""
     import torch
 
-    loss_fn = fwd.loss_fn
-    config = {**LOSS_CONFIG_DEFAULTS.get(loss_fn, {}), **(fwd.loss_fn_config or {})}
-    float_keys = [k for k in REQUIRED_LOSS_INPUTS[loss_fn] + OPTIONAL_LOSS_INPUTS[loss_fn] if k != "target_tokens"]
+    loss = LOSSES[fwd.loss_fn]
+    config = {**loss.config_defaults, **(fwd.loss_fn_config or {})}
+    float_keys = [k for k in loss.inputs if k != TARGET_INPUT]
     tokens = [np.asarray(d.model_input.to_ints(), dtype=np.int64) for d in fwd.data]
     arrays = [{k: t.to_numpy() for k, t in d.loss_fn_inputs.items()} for d in fwd.data]
     batch, length = len(tokens), max(t.size for t in tokens)
-    width = max(a["target_tokens"].reshape(t.size, -1).shape[1] for t, a in zip(tokens, arrays, strict=True))
+    width = max(a[TARGET_INPUT].reshape(t.size, -1).shape[1] for t, a in zip(tokens, arrays, strict=True))
     input_ids = np.zeros((batch, length), dtype=np.int64)
     targets = np.zeros((batch, length, width), dtype=np.int64)
     valid = np.zeros((batch, length, width), dtype=bool)
-    floats = {k: np.zeros((batch, length, width if k == "weights" else 1), dtype=np.float32) for k in float_keys}
+    floats = {k: np.zeros((batch, length, width if k in PER_TARGET_INPUTS else 1), dtype=np.float32)
+              for k in float_keys}
     # Optional per-token inputs (clip thresholds) default to the loss's scalar setting where absent.
-    for key in OPTIONAL_LOSS_INPUTS[loss_fn]:
+    for key in loss.optional_inputs:
         floats[key][:] = config[key]
     for row, (ids, values) in enumerate(zip(tokens, arrays, strict=True)):
         n = ids.size
-        tgt = values["target_tokens"].reshape(n, -1)
+        tgt = values[TARGET_INPUT].reshape(n, -1)
         input_ids[row, :n] = ids
         targets[row, :n, : tgt.shape[1]] = tgt
         valid[row, :n, : tgt.shape[1]] = True
@@ -112,4 +113,4 @@ def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
     return TrainBatch(input_ids=torch.from_numpy(input_ids).to(device), targets=torch.from_numpy(targets).to(device),
                       valid=torch.from_numpy(valid).to(device),
                       inputs={k: torch.from_numpy(v).to(device) for k, v in floats.items()},
-                      target_shapes=[tuple(a["target_tokens"].shape) for a in arrays], config=config)
+                      target_shapes=[tuple(a[TARGET_INPUT].shape) for a in arrays], config=config)

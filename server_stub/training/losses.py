@@ -1,13 +1,17 @@
-"""The five built-in losses (reference §3): token-level terms summed over every position, no normalisation.
+"""The built-in losses (reference §3) and the loss table: token-level terms summed over every position.
 
 Each function maps the learner's target logprobs `lp` and the batch's inputs to the per-token
 loss terms; `total_loss` sums the terms over real positions only. `lq` is the sampler's logprob
-(`logprobs` input) and `A` the advantage.
+(`logprobs` input) and `A` the advantage. `LOSSES` is the one table of losses: the server's
+request validation, batching and loss dispatch all read it. Adding a loss is one function and one
+row here, and its name in the client's `LossFnType` (cookbook/client/types.py), which
+tests/server/engine/test_engine_loss_table.py checks against this table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,12 +21,36 @@ if TYPE_CHECKING:
 
 LossTerms = Callable[["torch.Tensor", "TrainBatch"], "torch.Tensor"]
 
-# Settings a request may override through loss_fn_config (reference §3 defaults).
-LOSS_CONFIG_DEFAULTS: dict[str, dict[str, float]] = {
-    "ppo": {"clip_low_threshold": 0.8, "clip_high_threshold": 1.2},
-    "cispo": {"clip_low_threshold": 0.0, "clip_high_threshold": 4.0},
-    "dro": {"beta": 0.05},
-}
+TARGET_INPUT = "target_tokens"
+"""The int64 input every loss reads: the token whose logprob `lp` is, per position (and per target)."""
+PER_TARGET_INPUTS: tuple[str, ...] = ("weights",)
+"""Float inputs shaped like target_tokens; every other float input holds one value per position."""
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One row of the loss table: a loss's terms and what a request must and may send it."""
+
+    name: str
+    terms: LossTerms
+    required_inputs: tuple[str, ...]
+    # Per-token inputs a datum may add; where absent, the loss_fn_config setting of the same name applies.
+    optional_inputs: tuple[str, ...] = ()
+    # The settings loss_fn_config may override, with their defaults.
+    config_defaults: Mapping[str, float] = field(default_factory=dict)
+    # target_tokens (and the per-target inputs) may be [N, K]: K targets per position.
+    multi_target: bool = False
+
+    def __post_init__(self) -> None:
+        if TARGET_INPUT not in self.required_inputs:
+            raise ValueError(f"loss {self.name}: every loss reads {TARGET_INPUT}")
+        if unset := [key for key in self.optional_inputs if key not in self.config_defaults]:
+            raise ValueError(f"loss {self.name}: optional inputs {unset} need a default in config_defaults")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every loss_fn_inputs key a datum may carry: the required ones, then the optional ones."""
+        return (*self.required_inputs, *self.optional_inputs)
 
 
 def _ratio(lp: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
@@ -66,15 +94,37 @@ def dro(lp: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
     return -(lp * adv - 0.5 * batch.config["beta"] * (lp - lq).square() * real)
 
 
-LOSS_TERMS: dict[str, LossTerms] = {
-    "cross_entropy": cross_entropy, "importance_sampling": importance_sampling, "ppo": ppo,
-    "cispo": cispo, "dro": dro,
+_POLICY_INPUTS = (TARGET_INPUT, "logprobs", "advantages")
+_CLIP_INPUTS = ("clip_low_threshold", "clip_high_threshold")
+
+LOSSES: dict[str, Loss] = {
+    loss.name: loss
+    for loss in (
+        Loss("cross_entropy", cross_entropy, required_inputs=(TARGET_INPUT, "weights"), multi_target=True),
+        Loss("importance_sampling", importance_sampling, required_inputs=_POLICY_INPUTS),
+        Loss(
+            "ppo",
+            ppo,
+            required_inputs=_POLICY_INPUTS,
+            optional_inputs=_CLIP_INPUTS,
+            config_defaults={"clip_low_threshold": 0.8, "clip_high_threshold": 1.2},
+        ),
+        Loss(
+            "cispo",
+            cispo,
+            required_inputs=_POLICY_INPUTS,
+            optional_inputs=_CLIP_INPUTS,
+            config_defaults={"clip_low_threshold": 0.0, "clip_high_threshold": 4.0},
+        ),
+        Loss("dro", dro, required_inputs=_POLICY_INPUTS, config_defaults={"beta": 0.05}),
+    )
 }
+"""Every built-in loss by name, in the order error messages list them (reference §3 defaults)."""
 
 
 def total_loss(loss_fn: str, lp: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
     """The scalar sum of `loss_fn`'s terms over real (datum, position, target) entries."""
     import torch
 
-    terms = LOSS_TERMS[loss_fn](lp, batch)
+    terms = LOSSES[loss_fn].terms(lp, batch)
     return torch.where(batch.valid, terms, torch.zeros_like(terms)).sum()

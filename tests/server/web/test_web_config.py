@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 import pytest
 
-from server_stub.config import ConfigError, ServerConfig, config_from_args, default_storage_dir
+from server_stub.config import (
+    ConfigError,
+    ServerConfig,
+    Setting,
+    build_parser,
+    config_from_args,
+    default_storage_dir,
+    settings,
+)
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,3 +63,74 @@ def test_bad_arguments_exit_with_usage(argv: list[str], capsys: pytest.CaptureFi
 def test_invalid_settings_are_config_errors(settings: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         ServerConfig(**settings)  # type: ignore[arg-type]
+
+
+def _sample_text(setting: Setting, tmp_path: Path) -> str:
+    """A command-line value for `setting` that differs from its default."""
+    kind = setting.kind
+    if get_origin(kind) is Literal:
+        return next(choice for choice in get_args(kind) if choice != setting.default())
+    if get_origin(kind) is dict:
+        (tmp_path / "hf").mkdir(exist_ok=True)
+        return f"small={tmp_path / 'hf'}"
+    samples: dict[Any, str] = {str: "sample", int: "7", float: "0.75", Path: str(tmp_path / "elsewhere")}
+    return samples[kind]
+
+
+def _clear_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for setting in settings().values():
+        if setting.option.env:
+            monkeypatch.delenv(setting.option.env, raising=False)
+
+
+def test_every_field_is_a_flag_and_no_flag_is_undeclared() -> None:
+    declared = {field.name for field in dataclasses.fields(ServerConfig)}
+    actions = [action for action in build_parser()._actions if action.dest != "help"]
+    assert {action.dest for action in actions} == declared == set(settings())
+    assert len({flag for action in actions for flag in action.option_strings}) == len(actions)
+    assert all(action.help and "(default: " in action.help for action in actions)
+
+
+def test_no_flags_give_the_declared_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_environment(monkeypatch)
+    assert config_from_args([]) == ServerConfig()
+
+
+@pytest.mark.parametrize("name", list(settings()))
+def test_every_declared_option_parses(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_environment(monkeypatch)
+    setting = settings()[name]
+    text = _sample_text(setting, tmp_path)
+    config = config_from_args([setting.flag, text])
+    expected = dict([setting.parse(text)]) if get_origin(setting.kind) is dict else setting.parse(text)
+    assert getattr(config, name) == expected != setting.default()
+    assert config == dataclasses.replace(ServerConfig(), **{name: expected})  # nothing else moved
+
+
+@pytest.mark.parametrize("name", [name for name, setting in settings().items() if setting.option.env])
+def test_environment_variables_apply_when_the_flag_is_absent(name: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_environment(monkeypatch)
+    setting = settings()[name]
+    assert setting.option.env is not None
+    from_env, from_flag = _sample_text(setting, tmp_path / "env"), _sample_text(setting, tmp_path / "flag")
+    monkeypatch.setenv(setting.option.env, from_env)
+    assert getattr(config_from_args([]), name) == setting.parse(from_env)
+    assert getattr(config_from_args([setting.flag, from_flag]), name) == setting.parse(from_flag)
+    monkeypatch.setenv(setting.option.env, "")  # empty counts as unset
+    assert getattr(config_from_args([]), name) == setting.default()
+
+
+def test_repeated_model_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--model names must be unique"):
+        config_from_args(["--model", f"a={tmp_path}", "--model", f"a={tmp_path}"])
+
+
+def test_the_help_names_each_flag_with_its_help_and_environment_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        config_from_args(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for setting in settings().values():
+        assert setting.flag in shown and " ".join(setting.option.help.split()) in shown
+        if setting.option.env:
+            assert f"${setting.option.env}" in shown
