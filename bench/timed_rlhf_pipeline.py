@@ -32,8 +32,12 @@ def cpu_clock(server_pid: int | None) -> rlhf_pipeline.StageClock:
         def stop() -> dict[str, Any]:
             meter.stop()
             total = None if meter.server_cpu is None else meter.client_cpu + meter.server_cpu
-            return {"wall_s": meter.wall, "client_cpu_s": meter.client_cpu, "server_cpu_s": meter.server_cpu,
-                    "total_cpu_s": total}
+            return {
+                "wall_s": meter.wall,
+                "client_cpu_s": meter.client_cpu,
+                "server_cpu_s": meter.server_cpu,
+                "total_cpu_s": total,
+            }
 
         return stop
 

@@ -52,7 +52,9 @@ class OptimizerConfig:
     def lr_at(self, step: int, total_steps: int) -> float:
         """The learning rate of step `step` (0-based) of a run of `total_steps`."""
         warmup = self.warmup_steps_for(total_steps)
-        return self.learning_rate * compute_schedule_lr_multiplier(self.lr_schedule, step, total_steps, warmup)
+        return self.learning_rate * compute_schedule_lr_multiplier(
+            self.lr_schedule, step, total_steps, warmup
+        )
 
     def adam_params(self, step: int, total_steps: int) -> AdamParams:
         """What `optim_step` gets at step `step` of a run of `total_steps`."""

@@ -51,8 +51,14 @@ class TrainingRun:
     were logged (None: plotting's defaults).
     """
 
-    def __init__(self, config: RunConfig, service_client: ServiceClient | None = None, *,
-                 step_key: str = "step", plot_keys: Sequence[str] | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        service_client: ServiceClient | None = None,
+        *,
+        step_key: str = "step",
+        plot_keys: Sequence[str] | None = None,
+    ):
         self.config = config
         self.step_key = step_key
         self.plot_keys = plot_keys
@@ -70,8 +76,10 @@ class TrainingRun:
         """How many steps the run had trained when `record` was saved."""
         step = record.get(self.step_key)
         if not isinstance(step, int):
-            raise ValueError(f"checkpoint {record.name!r} in {self.config.log_path} has no {self.step_key!r}; "
-                             "it was not written by this loop")
+            raise ValueError(
+                f"checkpoint {record.name!r} in {self.config.log_path} has no {self.step_key!r}; "
+                "it was not written by this loop"
+            )
         return step
 
     def already_finished(self, total_steps: int | None) -> CheckpointRecord | None:
@@ -82,19 +90,22 @@ class TrainingRun:
             return None
         done = self.steps_done(last)
         if done < total_steps:
-            logger.info("the run finished at step %d; continuing it to step %d", done, total_steps)
-            return None
-        console_write(f"{self.config.log_path}: this run already finished at step {done} (final state: "
-                      f"{last.state_path}); nothing to do. A finished run continues when max_steps is raised "
-                      "past its last step; or start another log_path with load_checkpoint_path=<that state>.")
+            return None  # continued from its final state (create_training_client says so)
+        console_write(
+            f"{self.config.log_path}: this run already finished at step {done} (final state: "
+            f"{last.state_path}); nothing to do. A finished run continues when max_steps is raised "
+            "past its last step; or start another log_path with load_checkpoint_path=<that state>."
+        )
         return last
 
     def check_start(self, start_step: int, total_steps: int) -> None:
         """Refuse a resume point past the run's end (a checkpoint that no longer fits max_steps)."""
         if start_step > total_steps:
-            raise ValueError(f"checkpoint {self.last.name if self.last else '?'!r} in {self.config.log_path} is at "
-                             f"step {start_step}, past this run's {total_steps} steps "
-                             f"(max_steps={self.config.max_steps})")
+            raise ValueError(
+                f"checkpoint {self.last.name if self.last else '?'!r} in {self.config.log_path} is at "
+                f"step {start_step}, past this run's {total_steps} steps "
+                f"(max_steps={self.config.max_steps})"
+            )
 
     # -- connected ----------------------------------------------------------------------------
 
@@ -113,14 +124,17 @@ class TrainingRun:
             raise
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             if self._logger is not None:
                 self._logger.close()
                 self._logger = None
             if exc_type is None:
-                keys = None if self.plot_keys is None else [k for k in self.plot_keys if k in self.logged_keys]
+                keys = (
+                    None if self.plot_keys is None else [k for k in self.plot_keys if k in self.logged_keys]
+                )
                 logger.info("curves in %s", plot_metrics(self.config.log_path, keys))
         finally:
             self._close_own_service()
@@ -154,22 +168,31 @@ class TrainingRun:
             if path is None:
                 raise ValueError(f"checkpoint {self.last.name!r} in {c.log_path} has no state_path")
             await self._check_checkpoint(path, f"checkpoint {self.last.name!r} ({path})")
-            logger.info("resuming from checkpoint %r (step %d): %s", self.last.name, self.steps_done(self.last), path)
+            logger.info(
+                "resuming from checkpoint %r (step %d): %s", self.last.name, self.steps_done(self.last), path
+            )
             return await self.service.create_training_client_from_state_with_optimizer_async(
-                path, user_metadata=metadata)
+                path, user_metadata=metadata
+            )
         if c.load_checkpoint_path is not None:
-            await self._check_checkpoint(c.load_checkpoint_path, f"load_checkpoint_path {c.load_checkpoint_path}")
+            await self._check_checkpoint(
+                c.load_checkpoint_path, f"load_checkpoint_path {c.load_checkpoint_path}"
+            )
             logger.info("initialising the weights from %s (fresh optimizer)", c.load_checkpoint_path)
             return await self.service.create_training_client_from_state_async(
-                c.load_checkpoint_path, user_metadata=metadata)
+                c.load_checkpoint_path, user_metadata=metadata
+            )
         return await self.service.create_lora_training_client_async(
-            c.model_name, rank=c.lora_rank, seed=c.lora_seed, user_metadata=metadata)
+            c.model_name, rank=c.lora_rank, seed=c.lora_seed, user_metadata=metadata
+        )
 
     async def _check_checkpoint(self, path: str, what: str) -> None:
         """A checkpoint to start from holds this config's base model and LoRA rank."""
         info = await self.service.weights_info_async(path)
         rank = (info.lora_rank or 0) if info.is_lora else 0
         if info.base_model != self.config.model_name or rank != self.config.lora_rank:
-            raise ValueError(f"{what} holds a {info.base_model!r} model with lora_rank={rank}, but the config "
-                             f"says model_name={self.config.model_name!r}, lora_rank={self.config.lora_rank}; "
-                             "make them match")
+            raise ValueError(
+                f"{what} holds a {info.base_model!r} model with lora_rank={rank}, but the config "
+                f"says model_name={self.config.model_name!r}, lora_rank={self.config.lora_rank}; "
+                "make them match"
+            )

@@ -46,8 +46,10 @@ class RunConfig:
     @chz.validate
     def _check_run(self) -> None:
         if self.behavior_if_log_dir_exists not in BEHAVIORS:
-            raise ValueError(f"behavior_if_log_dir_exists must be one of {BEHAVIORS}, "
-                             f"got {self.behavior_if_log_dir_exists!r}")
+            raise ValueError(
+                f"behavior_if_log_dir_exists must be one of {BEHAVIORS}, "
+                f"got {self.behavior_if_log_dir_exists!r}"
+            )
         check_at_least(self, {"lora_rank": 0, "save_every": 0, "eval_every": 0})
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1 or None, got {self.max_steps}")

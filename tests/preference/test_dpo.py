@@ -144,7 +144,7 @@ def test_a_dpo_step_through_the_server_equals_the_same_step_in_torch(service: Se
 @pytest.mark.parametrize(("field_name", "value", "message"), [
     ("dpo_beta", 0.0, "dpo_beta must be positive"),
     ("nll_coef", -1.0, "nll_coef must be >= 0"),
-    ("lr_schedule", "exponential", "lr_schedule must be one of"),  # the shared LoopConfig checks apply too
+    ("lr_schedule", "exponential", "lr_schedule must be one of"),  # the shared optimizer checks apply too
     ("ttl_seconds", 0, "ttl_seconds must be positive"),
     ("save_every", -1, "save_every must be at least 0"),
 ])

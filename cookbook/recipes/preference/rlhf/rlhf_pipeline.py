@@ -100,7 +100,9 @@ class RMStage:
     steps: int | None = 400  # test accuracy levels off before this
     max_length: int | None = None
     eval_every: int = 100
-    optimizer: OptimizerConfig = optimizer_defaults(learning_rate=1e-3, lr_schedule="cosine", lr_warmup_steps=20)
+    optimizer: OptimizerConfig = optimizer_defaults(
+        learning_rate=1e-3, lr_schedule="cosine", lr_warmup_steps=20
+    )
 
 
 @chz.chz
@@ -139,7 +141,9 @@ class PipelineConfig:
     lora_rank: int | None = None  # None: 0 (full weights) for tiny-llama, LoRA rank 32 otherwise
     seed: int = 0
     comparison_dataset: str = BUNDLED  # hh-rlhf schema: "bundled", a hub id, or a local file / directory
-    comparison_test_size: int = 400  # held-out comparisons for the preference model's accuracy and RL's evaluations
+    comparison_test_size: int = (
+        400  # held-out comparisons for the preference model's accuracy and RL's evaluations
+    )
     save_every: int = 50
     max_steps: int | None = None  # caps every stage (smoke tests)
     wandb_project: str | None = None
@@ -150,11 +154,18 @@ class PipelineConfig:
 
     @chz.validate
     def _check(self) -> None:
-        for name, value in (("max_steps", self.max_steps), ("sft.steps", self.sft.steps), ("rm.steps", self.rm.steps)):
+        for name, value in (
+            ("max_steps", self.max_steps),
+            ("sft.steps", self.sft.steps),
+            ("rm.steps", self.rm.steps),
+        ):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 or None, got {value}")
-        for name, value in (("rl.steps", self.rl.steps), ("rl.eval_comparisons", self.rl.eval_comparisons),
-                            ("comparison_test_size", self.comparison_test_size)):
+        for name, value in (
+            ("rl.steps", self.rl.steps),
+            ("rl.eval_comparisons", self.rl.eval_comparisons),
+            ("comparison_test_size", self.comparison_test_size),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
 
@@ -234,8 +245,9 @@ RENAMED_KEYS: dict[str, str] = {
 # ---------------------------------------------------------------------------------------------
 
 
-def _supervised_stage(config: PipelineConfig, stage: str, dataset_builder: SupervisedDatasetBuilder,
-                      **settings: Any) -> supervised_train.Config:
+def _supervised_stage(
+    config: PipelineConfig, stage: str, dataset_builder: SupervisedDatasetBuilder, **settings: Any
+) -> supervised_train.Config:
     """A supervised stage into `<log_path>/<stage>`; its data order also follows the pipeline's seed."""
     return supervised_train.Config(
         log_path=config.stage_dir(stage),
@@ -269,16 +281,23 @@ def sft_config(config: PipelineConfig) -> supervised_train.Config:
 def rm_config(config: PipelineConfig, sft_state_path: str) -> supervised_train.Config:
     """Stage 2: the preference model, from the SFT weights (fresh optimizer), into `<log_path>/rm`."""
     rm = config.rm
-    common = ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=config.model_name, renderer_name=config.renderer,
-                                            max_length=rm.max_length, batch_size=rm.batch_size,
-                                            base_url=config.base_url)
+    common = ChatDatasetBuilderCommonConfig(
+        model_name_for_tokenizer=config.model_name,
+        renderer_name=config.renderer,
+        max_length=rm.max_length,
+        batch_size=rm.batch_size,
+        base_url=config.base_url,
+    )
     comparisons = config.comparisons()
     return _supervised_stage(
         config,
         "rm",
-        ChatDatasetBuilderFromComparisons(common_config=common, comparison_builder=comparisons,
-                                          include_test_set=False),
-        evaluator_builders=[PreferenceAccuracyEvaluatorBuilder(common_config=common, comparison_builder=comparisons)],
+        ChatDatasetBuilderFromComparisons(
+            common_config=common, comparison_builder=comparisons, include_test_set=False
+        ),
+        evaluator_builders=[
+            PreferenceAccuracyEvaluatorBuilder(common_config=common, comparison_builder=comparisons)
+        ],
         load_checkpoint_path=sft_state_path,
         optimizer=rm.optimizer,
         num_epochs=rm.num_epochs,
@@ -287,22 +306,38 @@ def rm_config(config: PipelineConfig, sft_state_path: str) -> supervised_train.C
     )
 
 
-def preference_model_builder(config: PipelineConfig, rm_sampler_path: str) -> PreferenceModelBuilderFromChatRenderer:
-    return PreferenceModelBuilderFromChatRenderer(renderer_name=config.renderer, model_name=config.model_name,
-                                                  rm_weights_path=rm_sampler_path, base_url=config.base_url,
-                                                  topk=config.rl.judge_topk)
+def preference_model_builder(
+    config: PipelineConfig, rm_sampler_path: str
+) -> PreferenceModelBuilderFromChatRenderer:
+    return PreferenceModelBuilderFromChatRenderer(
+        renderer_name=config.renderer,
+        model_name=config.model_name,
+        rm_weights_path=rm_sampler_path,
+        base_url=config.base_url,
+        topk=config.rl.judge_topk,
+    )
 
 
-def rl_evaluator_builders(config: PipelineConfig, judge: PreferenceModelBuilderFromChatRenderer,
-                          ) -> list[ComparisonEvaluatorBuilder]:
+def rl_evaluator_builders(
+    config: PipelineConfig,
+    judge: PreferenceModelBuilderFromChatRenderer,
+) -> list[ComparisonEvaluatorBuilder]:
     """Win rates against the chosen answers of the test comparisons: sampled (T=1), and greedy."""
     temperatures = (1.0, 0.0) if config.rl.greedy_eval else (1.0,)
-    return [ComparisonEvaluatorBuilder(comparison_builder=config.comparisons(), renderer_name=config.renderer,
-                                       model_name_for_tokenizer=config.model_name, max_tokens=config.rl.max_tokens,
-                                       preference_model_builder=judge, temperature=temperature,
-                                       num_comparisons=config.rl.eval_comparisons, gold=config.use_gold,
-                                       seed=config.seed)
-            for temperature in temperatures]
+    return [
+        ComparisonEvaluatorBuilder(
+            comparison_builder=config.comparisons(),
+            renderer_name=config.renderer,
+            model_name_for_tokenizer=config.model_name,
+            max_tokens=config.rl.max_tokens,
+            preference_model_builder=judge,
+            temperature=temperature,
+            num_comparisons=config.rl.eval_comparisons,
+            gold=config.use_gold,
+            seed=config.seed,
+        )
+        for temperature in temperatures
+    ]
 
 
 def rl_config(config: PipelineConfig, sft: CheckpointRecord, rm_sampler_path: str) -> rl_train.Config:
@@ -310,10 +345,18 @@ def rl_config(config: PipelineConfig, sft: CheckpointRecord, rm_sampler_path: st
     rl = config.rl
     judge = preference_model_builder(config, rm_sampler_path)
     dataset = PairwisePreferenceRLDatasetBuilder(
-        comparison_builder=config.comparisons(), batch_size=rl.batch_size, policy_renderer_name=config.renderer,
-        policy_model_name=config.model_name, group_size=rl.group_size, preference_model_builder=judge,
-        tournament_pattern=rl.tournament_pattern, format_penalty=rl.format_penalty, shuffle_seed=config.seed,
-        base_url=config.base_url, audit_model_builder=GoldPreferenceModelBuilder() if config.use_gold else None)
+        comparison_builder=config.comparisons(),
+        batch_size=rl.batch_size,
+        policy_renderer_name=config.renderer,
+        policy_model_name=config.model_name,
+        group_size=rl.group_size,
+        preference_model_builder=judge,
+        tournament_pattern=rl.tournament_pattern,
+        format_penalty=rl.format_penalty,
+        shuffle_seed=config.seed,
+        base_url=config.base_url,
+        audit_model_builder=GoldPreferenceModelBuilder() if config.use_gold else None,
+    )
     return rl_train.Config(
         log_path=config.stage_dir("rl"),
         model_name=config.model_name,
@@ -374,14 +417,18 @@ class StageLog:
         stage_dir = self.config.stage_dir(stage)
         done = finished_checkpoint(stage_dir)
         if done is not None and (not enabled or self.config.behavior_if_log_dir_exists == "resume"):
-            console_write(f"[rlhf] stage {stage}: already finished in {stage_dir}; skipping it "
-                          "(use another log_path, or behavior_if_log_dir_exists=overwrite, to train it again)")
+            console_write(
+                f"[rlhf] stage {stage}: already finished in {stage_dir}; skipping it "
+                "(use another log_path, or behavior_if_log_dir_exists=overwrite, to train it again)"
+            )
             self.stages[stage] = {"status": "skipped"}
             return done
         if not enabled:
-            raise ValueError(f"{stage}.run=False, but {stage_dir} holds no finished {stage} stage for the next "
-                             f"stage to start from; run it ({stage}.run=True) or point log_path at a pipeline "
-                             "that has it")
+            raise ValueError(
+                f"{stage}.run=False, but {stage_dir} holds no finished {stage} stage for the next "
+                f"stage to start from; run it ({stage}.run=True) or point log_path at a pipeline "
+                "that has it"
+            )
         return None
 
     @contextmanager
@@ -406,7 +453,9 @@ def run_rm(config: PipelineConfig, log: StageLog, sft: CheckpointRecord) -> Chec
         return supervised_train.main(rm_config(config, _path_of(sft, "state_path", "sft")))
 
 
-def run_rl(config: PipelineConfig, log: StageLog, sft: CheckpointRecord, rm: CheckpointRecord) -> CheckpointRecord:
+def run_rl(
+    config: PipelineConfig, log: StageLog, sft: CheckpointRecord, rm: CheckpointRecord
+) -> CheckpointRecord:
     if (done := log.finished("rl", config.rl.run)) is not None:
         return done
     with log.running("rl"):
@@ -435,16 +484,23 @@ def main(config: PipelineConfig, clock: StageClock = wall_clock) -> dict[str, An
         "log_path": config.log_path,
         "seed": config.seed,
         "wall_s": time.perf_counter() - wall_start,
-        "stages": {stage: {**log.stages[stage],
-                           "final": finals[stage].to_dict() if stage in finals else None,
-                           "headline": {k: s.to_dict() for k, s in summaries[stage].items()}}
-                   for stage in STAGES},
+        "stages": {
+            stage: {
+                **log.stages[stage],
+                "final": finals[stage].to_dict() if stage in finals else None,
+                "headline": {k: s.to_dict() for k, s in summaries[stage].items()},
+            }
+            for stage in STAGES
+        },
         "plot": str(plot),
     }
     write_json(Path(config.log_path) / SUMMARY_FILE, summary)
     ran = {stage: entry["wall_s"] for stage, entry in log.stages.items() if entry["status"] == "ran"}
-    console_write("[rlhf] summary (first -> last):\n" + format_summary(summaries, ran)
-                  + f"\n[rlhf] curves: {plot}\n[rlhf] total wall time {summary['wall_s']:.0f} s")
+    console_write(
+        "[rlhf] summary (first -> last):\n"
+        + format_summary(summaries, ran)
+        + f"\n[rlhf] curves: {plot}\n[rlhf] total wall time {summary['wall_s']:.0f} s"
+    )
     return summary
 
 
