@@ -387,7 +387,7 @@ def rl_config(config: PipelineConfig, sft: CheckpointRecord, rm_sampler_path: st
 # Running them
 # ---------------------------------------------------------------------------------------------
 
-StageClock = Callable[[], Callable[[], dict[str, float]]]
+StageClock = Callable[[], Callable[[], dict[str, Any]]]
 """Started when a stage starts; the function it returns gives what the stage cost (`wall_s`, ...)."""
 
 
@@ -465,7 +465,7 @@ def run_rl(
 def main(config: PipelineConfig, clock: StageClock = wall_clock) -> dict[str, Any]:
     """Run (or resume) the stages asked for; returns the summary also written to pipeline_summary.json.
 
-    A stage that is off still runs (or is taken finished from its log dir) when a later one needs it.
+    A stage that is off is taken, finished, from its log dir when a later stage starts from it.
     `clock` measures each stage (the benchmark passes one that also counts CPU seconds).
     """
     wall_start = time.perf_counter()
