@@ -2,13 +2,14 @@
 
     python -m bench.bench_rlhf_pipeline                    # seed 0
     python -m bench.bench_rlhf_pipeline --seeds 0,1 --json /tmp/rlhf-bench.json
-    python -m bench.bench_rlhf_pipeline --seed 2 -- rl_learning_rate=5e-4 kl_penalty_coef=0.05
+    python -m bench.bench_rlhf_pipeline --seed 2 -- rl.optimizer.learning_rate=5e-4 rl.kl_penalty_coef=0.05
 
-Each seed runs `python -m cookbook.recipes.preference.rlhf.rlhf_pipeline` in a fresh process with a
-fresh log dir and a fresh server (its own storage dir), so the wall time counts everything a user
-waits for: imports, data generation, server start, the three stages and their evaluations. The
-pipeline records each stage's wall time and the CPU seconds of the client and of the server
-process; on a shared machine the CPU seconds are the fairer measure of cost. The headline
+Each seed runs the pipeline (`cookbook.recipes.preference.rlhf.rlhf_pipeline`, through
+`bench.timed_rlhf_pipeline`) in a fresh process with a fresh log dir and a fresh server (its own
+storage dir), so the wall time counts everything a user waits for: imports, data generation,
+server start, the three stages and their evaluations. Each stage's wall time and the CPU seconds
+of the client and of the server process are recorded; on a shared machine the CPU seconds are the
+fairer measure of cost. The headline
 metrics are read back from each stage's metrics.jsonl and checked against the targets.
 Arguments after `--` go to the pipeline unchanged (key=value), for trying other settings.
 """
@@ -32,7 +33,8 @@ from typing import Any
 from bench.common import Table, write_json
 from cookbook.recipes.preference.rlhf.report import STAGES, CurveSummary, summarize_pipeline
 
-PIPELINE_MODULE = "cookbook.recipes.preference.rlhf.rlhf_pipeline"
+PIPELINE_MODULE = "bench.timed_rlhf_pipeline"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_FILE = "pipeline_summary.json"
 WALL_LIMIT_S = 300.0
 WALL_AIM_S = 180.0
@@ -117,7 +119,8 @@ def run_pipeline(seed: int, work_dir: Path, extra_args: Sequence[str], quiet: bo
     """One fresh pipeline process (fresh log dir and server storage), timed from its start."""
     log_path = work_dir / f"seed{seed}"
     storage = work_dir / f"seed{seed}-server-storage"
-    env = {**os.environ, "COOKBOOK_SERVER_STORAGE": str(storage), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "COOKBOOK_SERVER_STORAGE": str(storage), "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     for name in ("COOKBOOK_BASE_URL", "TINKER_BASE_URL"):
         env.pop(name, None)  # always the pipeline's own fresh server
     command = [sys.executable, "-m", PIPELINE_MODULE, f"log_path={log_path}", f"seed={seed}", *extra_args]

@@ -11,8 +11,8 @@ resumed run rebuilds it from the same starting point (`load_checkpoint_path`, or
 which an untrained LoRA adapter leaves unchanged). DPO from a randomly initialised model is
 meaningless (the reference knows no language); start from an SFT checkpoint.
 
-Resume, log dir and checkpoint rules are the SFT loop's: a checkpoint before step s records
-batch s; re-running resumes from `checkpoints.jsonl`; a finished run does nothing.
+Checkpoints follow the SFT loop's (a checkpoint before step s records batch s); setup, resume,
+the finished-run rule, the client and logging are `TrainingRun`'s (cookbook/utils/run.py).
 """
 
 from __future__ import annotations
@@ -24,15 +24,14 @@ from typing import Any
 import chz
 
 from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
-from cookbook.client.types import AdamParams, Datum
+from cookbook.client.types import Datum
 from cookbook.eval.evaluators import Evaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
 from cookbook.preference.dpo_evaluator import DPOTestEvaluator
 from cookbook.preference.dpo_loss import DPO_METRICS, make_dpo_loss_fn, reference_sums
-from cookbook.supervised.loop_config import LoopConfig
+from cookbook.supervised.loop_config import SupervisedRunConfig
 from cookbook.supervised.train import (
     checkpoint_name,
-    create_training_client,
     loop_state,
     optim_metrics,
     position_of_step,
@@ -40,31 +39,22 @@ from cookbook.supervised.train import (
     total_training_steps,
 )
 from cookbook.supervised.types import SupervisedDataset
-from cookbook.utils.adam_settings import adam_params_for
-from cookbook.utils.checkpoints import (
-    FINAL_NAME,
-    CheckpointRecord,
-    get_last_checkpoint,
-    save_checkpoint_async,
-)
-from cookbook.utils.lr_scheduling import compute_schedule_lr_multiplier
-from cookbook.utils.ml_log import Logger, setup_logging
-from cookbook.utils.plotting import plot_metrics
-from cookbook.utils.progress import TrainingProgress, console_write
-from cookbook.utils.run_dir import prepare_log_dir
+from cookbook.utils.checkpoints import FINAL_NAME, CheckpointRecord, save_checkpoint_async
+from cookbook.utils.optimizer_config import OptimizerConfig, optimizer_defaults
+from cookbook.utils.progress import TrainingProgress
+from cookbook.utils.run import TrainingRun
 from cookbook.utils.timing import StepClock, timed
 
 logger = logging.getLogger(__name__)
 
 
-
 @chz.chz
-class Config(LoopConfig):
+class Config(SupervisedRunConfig):
     """One DPO run. `dataset_builder` yields [chosen, rejected] pairs (a DPODatasetBuilderFromComparisons);
     its batch size is the number of pairs per step. With `load_checkpoint_path` (e.g. an SFT run's
-    final state_path) the LoRA rank is the checkpoint's. The shared fields are `LoopConfig`'s."""
+    final state_path) `lora_rank` must be the checkpoint's. The shared fields are `SupervisedRunConfig`'s."""
 
-    learning_rate: float = 1e-5
+    optimizer: OptimizerConfig = optimizer_defaults(learning_rate=1e-5)
     dpo_beta: float = 0.1
     nll_coef: float = 0.0  # > 0 adds the chosen answers' NLL to the loss (see dpo_loss.make_dpo_loss_fn)
 
@@ -86,10 +76,10 @@ def pairs_of(batch: list[Datum]) -> list[Datum]:
 class _DPORun:
     """One invocation of the loop, from `start_step` to `total_steps`."""
 
-    def __init__(self, config: Config, client: TrainingClient, reference: SamplingClient,
-                 train_set: SupervisedDataset, evaluators: list[Evaluator], start_step: int, total_steps: int,
-                 run_logger: Logger):
+    def __init__(self, config: Config, run: TrainingRun, client: TrainingClient, reference: SamplingClient,
+                 train_set: SupervisedDataset, evaluators: list[Evaluator], start_step: int, total_steps: int):
         self.config = config
+        self.run = run
         self.client = client
         self.reference = reference
         self.train_set = train_set
@@ -97,24 +87,18 @@ class _DPORun:
         self.evaluators = evaluators
         self.start_step = start_step
         self.total_steps = total_steps
-        self.log = run_logger
 
-    def adam_params(self, step: int) -> AdamParams:
-        c = self.config
-        return adam_params_for(c, c.learning_rate * compute_schedule_lr_multiplier(c.lr_schedule, step,
-                                                                                   self.total_steps))
-
-    async def run(self) -> CheckpointRecord:
+    async def train(self) -> CheckpointRecord:
         with TrainingProgress(self.total_steps, initial_step=self.start_step, desc="dpo") as progress:
             for step in range(self.start_step, self.total_steps):
                 metrics = await self.step(step)
-                self.log.log_metrics(metrics, step=step)
+                self.run.log(metrics, step=step)
                 progress.update(metrics)
         if self.evaluators:
             metrics: dict[str, Any] = {}
             with timed("evals", metrics):
                 metrics.update(await run_evaluators(self.evaluators, self.client))
-            self.log.log_metrics(metrics, step=self.total_steps)
+            self.run.log(metrics, step=self.total_steps)
         state = loop_state(self.total_steps, self.n_batches)
         paths = await save_checkpoint_async(self.client, FINAL_NAME, self.config.log_path, state, kind="both")
         return CheckpointRecord.from_dict({"name": FINAL_NAME, **state, **paths})
@@ -141,7 +125,7 @@ class _DPORun:
             return metrics
         with timed("reference", metrics):
             reference = await reference_sums(self.reference, data)
-        adam = self.adam_params(step)
+        adam = c.optimizer.adam_params(step, self.total_steps)
         loss_fn = make_dpo_loss_fn(reference, c.dpo_beta, c.nll_coef)
         with timed("train", metrics):
             fwd_bwd = await self.client.forward_backward_custom_async(data, loss_fn)
@@ -165,52 +149,29 @@ async def _reference(config: Config, service: ServiceClient, client: TrainingCli
     return await create_reference_sampling_client(service, config.model_name, config.load_checkpoint_path)
 
 
-async def _train(config: Config, service: ServiceClient, last: CheckpointRecord | None,
-                 run_logger: Logger) -> CheckpointRecord:
+async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:
+    """Train (or resume, or continue) the DPO run described by `config`; returns its "final" checkpoint record."""
+    run = TrainingRun(config, service_client, step_key="step")
+    if (done := run.already_finished(config.max_steps)) is not None:
+        return done
     train_set, test_set = config.dataset_builder()
     total_steps = total_training_steps(len(train_set), config.num_epochs, config.max_steps)
-    start_step = resume_step(last, len(train_set)) if last is not None else 0
-    if start_step > total_steps:
-        raise ValueError(f"the checkpoint in {config.log_path} is at step {start_step}, past this run's "
-                         f"{total_steps} steps (max_steps={config.max_steps})")
-    client = await create_training_client(
-        service, model_name=config.model_name, lora_rank=config.lora_rank, lora_seed=config.lora_seed,
-        renderer_name=config.renderer_name, load_checkpoint_path=config.load_checkpoint_path, resume_from=last)
-    reference = await _reference(config, service, client, resumed=last is not None)
-    evaluators = build_evaluators(config.evaluator_builders)
-    test_data = [] if test_set is None else pairs_of([d for i in range(len(test_set)) for d in test_set.get_batch(i)])
-    if test_data:
-        evaluators.append(DPOTestEvaluator(test_data, reference, config.dpo_beta))
-    logger.info("DPO on %s: steps %d..%d of %d (%d batches per epoch)", config.model_name, start_step,
-                total_steps - 1, total_steps, len(train_set))
-    run = _DPORun(config, client, reference, train_set, evaluators, start_step, total_steps, run_logger)
-    return await run.run()
-
-
-async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:
-    """Train (or resume) the DPO run described by `config`; returns its "final" checkpoint record."""
-    resuming = prepare_log_dir(config.log_path, config, config.behavior_if_log_dir_exists)
-    last = get_last_checkpoint(config.log_path) if resuming else None
-    if last is not None and last.final:
-        console_write(f"{config.log_path}: this DPO run already finished (final checkpoint: {last.state_path}); "
-                      "nothing to do.")
-        return last
-    own_client = service_client is None
-    service = service_client if service_client is not None else await asyncio.to_thread(_connect, config)
-    try:
-        with setup_logging(config.log_path, config.wandb_project, config.wandb_name, config=config) as run_logger:
-            final = await _train(config, service, last, run_logger)
-            logger.info("done: final checkpoint %s; curves in %s", final.state_path, plot_metrics(config.log_path))
-        return final
-    finally:
-        if own_client:
-            service.close()
-
-
-def _connect(config: Config) -> ServiceClient:
-    from cookbook.client.connection import connect
-
-    return connect(config.base_url)
+    if (done := run.already_finished(total_steps)) is not None:
+        return done
+    start_step = resume_step(run.last, len(train_set)) if run.last is not None else 0
+    run.check_start(start_step, total_steps)
+    async with run:
+        client = await run.create_training_client()
+        reference = await _reference(config, run.service, client, resumed=run.last is not None)
+        evaluators = build_evaluators(config.evaluator_builders)
+        test_data = [] if test_set is None else pairs_of([d for i in range(len(test_set))
+                                                          for d in test_set.get_batch(i)])
+        if test_data:
+            evaluators.append(DPOTestEvaluator(test_data, reference, config.dpo_beta))
+        logger.info("DPO on %s: steps %d..%d of %d (%d batches per epoch)", config.model_name, start_step,
+                    total_steps - 1, total_steps, len(train_set))
+        loop = _DPORun(config, run, client, reference, train_set, evaluators, start_step, total_steps)
+        return await loop.train()
 
 
 def main(config: Config) -> CheckpointRecord:

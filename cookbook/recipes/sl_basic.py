@@ -3,6 +3,7 @@
     python -m cookbook.recipes.sl_basic                      # bundled local server, ~300 steps
     python -m cookbook.recipes.sl_basic max_steps=20 log_path=/tmp/sl-try
     python -m cookbook.recipes.sl_basic base_url=http://gpu-box:8000 model_name=... dataset=HuggingFaceH4/no_robots
+    python -m cookbook.recipes.sl_basic optimizer.learning_rate=1e-3 optimizer.lr_warmup_steps=5
 
 It trains "tiny-llama" with full weights (a random-init model has nothing for LoRA to adapt)
 through the auto-started local server, evaluates `test/nll` on the bundled test split, and
@@ -19,35 +20,51 @@ from __future__ import annotations
 import chz
 
 from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, get_recommended_renderer_name
-from cookbook.recipes.chat_sl.chat_datasets import NoRobotsBuilder
+from cookbook.recipes.chat_sl.chat_datasets import BUNDLED, NoRobotsBuilder
+from cookbook.recipes.renamed_keys import OPTIMIZER_KEYS, recipe_entrypoint
 from cookbook.supervised import train
 from cookbook.supervised.types import ChatDatasetBuilderCommonConfig
 from cookbook.utils.checkpoints import CheckpointRecord
-from cookbook.utils.lr_scheduling import LRSchedule
+from cookbook.utils.optimizer_config import OptimizerConfig, optimizer_defaults
 from cookbook.utils.run_dir import BehaviorIfExists
 
 DEFAULT_LOG_PATH = "/tmp/cookbook-runs/sl_basic"
+RENAMED_KEYS: dict[str, str] = OPTIMIZER_KEYS
 
 
 @chz.chz
-class CLIConfig:
+class ChatSFT:
+    """What to train on and how: this recipe's settings, and those of the RLHF pipeline's SFT stage."""
+
+    dataset: str = BUNDLED  # or a hub id / local file or directory in the no_robots schema
+    batch_size: int = 32
+    max_length: int | None = 128
+    num_epochs: int = 3
+    eval_every: int = 40
+    optimizer: OptimizerConfig = optimizer_defaults(
+        learning_rate=3e-3,
+        lr_schedule="cosine",
+        lr_warmup_steps=20,
+        grad_clip_norm=1.0,
+    )
+
+    def dataset_builder(self, model_name: str, renderer_name: str, base_url: str | None) -> NoRobotsBuilder:
+        common = ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=model_name, renderer_name=renderer_name,
+                                                max_length=self.max_length, batch_size=self.batch_size,
+                                                base_url=base_url)
+        return NoRobotsBuilder(common_config=common, dataset=self.dataset)
+
+
+@chz.chz
+class CLIConfig(ChatSFT):
     """The knobs worth turning from the command line; everything else keeps train.Config's defaults."""
 
     log_path: str = DEFAULT_LOG_PATH
     base_url: str | None = None  # None: start the bundled local server
     model_name: str = BUILTIN_MODEL_NAME
-    dataset: str = "bundled"  # or a hub id / local file or directory in the no_robots schema
     renderer_name: str | None = None  # None: the model's recommended chat format
     lora_rank: int | None = None  # None: full weights for tiny-llama, LoRA rank 32 otherwise
-    batch_size: int = 32
-    max_length: int | None = 128
-    learning_rate: float = 3e-3
-    lr_schedule: LRSchedule = "cosine"
-    lr_warmup_steps: int = 20
-    num_epochs: int = 3
-    grad_clip_norm: float = 1.0
     max_steps: int | None = None
-    eval_every: int = 40
     save_every: int = 50
     submit_ahead: int = 1
     wandb_project: str | None = None
@@ -58,21 +75,15 @@ class CLIConfig:
 def build_config(cli: CLIConfig) -> train.Config:
     """The full training config the command line describes."""
     renderer_name = cli.renderer_name or get_recommended_renderer_name(cli.model_name)
-    common = ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=cli.model_name, renderer_name=renderer_name,
-                                            max_length=cli.max_length, batch_size=cli.batch_size,
-                                            base_url=cli.base_url)
     return train.Config(
         log_path=cli.log_path,
         model_name=cli.model_name,
         base_url=cli.base_url,
         renderer_name=renderer_name,
-        dataset_builder=NoRobotsBuilder(common_config=common, dataset=cli.dataset),
+        dataset_builder=cli.dataset_builder(cli.model_name, renderer_name, cli.base_url),
         lora_rank=cli.lora_rank if cli.lora_rank is not None else get_recommended_lora_rank(cli.model_name),
-        learning_rate=cli.learning_rate,
-        lr_schedule=cli.lr_schedule,
-        lr_warmup_steps=cli.lr_warmup_steps,
+        optimizer=cli.optimizer,
         num_epochs=cli.num_epochs,
-        grad_clip_norm=cli.grad_clip_norm,
         max_steps=cli.max_steps,
         eval_every=cli.eval_every,
         save_every=cli.save_every,
@@ -88,4 +99,4 @@ def main(cli: CLIConfig) -> CheckpointRecord:
 
 
 if __name__ == "__main__":
-    chz.nested_entrypoint(main)
+    recipe_entrypoint(main, RENAMED_KEYS)

@@ -12,9 +12,8 @@ is just another call in that stream and needs no draining:
 - evaluations at step s (`forward` over the test set) queue behind the submitted updates and
   see exactly s of them.
 
-Re-running with the same `log_path` resumes from the last checkpoint (weights, Adam state, data
-position, step); a run that saved its "final" checkpoint does nothing; a log dir holding a
-different run's config is refused unless `behavior_if_log_dir_exists="overwrite"`.
+Setup, resume (weights, Adam state, data position, step), the finished-run rule, the client
+and logging are `TrainingRun`'s (cookbook/utils/run.py), the same for every loop.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import numpy as np
 from cookbook.client.abstract import ServiceClient, TrainingClient
 from cookbook.client.futures import APIFuture
 from cookbook.client.types import (
-    AdamParams,
     Datum,
     ForwardBackwardOutput,
     OptimStepResponse,
@@ -41,38 +39,33 @@ from cookbook.client.types import (
 from cookbook.eval.evaluators import Evaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
 from cookbook.supervised.common import compute_mean_nll
-from cookbook.supervised.loop_config import LoopConfig, check_at_least
+from cookbook.supervised.loop_config import SupervisedRunConfig
 from cookbook.supervised.nll_evaluator import NLLEvaluator
 from cookbook.supervised.types import SupervisedDataset
-from cookbook.utils.adam_settings import adam_params_for
 from cookbook.utils.checkpoints import (
     FINAL_NAME,
     CheckpointRecord,
     checkpoints_path,
-    get_last_checkpoint,
     save_checkpoint_async,
 )
 from cookbook.utils.jsonl import append_jsonl
-from cookbook.utils.lr_scheduling import compute_schedule_lr_multiplier
-from cookbook.utils.ml_log import Logger, setup_logging
-from cookbook.utils.plotting import plot_metrics
-from cookbook.utils.progress import TrainingProgress, console_write
-from cookbook.utils.run_dir import prepare_log_dir
+from cookbook.utils.progress import TrainingProgress
+from cookbook.utils.run import TrainingRun
+from cookbook.utils.run_config import check_at_least
 from cookbook.utils.timing import StepClock, timed
 
 logger = logging.getLogger(__name__)
 
 
 @chz.chz
-class Config(LoopConfig):
-    """Everything one supervised run needs (the shared fields are `LoopConfig`'s)."""
+class Config(SupervisedRunConfig):
+    """Everything one supervised run needs (the shared fields are `SupervisedRunConfig`'s)."""
 
-    lr_warmup_steps: int = 0
     submit_ahead: int = 1  # steps submitted before the oldest one's results are read
 
     @chz.validate
     def _check(self) -> None:
-        check_at_least(self, {"lr_warmup_steps": 0, "submit_ahead": 0})
+        check_at_least(self, {"submit_ahead": 0})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,32 +175,19 @@ class _InFlightStep:
 class _SupervisedRun:
     """One invocation of the loop, from `start_step` to `total_steps`."""
 
-    def __init__(self, config: Config, training_client: TrainingClient, train_set: SupervisedDataset,
-                 evaluators: list[Evaluator], start_step: int, total_steps: int, run_logger: Logger,
-                 resumed_from: CheckpointRecord | None = None):
+    def __init__(self, config: Config, run: TrainingRun, training_client: TrainingClient,
+                 train_set: SupervisedDataset, evaluators: list[Evaluator], start_step: int, total_steps: int):
         self.config = config
-        self.resumed_from = resumed_from
+        self.run = run
+        self.resumed_from = run.last
         self.client = training_client
         self.train_set = train_set
         self.n_batches = len(train_set)
         self.evaluators = evaluators
         self.start_step = start_step
         self.total_steps = total_steps
-        self.log = run_logger
-        self.warmup_steps = min(config.lr_warmup_steps, total_steps - 1)
-        if self.warmup_steps < config.lr_warmup_steps:
-            logger.warning("lr_warmup_steps=%d does not fit in %d steps; warming up for %d",
-                           config.lr_warmup_steps, total_steps, self.warmup_steps)
 
-    def learning_rate(self, step: int) -> float:
-        multiplier = compute_schedule_lr_multiplier(self.config.lr_schedule, step, self.total_steps,
-                                                    self.warmup_steps)
-        return self.config.learning_rate * multiplier
-
-    def adam_params(self, learning_rate: float) -> AdamParams:
-        return adam_params_for(self.config, learning_rate)
-
-    async def run(self) -> CheckpointRecord:
+    async def train(self) -> CheckpointRecord:
         in_flight: deque[_InFlightStep] = deque()
         with TrainingProgress(self.total_steps, initial_step=self.start_step, desc="sft") as progress:
             for step in range(self.start_step, self.total_steps):
@@ -236,11 +216,11 @@ class _SupervisedRun:
         if self.evaluators and self.config.eval_every > 0 and step % self.config.eval_every == 0:
             with timed("evals", metrics):
                 metrics.update(await run_evaluators(self.evaluators, self.client))
-        learning_rate = self.learning_rate(step)
+        adam_params = self.config.optimizer.adam_params(step, self.total_steps)
         with timed("submit", metrics):
             fwd_bwd = await self.client.forward_backward_async(data, "cross_entropy")
-            optim = await self.client.optim_step_async(self.adam_params(learning_rate))
-        return _InFlightStep(step, epoch, data, learning_rate, fwd_bwd, optim, clock, metrics, save)
+            optim = await self.client.optim_step_async(adam_params)
+        return _InFlightStep(step, epoch, data, adam_params.learning_rate, fwd_bwd, optim, clock, metrics, save)
 
     def _check_resumed_data(self, data: list[Datum]) -> None:
         """Warn when the batch to resume with is not the one the checkpoint was taken before."""
@@ -281,7 +261,7 @@ class _SupervisedRun:
         metrics.update(learning_rate=s.learning_rate, epoch=s.epoch,
                        progress=(s.step + 1) / self.total_steps)
         s.clock.record_total(metrics)
-        self.log.log_metrics(metrics, step=s.step)
+        self.run.log(metrics, step=s.step)
         progress.update(metrics)
 
     async def _final_evaluation(self) -> None:
@@ -290,84 +270,33 @@ class _SupervisedRun:
         metrics: dict[str, Any] = {}
         with timed("evals", metrics):
             metrics.update(await run_evaluators(self.evaluators, self.client))
-        self.log.log_metrics(metrics, step=self.total_steps)
-
-
-async def create_training_client(service: ServiceClient, *, model_name: str, lora_rank: int,
-                                 lora_seed: int | None = None, renderer_name: str | None = None,
-                                 load_checkpoint_path: str | None = None,
-                                 resume_from: CheckpointRecord | None = None) -> TrainingClient:
-    """The training client a loop starts with, by the resume rule every trainer follows.
-
-    Resumed from `resume_from` (weights and Adam state) when it has a state, else initialised
-    from `load_checkpoint_path` (weights only, fresh optimizer), else a fresh model (LoRA
-    `lora_rank`, or full weights at 0). The renderer name is recorded in the run's metadata.
-    """
-    metadata = {"renderer_name": renderer_name} if renderer_name else None
-    if resume_from is not None and resume_from.state_path is not None:
-        logger.info("resuming from checkpoint %r: %s", resume_from.name, resume_from.state_path)
-        return await service.create_training_client_from_state_with_optimizer_async(
-            resume_from.state_path, user_metadata=metadata)
-    if load_checkpoint_path is not None:
-        logger.info("initialising the weights from %s (fresh optimizer)", load_checkpoint_path)
-        return await service.create_training_client_from_state_async(load_checkpoint_path, user_metadata=metadata)
-    return await service.create_lora_training_client_async(model_name, rank=lora_rank, seed=lora_seed,
-                                                           user_metadata=metadata)
+        self.run.log(metrics, step=self.total_steps)
 
 
 async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:
-    """Train (or resume) the run described by `config`; returns its "final" checkpoint record.
+    """Train (or resume, or continue) the run described by `config`; returns its "final" checkpoint record.
 
     Connects to `config.base_url` (the bundled local server when None) unless a service client
     is given; a client made here is closed at the end.
     """
-    resuming = prepare_log_dir(config.log_path, config, config.behavior_if_log_dir_exists)
-    last = get_last_checkpoint(config.log_path) if resuming else None
-    if last is not None and last.final:
-        console_write(f"{config.log_path}: this run already finished (final checkpoint at step "
-                      f"{last.extra.get('step', '?')}: {last.state_path}); nothing to do. To train further, "
-                      "start a new log_path with load_checkpoint_path=<that state_path>.")
-        return last
-    own_client = service_client is None
-    service = service_client if service_client is not None else await asyncio.to_thread(_connect, config)
-    try:
-        with setup_logging(config.log_path, config.wandb_project, config.wandb_name, config=config) as run_logger:
-            final = await _train(config, service, last, run_logger)
-            plot_path = plot_metrics(config.log_path)
-            logger.info("done: final checkpoint %s; curves in %s", final.state_path, plot_path)
-        return final
-    finally:
-        if own_client:
-            service.close()
-
-
-async def _train(config: Config, service: ServiceClient, last: CheckpointRecord | None,
-                 run_logger: Logger) -> CheckpointRecord:
+    run = TrainingRun(config, service_client, step_key="step")
+    if (done := run.already_finished(config.max_steps)) is not None:
+        return done
     train_set, test_set = config.dataset_builder()
     total_steps = total_training_steps(len(train_set), config.num_epochs, config.max_steps)
-    start_step = 0
-    if last is not None:
-        start_step = resume_step(last, len(train_set))
-        if start_step > total_steps:
-            raise ValueError(f"checkpoint {last.name!r} in {config.log_path} is at step {start_step}, past "
-                             f"this run's {total_steps} steps (max_steps={config.max_steps})")
+    if (done := run.already_finished(total_steps)) is not None:
+        return done
+    start_step = resume_step(run.last, len(train_set)) if run.last is not None else 0
+    run.check_start(start_step, total_steps)
     evaluators = build_evaluators(config.evaluator_builders)
     if test_set is not None:
         evaluators.append(NLLEvaluator.from_dataset(test_set, name="test"))
-    training_client = await create_training_client(
-        service, model_name=config.model_name, lora_rank=config.lora_rank, lora_seed=config.lora_seed,
-        renderer_name=config.renderer_name, load_checkpoint_path=config.load_checkpoint_path, resume_from=last)
-    logger.info("training %s: steps %d..%d of %d (%d batches per epoch)", config.model_name, start_step,
-                total_steps - 1, total_steps, len(train_set))
-    run = _SupervisedRun(config, training_client, train_set, evaluators, start_step, total_steps, run_logger,
-                         resumed_from=last)
-    return await run.run()
-
-
-def _connect(config: Config) -> ServiceClient:
-    from cookbook.client.connection import connect
-
-    return connect(config.base_url)
+    async with run:
+        training_client = await run.create_training_client()
+        logger.info("training %s: steps %d..%d of %d (%d batches per epoch)", config.model_name, start_step,
+                    total_steps - 1, total_steps, len(train_set))
+        loop = _SupervisedRun(config, run, training_client, train_set, evaluators, start_step, total_steps)
+        return await loop.train()
 
 
 def main(config: Config) -> CheckpointRecord:

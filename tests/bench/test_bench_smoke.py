@@ -151,7 +151,7 @@ def test_spread_and_table_formatting() -> None:
 
 def test_pipeline_bench_runs_a_fresh_pipeline_and_reports_every_target(tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    smoke = ["max_steps=1", "rm_test_size=60", "rl_eval_comparisons=4", "rl_batch_size=2", "rl_max_tokens=12"]
+    smoke = ["max_steps=1", "comparison_test_size=60", "rl.eval_comparisons=4", "rl.batch_size=2", "rl.max_tokens=12"]
     code = bench_rlhf_pipeline.main(["--no-load-gauge", "--quiet", "--work-dir", str(tmp_path / "runs"),
                                      "--json", str(tmp_path / "pipeline.json"), "--", *smoke])
     assert code == 0

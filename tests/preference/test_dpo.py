@@ -31,6 +31,7 @@ from cookbook.preference.train_dpo import Config, main_async
 from cookbook.renderers import Renderer
 from cookbook.supervised import ChatDatasetBuilderCommonConfig
 from cookbook.tokenizer_utils import Tokenizer, register_tokenizer
+from tests.loop_configs import make_loop_config
 from tests.preference.conftest import BUILTIN
 
 
@@ -143,7 +144,7 @@ def test_a_dpo_step_through_the_server_equals_the_same_step_in_torch(service: Se
 @pytest.mark.parametrize(("field_name", "value", "message"), [
     ("dpo_beta", 0.0, "dpo_beta must be positive"),
     ("nll_coef", -1.0, "nll_coef must be >= 0"),
-    ("lr_schedule", "exponential", "lr_schedule must be one of"),  # the shared LoopConfig checks apply too
+    ("lr_schedule", "exponential", "lr_schedule must be one of"),  # the shared optimizer checks apply too
     ("ttl_seconds", 0, "ttl_seconds must be positive"),
     ("save_every", -1, "save_every must be at least 0"),
 ])
@@ -154,7 +155,8 @@ def test_dpo_config_rejects_bad_values(tmp_path: Path, field_name: str, value: o
                                                      max_length=None, batch_size=2),
         comparison_builder=comparisons)
     with pytest.raises(ValueError, match=message):
-        Config(log_path=str(tmp_path / "run"), model_name=BUILTIN, dataset_builder=builder, **{field_name: value})
+        make_loop_config(Config, log_path=str(tmp_path / "run"), model_name=BUILTIN, dataset_builder=builder,
+                         **{field_name: value})
 
 
 @pytest.fixture
@@ -175,10 +177,10 @@ def test_dpo_loop_logs_saves_and_resumes_exactly(service: ServiceClient, tmp_pat
                                                  dpo_files: ChatDatasetBuilderCommonConfig) -> None:
     comparisons = ComparisonBuilderFromJsonl(train_path=str(tmp_path / "train.jsonl"),
                                              test_path=str(tmp_path / "test.jsonl"))
-    config = Config(log_path=str(tmp_path / "run"), model_name=BUILTIN, lora_rank=0, learning_rate=1e-3,
-                    dataset_builder=DPODatasetBuilderFromComparisons(common_config=dpo_files,
-                                                                     comparison_builder=comparisons),
-                    num_epochs=2, save_every=2, eval_every=2, dpo_beta=0.5)
+    config = make_loop_config(Config, log_path=str(tmp_path / "run"), model_name=BUILTIN, lora_rank=0,
+                              learning_rate=1e-3, num_epochs=2, save_every=2, eval_every=2, dpo_beta=0.5,
+                              dataset_builder=DPODatasetBuilderFromComparisons(common_config=dpo_files,
+                                                                               comparison_builder=comparisons))
     final = asyncio.run(main_async(config, service))
     log = tmp_path / "run"
     rows = _metrics(log)
@@ -203,3 +205,24 @@ def test_dpo_loop_logs_saves_and_resumes_exactly(service: ServiceClient, tmp_pat
         assert after["dpo_loss"] == pytest.approx(before["dpo_loss"], abs=1e-4)
         assert after["margin"] == pytest.approx(before["margin"], abs=1e-4)
     assert asyncio.run(main_async(config, service)).name == "final"  # finished: nothing to do
+
+
+def test_a_finished_dpo_run_continues_only_when_max_steps_is_raised(service: ServiceClient, tmp_path: Path,
+                                                                    dpo_files: ChatDatasetBuilderCommonConfig,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    comparisons = ComparisonBuilderFromJsonl(train_path=str(tmp_path / "train.jsonl"))
+    builder = DPODatasetBuilderFromComparisons(common_config=dpo_files, comparison_builder=comparisons)
+
+    def config(max_steps: int) -> Config:
+        return make_loop_config(Config, log_path=str(tmp_path / "run"), model_name=BUILTIN, lora_rank=0,
+                                learning_rate=1e-3, dataset_builder=builder, max_steps=max_steps, save_every=0)
+
+    first = asyncio.run(main_async(config(2), service))
+    rows = _metrics(tmp_path / "run")
+    assert asyncio.run(main_async(config(2), service)) == first  # not raised: nothing to do
+    assert "already finished at step 2" in capsys.readouterr().out
+    assert _metrics(tmp_path / "run") == rows
+
+    continued = asyncio.run(main_async(config(3), service))
+    assert (continued.name, continued.extra["step"]) == ("final", 3) and continued.state_path != first.state_path
+    assert [r["step"] for r in _metrics(tmp_path / "run")[len(rows):] if "dpo_loss" in r] == [2]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import chz
+import pytest
 
 from cookbook.client.local_server import LocalServer
 from cookbook.recipes.preference.dpo import train as dpo_recipe
+from cookbook.recipes.renamed_keys import RenamedKeyError, check_renamed_keys
 from cookbook.utils.checkpoints import load_checkpoints_file
 from cookbook.utils.jsonl import read_jsonl
 from tests.recipes.recipe_runner import recipe_env, run_recipe
@@ -15,7 +20,7 @@ MODULE = "cookbook.recipes.preference.dpo.train"
 
 def test_dpo_recipe_runs_sft_then_dpo_and_a_rerun_is_a_no_op(server: LocalServer, tmp_path: Path) -> None:
     log_path = tmp_path / "dpo-recipe"
-    args = [f"log_path={log_path}", f"base_url={server.url}", "sft_steps=2", "max_steps=2", "batch_size=4",
+    args = [f"log_path={log_path}", f"base_url={server.url}", "sft.steps=2", "max_steps=2", "batch_size=4",
             "test_size=8", "eval_comparisons=4", "eval_max_tokens=8", "eval_every=1", "save_every=1"]
     env = recipe_env()
     run_recipe(MODULE, args, env)
@@ -51,3 +56,14 @@ def test_defaults_start_dpo_from_the_sft_stage_on_the_builtin_model() -> None:
     assert len(dpo.evaluator_builders) == 2  # gold win rate, sampled and greedy
     real = dpo_recipe.dpo_config(dpo_recipe.CLIConfig(dataset="Anthropic/hh-rlhf"), start_path=None)
     assert real.evaluator_builders == []  # the gold rule only knows the bundled tasks
+
+
+def test_the_sft_stage_keys_are_nested() -> None:
+    cli = chz.entrypoint(dpo_recipe.CLIConfig, argv=["sft.steps=7", "sft.dataset=chats.jsonl"])
+    assert (cli.sft.steps, cli.sft.dataset) == (7, "chats.jsonl") and cli.optimizer.learning_rate == 3e-4
+    sft = dpo_recipe.sft_config(cli)
+    assert sft.max_steps == 7 and sft.dataset_builder.dataset == "chats.jsonl"  # type: ignore[attr-defined]
+    for old, new in (("sft_steps", "sft.steps"), ("sft_dataset", "sft.dataset"),
+                     ("learning_rate", "optimizer.learning_rate")):
+        with pytest.raises(RenamedKeyError, match=rf"{old}=\.\.\. is now {re.escape(new)}=\.\.\."):
+            check_renamed_keys([f"{old}=1"], dpo_recipe.RENAMED_KEYS)

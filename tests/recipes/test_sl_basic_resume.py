@@ -31,7 +31,7 @@ SAVE_EVERY = 4
 
 def recipe_args(server: LocalServer, log_path: Path) -> list[str]:
     return [f"log_path={log_path}", f"base_url={server.url}", f"max_steps={MAX_STEPS}", f"save_every={SAVE_EVERY}",
-            "eval_every=0", "batch_size=8", "max_length=96", "lr_warmup_steps=3"]
+            "eval_every=0", "batch_size=8", "max_length=96", "optimizer.lr_warmup_steps=3"]
 
 
 def train_nll(rows: list[dict]) -> dict[int, float]:

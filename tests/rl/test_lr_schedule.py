@@ -15,15 +15,15 @@ from .toy_env import UpperHalfDatasetBuilder
 
 def test_the_default_is_constant_and_linear_decays_from_the_first_step(tmp_path: Path) -> None:
     constant = make_config(tmp_path, "http://unused")
-    assert [constant.learning_rate_at(s, 4) for s in range(4)] == [1e-2] * 4
+    assert [constant.optimizer.lr_at(s, 4) for s in range(4)] == [1e-2] * 4
     linear = make_config(tmp_path, "http://unused", lr_schedule="linear")
-    assert [linear.learning_rate_at(s, 4) for s in range(4)] == pytest.approx([1e-2, 7.5e-3, 5e-3, 2.5e-3])
+    assert [linear.optimizer.lr_at(s, 4) for s in range(4)] == pytest.approx([1e-2, 7.5e-3, 5e-3, 2.5e-3])
     warm = make_config(tmp_path, "http://unused", lr_schedule="cosine", lr_warmup_steps=2)
-    assert [warm.learning_rate_at(s, 4) for s in range(4)] == pytest.approx([5e-3, 1e-2, 1e-2, 5e-3])
+    assert [warm.optimizer.lr_at(s, 4) for s in range(4)] == pytest.approx([5e-3, 1e-2, 1e-2, 5e-3])
     # A warm-up as long as the run is cut so that the run still has a step to decay over.
     assert make_config(tmp_path, "http://unused", lr_schedule="linear",
-                       lr_warmup_steps=10).learning_rate_at(0, 1) == pytest.approx(1e-2)
-    assert warm.adam_params(3, 4).learning_rate == pytest.approx(5e-3)
+                       lr_warmup_steps=10).optimizer.lr_at(0, 1) == pytest.approx(1e-2)
+    assert warm.optimizer.adam_params(3, 4).learning_rate == pytest.approx(5e-3)
 
 
 @pytest.mark.parametrize(("field_name", "value", "message"), [

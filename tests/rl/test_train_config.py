@@ -10,6 +10,7 @@ import pytest
 from cookbook.rl import train
 from cookbook.utils.jsonl import append_jsonl
 from cookbook.utils.run_dir import prepare_log_dir
+from tests.loop_configs import make_loop_config
 
 from .toy_env import UpperHalfDatasetBuilder
 
@@ -21,7 +22,7 @@ def config(tmp_path: Path, **overrides: Any) -> train.Config:
                                     model_name="tiny-llama", max_tokens=8, log_path=str(tmp_path / "run"),
                                     base_url=UNREACHABLE)
     settings.update(overrides)
-    return train.Config(**settings)
+    return make_loop_config(train.Config, **settings)
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -48,7 +49,7 @@ def test_the_reference_is_used_for_a_penalty_or_when_named(tmp_path: Path) -> No
 
 
 def test_adam_params_come_from_the_config(tmp_path: Path) -> None:
-    params = config(tmp_path, adam_beta2=0.99, grad_clip_norm=1.0, weight_decay=0.1).adam_params(0, 10)
+    params = config(tmp_path, adam_beta2=0.99, grad_clip_norm=1.0, weight_decay=0.1).optimizer.adam_params(0, 10)
     assert (params.learning_rate, params.beta1, params.beta2, params.eps) == (1e-3, 0.9, 0.99, 1e-8)
     assert (params.grad_clip_norm, params.weight_decay) == (1.0, 0.1)
 

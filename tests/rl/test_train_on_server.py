@@ -26,6 +26,7 @@ from cookbook.client.types import Datum
 from cookbook.rl import train
 from cookbook.utils.checkpoints import load_checkpoints_file
 from cookbook.utils.run_dir import RunDirError
+from tests.loop_configs import make_loop_config
 
 from . import toy_env
 from .toy_env import TEST_PROMPT_OFFSET, InjectedCrash, UpperHalfDatasetBuilder
@@ -43,7 +44,7 @@ def make_config(log_path: Path, server_url: str, **overrides: Any) -> train.Conf
         learning_rate=1e-2, dataset_builder=UpperHalfDatasetBuilder(n_batches=STEPS), model_name="tiny-llama",
         max_tokens=8, log_path=str(log_path), base_url=server_url, lora_rank=0, eval_every=100, save_every=100)
     settings.update(overrides)
-    return train.Config(**settings)
+    return make_loop_config(train.Config, **settings)
 
 
 def read_metrics(log_path: Path) -> list[dict[str, Any]]:

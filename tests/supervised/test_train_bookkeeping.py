@@ -27,6 +27,7 @@ from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilde
 from cookbook.utils.checkpoints import CheckpointRecord, load_checkpoints_file
 from cookbook.utils.jsonl import read_jsonl
 from cookbook.utils.run_dir import RunDirError
+from tests.loop_configs import make_loop_config
 
 
 class CrashError(RuntimeError):
@@ -235,7 +236,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> train.Config:
     settings: dict[str, Any] = dict(log_path=str(tmp_path / "run"), model_name="fake", dataset_builder=RowsBuilder(),
                                     lora_rank=0, learning_rate=1e-3, num_epochs=2, save_every=4, eval_every=3)
     settings.update(overrides)
-    return train.Config(**settings)
+    return make_loop_config(train.Config, **settings)
 
 
 def run(config: train.Config, server: FakeServer) -> CheckpointRecord:
@@ -421,3 +422,38 @@ def test_load_checkpoint_path_initialises_weights_only(tmp_path: Path) -> None:
     model = server.models[0]
     assert model.state.trained[:3] == [7, 7, 7] and len(model.state.trained) == 5
     assert model.state.optim_steps == 2  # a fresh optimizer
+
+
+def test_a_finished_run_continues_from_its_final_state_when_max_steps_is_raised(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uninterrupted = FakeServer()
+    run(make_config(tmp_path / "a", max_steps=8), uninterrupted)
+
+    server = FakeServer()
+    config = make_config(tmp_path / "b", max_steps=5)
+    first = run(config, server)
+    assert run(config, server) == first and len(server.models) == 1  # not raised: nothing to do
+    assert "already finished at step 5" in capsys.readouterr().out
+
+    final = run(make_config(tmp_path / "b", max_steps=8), server)
+    continued = server.models[-1]
+    assert len(server.models) == 2
+    assert continued.state.trained == uninterrupted.models[0].state.trained
+    assert continued.state.optim_steps == 8  # the Adam state came back from the final checkpoint
+    assert (final.name, final.extra["step"], final.epoch, final.batch) == ("final", 8, 1, 2)
+    steps = [r["step"] for r in read_jsonl(Path(config.log_path) / "metrics.jsonl") if "train_mean_nll" in r]
+    assert steps == [0, 1, 2, 3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"lora_rank": 8}, r"lora_rank=0, but the config says model_name='fake', lora_rank=8"),
+    ({"model_name": "other"}, r"holds a 'fake' model .* model_name='other'"),
+])
+def test_load_checkpoint_path_must_hold_the_configs_model_and_lora_rank(tmp_path: Path, overrides: dict[str, Any],
+                                                                      message: str) -> None:
+    server = FakeServer()
+    server.checkpoints["tinker://previous/weights/final"] = FakeState(trained=[7], optim_steps=1)
+    config = make_config(tmp_path, load_checkpoint_path="tinker://previous/weights/final", max_steps=2, **overrides)
+    with pytest.raises(ValueError, match=message):
+        run(config, server)
+    assert server.models == []

@@ -14,6 +14,7 @@ from cookbook.supervised import train
 from cookbook.supervised.data import FromConversationFileBuilder
 from cookbook.supervised.types import ChatDatasetBuilderCommonConfig
 from cookbook.utils.jsonl import read_jsonl
+from tests.loop_configs import make_loop_config
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def config(server: LocalServer, chat_file: Path, log_path: Path, **overrides: An
         dataset_builder=FromConversationFileBuilder(common_config=common, file_path=str(chat_file), test_size=40),
         learning_rate=3e-3, lr_schedule="linear", lr_warmup_steps=2, max_steps=10, eval_every=5, save_every=0)
     settings.update(overrides)
-    return train.Config(**settings)
+    return make_loop_config(train.Config, **settings)
 
 
 def per_step(log_path: Path, key: str) -> dict[int, float]:

@@ -7,8 +7,8 @@ the bundled comparisons, judged at every evaluation by the bundled data's gold r
 DPO needs a policy that already speaks the task: from a randomly initialised model its
 reference knows nothing and the objective only shuffles noise. So the recipe starts from
 `load_checkpoint_path` (an SFT run's final `state_path`) when given; otherwise it first runs the
-`sl_basic` SFT recipe (bundled chat data, full weights; `sft_steps` caps it) into
-`<log_path>/sft` and starts DPO from its final checkpoint. DPO itself logs into `<log_path>/dpo`.
+`sl_basic` SFT recipe (`sft.dataset`, bundled chat data by default, full weights; `sft.steps` caps
+it) into `<log_path>/sft` and starts DPO from its final checkpoint. DPO itself logs into `<log_path>/dpo`.
 Both stages resume from their own checkpoints.jsonl when re-run, and a finished stage is not run
 again.
 
@@ -23,7 +23,7 @@ measured from two SFT checkpoints: gold win rate 0.41 -> 0.55 and 0.43 -> 0.63 s
 
 Examples:
     python -m cookbook.recipes.preference.dpo.train
-    python -m cookbook.recipes.preference.dpo.train max_steps=20 sft_steps=100 log_path=/tmp/dpo-try
+    python -m cookbook.recipes.preference.dpo.train max_steps=20 sft.steps=100 log_path=/tmp/dpo-try
     python -m cookbook.recipes.preference.dpo.train dataset=Anthropic/hh-rlhf model_name=<hf dir> \\
         load_checkpoint_path=tinker://<sft run>/weights/final lora_rank=32 gold_eval=False
 """
@@ -41,14 +41,25 @@ from cookbook.preference.dpo_datasets import DPODatasetBuilderFromComparisons
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder
 from cookbook.recipes import sl_basic
 from cookbook.recipes.preference.datasets import BUNDLED, HHHComparisonBuilder
+from cookbook.recipes.renamed_keys import OPTIMIZER_KEYS, recipe_entrypoint
 from cookbook.supervised import train as supervised_train
 from cookbook.supervised.types import ChatDatasetBuilderCommonConfig
 from cookbook.utils.checkpoints import CheckpointRecord
+from cookbook.utils.optimizer_config import OptimizerConfig, optimizer_defaults
 from cookbook.utils.run_dir import BehaviorIfExists
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LOG_PATH = "/tmp/cookbook-runs/dpo"
+RENAMED_KEYS: dict[str, str] = {**OPTIMIZER_KEYS, "sft_dataset": "sft.dataset", "sft_steps": "sft.steps"}
+
+
+@chz.chz
+class SFTStage:
+    """The SFT stage that gives DPO a policy to start from: the sl_basic recipe, into `<log_path>/sft`."""
+
+    dataset: str = BUNDLED  # no_robots schema: "bundled", a hub id, or a local file / directory
+    steps: int | None = None  # None: sl_basic's full schedule; 0: no SFT stage (DPO from the base model)
 
 
 @chz.chz
@@ -64,10 +75,9 @@ class CLIConfig:
     test_size: int = 400
     max_length: int | None = None
     load_checkpoint_path: str | None = None  # an SFT state path; None runs the SFT stage first
-    sft_dataset: str = BUNDLED  # no_robots schema; the SFT stage is `cookbook.recipes.sl_basic`
-    sft_steps: int | None = None  # None: sl_basic's full schedule
+    sft: SFTStage = chz.field(default_factory=SFTStage)
     # DPO (tuned on tiny-llama + bundled data: see the module docstring)
-    learning_rate: float = 3e-4
+    optimizer: OptimizerConfig = optimizer_defaults(learning_rate=3e-4)
     dpo_beta: float = 0.5
     nll_coef: float = 1.0  # weight of the chosen answers' NLL added to the DPO loss (0 = plain DPO)
     batch_size: int = 16  # comparisons (pairs) per step
@@ -90,11 +100,17 @@ def _lora_rank(cli: CLIConfig) -> int:
 
 
 def sft_config(cli: CLIConfig) -> supervised_train.Config:
-    """The SFT stage that gives DPO a policy to start from: sl_basic into `<log_path>/sft`."""
+    """The SFT stage: sl_basic into `<log_path>/sft`."""
     return sl_basic.build_config(sl_basic.CLIConfig(
-        log_path=os.path.join(cli.log_path, "sft"), base_url=cli.base_url, model_name=cli.model_name,
-        dataset=cli.sft_dataset, renderer_name=_renderer_name(cli), lora_rank=_lora_rank(cli),
-        max_steps=cli.sft_steps, behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists))
+        log_path=os.path.join(cli.log_path, "sft"),
+        base_url=cli.base_url,
+        model_name=cli.model_name,
+        dataset=cli.sft.dataset,
+        renderer_name=_renderer_name(cli),
+        lora_rank=_lora_rank(cli),
+        max_steps=cli.sft.steps,
+        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
+    ))
 
 
 def dpo_config(cli: CLIConfig, start_path: str | None) -> train_dpo.Config:
@@ -108,26 +124,36 @@ def dpo_config(cli: CLIConfig, start_path: str | None) -> train_dpo.Config:
                                              temperature=temperature, num_comparisons=cli.eval_comparisons, gold=True)
                   for temperature in (1.0, 0.0)] if gold else []
     return train_dpo.Config(
-        log_path=os.path.join(cli.log_path, "dpo"), model_name=cli.model_name, base_url=cli.base_url,
+        log_path=os.path.join(cli.log_path, "dpo"),
+        model_name=cli.model_name,
+        base_url=cli.base_url,
         renderer_name=_renderer_name(cli),
         dataset_builder=DPODatasetBuilderFromComparisons(common_config=common, comparison_builder=comparisons),
-        load_checkpoint_path=start_path, learning_rate=cli.learning_rate, dpo_beta=cli.dpo_beta, nll_coef=cli.nll_coef,
-        lora_rank=_lora_rank(cli), num_epochs=cli.num_epochs, eval_every=cli.eval_every, save_every=cli.save_every,
-        max_steps=cli.max_steps, evaluator_builders=evaluators,
-        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists)
+        load_checkpoint_path=start_path,
+        optimizer=cli.optimizer,
+        dpo_beta=cli.dpo_beta,
+        nll_coef=cli.nll_coef,
+        lora_rank=_lora_rank(cli),
+        num_epochs=cli.num_epochs,
+        eval_every=cli.eval_every,
+        save_every=cli.save_every,
+        max_steps=cli.max_steps,
+        evaluator_builders=evaluators,
+        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
+    )
 
 
 def main(cli: CLIConfig) -> CheckpointRecord:
     """Run (or resume) the SFT stage if needed, then DPO; returns DPO's final checkpoint record."""
     start_path = cli.load_checkpoint_path
     if start_path is None:
-        if cli.sft_steps == 0:
-            logger.warning("sft_steps=%d and no load_checkpoint_path: DPO starts from the untrained base model, "
-                           "whose reference knows nothing; expect no meaningful learning", cli.sft_steps)
+        if cli.sft.steps == 0:
+            logger.warning("sft.steps=0 and no load_checkpoint_path: DPO starts from the untrained base model, "
+                           "whose reference knows nothing; expect no meaningful learning")
         else:
             start_path = supervised_train.main(sft_config(cli)).state_path
     return train_dpo.main(dpo_config(cli, start_path))
 
 
 if __name__ == "__main__":
-    chz.nested_entrypoint(main)
+    recipe_entrypoint(main, RENAMED_KEYS)

@@ -3,21 +3,25 @@
     python -m cookbook.recipes.preference.rlhf.rlhf_pipeline                 # the embedded default
     python -m cookbook.recipes.preference.rlhf.rlhf_pipeline max_steps=2 log_path=/tmp/rlhf-try
     python -m cookbook.recipes.preference.rlhf.rlhf_pipeline base_url=http://gpu-box:8000 \\
-        base_model=<hf dir> sft_dataset=HuggingFaceH4/no_robots comparison_dataset=Anthropic/hh-rlhf
+        model_name=<hf dir> sft.dataset=HuggingFaceH4/no_robots comparison_dataset=Anthropic/hh-rlhf
+    python -m cookbook.recipes.preference.rlhf.rlhf_pipeline rm.steps=200 rl.kl_penalty_coef=0.05 \\
+        sft.optimizer.learning_rate=1e-3
 
-The defaults run on the built-in "tiny-llama" (full-weight training) over the bundled data,
-against the auto-started local server:
+Settings shared by the stages (model_name, base_url, log_path, seed, ...) are top-level keys;
+each stage's own are nested under its name (`sft.*`, `rm.*`, `rl.*`, the optimizer under
+`<stage>.optimizer.*`). The defaults run on the built-in "tiny-llama" (full-weight training)
+over the bundled data, against the auto-started local server:
 
-1. `sft`: supervised fine-tuning on chat data (the `sl_basic` recipe); `test/nll` on held-out
-   answers.
+1. `sft`: supervised fine-tuning on chat data (the `sl_basic` recipe's settings, 5 epochs);
+   `test/nll` on held-out answers.
 2. `rm`: a preference model, initialised from the SFT weights, trained to write " A" or " B"
    after a rendered comparison (both orders of every pair in the same batch). Its accuracy is
    measured on held-out comparisons in both orders: `test/accuracy`, per kind of difference
    (`test/accuracy/correctness`: the two answers differ only in being right or wrong, ...).
-3. `rl`: the SFT policy answers each training prompt `rl_group_size` times; the preference
+3. `rl`: the SFT policy answers each training prompt `rl.group_size` times; the preference
    model judges every ordered pair of answers and each answer's reward is its win fraction
    (minus 1 if it did not end properly), with a KL penalty to the SFT policy. Evaluated at
-   step 0, every `rl_eval_every` steps and at the end against the data set's chosen answers:
+   step 0, every `rl.eval_every` steps and at the end against the data set's chosen answers:
    `test/win_rate` (sampled at temperature 1, judged by the preference model in both orders),
    `test/greedy_win_rate`, and on the bundled data `test/gold_win_rate` (judged by the rule
    that labelled the data, which a policy cannot fool: reward hacking shows as a learned-judge
@@ -28,7 +32,7 @@ against the auto-started local server:
 Stages log under `<log_path>/{sft,rm,rl}` and resume from their own checkpoints.jsonl; a stage
 that finished is skipped when the pipeline is run again. At the end the pipeline prints each
 stage's headline metrics (first -> last) and wall time, writes `<log_path>/pipeline_summary.json`
-(with client and server CPU seconds per stage) and draws `<log_path>/rlhf_curves.png`.
+and draws `<log_path>/rlhf_curves.png`.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,6 @@ from cookbook.preference.comparison_datasets import ChatDatasetBuilderFromCompar
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder, PreferenceAccuracyEvaluatorBuilder
 from cookbook.preference.gold import GoldPreferenceModelBuilder
 from cookbook.preference.preference_model import PreferenceModelBuilderFromChatRenderer
-from cookbook.recipes import sl_basic
 from cookbook.recipes.preference.datasets import BUNDLED, HHHComparisonBuilder
 from cookbook.recipes.preference.rlhf.report import (
     STAGES,
@@ -57,16 +60,17 @@ from cookbook.recipes.preference.rlhf.report import (
     summarize_pipeline,
 )
 from cookbook.recipes.preference.rlhf.seeded_data import SeededDatasetBuilder
-from cookbook.recipes.preference.rlhf.stage_timing import StageClock, StageTiming
+from cookbook.recipes.renamed_keys import recipe_entrypoint
+from cookbook.recipes.sl_basic import ChatSFT
 from cookbook.rl import train as rl_train
 from cookbook.rl.kl_penalty import KLPenaltyMode
 from cookbook.rl.preference_envs import PairwisePreferenceRLDatasetBuilder
 from cookbook.rl.tournament import TournamentPattern
 from cookbook.supervised import train as supervised_train
-from cookbook.supervised.types import ChatDatasetBuilderCommonConfig
+from cookbook.supervised.types import ChatDatasetBuilderCommonConfig, SupervisedDatasetBuilder
 from cookbook.utils.checkpoints import CheckpointRecord, get_last_checkpoint
 from cookbook.utils.jsonable import write_json
-from cookbook.utils.lr_scheduling import LRSchedule
+from cookbook.utils.optimizer_config import OptimizerConfig, optimizer_defaults
 from cookbook.utils.progress import console_write
 from cookbook.utils.run_dir import BehaviorIfExists
 
@@ -77,54 +81,41 @@ SUMMARY_FILE = "pipeline_summary.json"
 
 
 @chz.chz
-class CLIConfig:
-    """Every default is tuned for the built-in tiny model on the bundled data (see the module docstring)."""
+class SFTStage(ChatSFT):
+    """Stage 1: supervised fine-tuning on chat data (`dataset`: no_robots schema)."""
 
-    base_model: str = BUILTIN_MODEL_NAME
-    base_url: str | None = None  # None: start the bundled local server
-    log_path: str = DEFAULT_LOG_PATH  # holds sft/, rm/ and rl/
-    renderer_name: str | None = None  # None: the base model's recommended chat format
-    lora_rank: int | None = None  # None: 0 (full weights) for tiny-llama, LoRA rank 32 otherwise
-    run_sft: bool = True
-    run_rm: bool = True
-    run_rl: bool = True
-    seed: int = 0
-    sft_dataset: str = BUNDLED  # no_robots schema: "bundled", a hub id, or a local file / directory
-    comparison_dataset: str = BUNDLED  # hh-rlhf schema: "bundled", a hub id, or a local file / directory
+    run: bool = True  # False: reuse the finished stage already in <log_path>/sft
+    # A policy that answers correctly more often turns RL's style gains into larger gold gains.
+    num_epochs: int = 5
+    steps: int | None = None  # None: every batch of every epoch
 
-    # Stage 1: SFT (the sl_basic recipe)
-    sft_learning_rate: float = 3e-3
-    sft_batch_size: int = 32
-    # 5 epochs (was 3): a policy that answers correctly more often turns RL's style gains into
-    # larger gold gains (seeds 0-2: gold +0.18 to +0.22, against +0.10 to +0.24 after 3 epochs).
-    sft_num_epochs: int = 5
-    sft_steps: int | None = None  # None: every batch of every epoch
-    sft_max_length: int | None = 128
-    sft_eval_every: int = 40
 
-    # Stage 2: the preference model
-    rm_learning_rate: float = 1e-3  # 2e-3 reached 0.78-0.91 test accuracy on three seeds, 1e-3 0.90-0.96
-    rm_lr_schedule: LRSchedule = "cosine"
-    rm_lr_warmup_steps: int = 20
-    rm_grad_clip_norm: float = 0.0  # 0 = off (at lr 2e-3, clipping at 1.0 did not help)
-    rm_batch_size: int = 32  # sequences: half as many comparisons, each in both orders
-    rm_num_epochs: int = 2
-    # From the 5-epoch SFT policy the model reached 0.90-0.92 test accuracy by step 300 on three
-    # seeds (0.92-0.96 at 500), so 400 steps suffice.
-    rm_steps: int | None = 400
-    rm_max_length: int | None = None
-    rm_eval_every: int = 100
-    rm_test_size: int = 400  # held-out comparisons for test/accuracy (both orders) and the RL evaluations
+@chz.chz
+class RMStage:
+    """Stage 2: the preference model, from the SFT weights."""
 
-    # Stage 3: RL against the preference model
-    rl_learning_rate: float = 5e-4
-    rl_lr_schedule: LRSchedule = "constant"
-    rl_steps: int = 30  # the curves level off after about 30 steps
-    rl_batch_size: int = 16  # prompts (groups) per step
-    rl_group_size: int = 4  # answers per prompt, judged against each other
-    rl_max_tokens: int = 32
-    rl_loss_fn: rl_train.RLLossFn = "importance_sampling"
-    rl_num_substeps: int = 1
+    run: bool = True
+    batch_size: int = 32  # sequences: half as many comparisons, each in both orders
+    num_epochs: int = 2
+    steps: int | None = 400  # test accuracy levels off before this
+    max_length: int | None = None
+    eval_every: int = 100
+    optimizer: OptimizerConfig = optimizer_defaults(
+        learning_rate=1e-3, lr_schedule="cosine", lr_warmup_steps=20
+    )
+
+
+@chz.chz
+class RLStage:
+    """Stage 3: RL from the SFT weights against the preference model, with a KL penalty to the SFT policy."""
+
+    run: bool = True
+    steps: int = 30  # the curves level off by then
+    batch_size: int = 16  # prompts (groups) per step
+    group_size: int = 4  # answers per prompt, judged against each other
+    max_tokens: int = 32
+    loss_fn: rl_train.RLLossFn = "importance_sampling"
+    num_substeps: int = 1
     kl_penalty_coef: float = 0.1
     kl_penalty_mode: KLPenaltyMode = "token"
     tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS
@@ -132,39 +123,63 @@ class CLIConfig:
     # The judge reads the top-k label logprobs at each prompt position; a trained judge puts nearly all
     # its mass on " A" and " B", so k=2 suffices and keeps each judgement's reply (and its cost) small.
     judge_topk: int = 2
-    rl_eval_every: int = 10
-    rl_eval_comparisons: int = 200
+    eval_every: int = 10
+    eval_comparisons: int = 200
     greedy_eval: bool = True
     gold_eval: bool | None = None  # the bundled data's gold rule; None: only on the bundled comparisons
+    optimizer: OptimizerConfig = optimizer_defaults(learning_rate=5e-4, lr_schedule="constant")
 
+
+@chz.chz
+class PipelineConfig:
+    """Every default is tuned for the built-in tiny model on the bundled data (see the module docstring)."""
+
+    model_name: str = BUILTIN_MODEL_NAME
+    base_url: str | None = None  # None: start the bundled local server
+    log_path: str = DEFAULT_LOG_PATH  # holds sft/, rm/ and rl/
+    renderer_name: str | None = None  # None: the model's recommended chat format
+    lora_rank: int | None = None  # None: 0 (full weights) for tiny-llama, LoRA rank 32 otherwise
+    seed: int = 0
+    comparison_dataset: str = BUNDLED  # hh-rlhf schema: "bundled", a hub id, or a local file / directory
+    comparison_test_size: int = (
+        400  # held-out comparisons for the preference model's accuracy and RL's evaluations
+    )
     save_every: int = 50
     max_steps: int | None = None  # caps every stage (smoke tests)
     wandb_project: str | None = None
     behavior_if_log_dir_exists: BehaviorIfExists = "resume"
+    sft: SFTStage = chz.field(default_factory=SFTStage)
+    rm: RMStage = chz.field(default_factory=RMStage)
+    rl: RLStage = chz.field(default_factory=RLStage)
 
     @chz.validate
     def _check(self) -> None:
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1 or None, got {self.max_steps}")
-        for name in ("rm_steps", "sft_steps"):
-            value = getattr(self, name)
+        for name, value in (
+            ("max_steps", self.max_steps),
+            ("sft.steps", self.sft.steps),
+            ("rm.steps", self.rm.steps),
+        ):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 or None, got {value}")
-        for name in ("rl_steps", "rl_eval_comparisons", "rm_test_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, value in (
+            ("rl.steps", self.rl.steps),
+            ("rl.eval_comparisons", self.rl.eval_comparisons),
+            ("comparison_test_size", self.comparison_test_size),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
 
     @property
     def renderer(self) -> str:
-        return self.renderer_name or get_recommended_renderer_name(self.base_model)
+        return self.renderer_name or get_recommended_renderer_name(self.model_name)
 
     @property
     def rank(self) -> int:
-        return self.lora_rank if self.lora_rank is not None else get_recommended_lora_rank(self.base_model)
+        return self.lora_rank if self.lora_rank is not None else get_recommended_lora_rank(self.model_name)
 
     @property
     def use_gold(self) -> bool:
-        return self.comparison_dataset == BUNDLED if self.gold_eval is None else self.gold_eval
+        return self.comparison_dataset == BUNDLED if self.rl.gold_eval is None else self.rl.gold_eval
 
     def stage_dir(self, stage: str) -> str:
         return os.path.join(self.log_path, stage)
@@ -176,7 +191,53 @@ class CLIConfig:
         return self.max_steps if steps is None else min(steps, self.max_steps)
 
     def comparisons(self) -> HHHComparisonBuilder:
-        return HHHComparisonBuilder(dataset=self.comparison_dataset, test_size=self.rm_test_size)
+        return HHHComparisonBuilder(dataset=self.comparison_dataset, test_size=self.comparison_test_size)
+
+    def wandb_name(self, stage: str) -> str | None:
+        return f"rlhf-{stage}" if self.wandb_project else None
+
+
+RENAMED_KEYS: dict[str, str] = {
+    "base_model": "model_name",
+    "rm_test_size": "comparison_test_size",
+    "run_sft": "sft.run",
+    "sft_dataset": "sft.dataset",
+    "sft_learning_rate": "sft.optimizer.learning_rate",
+    "sft_batch_size": "sft.batch_size",
+    "sft_num_epochs": "sft.num_epochs",
+    "sft_steps": "sft.steps",
+    "sft_max_length": "sft.max_length",
+    "sft_eval_every": "sft.eval_every",
+    "run_rm": "rm.run",
+    "rm_learning_rate": "rm.optimizer.learning_rate",
+    "rm_lr_schedule": "rm.optimizer.lr_schedule",
+    "rm_lr_warmup_steps": "rm.optimizer.lr_warmup_steps",
+    "rm_grad_clip_norm": "rm.optimizer.grad_clip_norm",
+    "rm_batch_size": "rm.batch_size",
+    "rm_num_epochs": "rm.num_epochs",
+    "rm_steps": "rm.steps",
+    "rm_max_length": "rm.max_length",
+    "rm_eval_every": "rm.eval_every",
+    "run_rl": "rl.run",
+    "rl_learning_rate": "rl.optimizer.learning_rate",
+    "rl_lr_schedule": "rl.optimizer.lr_schedule",
+    "rl_steps": "rl.steps",
+    "rl_batch_size": "rl.batch_size",
+    "rl_group_size": "rl.group_size",
+    "rl_max_tokens": "rl.max_tokens",
+    "rl_loss_fn": "rl.loss_fn",
+    "rl_num_substeps": "rl.num_substeps",
+    "kl_penalty_coef": "rl.kl_penalty_coef",
+    "kl_penalty_mode": "rl.kl_penalty_mode",
+    "tournament_pattern": "rl.tournament_pattern",
+    "format_penalty": "rl.format_penalty",
+    "judge_topk": "rl.judge_topk",
+    "rl_eval_every": "rl.eval_every",
+    "rl_eval_comparisons": "rl.eval_comparisons",
+    "greedy_eval": "rl.greedy_eval",
+    "gold_eval": "rl.gold_eval",
+}
+"""The pipeline's flat keys before the stages were nested, and their spelling now."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,79 +245,155 @@ class CLIConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def sft_config(cli: CLIConfig) -> supervised_train.Config:
-    """Stage 1: the sl_basic recipe into `<log_path>/sft` (its data order also follows the seed)."""
-    config = sl_basic.build_config(sl_basic.CLIConfig(
-        log_path=cli.stage_dir("sft"), base_url=cli.base_url, model_name=cli.base_model, dataset=cli.sft_dataset,
-        renderer_name=cli.renderer, lora_rank=cli.rank, batch_size=cli.sft_batch_size,
-        max_length=cli.sft_max_length, learning_rate=cli.sft_learning_rate, num_epochs=cli.sft_num_epochs,
-        max_steps=cli.capped(cli.sft_steps), eval_every=cli.sft_eval_every, save_every=cli.save_every,
-        wandb_project=cli.wandb_project, wandb_name="rlhf-sft" if cli.wandb_project else None,
-        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists))
-    return chz.replace(config, dataset_builder=SeededDatasetBuilder(inner=config.dataset_builder, seed=cli.seed))
-
-
-def rm_config(cli: CLIConfig, sft_state_path: str) -> supervised_train.Config:
-    """Stage 2: the preference model, from the SFT weights (fresh optimizer), into `<log_path>/rm`."""
-    common = ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=cli.base_model, renderer_name=cli.renderer,
-                                            max_length=cli.rm_max_length, batch_size=cli.rm_batch_size,
-                                            base_url=cli.base_url)
-    comparisons = cli.comparisons()
+def _supervised_stage(
+    config: PipelineConfig, stage: str, dataset_builder: SupervisedDatasetBuilder, **settings: Any
+) -> supervised_train.Config:
+    """A supervised stage into `<log_path>/<stage>`; its data order also follows the pipeline's seed."""
     return supervised_train.Config(
-        log_path=cli.stage_dir("rm"), model_name=cli.base_model, base_url=cli.base_url,
-        renderer_name=cli.renderer,
-        dataset_builder=SeededDatasetBuilder(
-            inner=ChatDatasetBuilderFromComparisons(common_config=common, comparison_builder=comparisons,
-                                                    include_test_set=False), seed=cli.seed),
-        evaluator_builders=[PreferenceAccuracyEvaluatorBuilder(common_config=common, comparison_builder=comparisons)],
-        load_checkpoint_path=sft_state_path, learning_rate=cli.rm_learning_rate, lr_schedule=cli.rm_lr_schedule,
-        lr_warmup_steps=cli.rm_lr_warmup_steps, grad_clip_norm=cli.rm_grad_clip_norm,
-        num_epochs=cli.rm_num_epochs, lora_rank=cli.rank, max_steps=cli.capped(cli.rm_steps),
-        eval_every=cli.rm_eval_every, save_every=cli.save_every, wandb_project=cli.wandb_project,
-        wandb_name="rlhf-rm" if cli.wandb_project else None,
-        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists)
+        log_path=config.stage_dir(stage),
+        model_name=config.model_name,
+        base_url=config.base_url,
+        renderer_name=config.renderer,
+        lora_rank=config.rank,
+        dataset_builder=SeededDatasetBuilder(inner=dataset_builder, seed=config.seed),
+        save_every=config.save_every,
+        wandb_project=config.wandb_project,
+        wandb_name=config.wandb_name(stage),
+        behavior_if_log_dir_exists=config.behavior_if_log_dir_exists,
+        **settings,
+    )
 
 
-def preference_model_builder(cli: CLIConfig, rm_sampler_path: str) -> PreferenceModelBuilderFromChatRenderer:
-    return PreferenceModelBuilderFromChatRenderer(renderer_name=cli.renderer, model_name=cli.base_model,
-                                                  rm_weights_path=rm_sampler_path, base_url=cli.base_url,
-                                                  topk=cli.judge_topk)
+def sft_config(config: PipelineConfig) -> supervised_train.Config:
+    """Stage 1: chat SFT from the base model, into `<log_path>/sft`."""
+    sft = config.sft
+    return _supervised_stage(
+        config,
+        "sft",
+        sft.dataset_builder(config.model_name, config.renderer, config.base_url),
+        optimizer=sft.optimizer,
+        num_epochs=sft.num_epochs,
+        max_steps=config.capped(sft.steps),
+        eval_every=sft.eval_every,
+    )
 
 
-def rl_evaluator_builders(cli: CLIConfig, judge: PreferenceModelBuilderFromChatRenderer,
-                          ) -> list[ComparisonEvaluatorBuilder]:
+def rm_config(config: PipelineConfig, sft_state_path: str) -> supervised_train.Config:
+    """Stage 2: the preference model, from the SFT weights (fresh optimizer), into `<log_path>/rm`."""
+    rm = config.rm
+    common = ChatDatasetBuilderCommonConfig(
+        model_name_for_tokenizer=config.model_name,
+        renderer_name=config.renderer,
+        max_length=rm.max_length,
+        batch_size=rm.batch_size,
+        base_url=config.base_url,
+    )
+    comparisons = config.comparisons()
+    return _supervised_stage(
+        config,
+        "rm",
+        ChatDatasetBuilderFromComparisons(
+            common_config=common, comparison_builder=comparisons, include_test_set=False
+        ),
+        evaluator_builders=[
+            PreferenceAccuracyEvaluatorBuilder(common_config=common, comparison_builder=comparisons)
+        ],
+        load_checkpoint_path=sft_state_path,
+        optimizer=rm.optimizer,
+        num_epochs=rm.num_epochs,
+        max_steps=config.capped(rm.steps),
+        eval_every=rm.eval_every,
+    )
+
+
+def preference_model_builder(
+    config: PipelineConfig, rm_sampler_path: str
+) -> PreferenceModelBuilderFromChatRenderer:
+    return PreferenceModelBuilderFromChatRenderer(
+        renderer_name=config.renderer,
+        model_name=config.model_name,
+        rm_weights_path=rm_sampler_path,
+        base_url=config.base_url,
+        topk=config.rl.judge_topk,
+    )
+
+
+def rl_evaluator_builders(
+    config: PipelineConfig,
+    judge: PreferenceModelBuilderFromChatRenderer,
+) -> list[ComparisonEvaluatorBuilder]:
     """Win rates against the chosen answers of the test comparisons: sampled (T=1), and greedy."""
-    temperatures = (1.0, 0.0) if cli.greedy_eval else (1.0,)
-    return [ComparisonEvaluatorBuilder(comparison_builder=cli.comparisons(), renderer_name=cli.renderer,
-                                       model_name_for_tokenizer=cli.base_model, max_tokens=cli.rl_max_tokens,
-                                       preference_model_builder=judge, temperature=temperature,
-                                       num_comparisons=cli.rl_eval_comparisons, gold=cli.use_gold, seed=cli.seed)
-            for temperature in temperatures]
+    temperatures = (1.0, 0.0) if config.rl.greedy_eval else (1.0,)
+    return [
+        ComparisonEvaluatorBuilder(
+            comparison_builder=config.comparisons(),
+            renderer_name=config.renderer,
+            model_name_for_tokenizer=config.model_name,
+            max_tokens=config.rl.max_tokens,
+            preference_model_builder=judge,
+            temperature=temperature,
+            num_comparisons=config.rl.eval_comparisons,
+            gold=config.use_gold,
+            seed=config.seed,
+        )
+        for temperature in temperatures
+    ]
 
 
-def rl_config(cli: CLIConfig, sft: CheckpointRecord, rm_sampler_path: str) -> rl_train.Config:
+def rl_config(config: PipelineConfig, sft: CheckpointRecord, rm_sampler_path: str) -> rl_train.Config:
     """Stage 3: RL from the SFT weights against the preference model, KL to the SFT policy, into `<log_path>/rl`."""
-    judge = preference_model_builder(cli, rm_sampler_path)
+    rl = config.rl
+    judge = preference_model_builder(config, rm_sampler_path)
     dataset = PairwisePreferenceRLDatasetBuilder(
-        comparison_builder=cli.comparisons(), batch_size=cli.rl_batch_size, policy_renderer_name=cli.renderer,
-        policy_model_name=cli.base_model, group_size=cli.rl_group_size, preference_model_builder=judge,
-        tournament_pattern=cli.tournament_pattern, format_penalty=cli.format_penalty, shuffle_seed=cli.seed,
-        base_url=cli.base_url, audit_model_builder=GoldPreferenceModelBuilder() if cli.use_gold else None)
+        comparison_builder=config.comparisons(),
+        batch_size=rl.batch_size,
+        policy_renderer_name=config.renderer,
+        policy_model_name=config.model_name,
+        group_size=rl.group_size,
+        preference_model_builder=judge,
+        tournament_pattern=rl.tournament_pattern,
+        format_penalty=rl.format_penalty,
+        shuffle_seed=config.seed,
+        base_url=config.base_url,
+        audit_model_builder=GoldPreferenceModelBuilder() if config.use_gold else None,
+    )
     return rl_train.Config(
-        learning_rate=cli.rl_learning_rate, lr_schedule=cli.rl_lr_schedule, dataset_builder=dataset,
-        model_name=cli.base_model, max_tokens=cli.rl_max_tokens, log_path=cli.stage_dir("rl"), base_url=cli.base_url,
-        load_checkpoint_path=sft.state_path, lora_rank=cli.rank, loss_fn=cli.rl_loss_fn,
-        num_substeps=cli.rl_num_substeps, kl_penalty_coef=cli.kl_penalty_coef, kl_penalty_mode=cli.kl_penalty_mode,
-        kl_reference_path=sft.sampler_path or sft.state_path, eval_every=cli.rl_eval_every,
-        save_every=cli.save_every, evaluator_builders=list(rl_evaluator_builders(cli, judge)),
-        max_steps=cli.capped(cli.rl_steps), seed=cli.seed, wandb_project=cli.wandb_project,
-        wandb_name="rlhf-rl" if cli.wandb_project else None,
-        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists)
+        log_path=config.stage_dir("rl"),
+        model_name=config.model_name,
+        base_url=config.base_url,
+        renderer_name=config.renderer,
+        lora_rank=config.rank,
+        load_checkpoint_path=sft.state_path,
+        dataset_builder=dataset,
+        max_tokens=rl.max_tokens,
+        optimizer=rl.optimizer,
+        loss_fn=rl.loss_fn,
+        num_substeps=rl.num_substeps,
+        kl_penalty_coef=rl.kl_penalty_coef,
+        kl_penalty_mode=rl.kl_penalty_mode,
+        kl_reference_path=sft.sampler_path or sft.state_path,
+        eval_every=rl.eval_every,
+        save_every=config.save_every,
+        evaluator_builders=list(rl_evaluator_builders(config, judge)),
+        max_steps=config.capped(rl.steps),
+        seed=config.seed,
+        wandb_project=config.wandb_project,
+        wandb_name=config.wandb_name("rl"),
+        behavior_if_log_dir_exists=config.behavior_if_log_dir_exists,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Running them
 # ---------------------------------------------------------------------------------------------
+
+StageClock = Callable[[], Callable[[], dict[str, Any]]]
+"""Started when a stage starts; the function it returns gives what the stage cost (`wall_s`, ...)."""
+
+
+def wall_clock() -> Callable[[], dict[str, float]]:
+    start = time.perf_counter()
+    return lambda: {"wall_s": time.perf_counter() - start}
 
 
 def finished_checkpoint(stage_dir: str) -> CheckpointRecord | None:
@@ -267,87 +404,103 @@ def finished_checkpoint(stage_dir: str) -> CheckpointRecord | None:
     return last if last is not None and last.final else None
 
 
-@dataclass
-class _Pipeline:
-    cli: CLIConfig
-    server_pid: int | None = None
-    server_started: bool = False
-    startup_s: float = 0.0
+class StageLog:
+    """Which stages ran in this invocation ("ran", "skipped" when already finished, "off") and what they cost."""
 
-    def ensure_server(self) -> None:
-        """Start the bundled local server before the first stage that runs (its start-up is timed on its own)."""
-        if self.server_started:
-            return
-        self.server_started = True
-        from cookbook.client.http.settings import resolve_base_url
+    def __init__(self, config: PipelineConfig, clock: StageClock):
+        self.config = config
+        self.clock = clock
+        self.stages: dict[str, dict[str, Any]] = {stage: {"status": "off"} for stage in STAGES}
 
-        if resolve_base_url(self.cli.base_url) is not None:
-            return
-        from cookbook.client.local_server import shared_local_server
-
-        start = time.perf_counter()
-        self.server_pid = shared_local_server().pid
-        self.startup_s = time.perf_counter() - start
-
-    def stage(self, name: str, enabled: bool, build: Callable[[], tuple[Any, Callable[[Any], CheckpointRecord]]],
-              timings: dict[str, StageTiming]) -> CheckpointRecord:
-        """Run one stage (or take its finished result); `build()` returns (config, main function)."""
-        done = finished_checkpoint(self.cli.stage_dir(name))
-        if done is not None and (not enabled or self.cli.behavior_if_log_dir_exists == "resume"):
-            console_write(f"[rlhf] stage {name}: already finished in {self.cli.stage_dir(name)}; skipping it "
-                          "(use another log_path, or behavior_if_log_dir_exists=overwrite, to train it again)")
-            timings[name] = StageTiming("skipped")
+    def finished(self, stage: str, enabled: bool) -> CheckpointRecord | None:
+        """The stage's final record when it is to be skipped; None when it is to run."""
+        stage_dir = self.config.stage_dir(stage)
+        done = finished_checkpoint(stage_dir)
+        if done is not None and (not enabled or self.config.behavior_if_log_dir_exists == "resume"):
+            console_write(
+                f"[rlhf] stage {stage}: already finished in {stage_dir}; skipping it "
+                "(use another log_path, or behavior_if_log_dir_exists=overwrite, to train it again)"
+            )
+            self.stages[stage] = {"status": "skipped"}
             return done
         if not enabled:
-            raise ValueError(f"run_{name}=False, but {self.cli.stage_dir(name)} holds no finished {name} stage for "
-                             f"the next stage to start from; run it (run_{name}=True) or point log_path at a "
-                             "pipeline that has it")
-        self.ensure_server()
-        config, main = build()
-        console_write(f"[rlhf] stage {name}: training into {self.cli.stage_dir(name)}")
-        clock = StageClock(self.server_pid)
-        record = main(config)
-        timings[name] = clock.stop()
-        return record
+            raise ValueError(
+                f"{stage}.run=False, but {stage_dir} holds no finished {stage} stage for the next "
+                f"stage to start from; run it ({stage}.run=True) or point log_path at a pipeline "
+                "that has it"
+            )
+        return None
+
+    @contextmanager
+    def running(self, stage: str) -> Iterator[None]:
+        console_write(f"[rlhf] stage {stage}: training into {self.config.stage_dir(stage)}")
+        stop = self.clock()
+        yield
+        self.stages[stage] = {"status": "ran", **stop()}
 
 
-def main(cli: CLIConfig) -> dict[str, Any]:
-    """Run (or resume) the stages asked for; returns the summary also written to pipeline_summary.json."""
+def run_sft(config: PipelineConfig, log: StageLog) -> CheckpointRecord:
+    if (done := log.finished("sft", config.sft.run)) is not None:
+        return done
+    with log.running("sft"):
+        return supervised_train.main(sft_config(config))
+
+
+def run_rm(config: PipelineConfig, log: StageLog, sft: CheckpointRecord) -> CheckpointRecord:
+    if (done := log.finished("rm", config.rm.run)) is not None:
+        return done
+    with log.running("rm"):
+        return supervised_train.main(rm_config(config, _path_of(sft, "state_path", "sft")))
+
+
+def run_rl(
+    config: PipelineConfig, log: StageLog, sft: CheckpointRecord, rm: CheckpointRecord
+) -> CheckpointRecord:
+    if (done := log.finished("rl", config.rl.run)) is not None:
+        return done
+    with log.running("rl"):
+        return rl_train.main(rl_config(config, sft, _path_of(rm, "sampler_path", "rm")))
+
+
+def main(config: PipelineConfig, clock: StageClock = wall_clock) -> dict[str, Any]:
+    """Run (or resume) the stages asked for; returns the summary also written to pipeline_summary.json.
+
+    A stage that is off is taken, finished, from its log dir when a later stage starts from it.
+    `clock` measures each stage (the benchmark passes one that also counts CPU seconds).
+    """
     wall_start = time.perf_counter()
-    pipeline = _Pipeline(cli)
-    timings: dict[str, StageTiming] = {}
-    records: dict[str, CheckpointRecord] = {}
-    needed = {"sft": cli.run_sft or cli.run_rm or cli.run_rl, "rm": cli.run_rm or cli.run_rl, "rl": cli.run_rl}
+    log = StageLog(config, clock)
+    finals: dict[str, CheckpointRecord] = {}
+    if config.sft.run or config.rm.run or config.rl.run:
+        finals["sft"] = run_sft(config, log)
+    if config.rm.run or config.rl.run:
+        finals["rm"] = run_rm(config, log, finals["sft"])
+    if config.rl.run:
+        finals["rl"] = run_rl(config, log, finals["sft"], finals["rm"])
 
-    if needed["sft"]:
-        records["sft"] = pipeline.stage("sft", cli.run_sft, lambda: (sft_config(cli), supervised_train.main),
-                                        timings)
-    if needed["rm"]:
-        sft_state = _path_of(records["sft"], "state_path", "sft")
-        records["rm"] = pipeline.stage("rm", cli.run_rm, lambda: (rm_config(cli, sft_state), supervised_train.main),
-                                       timings)
-    if needed["rl"]:
-        rm_sampler = _path_of(records["rm"], "sampler_path", "rm")
-        records["rl"] = pipeline.stage("rl", cli.run_rl, lambda: (rl_config(cli, records["sft"], rm_sampler),
-                                                                  rl_train.main), timings)
-    for stage in STAGES:
-        timings.setdefault(stage, StageTiming("off"))
-
-    summaries = summarize_pipeline(cli.log_path)
-    plot = plot_pipeline_curves(cli.log_path)
+    summaries = summarize_pipeline(config.log_path)
+    plot = plot_pipeline_curves(config.log_path)
     summary = {
-        "log_path": cli.log_path, "seed": cli.seed, "wall_s": time.perf_counter() - wall_start,
-        "server_startup_s": pipeline.startup_s,
-        "stages": {stage: {**timings[stage].to_dict(),
-                           "final": records[stage].to_dict() if stage in records else None,
-                           "headline": {k: s.to_dict() for k, s in summaries[stage].items()}}
-                   for stage in STAGES},
+        "log_path": config.log_path,
+        "seed": config.seed,
+        "wall_s": time.perf_counter() - wall_start,
+        "stages": {
+            stage: {
+                **log.stages[stage],
+                "final": finals[stage].to_dict() if stage in finals else None,
+                "headline": {k: s.to_dict() for k, s in summaries[stage].items()},
+            }
+            for stage in STAGES
+        },
         "plot": str(plot),
     }
-    write_json(Path(cli.log_path) / SUMMARY_FILE, summary)
-    ran = {stage: t.wall_s for stage, t in timings.items() if t.status == "ran"}
-    console_write("[rlhf] summary (first -> last):\n" + format_summary(summaries, ran)
-                  + f"\n[rlhf] curves: {plot}\n[rlhf] total wall time {summary['wall_s']:.0f} s")
+    write_json(Path(config.log_path) / SUMMARY_FILE, summary)
+    ran = {stage: entry["wall_s"] for stage, entry in log.stages.items() if entry["status"] == "ran"}
+    console_write(
+        "[rlhf] summary (first -> last):\n"
+        + format_summary(summaries, ran)
+        + f"\n[rlhf] curves: {plot}\n[rlhf] total wall time {summary['wall_s']:.0f} s"
+    )
     return summary
 
 
@@ -359,4 +512,4 @@ def _path_of(record: CheckpointRecord, key: str, stage: str) -> str:
 
 
 if __name__ == "__main__":
-    chz.nested_entrypoint(main)
+    recipe_entrypoint(main, RENAMED_KEYS)

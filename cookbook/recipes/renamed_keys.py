@@ -1,0 +1,40 @@
+"""Command-line keys that a recipe renamed: an old key is refused with its new spelling.
+
+Recipes run as `python -m cookbook.recipes.X key=value ...`; a key the recipe no longer has would
+otherwise fail with chz's bare "Extraneous argument". Each recipe keeps one table, old -> new.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import chz
+
+from cookbook.utils.optimizer_config import OptimizerConfig
+
+T = TypeVar("T")
+
+OPTIMIZER_KEYS: dict[str, str] = {name: f"optimizer.{name}" for name in chz.chz_fields(OptimizerConfig)}
+"""The optimizer's settings, once top-level keys, now nested under `optimizer.`."""
+
+
+class RenamedKeyError(ValueError):
+    """A command line used a key under its old name."""
+
+
+def check_renamed_keys(argv: Sequence[str], renamed: Mapping[str, str]) -> None:
+    """Raise RenamedKeyError naming the new spelling of every old key among `argv` (`key=value`)."""
+    old = [key for key in (arg.split("=", 1)[0] for arg in argv) if key in renamed]
+    if old:
+        raise RenamedKeyError("renamed: " + "; ".join(f"{key}=... is now {renamed[key]}=..." for key in old))
+
+
+def recipe_entrypoint(main: Callable[[Any], T], renamed: Mapping[str, str]) -> T:
+    """`chz.nested_entrypoint(main)` that first refuses the keys in `renamed`, with their new names."""
+    try:
+        check_renamed_keys(sys.argv[1:], renamed)
+    except RenamedKeyError as e:
+        raise SystemExit(f"error: {e}") from None
+    return chz.nested_entrypoint(main)
