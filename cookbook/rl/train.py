@@ -22,12 +22,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import chz
 from chz.mungers import attr_if_none
 
 from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
+from cookbook.client.types import RL_LOSS_FN_NAMES, RLLossFnType
 from cookbook.eval.evaluators import Evaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
 from cookbook.rl.completers import SamplingClientTokenCompleter
@@ -56,8 +56,6 @@ from cookbook.utils.timing import timed, timed_total
 
 logger = logging.getLogger(__name__)
 
-RLLossFn = Literal["importance_sampling", "ppo", "cispo", "dro"]
-RL_LOSS_FNS: tuple[str, ...] = get_args(RLLossFn)
 
 PLOT_KEYS: tuple[str, ...] = (
     "env/all/reward/total", "test/env/all/reward/total", "kl_policy_ref", "optim/kl_sample_train_v1",
@@ -76,7 +74,7 @@ class Config(RunConfig):
 
     optimizer: OptimizerConfig = optimizer_defaults(lr_schedule="constant")
     temperature: float = 1.0  # the losses assume 1: at other values the sampler's logprobs are tempered
-    loss_fn: RLLossFn = "importance_sampling"
+    loss_fn: RLLossFnType = "importance_sampling"
     loss_fn_config: dict[str, float] | None = None
     num_substeps: int = 1
 
@@ -97,7 +95,7 @@ class Config(RunConfig):
         checks = [
             (self.max_tokens >= 1, f"max_tokens must be at least 1, got {self.max_tokens}"),
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
-            (self.loss_fn in RL_LOSS_FNS, f"loss_fn must be one of {RL_LOSS_FNS}, got {self.loss_fn!r}"),
+            (self.loss_fn in RL_LOSS_FN_NAMES, f"loss_fn must be one of {RL_LOSS_FN_NAMES}, got {self.loss_fn!r}"),
             (self.num_substeps >= 1, f"num_substeps must be at least 1, got {self.num_substeps}"),
             (self.kl_penalty_coef >= 0, f"kl_penalty_coef must be >= 0, got {self.kl_penalty_coef}"),
             (self.kl_penalty_mode in KL_PENALTY_MODES,

@@ -47,6 +47,7 @@ from typing import Any
 
 import chz
 
+from cookbook.client.types import RLLossFnType
 from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, get_recommended_renderer_name
 from cookbook.preference.comparison_datasets import ChatDatasetBuilderFromComparisons
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder, PreferenceAccuracyEvaluatorBuilder
@@ -114,7 +115,7 @@ class RLStage:
     batch_size: int = 16  # prompts (groups) per step
     group_size: int = 4  # answers per prompt, judged against each other
     max_tokens: int = 32
-    loss_fn: rl_train.RLLossFn = "importance_sampling"
+    loss_fn: RLLossFnType = "importance_sampling"
     num_substeps: int = 1
     kl_penalty_coef: float = 0.1
     kl_penalty_mode: KLPenaltyMode = "token"
