@@ -136,7 +136,9 @@ def to_loss(calls: Sequence[Call]) -> list[Call]:
 def report(calls: Sequence[Call], show_calls: bool) -> str:
     path = to_loss(calls)
     per_file = Counter(c.path for c in path)
-    lines = [f"path to the loss: {len(per_file)} files, {len(path)} calls "
+    server_files = sum(name.startswith("server_stub/") for name in per_file)
+    lines = [f"path to the loss: {len(per_file)} files ({len(per_file) - server_files} under cookbook/, "
+             f"{server_files} under server_stub/), {len(path)} calls "
              f"({len({(c.path, c.function) for c in path})} distinct functions)",
              f"round trip (to .result()): {len({c.path for c in calls})} files, {len(calls)} calls",
              "", "files of the path to the loss (calls in each):"]

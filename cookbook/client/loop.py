@@ -110,7 +110,7 @@ def sync_twin(async_method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
         # Looked up by name so that a subclass's coroutine is the one that runs.
         return background_loop().run(getattr(self, name)(*args, **kwargs))
 
-    return _named_after(method, async_method, _returns(async_method))
+    return _named_after(method, async_method, returns_future=False)
 
 
 def future_twin(async_method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
@@ -121,21 +121,21 @@ def future_twin(async_method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]
     def method(self: S, *args: P.args, **kwargs: P.kwargs) -> APIFuture[T]:
         return ConcurrentAPIFuture(background_loop().submit(getattr(self, name)(*args, **kwargs)))
 
-    return _named_after(method, async_method, f"APIFuture[{_returns(async_method)}]")
+    return _named_after(method, async_method, returns_future=True)
 
 
-def _returns(function: Callable[..., Any]) -> Any:
-    return inspect.signature(function).return_annotation
-
-
-def _named_after(method: Callable[..., T], async_method: Callable[..., Any], returns: Any) -> Callable[..., T]:
+def _named_after(method: Callable[..., T], async_method: Callable[..., Any], returns_future: bool,
+                 ) -> Callable[..., T]:
     """Give the sync twin the coroutine's name, docs and parameters (for help() and introspection)."""
     # Not functools.update_wrapper: copying the whole __dict__ would copy __isabstractmethod__ too.
     method.__name__ = async_method.__name__.removesuffix("_async")
     method.__qualname__ = async_method.__qualname__.removesuffix("_async")
     method.__module__ = async_method.__module__
     method.__doc__ = async_method.__doc__
-    method.__signature__ = inspect.signature(async_method).replace(return_annotation=returns)  # type: ignore[attr-defined]
+    signature = inspect.signature(async_method)
+    if returns_future:
+        signature = signature.replace(return_annotation=f"APIFuture[{signature.return_annotation}]")
+    method.__signature__ = signature  # type: ignore[attr-defined]
     return method
 
 
