@@ -3,11 +3,11 @@
 Runs the real server in this process (uvicorn in a thread, the built-in tiny model) and a client
 against it over loopback HTTP, then profiles every thread while one
 `tc.forward_backward(data, "cross_entropy").result()` runs. A call is the start of a function
-(or coroutine, or lambda) defined in a file under `cookbook/` or `server_stub/`; a coroutine resumed
-after an await is not a new call, and comprehensions are not calls. Two windows are counted: from the recipe's call to the first call into the
-server's loss module (the path to the loss), and to the moment `.result()` returns (the round trip).
-The measured call runs a few times and the quietest run is reported, so a stray heartbeat does not
-count.
+(or coroutine, or lambda) defined in a file under `cookbook/` or `server_stub/`; a coroutine
+resumed after an await is not a new call, and comprehensions are not calls. Two windows are
+counted: from the recipe's call to the first call into the server's loss module (the path to the
+loss), and to the moment `.result()` returns (the round trip). The measured call runs a few times
+and the quietest run is reported, so a stray heartbeat does not count.
 
     python -m bench.trace_forward_backward            # counts and the files of the path to the loss
     python -m bench.trace_forward_backward --calls    # ... and every call, in order, with its thread
