@@ -1,16 +1,20 @@
-"""The abstract training client that every recipe is written against.
+"""The abstract clients that every recipe is written against.
 
 Three roles, as in Tinker: a `ServiceClient` creates models and samplers; a `TrainingClient`
 owns one trainable model (LoRA adapter or full weights) and runs forward/backward, optimizer
 steps and checkpoints on it; a `SamplingClient` is an immutable snapshot of weights to sample
-from. Calls that start server work return an `APIFuture` at once (sync methods never block on
-the work itself) so a loop can submit step k+1 before reading step k. Every method has an
-`*_async` twin; as in Tinker, the async twins of future-returning calls return the same future
-(`await (await tc.forward_backward_async(...))`), while `sample_async`, `compute_logprobs_async`,
-`get_info_async` and the `create_*_async` calls return the value itself.
+from.
 
-Implementations provide the abstract primitives; the composite operations (custom losses,
-clients from checkpoints, logprob computation) are written once here on top of them.
+Every operation is a coroutine, `name_async`; an implementation writes only those, and the sync
+`name` beside each is derived from it (`cookbook.client.loop`). As in Tinker, calls that start
+server work on a model return an `APIFuture`, so a loop can submit step k+1 before it reads step k:
+`tc.forward_backward(...)` returns the future, `await tc.forward_backward_async(...)` returns the
+same future (`await (await tc.forward_backward_async(...))` is the result). `sample` and
+`compute_logprobs` return a future while their `_async` forms return the value; every other call
+returns its value.
+
+The composite operations (custom losses, clients from checkpoints, logprob computation) are
+written once here on top of the primitives.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cookbook.client import types
 from cookbook.client.futures import APIFuture
+from cookbook.client.loop import future_twin, sync_twin
 
 if TYPE_CHECKING:
     import torch
@@ -35,41 +40,31 @@ class SamplingClient(ABC):
     """An immutable snapshot of a model's weights that can be sampled and scored."""
 
     @abstractmethod
-    def sample(self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams,
-               include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0,
-               ) -> APIFuture[types.SampleResponse]:
-        """Start generating `num_samples` continuations of `prompt`."""
-
-    @abstractmethod
-    def get_base_model(self) -> str:
-        """The base model this snapshot was derived from."""
-
-    @abstractmethod
-    def get_tokenizer(self) -> Tokenizer:
-        """The base model's tokenizer."""
-
     async def sample_async(self, prompt: types.ModelInput, num_samples: int,
                            sampling_params: types.SamplingParams, include_prompt_logprobs: bool = False,
                            topk_prompt_logprobs: int = 0) -> types.SampleResponse:
-        return await self.sample(prompt, num_samples, sampling_params, include_prompt_logprobs,
-                                 topk_prompt_logprobs)
+        """Generate `num_samples` continuations of `prompt`."""
 
-    def compute_logprobs(self, prompt: types.ModelInput) -> APIFuture[list[float | None]]:
-        """Logprob of every prompt token given its prefix; the first entry is None."""
-        fut = self.sample(prompt, 1, types.SamplingParams(max_tokens=1), include_prompt_logprobs=True)
-        return fut.map(_prompt_logprobs_of)
+    @abstractmethod
+    async def get_base_model_async(self) -> str:
+        """The base model this snapshot was derived from."""
+
+    @abstractmethod
+    async def get_tokenizer_async(self) -> Tokenizer:
+        """The base model's tokenizer."""
 
     async def compute_logprobs_async(self, prompt: types.ModelInput) -> list[float | None]:
-        return await self.compute_logprobs(prompt)
+        """Logprob of every prompt token given its prefix; the first entry is None."""
+        response = await self.sample_async(prompt, 1, types.SamplingParams(max_tokens=1),
+                                           include_prompt_logprobs=True)
+        if response.prompt_logprobs is None:
+            raise ValueError("the server returned no prompt logprobs")
+        return response.prompt_logprobs
 
-    async def get_base_model_async(self) -> str:
-        return self.get_base_model()
-
-
-def _prompt_logprobs_of(response: types.SampleResponse) -> list[float | None]:
-    if response.prompt_logprobs is None:
-        raise ValueError("the server returned no prompt logprobs")
-    return response.prompt_logprobs
+    sample = future_twin(sample_async)
+    compute_logprobs = future_twin(compute_logprobs_async)
+    get_base_model = sync_twin(get_base_model_async)
+    get_tokenizer = sync_twin(get_tokenizer_async)
 
 
 class TrainingClient(ABC):
@@ -83,113 +78,82 @@ class TrainingClient(ABC):
     # -- primitives --------------------------------------------------------------------------
 
     @abstractmethod
-    def forward(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                loss_fn_config: dict[str, float] | None = None) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
+                            loss_fn_config: dict[str, float] | None = None,
+                            ) -> APIFuture[types.ForwardBackwardOutput]:
         """Loss and per-datum outputs without touching gradients."""
 
     @abstractmethod
-    def forward_backward(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                         loss_fn_config: dict[str, float] | None = None,
-                         ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_backward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
+                                     loss_fn_config: dict[str, float] | None = None,
+                                     ) -> APIFuture[types.ForwardBackwardOutput]:
         """Loss, outputs, and gradients added to those accumulated since the last optim_step."""
 
     @abstractmethod
-    def optim_step(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
+    async def optim_step_async(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
         """Apply AdamW to the accumulated gradients and clear them."""
 
     @abstractmethod
-    def save_state(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                   ) -> APIFuture[types.SaveWeightsResponse]:
+    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
+                               ) -> APIFuture[types.SaveWeightsResponse]:
         """Save weights and optimizer state as `tinker://<run>/weights/<name>`."""
 
     @abstractmethod
-    def load_state(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
+    async def load_state_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
         """Load weights from a state checkpoint; the optimizer state is reset."""
 
     @abstractmethod
-    def load_state_with_optimizer(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
+    async def load_state_with_optimizer_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
         """Load weights and the Adam moments (to resume a run exactly)."""
 
     @abstractmethod
-    def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None,
-                                 ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
+    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
+                                             ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
         """Save sampling weights as `tinker://<run>/sampler_weights/<name>`."""
 
     @abstractmethod
-    def save_weights_and_get_sampling_client(self, name: str | None = None) -> SamplingClient:
+    async def save_weights_and_get_sampling_client_async(self, name: str | None = None) -> SamplingClient:
         """Snapshot the current weights (after all calls made so far) into a sampling client."""
 
     @abstractmethod
-    def create_sampling_client(self, model_path: str) -> SamplingClient:
+    async def create_sampling_client_async(self, model_path: str) -> SamplingClient:
         """A sampling client for a saved sampler path."""
 
     @abstractmethod
-    def get_info(self) -> types.GetInfoResponse:
+    async def get_info_async(self) -> types.GetInfoResponse:
         """Model metadata (base model, LoRA rank)."""
 
     @abstractmethod
-    def get_tokenizer(self) -> Tokenizer:
+    async def get_tokenizer_async(self) -> Tokenizer:
         """The base model's tokenizer."""
 
     # -- composites --------------------------------------------------------------------------
 
-    def forward_backward_custom(self, data: list[types.Datum], loss_fn: CustomLossFnV1,
-                                ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_backward_custom_async(self, data: list[types.Datum], loss_fn: CustomLossFnV1,
+                                            ) -> APIFuture[types.ForwardBackwardOutput]:
         """A loss computed here, on the per-token logprobs, with gradients from the server.
 
         Runs `forward`, evaluates `loss_fn` on the logprobs with torch autograd, then runs a
         cross_entropy forward_backward with weights `-dL/dlogp`, whose gradient equals the
-        custom loss's. Blocks until the forward pass is back; the backward pass is a future.
+        custom loss's. Waits for the forward pass; the backward pass is the returned future.
         """
         from cookbook.client.custom_loss import run_custom_loss
 
-        forward_out = self.forward(_targets_only(data), "cross_entropy").result()
-        return run_custom_loss(self, data, forward_out, loss_fn)
+        forward_out = await (await self.forward_async(_targets_only(data), "cross_entropy"))
+        return await run_custom_loss(self, data, forward_out, loss_fn)
 
-    async def forward_backward_custom_async(self, data: list[types.Datum], loss_fn: CustomLossFnV1,
-                                            ) -> APIFuture[types.ForwardBackwardOutput]:
-        from cookbook.client.custom_loss import run_custom_loss
-
-        forward_out = await self.forward(_targets_only(data), "cross_entropy")
-        return run_custom_loss(self, data, forward_out, loss_fn)
-
-    # -- async twins -------------------------------------------------------------------------
-
-    async def forward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                            loss_fn_config: dict[str, float] | None = None,
-                            ) -> APIFuture[types.ForwardBackwardOutput]:
-        return self.forward(data, loss_fn, loss_fn_config)
-
-    async def forward_backward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                                     loss_fn_config: dict[str, float] | None = None,
-                                     ) -> APIFuture[types.ForwardBackwardOutput]:
-        return self.forward_backward(data, loss_fn, loss_fn_config)
-
-    async def optim_step_async(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
-        return self.optim_step(adam_params)
-
-    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                               ) -> APIFuture[types.SaveWeightsResponse]:
-        return self.save_state(name, ttl_seconds, overwrite)
-
-    async def load_state_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
-        return self.load_state(path)
-
-    async def load_state_with_optimizer_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
-        return self.load_state_with_optimizer(path)
-
-    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
-                                             ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
-        return self.save_weights_for_sampler(name, ttl_seconds)
-
-    async def save_weights_and_get_sampling_client_async(self, name: str | None = None) -> SamplingClient:
-        return self.save_weights_and_get_sampling_client(name)
-
-    async def create_sampling_client_async(self, model_path: str) -> SamplingClient:
-        return self.create_sampling_client(model_path)
-
-    async def get_info_async(self) -> types.GetInfoResponse:
-        return self.get_info()
+    forward = sync_twin(forward_async)
+    forward_backward = sync_twin(forward_backward_async)
+    forward_backward_custom = sync_twin(forward_backward_custom_async)
+    optim_step = sync_twin(optim_step_async)
+    save_state = sync_twin(save_state_async)
+    load_state = sync_twin(load_state_async)
+    load_state_with_optimizer = sync_twin(load_state_with_optimizer_async)
+    save_weights_for_sampler = sync_twin(save_weights_for_sampler_async)
+    save_weights_and_get_sampling_client = sync_twin(save_weights_and_get_sampling_client_async)
+    create_sampling_client = sync_twin(create_sampling_client_async)
+    get_info = sync_twin(get_info_async)
+    get_tokenizer = sync_twin(get_tokenizer_async)
 
 
 def _targets_only(data: list[types.Datum]) -> list[types.Datum]:
@@ -209,123 +173,83 @@ class ServiceClient(ABC):
     # -- primitives --------------------------------------------------------------------------
 
     @abstractmethod
-    def create_training_client(self, base_model: str, lora_config: types.LoraConfig,
-                               user_metadata: dict[str, str] | None = None) -> TrainingClient:
+    async def create_training_client_async(self, base_model: str, lora_config: types.LoraConfig,
+                                           user_metadata: dict[str, str] | None = None) -> TrainingClient:
         """A new trainable model. `lora_config.rank == 0` means full-weight training."""
 
     @abstractmethod
-    def create_sampling_client(self, model_path: str | None = None, base_model: str | None = None,
-                               ) -> SamplingClient:
+    async def create_sampling_client_async(self, model_path: str | None = None,
+                                           base_model: str | None = None) -> SamplingClient:
         """Sample from a saved `tinker://.../sampler_weights/...` path or from a base model."""
 
     @abstractmethod
-    def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
+    async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
         """Which base models the server offers, with their context lengths."""
 
     @abstractmethod
-    def weights_info(self, path: str) -> types.WeightsInfoResponse:
+    async def weights_info_async(self, path: str) -> types.WeightsInfoResponse:
         """How a checkpoint was trained (base model, LoRA rank)."""
 
     @abstractmethod
-    def get_tokenizer(self, base_model: str) -> Tokenizer:
+    async def get_tokenizer_async(self, base_model: str) -> Tokenizer:
         """A base model's tokenizer, as the server has it."""
 
     @abstractmethod
-    def close(self) -> None:
+    async def close_async(self) -> None:
         """Release connections (and whatever else the implementation holds)."""
 
     # -- composites --------------------------------------------------------------------------
-
-    def create_lora_training_client(self, base_model: str, rank: int = 32, seed: int | None = None,
-                                    train_mlp: bool = True, train_attn: bool = True,
-                                    train_unembed: bool = True,
-                                    user_metadata: dict[str, str] | None = None) -> TrainingClient:
-        """Tinker's call. On this server `rank=0` trains the full weights instead of an adapter."""
-        config = _lora_config(rank, seed, train_mlp, train_attn, train_unembed)
-        return self.create_training_client(base_model, config, user_metadata)
-
-    def create_training_client_from_state(self, path: str, base_model: str | None = None,
-                                          user_metadata: dict[str, str] | None = None) -> TrainingClient:
-        """A new model initialised with a checkpoint's weights and a fresh optimizer."""
-        client = self._client_like_checkpoint(path, base_model, user_metadata)
-        client.load_state(path).result()
-        return client
-
-    def create_training_client_from_state_with_optimizer(
-            self, path: str, base_model: str | None = None,
-            user_metadata: dict[str, str] | None = None) -> TrainingClient:
-        """A new model with a checkpoint's weights and Adam state: resumes a run exactly."""
-        client = self._client_like_checkpoint(path, base_model, user_metadata)
-        client.load_state_with_optimizer(path).result()
-        return client
-
-    def _client_like_checkpoint(self, path: str, base_model: str | None,
-                                user_metadata: dict[str, str] | None) -> TrainingClient:
-        info = self.weights_info(path)
-        return self.create_training_client(base_model or info.base_model, _config_like(info), user_metadata)
-
-    async def _client_like_checkpoint_async(self, path: str, base_model: str | None,
-                                            user_metadata: dict[str, str] | None) -> TrainingClient:
-        info = await self.weights_info_async(path)
-        return await self.create_training_client_async(base_model or info.base_model, _config_like(info),
-                                                       user_metadata)
-
-    def __enter__(self) -> ServiceClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    # -- async twins -------------------------------------------------------------------------
-    # The primitives' defaults call the sync versions; network implementations override them so
-    # that the composites below never block the caller's event loop.
-
-    async def create_training_client_async(self, base_model: str, lora_config: types.LoraConfig,
-                                           user_metadata: dict[str, str] | None = None) -> TrainingClient:
-        return self.create_training_client(base_model, lora_config, user_metadata)
-
-    async def weights_info_async(self, path: str) -> types.WeightsInfoResponse:
-        return self.weights_info(path)
-
-    async def get_tokenizer_async(self, base_model: str) -> Tokenizer:
-        return self.get_tokenizer(base_model)
 
     async def create_lora_training_client_async(self, base_model: str, rank: int = 32,
                                                 seed: int | None = None, train_mlp: bool = True,
                                                 train_attn: bool = True, train_unembed: bool = True,
                                                 user_metadata: dict[str, str] | None = None,
                                                 ) -> TrainingClient:
-        config = _lora_config(rank, seed, train_mlp, train_attn, train_unembed)
+        """Tinker's call. On this server `rank=0` trains the full weights instead of an adapter."""
+        if not (train_mlp or train_attn or train_unembed):
+            raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
+        config = types.LoraConfig(rank=rank, seed=seed, train_mlp=train_mlp, train_attn=train_attn,
+                                  train_unembed=train_unembed)
         return await self.create_training_client_async(base_model, config, user_metadata)
 
     async def create_training_client_from_state_async(self, path: str, base_model: str | None = None,
                                                       user_metadata: dict[str, str] | None = None,
                                                       ) -> TrainingClient:
-        client = await self._client_like_checkpoint_async(path, base_model, user_metadata)
-        await client.load_state(path)
+        """A new model initialised with a checkpoint's weights and a fresh optimizer."""
+        client = await self._client_like_checkpoint(path, base_model, user_metadata)
+        await (await client.load_state_async(path))
         return client
 
     async def create_training_client_from_state_with_optimizer_async(
             self, path: str, base_model: str | None = None,
             user_metadata: dict[str, str] | None = None) -> TrainingClient:
-        client = await self._client_like_checkpoint_async(path, base_model, user_metadata)
-        await client.load_state_with_optimizer(path)
+        """A new model with a checkpoint's weights and Adam state: resumes a run exactly."""
+        client = await self._client_like_checkpoint(path, base_model, user_metadata)
+        await (await client.load_state_with_optimizer_async(path))
         return client
 
-    async def create_sampling_client_async(self, model_path: str | None = None,
-                                           base_model: str | None = None) -> SamplingClient:
-        return self.create_sampling_client(model_path, base_model)
+    async def _client_like_checkpoint(self, path: str, base_model: str | None,
+                                      user_metadata: dict[str, str] | None) -> TrainingClient:
+        info = await self.weights_info_async(path)
+        return await self.create_training_client_async(base_model or info.base_model, _config_like(info),
+                                                       user_metadata)
 
-    async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
-        return self.get_server_capabilities()
+    create_training_client = sync_twin(create_training_client_async)
+    create_lora_training_client = sync_twin(create_lora_training_client_async)
+    create_training_client_from_state = sync_twin(create_training_client_from_state_async)
+    create_training_client_from_state_with_optimizer = sync_twin(
+        create_training_client_from_state_with_optimizer_async)
+    create_sampling_client = sync_twin(create_sampling_client_async)
+    get_server_capabilities = sync_twin(get_server_capabilities_async)
+    weights_info = sync_twin(weights_info_async)
+    get_tokenizer = sync_twin(get_tokenizer_async)
+    close = sync_twin(close_async)
 
+    def __enter__(self) -> ServiceClient:
+        return self
 
-def _lora_config(rank: int, seed: int | None, train_mlp: bool, train_attn: bool,
-                 train_unembed: bool) -> types.LoraConfig:
-    if not (train_mlp or train_attn or train_unembed):
-        raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
-    return types.LoraConfig(rank=rank, seed=seed, train_mlp=train_mlp, train_attn=train_attn,
-                            train_unembed=train_unembed)
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _config_like(info: types.WeightsInfoResponse) -> types.LoraConfig:

@@ -8,6 +8,7 @@ gradient. torch is imported here, lazily: only users of custom losses need it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from cookbook.client import types
@@ -81,16 +82,17 @@ def weighted_data(data: list[types.Datum], grads: list[torch.Tensor]) -> list[ty
             for datum, grad in zip(data, grads, strict=True)]
 
 
-def run_custom_loss(training_client: TrainingClient, data: list[types.Datum],
-                    forward_output: types.ForwardBackwardOutput, loss_fn: CustomLossFnV1,
-                    ) -> APIFuture[types.ForwardBackwardOutput]:
+async def run_custom_loss(training_client: TrainingClient, data: list[types.Datum],
+                          forward_output: types.ForwardBackwardOutput, loss_fn: CustomLossFnV1,
+                          ) -> APIFuture[types.ForwardBackwardOutput]:
     """Given the forward pass's logprobs, apply `loss_fn`'s gradient to the model.
 
     The returned future's metrics are the server's (`name:reduction` keys) plus the user's.
     """
     logprobs = logprob_leaves(data, forward_output)
-    grads, user_metrics = loss_gradients(data, logprobs, loss_fn)
-    future = training_client.forward_backward(weighted_data(data, grads), "cross_entropy")
+    # The user's loss is arbitrary code: a worker thread runs it, so no event loop waits on it.
+    grads, user_metrics = await asyncio.to_thread(loss_gradients, data, logprobs, loss_fn)
+    future = await training_client.forward_backward_async(weighted_data(data, grads), "cross_entropy")
 
     def merge(output: types.ForwardBackwardOutput) -> types.ForwardBackwardOutput:
         return output.model_copy(update={"metrics": {**output.metrics, **user_metrics}})

@@ -56,6 +56,7 @@ class FakeServer:
     results: dict[str, Any] = field(default_factory=dict)
     release_when_pending: int = 0  # hold sample results until this many asample are pending
     max_polls_per_request: int = 100_000
+    answer_delay_s: float = 0.0  # every answer is held this long (a slow server)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -65,6 +66,7 @@ class FakeServer:
         self.max_pending_samples = 0
         self.attempts: Counter[str] = Counter()
         self.hold_submissions: asyncio.Event | None = None  # set from the client's loop
+        self.answers_held = 0  # requests being held by answer_delay_s right now
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -75,6 +77,12 @@ class FakeServer:
     # -- dispatch -----------------------------------------------------------------------------
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.answer_delay_s:
+            self.answers_held += 1
+            try:
+                await asyncio.sleep(self.answer_delay_s)
+            finally:
+                self.answers_held -= 1
         path = request.url.path.removeprefix("/api/v1")
         body = json.loads(request.content) if request.content else None
         self.attempts[path] += 1

@@ -9,7 +9,7 @@ import pytest
 
 from cookbook.client import errors, types
 from cookbook.client.http import HttpServiceClient
-from cookbook.client.http.loop import background_loop
+from cookbook.client.loop import background_loop
 
 from .fake_server import FakeServer, fake_logprob
 

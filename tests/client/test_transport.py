@@ -6,9 +6,9 @@ import httpx
 import pytest
 
 from cookbook.client import errors, types
-from cookbook.client.http.loop import background_loop
 from cookbook.client.http.settings import ClientSettings
 from cookbook.client.http.transport import Transport
+from cookbook.client.loop import background_loop
 
 from .conftest import FAST_RETRY
 from .fake_server import FakeServer

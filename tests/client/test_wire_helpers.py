@@ -9,9 +9,10 @@ import random
 import pytest
 
 from cookbook.client import types
-from cookbook.client.http import codec
-from cookbook.client.http.ordering import SequenceGate
-from cookbook.client.http.retry import RetryPolicy, is_retryable_status
+from cookbook.client.http import transport as codec
+from cookbook.client.http.settings import RetryPolicy
+from cookbook.client.http.training import SequenceGate
+from cookbook.client.http.transport import is_retryable_status
 
 
 def big_request() -> types.ForwardBackwardRequest:

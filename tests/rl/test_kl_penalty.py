@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from cookbook.client.abstract import SamplingClient
-from cookbook.client.futures import APIFuture, ResolvedFuture
 from cookbook.client.types import ModelInput, SampledSequence, SampleResponse, SamplingParams
 from cookbook.rl.data_processing import MASK_KEY, DatumOwner, loss_input
 from cookbook.rl.kl_penalty import sequence_kl_estimates
@@ -31,19 +30,18 @@ class TableReference(SamplingClient):
         self.table = table
         self.scored: list[list[int]] = []
 
-    def sample(self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams,
-               include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0) -> APIFuture[SampleResponse]:
+    async def sample_async(self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams,
+                           include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0) -> SampleResponse:
         assert include_prompt_logprobs
         tokens = prompt.to_ints()
         self.scored.append(tokens)
         logprobs: list[float | None] = [None, *self.table[tuple(tokens)][1:]]
-        return ResolvedFuture(SampleResponse(sequences=[SampledSequence(stop_reason="length", tokens=[0])],
-                                             prompt_logprobs=logprobs))
+        return SampleResponse(sequences=[SampledSequence(stop_reason="length", tokens=[0])], prompt_logprobs=logprobs)
 
-    def get_base_model(self) -> str:
+    async def get_base_model_async(self) -> str:
         return "table"
 
-    def get_tokenizer(self):  # type: ignore[no-untyped-def]
+    async def get_tokenizer_async(self):  # type: ignore[no-untyped-def]
         raise NotImplementedError
 
 

@@ -71,15 +71,15 @@ def shared_run(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Sha
     config = make_config(log_path, server_url, eval_every=3, save_every=3,
                          dataset_builder=UpperHalfDatasetBuilder(n_batches=STEPS, n_test_groups=2))
     sent: list[Datum] = []
-    original = HttpTrainingClient.forward_backward
+    original = HttpTrainingClient.forward_backward_async
 
-    def spy(self: HttpTrainingClient, data: list[Datum], *args: Any, **kwargs: Any) -> Any:
+    async def spy(self: HttpTrainingClient, data: list[Datum], *args: Any, **kwargs: Any) -> Any:
         sent.extend(data)
-        return original(self, data, *args, **kwargs)
+        return await original(self, data, *args, **kwargs)
 
     toy_env.RECORDED_EPISODES.clear()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(HttpTrainingClient, "forward_backward", spy)
+        mp.setattr(HttpTrainingClient, "forward_backward_async", spy)
         final = train.main(config)
     assert final == load_checkpoints_file(log_path)[-1] and final.batch == STEPS
     return SharedRun(log_path, config, sent, list(toy_env.RECORDED_EPISODES))

@@ -96,14 +96,14 @@ class FakeTrainingClient(TrainingClient):
             np.full(len(d.loss_fn_inputs["target_tokens"].data), logprob, dtype=np.float32))} for d in data]
         return types.ForwardBackwardOutput(loss_fn_outputs=outputs, metrics={"loss:sum": 1.0})
 
-    def forward(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                loss_fn_config: dict[str, float] | None = None) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
+                            loss_fn_config: dict[str, float] | None = None) -> APIFuture[types.ForwardBackwardOutput]:
         self.server.events.append(("forward", len(data)))
         return self._future(self._output(data), ("forward", len(data)))
 
-    def forward_backward(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                         loss_fn_config: dict[str, float] | None = None,
-                         ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_backward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
+                                     loss_fn_config: dict[str, float] | None = None,
+                                     ) -> APIFuture[types.ForwardBackwardOutput]:
         self.server.fwd_bwd_calls += 1
         if self.server.crash_at_fwd_bwd is not None and self.server.fwd_bwd_calls == self.server.crash_at_fwd_bwd:
             raise CrashError(f"simulated crash at forward_backward call {self.server.fwd_bwd_calls}")
@@ -112,15 +112,15 @@ class FakeTrainingClient(TrainingClient):
         self.server.events.append(("fwd_bwd", batch_id))
         return self._future(self._output(data), ("fwd_bwd", batch_id))
 
-    def optim_step(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
+    async def optim_step_async(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
         self.state.trained.extend(self.pending)
         self.pending = []
         self.state.optim_steps += 1
         self.server.events.append(("optim", adam_params.learning_rate))
         return self._future(types.OptimStepResponse(metrics={"grad_norm": 2.0}), ("optim", self.state.optim_steps))
 
-    def save_state(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                   ) -> APIFuture[types.SaveWeightsResponse]:
+    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
+                               ) -> APIFuture[types.SaveWeightsResponse]:
         path = f"tinker://{self._model_id}/weights/{name}"
         self.server.checkpoints[path] = FakeState(list(self.state.trained), self.state.optim_steps)
         self.server.events.append(("save", name))
@@ -131,28 +131,28 @@ class FakeTrainingClient(TrainingClient):
         self.state = FakeState(list(saved.trained), saved.optim_steps if optimizer else 0)
         return self._future(types.LoadWeightsResponse(path=path), ("load", path))
 
-    def load_state(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
+    async def load_state_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
         return self._load(path, optimizer=False)
 
-    def load_state_with_optimizer(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
+    async def load_state_with_optimizer_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
         return self._load(path, optimizer=True)
 
-    def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None,
-                                 ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
+    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
+                                             ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
         path = f"tinker://{self._model_id}/sampler_weights/{name}"
         self.server.events.append(("save_sampler", name))
         return self._future(types.SaveWeightsForSamplerResponse(path=path), ("save_sampler", name))
 
-    def save_weights_and_get_sampling_client(self, name: str | None = None) -> SamplingClient:
+    async def save_weights_and_get_sampling_client_async(self, name: str | None = None) -> SamplingClient:
         raise NotImplementedError("the SFT bookkeeping tests do not sample")
 
-    def create_sampling_client(self, model_path: str) -> SamplingClient:
+    async def create_sampling_client_async(self, model_path: str) -> SamplingClient:
         raise NotImplementedError("the SFT bookkeeping tests do not sample")
 
-    def get_info(self) -> types.GetInfoResponse:
+    async def get_info_async(self) -> types.GetInfoResponse:
         return types.GetInfoResponse(model_data=types.ModelData(model_name="fake"), model_id=self._model_id)
 
-    def get_tokenizer(self) -> Any:
+    async def get_tokenizer_async(self) -> Any:
         raise NotImplementedError("the SFT bookkeeping tests do not tokenize")
 
 
@@ -161,28 +161,28 @@ class FakeServiceClient(ServiceClient):
         self.server = server
         self.closed = False
 
-    def create_training_client(self, base_model: str, lora_config: types.LoraConfig,
-                               user_metadata: dict[str, str] | None = None) -> TrainingClient:
+    async def create_training_client_async(self, base_model: str, lora_config: types.LoraConfig,
+                                           user_metadata: dict[str, str] | None = None) -> TrainingClient:
         client = FakeTrainingClient(self.server, f"run{len(self.server.models)}", lora_config)
         self.server.models.append(client)
         return client
 
-    def weights_info(self, path: str) -> types.WeightsInfoResponse:
+    async def weights_info_async(self, path: str) -> types.WeightsInfoResponse:
         if path not in self.server.checkpoints:
             raise KeyError(path)
         return types.WeightsInfoResponse(base_model="fake", is_lora=False)
 
-    def create_sampling_client(self, model_path: str | None = None, base_model: str | None = None,
-                               ) -> SamplingClient:
+    async def create_sampling_client_async(self, model_path: str | None = None, base_model: str | None = None,
+                                           ) -> SamplingClient:
         raise NotImplementedError
 
-    def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
+    async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
         return types.GetServerCapabilitiesResponse(supported_models=[types.SupportedModel(model_name="fake")])
 
-    def get_tokenizer(self, base_model: str) -> Any:
+    async def get_tokenizer_async(self, base_model: str) -> Any:
         raise NotImplementedError
 
-    def close(self) -> None:
+    async def close_async(self) -> None:
         self.closed = True
 
 

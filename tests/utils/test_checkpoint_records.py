@@ -54,13 +54,13 @@ class RecordingTrainingClient(TrainingClient):
         for fut, value in self.pending:
             fut.set_result(value)
 
-    def save_state(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                   ) -> APIFuture[types.SaveWeightsResponse]:
+    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
+                               ) -> APIFuture[types.SaveWeightsResponse]:
         self.calls.append(("save_state", name, ttl_seconds))
         return self._answer("state", types.SaveWeightsResponse(path=f"tinker://run-1/weights/{name}"))
 
-    def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None,
-                                 ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
+    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
+                                             ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
         self.calls.append(("save_weights_for_sampler", name, ttl_seconds))
         return self._answer("sampler",
                             types.SaveWeightsForSamplerResponse(path=f"tinker://run-1/sampler_weights/{name}"))
@@ -69,34 +69,34 @@ class RecordingTrainingClient(TrainingClient):
     def model_id(self) -> types.ModelID:
         return "run-1"
 
-    def forward(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                loss_fn_config: dict[str, float] | None = None) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
+                            loss_fn_config: dict[str, float] | None = None) -> APIFuture[types.ForwardBackwardOutput]:
         raise NotImplementedError
 
-    def forward_backward(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                         loss_fn_config: dict[str, float] | None = None,
-                         ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_backward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
+                                     loss_fn_config: dict[str, float] | None = None,
+                                     ) -> APIFuture[types.ForwardBackwardOutput]:
         raise NotImplementedError
 
-    def optim_step(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
+    async def optim_step_async(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
         raise NotImplementedError
 
-    def load_state(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
+    async def load_state_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
         raise NotImplementedError
 
-    def load_state_with_optimizer(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
+    async def load_state_with_optimizer_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
         raise NotImplementedError
 
-    def save_weights_and_get_sampling_client(self, name: str | None = None) -> SamplingClient:
+    async def save_weights_and_get_sampling_client_async(self, name: str | None = None) -> SamplingClient:
         raise NotImplementedError
 
-    def create_sampling_client(self, model_path: str) -> SamplingClient:
+    async def create_sampling_client_async(self, model_path: str) -> SamplingClient:
         raise NotImplementedError
 
-    def get_info(self) -> types.GetInfoResponse:
+    async def get_info_async(self) -> types.GetInfoResponse:
         raise NotImplementedError
 
-    def get_tokenizer(self) -> Any:
+    async def get_tokenizer_async(self) -> Any:
         raise NotImplementedError
 
 

@@ -1,8 +1,8 @@
 """The HTTP implementation of the client SDK (httpx, Tinker 0.24 JSON wire)."""
 
-from cookbook.client.http.retry import RetryPolicy
 from cookbook.client.http.sampling import HttpSamplingClient
 from cookbook.client.http.service import HttpServiceClient
+from cookbook.client.http.settings import RetryPolicy
 from cookbook.client.http.training import HttpTrainingClient
 
 __all__ = ["HttpSamplingClient", "HttpServiceClient", "HttpTrainingClient", "RetryPolicy"]

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cookbook.client import types
 from cookbook.client.abstract import SamplingClient
-from cookbook.client.futures import APIFuture, ConcurrentAPIFuture
-from cookbook.client.http import codec
-from cookbook.client.http.loop import background_loop
-from cookbook.client.http.polling import retrieve, submit
-from cookbook.client.http.session import Session
 from cookbook.client.http.settings import ClientSettings
 from cookbook.client.http.tokenizers import fetch_tokenizer
 from cookbook.client.http.transport import Pool, Transport, shared_transport
+from cookbook.client.loop import on_client_loop
 from cookbook.tokenizer_utils import Tokenizer
+
+if TYPE_CHECKING:
+    from cookbook.client.http.service import Session
 
 _BACKPRESSURE = {"X-Tinker-Sampling-Backpressure": "1"}
 
@@ -44,49 +43,27 @@ class HttpSamplingClient(SamplingClient):
     def __repr__(self) -> str:
         return f"HttpSamplingClient({self.sampling_session_id!r}, base_model={self._base_model!r})"
 
-    # -- sampling -----------------------------------------------------------------------------
-
-    def sample(self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams,
-               include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0,
-               ) -> APIFuture[types.SampleResponse]:
+    @on_client_loop
+    async def sample_async(self, prompt: types.ModelInput, num_samples: int,
+                           sampling_params: types.SamplingParams, include_prompt_logprobs: bool = False,
+                           topk_prompt_logprobs: int = 0) -> types.SampleResponse:
         request = types.SampleRequest(
             sampling_session_id=self.sampling_session_id, seq_id=next(self._seq),
             num_samples=num_samples, prompt=prompt, sampling_params=sampling_params,
             prompt_logprobs=include_prompt_logprobs, topk_prompt_logprobs=topk_prompt_logprobs)
-        body = codec.encode(request)
-        return ConcurrentAPIFuture(background_loop().submit(self._sample(body)))
+        request_id = await self._transport.submit("/asample", request, headers=_BACKPRESSURE)
+        return await self._transport.retrieve(request_id, types.SampleResponse, pool=Pool.SAMPLE_POLL)
 
-    async def _sample(self, body: bytes) -> types.SampleResponse:
-        untyped = await submit(self._transport, "/asample", body, headers=_BACKPRESSURE)
-        return await retrieve(self._transport, untyped.request_id, types.SampleResponse,
-                              pool=Pool.SAMPLE_POLL)
-
-    # -- metadata -----------------------------------------------------------------------------
-
-    async def _fetch_base_model(self) -> str:
+    @on_client_loop
+    async def get_base_model_async(self) -> str:
         if self._base_model is None:
             data = await self._transport.get(f"/samplers/{self.sampling_session_id}")
             self._base_model = types.GetSamplerResponse.model_validate(data).base_model
         return self._base_model
 
-    def get_base_model(self) -> str:
-        if self._base_model is not None:
-            return self._base_model
-        return background_loop().run(self._fetch_base_model())
-
-    async def get_base_model_async(self) -> str:
-        if self._base_model is not None:
-            return self._base_model
-        return await background_loop().run_async(self._fetch_base_model())
-
-    async def _tokenizer(self) -> Tokenizer:
-        return await fetch_tokenizer(self._transport, await self._fetch_base_model())
-
-    def get_tokenizer(self) -> Tokenizer:
-        return background_loop().run(self._tokenizer())
-
+    @on_client_loop
     async def get_tokenizer_async(self) -> Tokenizer:
-        return await background_loop().run_async(self._tokenizer())
+        return await fetch_tokenizer(self._transport, await self.get_base_model_async())
 
     # -- pickling -----------------------------------------------------------------------------
 
@@ -116,6 +93,6 @@ async def open_sampling_session(session: Session, *, model_path: str | None = No
     request = types.CreateSamplingSessionRequest(
         session_id=session_id, sampling_session_seq_id=session.next_sampler_seq_id(),
         base_model=base_model, model_path=model_path)
-    data = await session.transport.post("/create_sampling_session", request)
-    answer = types.CreateSamplingSessionResponse.model_validate(data)
+    answer = await session.transport.call("/create_sampling_session", request,
+                                          types.CreateSamplingSessionResponse)
     return HttpSamplingClient(session.transport, answer.sampling_session_id, base_model)

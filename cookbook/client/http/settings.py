@@ -2,14 +2,17 @@
 
 The base URL and API key come from the arguments, else the environment (our `COOKBOOK_*`
 names first, then Tinker's `TINKER_*` names so existing scripts keep working).
+
+Retries are for failures that say nothing about the request itself (see `transport`). Waits grow
+exponentially with full jitter, so many clients that failed together do not come back together,
+and both the number of retries and the total time spent are bounded.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass, field
-
-from cookbook.client.http.retry import RetryPolicy
 
 API_PREFIX = "/api/v1"
 BASE_URL_ENV_VARS = ("COOKBOOK_BASE_URL", "TINKER_BASE_URL")
@@ -44,6 +47,35 @@ def normalize_base_url(url: str) -> str:
     if url.endswith(API_PREFIX):
         url = url[: -len(API_PREFIX)]
     return url
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds on retrying one HTTP request."""
+
+    max_retries: int = 10
+    initial_delay_s: float = 0.25
+    max_delay_s: float = 10.0
+    max_total_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.initial_delay_s < 0 or self.max_delay_s < 0 or self.max_total_s < 0:
+            raise ValueError("retry delays and the total time cap must be >= 0")
+
+    def delay(self, attempt: int, rng: random.Random | None = None,
+              retry_after_s: float | None = None) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        ceiling = min(self.max_delay_s, self.initial_delay_s * (2 ** attempt))
+        wait = (rng or random).uniform(0.0, ceiling)
+        if retry_after_s is not None:
+            wait = max(wait, min(retry_after_s, self.max_delay_s))
+        return wait
+
+    def should_retry(self, attempt: int, elapsed_s: float, next_delay_s: float) -> bool:
+        """Whether retry number `attempt` (0-based) is still within both bounds."""
+        return attempt < self.max_retries and elapsed_s + next_delay_s <= self.max_total_s
 
 
 @dataclass(frozen=True)

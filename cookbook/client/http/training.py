@@ -1,33 +1,68 @@
 """`TrainingClient` over HTTP: one model on the server, driven by an ordered call stream.
 
-Every call takes the next `seq_id` at call time (under a lock, with its body encoded in the
-caller's thread) and returns a future at once. The submissions then leave in seq_id order
-(`SequenceGate`) from the background loop, and each result is polled independently, so a loop
-can submit step k+1 before it reads step k and the server always has work queued.
+Every call runs on the client's background loop: it checks its arguments, takes the next `seq_id`,
+encodes its body and queues the submission, then returns a future at once. The submissions leave
+in seq_id order (`SequenceGate`), and each result is polled independently, so a loop can submit
+step k+1 before it reads step k and the server always has work queued.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import math
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
 from cookbook.client import errors, types
 from cookbook.client.abstract import SamplingClient, TrainingClient
 from cookbook.client.futures import APIFuture, ConcurrentAPIFuture
-from cookbook.client.http import codec
-from cookbook.client.http.input_checks import check_adam_finite, check_datums_finite
-from cookbook.client.http.loop import background_loop
-from cookbook.client.http.ordering import SequenceGate
-from cookbook.client.http.polling import retrieve, submit
 from cookbook.client.http.sampling import HttpSamplingClient, open_sampling_session
-from cookbook.client.http.session import Session
 from cookbook.client.http.tokenizers import fetch_tokenizer
+from cookbook.client.http.transport import encode
+from cookbook.client.loop import background_loop, on_client_loop
 from cookbook.tokenizer_utils import Tokenizer
 
+if TYPE_CHECKING:
+    from cookbook.client.http.service import Session
+
 R = TypeVar("R", bound=BaseModel)
+
+
+class SequenceGate:
+    """Lets coroutines through one at a time, in increasing sequence numbers (loop-thread only).
+
+    Calls take their seq_id in call order, but their submissions may take different times to
+    send; each waits for its turn, sends, then hands the turn on, so the server sees 1, 2, 3, ...
+    """
+
+    def __init__(self, first: int = 1):
+        self._current = first
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+
+    @property
+    def current(self) -> int:
+        """The sequence number whose turn it is."""
+        return self._current
+
+    async def wait_turn(self, seq: int) -> None:
+        if seq < self._current:
+            raise RuntimeError(f"sequence number {seq} already had its turn (now {self._current})")
+        if seq == self._current:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[seq] = waiter
+        await waiter
+
+    def advance(self, seq: int) -> None:
+        """`seq` is done with its turn: wake the next one."""
+        if seq != self._current:
+            raise RuntimeError(f"sequence number {seq} finished out of turn (expected {self._current})")
+        self._current += 1
+        waiter = self._waiters.pop(self._current, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class HttpTrainingClient(TrainingClient):
@@ -38,7 +73,6 @@ class HttpTrainingClient(TrainingClient):
         self._transport = session.transport
         self._model_id = model_id
         self.base_model = base_model
-        self._lock = threading.Lock()
         self._next_seq_id = 1
         self._gate = SequenceGate(first=1)
 
@@ -53,58 +87,79 @@ class HttpTrainingClient(TrainingClient):
 
     def _call(self, path: str, make_request: Callable[[int], BaseModel], response_type: type[R],
               ) -> ConcurrentAPIFuture[R]:
-        """Take the next seq_id, encode the request, and start it; never waits for the work."""
-        with self._lock:
-            seq_id = self._next_seq_id
-            body = codec.encode(make_request(seq_id))  # a bad request raises here, seq_id unused
-            self._next_seq_id += 1
-            future = background_loop().submit(self._send(seq_id, path, body, response_type))
-        return ConcurrentAPIFuture(future)
+        """Take the next seq_id, encode the request, and queue it; never waits for the work."""
+        seq_id = self._next_seq_id
+        body = encode(make_request(seq_id))  # a bad request raises here, seq_id unused
+        self._next_seq_id += 1
+        return ConcurrentAPIFuture(background_loop().submit(self._send(seq_id, path, body, response_type)))
 
     async def _send(self, seq_id: int, path: str, body: bytes, response_type: type[R]) -> R:
         await self._gate.wait_turn(seq_id)
         try:
-            untyped = await submit(self._transport, path, body)
+            request_id = await self._transport.submit(path, body)
         finally:
             self._gate.advance(seq_id)
-        return await retrieve(self._transport, untyped.request_id, response_type)
+        return await self._transport.retrieve(request_id, response_type)
 
-    # -- primitives ---------------------------------------------------------------------------
+    # -- operations ---------------------------------------------------------------------------
 
-    def forward(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                loss_fn_config: dict[str, float] | None = None) -> APIFuture[types.ForwardBackwardOutput]:
+    @on_client_loop
+    async def forward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
+                            loss_fn_config: dict[str, float] | None = None,
+                            ) -> APIFuture[types.ForwardBackwardOutput]:
         fwd = _forward_input(data, loss_fn, loss_fn_config)
         return self._call("/forward", lambda seq: types.ForwardRequest(
             forward_input=fwd, model_id=self._model_id, seq_id=seq), types.ForwardBackwardOutput)
 
-    def forward_backward(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                         loss_fn_config: dict[str, float] | None = None,
-                         ) -> APIFuture[types.ForwardBackwardOutput]:
+    @on_client_loop
+    async def forward_backward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
+                                     loss_fn_config: dict[str, float] | None = None,
+                                     ) -> APIFuture[types.ForwardBackwardOutput]:
         fwd = _forward_input(data, loss_fn, loss_fn_config)
         return self._call("/forward_backward", lambda seq: types.ForwardBackwardRequest(
             forward_backward_input=fwd, model_id=self._model_id, seq_id=seq), types.ForwardBackwardOutput)
 
-    def optim_step(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
-        check_adam_finite(adam_params)
+    @on_client_loop
+    async def optim_step_async(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
+        for name, value in adam_params.model_dump().items():
+            if not math.isfinite(value):
+                raise errors.InvalidInputError(f"adam_params.{name} is {value}: it must be a finite number")
         return self._call("/optim_step", lambda seq: types.OptimStepRequest(
             adam_params=adam_params, model_id=self._model_id, seq_id=seq), types.OptimStepResponse)
 
-    def save_state(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                   ) -> APIFuture[types.SaveWeightsResponse]:
+    @on_client_loop
+    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
+                               ) -> APIFuture[types.SaveWeightsResponse]:
         return self._call("/save_weights", lambda seq: types.SaveWeightsRequest(
             model_id=self._model_id, path=name, seq_id=seq, ttl_seconds=ttl_seconds,
             overwrite=overwrite), types.SaveWeightsResponse)
+
+    @on_client_loop
+    async def load_state_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
+        return self._load(path, optimizer=False)
+
+    @on_client_loop
+    async def load_state_with_optimizer_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
+        return self._load(path, optimizer=True)
 
     def _load(self, path: str, optimizer: bool) -> APIFuture[types.LoadWeightsResponse]:
         return self._call("/load_weights", lambda seq: types.LoadWeightsRequest(
             model_id=self._model_id, seq_id=seq, path=path, optimizer=optimizer),
             types.LoadWeightsResponse)
 
-    def load_state(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
-        return self._load(path, optimizer=False)
+    @on_client_loop
+    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
+                                             ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
+        return self._save_for_sampler(name, ttl_seconds).map(_named_sampler_path)
 
-    def load_state_with_optimizer(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
-        return self._load(path, optimizer=True)
+    @on_client_loop
+    async def save_weights_and_get_sampling_client_async(self, name: str | None = None) -> SamplingClient:
+        """`name` is ignored (as in Tinker): the snapshot is ephemeral and has no path."""
+        answer = await self._save_for_sampler(None, None)
+        if answer.sampling_session_id is None:
+            raise errors.CookbookError("save_weights_for_sampler without a name returned no "
+                                       "sampling_session_id")
+        return HttpSamplingClient(self._transport, answer.sampling_session_id, self.base_model)
 
     def _save_for_sampler(self, name: str | None, ttl_seconds: int | None,
                           ) -> APIFuture[types.SaveWeightsForSamplerResponseInternal]:
@@ -113,53 +168,43 @@ class HttpTrainingClient(TrainingClient):
             model_id=self._model_id, path=name, sampling_session_seq_id=sampler_seq_id, seq_id=seq,
             ttl_seconds=ttl_seconds), types.SaveWeightsForSamplerResponseInternal)
 
-    def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None,
-                                 ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
-        return self._save_for_sampler(name, ttl_seconds).map(_named_sampler_path)
-
-    def save_weights_and_get_sampling_client(self, name: str | None = None) -> SamplingClient:
-        """`name` is ignored (as in Tinker): the snapshot is ephemeral and has no path."""
-        return self._save_for_sampler(None, None).map(self._snapshot_client).result()
-
-    async def save_weights_and_get_sampling_client_async(self, name: str | None = None) -> SamplingClient:
-        return await self._save_for_sampler(None, None).map(self._snapshot_client)
-
-    def _snapshot_client(self, answer: types.SaveWeightsForSamplerResponseInternal) -> SamplingClient:
-        if answer.sampling_session_id is None:
-            raise errors.CookbookError("save_weights_for_sampler without a name returned no "
-                                       "sampling_session_id")
-        return HttpSamplingClient(self._transport, answer.sampling_session_id, self.base_model)
-
-    def create_sampling_client(self, model_path: str) -> SamplingClient:
-        return background_loop().run(open_sampling_session(self._session, model_path=model_path))
-
+    @on_client_loop
     async def create_sampling_client_async(self, model_path: str) -> SamplingClient:
-        return await background_loop().run_async(open_sampling_session(self._session, model_path=model_path))
+        return await open_sampling_session(self._session, model_path=model_path)
 
-    # -- metadata -----------------------------------------------------------------------------
-
-    async def _get_info(self) -> types.GetInfoResponse:
-        data = await self._transport.post("/get_info", types.GetInfoRequest(model_id=self._model_id))
-        return types.GetInfoResponse.model_validate(data)
-
-    def get_info(self) -> types.GetInfoResponse:
-        return background_loop().run(self._get_info())
-
+    @on_client_loop
     async def get_info_async(self) -> types.GetInfoResponse:
-        return await background_loop().run_async(self._get_info())
+        return await self._transport.call("/get_info", types.GetInfoRequest(model_id=self._model_id),
+                                          types.GetInfoResponse)
 
-    def get_tokenizer(self) -> Tokenizer:
-        return background_loop().run(fetch_tokenizer(self._transport, self.base_model))
-
+    @on_client_loop
     async def get_tokenizer_async(self) -> Tokenizer:
-        return await background_loop().run_async(fetch_tokenizer(self._transport, self.base_model))
+        return await fetch_tokenizer(self._transport, self.base_model)
 
 
 def _forward_input(data: list[types.Datum], loss_fn: types.LossFnType,
                    loss_fn_config: dict[str, float] | None) -> types.ForwardBackwardInput:
-    """The validated body of a forward / forward_backward call (raises before any seq_id is used)."""
-    check_datums_finite(data)
+    """The body of a forward / forward_backward call, checked before any seq_id is used.
+
+    JSON has no NaN or infinity (encoders write `null` and the server would report a confusing
+    type error), so a non-finite loss input is refused here, naming the datum, key and position.
+    """
+    for d, datum in enumerate(data):
+        for key, tensor in datum.loss_fn_inputs.items():
+            if tensor.dtype != "float32":
+                continue
+            bad = _first_non_finite(tensor.data)
+            if bad is not None:
+                raise errors.InvalidInputError(f"data[{d}].loss_fn_inputs.{key}[{bad}] is {tensor.data[bad]}: "
+                                               "loss inputs must be finite numbers")
     return types.ForwardBackwardInput(data=data, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
+
+
+def _first_non_finite(values: list[float] | list[int]) -> int | None:
+    # sum() runs in C; it is finite whenever every value is (barring overflow, re-checked below).
+    if math.isfinite(sum(values)):
+        return None
+    return next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
 
 
 def _named_sampler_path(answer: types.SaveWeightsForSamplerResponseInternal,
