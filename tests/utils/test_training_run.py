@@ -23,28 +23,28 @@ class ServerContacted(RuntimeError):
 class UntouchableService(ServiceClient):
     """Fails on first use, so that a test can tell a run that trains from one that returned."""
 
-    def create_training_client(
+    async def create_training_client_async(
         self, base_model: str, lora_config: types.LoraConfig, user_metadata: dict[str, str] | None = None
     ) -> TrainingClient:
         raise ServerContacted("create_training_client")
 
-    def create_sampling_client(
+    async def create_sampling_client_async(
         self,
         model_path: str | None = None,
         base_model: str | None = None,
     ) -> SamplingClient:
         raise ServerContacted("create_sampling_client")
 
-    def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
+    async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
         raise ServerContacted("get_server_capabilities")
 
-    def weights_info(self, path: str) -> types.WeightsInfoResponse:
+    async def weights_info_async(self, path: str) -> types.WeightsInfoResponse:
         raise ServerContacted(f"weights_info {path}")
 
-    def get_tokenizer(self, base_model: str) -> Any:
+    async def get_tokenizer_async(self, base_model: str) -> Any:
         raise ServerContacted("get_tokenizer")
 
-    def close(self) -> None:
+    async def close_async(self) -> None:
         pass
 
 
