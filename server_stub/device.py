@@ -40,8 +40,8 @@ def prefer_passive_openmp() -> None:
     """Let idle OpenMP workers sleep instead of spin, unless the user set OMP_WAIT_POLICY.
 
     On a small CPU shared with other processes (the client, other servers, tests), spinning
-    workers wait for siblings that are descheduled: a 45 ms training step of the tiny model was
-    measured at 470-1700 ms with 2 spinning threads and at 35-85 ms with passive ones. OpenMP
+    workers wait for siblings that are descheduled, and small steps run several times slower
+    (bench/README.md, Method). OpenMP
     reads the variable once, when torch loads, so this only helps before the first `import torch`.
     """
     if "torch" not in sys.modules:

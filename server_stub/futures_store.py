@@ -199,9 +199,8 @@ class FuturesStore:
     def sweep(self) -> None:
         """Drop expired results; over a cap, drop down to LOW_WATER of it, fetched results first.
 
-        Dropping only to just under a cap made every later completion sweep the whole store again
-        (10k entries each time: an RL run slowed 5-7x once its results reached the cap); with
-        the headroom, a forced sweep comes once per tenth of the cap.
+        Dropping only to just under a cap would make every later completion sweep the whole store
+        again; with the headroom, a forced sweep comes once per tenth of the cap.
         """
         now = self._clock()
         for request_id, entry in list(self._finished.items()):

@@ -13,9 +13,8 @@ Three kinds of work wait here, and the compute thread serves them in turn so non
   a quiet gap (`sample_batch_window` seconds, or `sample_batch_wait_fraction` of the previous
   batch's run time if that is longer), and at most `sample_batch_max_wait` after the oldest
   arrived. A burst of concurrent requests (an RL step sends one per rollout) reaches the server
-  over tens to hundreds of milliseconds; a fixed window measured from the first arrival split
-  such bursts, and the requests left out waited for a whole generation (32 concurrent 1-sample
-  requests took 1.8x as long as one 32-sample request). Waiting for a quiet gap keeps a burst
+  over tens to hundreds of milliseconds; a fixed window counted from the first arrival splits
+  such bursts, and the requests left out wait for a whole generation. Waiting for a quiet gap keeps a burst
   together and costs a lone request only the gap; scaling the gap with the run time covers the
   longer gaps of a loaded machine, where generations are slow too, at a bounded relative cost.
 * other heavy calls (create_sampler, delete_checkpoint, ...) in arrival order.

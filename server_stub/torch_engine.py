@@ -77,8 +77,7 @@ def _describe(spec: LoraSpec | None) -> str:
 
 
 CPU_PASS_TOKEN_BUDGET = 1536
-"""Padded tokens per chunk of a training pass on a CPU (measured best among 512-4096 for the
-built-in model on batches of 32 chat or comparison sequences)."""
+"""Padded tokens per chunk of a training pass on a CPU: the best of 512-4096 in bench/bench_chunked_pass.py."""
 
 
 class TorchEngine:

@@ -95,7 +95,7 @@ _NUMPY_DTYPES: dict[str, Any] = {"int64": np.int64, "float32": np.float32}
 class TensorData(WireModel):
     """A flat tensor on the wire: data, dtype and shape (optionally CSR-sparse when 2-D)."""
 
-    # Parsed as floats first (one pass; a smart int|float union costs ~5x on float payloads),
+    # Parsed as floats first (one pass; pydantic's smart int|float union is several times slower),
     # then int64 tensors are turned back into exact ints by the validator below.
     data: list[float] | list[int] = Field(union_mode="left_to_right")
     dtype: TensorDtype

@@ -10,9 +10,7 @@ through the auto-started local server, evaluates `test/nll` on the bundled test 
 writes metrics.jsonl, checkpoints.jsonl and metrics.png to `log_path`. Re-running the same
 command resumes from the last checkpoint, or does nothing if the run finished.
 Defaults follow the feasibility measurements of this pipeline (batch 32, lr 3e-3 with warmup then
-cosine decay, 3 epochs = 279 steps): test/nll falls from 6.2 to about 0.21, and greedy answers
-come out right ("What is 2 plus 3?" -> "2 plus 3 is 5."). On a busy 2-core machine the whole run,
-server start included, took 2.5 minutes.
+cosine decay, 3 epochs); what they reach is in the README.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Batched generation with a KV cache: one prefill per distinct prompt, then one decode step per token.
 
 Distinct prompts are left-padded into one batch and prefilled once, however many requests share
-them (an RL group sends its prompt once per rollout; on the built-in model, 64 one-sample requests
-for one 20-token prompt and 1 new token took 46 ms with a prefill per request, 12 ms with one,
-about what one 64-sample request takes); the cache is then expanded to the `num_samples` rows of
+them (an RL group sends its prompt once per rollout, so one prefill instead of one per request
+makes a group's requests cost about what one request with that many samples costs); the cache
+is then expanded to the `num_samples` rows of
 each request, and every decode step advances all rows together (attention mask and per-row
 position ids keep the padding invisible). Rows that finish keep decoding until enough of them have
 finished to be worth dropping from the batch (cache rows included); their surplus tokens are cut

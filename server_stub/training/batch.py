@@ -46,10 +46,8 @@ def length_chunks(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     near-equal row counts, so each chunk pads only to its own longest row; all rows in one chunk
     when that would save less than `MIN_PADDING_SAVED` of the padded tokens.
 
-    Why: a right-padded batch pays for its longest sequence in every row. On a CPU, length-sorted
-    chunks of the pipeline's batches of 32 chat or comparison sequences measured 11-14% faster
-    than the padded whole (bench/bench_chunked_pass.py); more, smaller chunks lost that gain to
-    per-chunk overhead.
+    Why: a right-padded batch pays for its longest sequence in every row; on a CPU, sorted chunks
+    are faster (bench/bench_chunked_pass.py), and more, smaller chunks lose that to per-chunk overhead.
     """
     if token_budget < 1:
         raise ValueError(f"token_budget must be at least 1, got {token_budget}")

@@ -3,10 +3,8 @@
 Why: httpx's default transport (httpcore) rescans every pooled connection and every queued
 request each time a request finishes, and checks each idle socket's readability while doing
 so. With the many concurrent long-polls that sampling creates, that costs milliseconds of CPU
-per request. Measured against the server's web layer on 2 busy cores, 200 concurrent requests:
-httpcore 4.4 - 5.0 ms CPU per request (1.5 - 2.4 ms when sequential); this transport 0.4 - 0.7 ms
-(0.7 - 0.8 ms sequential), with `httpx.AsyncClient` on top in both cases. The client shares
-the machine with the server, so this matters for throughput.
+per request, about ten times this transport's (bench/README.md); the client shares the machine
+with the server, so this matters for throughput.
 
 It speaks just what our JSON wire needs: one request per connection at a time, Content-Length
 or chunked bodies, keep-alive, http and https, no proxies (pass httpx's own
