@@ -126,12 +126,11 @@ def main(config: Config) -> str:
             sampling_client = training_client.save_weights_and_get_sampling_client()
             conversations_P = rng.sample(prompts, config.batch_size)
             prompts_P = [renderer.build_generation_prompt(conversation) for conversation in conversations_P]
-            # Send every group before waiting for any: the server samples them in one batch. Seeds drawn from
-            # the run's rng make the same config give the same run.
-            futures_P = [sampling_client.sample(prompt, num_samples=config.group_size,
-                                                sampling_params=sampling_params.model_copy(
-                                                    update={"seed": rng.randrange(2**31)}))
-                         for prompt in prompts_P]
+            # Send every group before waiting for any: the server samples them in one batch.
+            futures_P = []
+            for prompt in prompts_P:
+                seeded = sampling_params.model_copy(update={"seed": rng.randrange(2**31)})  # same config, same run
+                futures_P.append(sampling_client.sample(prompt, num_samples=config.group_size, sampling_params=seeded))
 
             datums_D: list[Datum] = []
             rewards_P_G, correct_P_G, answer_tokens_P_G = [], [], []
