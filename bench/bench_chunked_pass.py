@@ -50,8 +50,9 @@ def _timed_pass(engine: Any, batches: list[list[Any]], budget: int | None) -> Ca
         engine.pass_token_budget = budget
         start = time.perf_counter()
         for batch in batches:
-            engine.forward_backward("m", types.ForwardBackwardInput(data=batch, loss_fn="cross_entropy"),
-                                    backward=True)
+            engine.forward_backward(
+                "m", types.ForwardBackwardInput(data=batch, loss_fn="cross_entropy"), backward=True
+            )
         return (time.perf_counter() - start) / len(batches) * 1000.0
 
     return run
@@ -63,11 +64,12 @@ def run(settings: common.BenchSettings) -> common.BenchReport:
 
     rounds = settings.rounds_or(8)
     count, size = (2, 8) if settings.quick else (6, 32)
-    table = common.Table("training pass: length-sorted chunks vs one padded batch (in-process engine, CPU)",
-                         ["batches", "rows", "mean / max length", "one batch ms", "chunked ms",
-                          "ratio chunked/one"],
-                         note=f"chunk budget {CPU_PASS_TOKEN_BUDGET} padded tokens; median [range] of "
-                              f"{rounds} interleaved rounds; < 1 means chunking is faster")
+    table = common.Table(
+        "training pass: length-sorted chunks vs one padded batch (in-process engine, CPU)",
+        ["batches", "rows", "mean / max length", "one batch ms", "chunked ms", "ratio chunked/one"],
+        note=f"chunk budget {CPU_PASS_TOKEN_BUDGET} padded tokens; median [range] of "
+        f"{rounds} interleaved rounds; < 1 means chunking is faster",
+    )
     data: dict[str, Any] = {"budget": CPU_PASS_TOKEN_BUDGET, "cases": []}
     with tempfile.TemporaryDirectory(prefix="bench-chunks-") as storage:
         engine = TorchEngine(Path(storage), device="cpu")
@@ -75,17 +77,32 @@ def run(settings: common.BenchSettings) -> common.BenchReport:
         for kind in ("sft", "rm"):
             batches = _batches(engine, kind, count, size)
             lengths = [d.model_input.length for batch in batches for d in batch]
-            sides = {"one": _timed_pass(engine, batches, None), "chunked": _timed_pass(engine, batches,
-                                                                                       CPU_PASS_TOKEN_BUDGET)}
+            sides = {
+                "one": _timed_pass(engine, batches, None),
+                "chunked": _timed_pass(engine, batches, CPU_PASS_TOKEN_BUDGET),
+            }
             for side in sides.values():  # warm-up
                 side()
             times = common.interleaved(rounds, sides)
             one, chunked = common.Spread.of(times["one"]), common.Spread.of(times["chunked"])
             ratio = common.ratios(times["chunked"], times["one"])
-            table.add(kind, size, f"{sum(lengths) / len(lengths):.0f} / {max(lengths)}", one.text(), chunked.text(),
-                      ratio.text(2))
-            data["cases"].append({"kind": kind, "rows": size, "one_ms": one.as_dict(), "chunked_ms": chunked.as_dict(),
-                                  "ratio": ratio.as_dict()})
+            table.add(
+                kind,
+                size,
+                f"{sum(lengths) / len(lengths):.0f} / {max(lengths)}",
+                one.text(),
+                chunked.text(),
+                ratio.text(2),
+            )
+            data["cases"].append(
+                {
+                    "kind": kind,
+                    "rows": size,
+                    "one_ms": one.as_dict(),
+                    "chunked_ms": chunked.as_dict(),
+                    "ratio": ratio.as_dict(),
+                }
+            )
     return common.BenchReport("chunked_pass", [table], data)
 
 
@@ -96,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run(settings)
     print(report.render(), flush=True)
     if settings.json_path is not None:
-        common.write_json(settings.json_path, {"machine": common.machine_info(settings), report.name: report.data})
+        common.write_json(
+            settings.json_path, {"machine": common.machine_info(settings), report.name: report.data}
+        )
     return 0
 
 

@@ -39,10 +39,14 @@ def timed_calls(call: Callable[[], object], repeats: int, server_pid: int | None
         call()
         times.append(1e3 * (time.perf_counter() - start))
     meter.stop()
-    return {"wall_ms": common.Spread.of(times).as_dict(), "p10_ms": _percentile(times, 10),
-            "p90_ms": _percentile(times, 90), "client_cpu_ms": 1e3 * meter.client_cpu / repeats,
-            "server_cpu_ms": None if meter.server_cpu is None else 1e3 * meter.server_cpu / repeats,
-            "calls": repeats}
+    return {
+        "wall_ms": common.Spread.of(times).as_dict(),
+        "p10_ms": _percentile(times, 10),
+        "p90_ms": _percentile(times, 90),
+        "client_cpu_ms": 1e3 * meter.client_cpu / repeats,
+        "server_cpu_ms": None if meter.server_cpu is None else 1e3 * meter.server_cpu / repeats,
+        "calls": repeats,
+    }
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -76,11 +80,15 @@ def run(settings: common.BenchSettings, server: common.ServerHandle) -> common.B
     trainer = InProcessTrainer(lora_rank=0)
     calls = {
         "get_info (HTTP, no compute)": lambda: client.get_info(),
-        f"forward_backward 1x{TOKENS} (HTTP)": lambda: client.forward_backward(datums, "cross_entropy").result(),
+        f"forward_backward 1x{TOKENS} (HTTP)": lambda: client.forward_backward(
+            datums, "cross_entropy"
+        ).result(),
         f"forward_backward 1x{TOKENS} (in-process)": forward_backward_in_process(trainer, batch),
     }
-    results = {name: timed_calls(call, repeats, None if "in-process" in name else server.pid)
-               for name, call in calls.items()}
+    results = {
+        name: timed_calls(call, repeats, None if "in-process" in name else server.pid)
+        for name, call in calls.items()
+    }
     service.close()
     http, local = (results[f"forward_backward 1x{TOKENS} ({side})"] for side in ("HTTP", "in-process"))
     overhead = http["wall_ms"]["median"] - local["wall_ms"]["median"]
@@ -89,12 +97,17 @@ def run(settings: common.BenchSettings, server: common.ServerHandle) -> common.B
         f"{repeats} calls each)",
         ["call", "wall ms median [min-max]", "p10-p90 ms", "this process CPU ms/call", "server CPU ms/call"],
         note=f"forward_backward over HTTP costs {common.number(overhead)} ms more than in-process per call "
-             "(median difference). This process is the client, or the compute itself for the in-process row.")
+        "(median difference). This process is the client, or the compute itself for the in-process row.",
+    )
     for name, r in results.items():
         server_cpu = r["server_cpu_ms"]
-        table.add(name, common.Spread.from_dict(r["wall_ms"]).text(),
-                  f"{common.number(r['p10_ms'])}-{common.number(r['p90_ms'])}", common.number(r["client_cpu_ms"]),
-                  "-" if "in-process" in name else "n/a" if server_cpu is None else common.number(server_cpu))
+        table.add(
+            name,
+            common.Spread.from_dict(r["wall_ms"]).text(),
+            f"{common.number(r['p10_ms'])}-{common.number(r['p90_ms'])}",
+            common.number(r["client_cpu_ms"]),
+            "-" if "in-process" in name else "n/a" if server_cpu is None else common.number(server_cpu),
+        )
     return common.BenchReport("overhead", [table], {"calls": results, "http_minus_in_process_ms": overhead})
 
 

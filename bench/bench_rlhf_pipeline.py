@@ -71,19 +71,49 @@ def _metric(stage: str, key: str, field: str) -> Callable[[Summaries, float], fl
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("whole pipeline wall time (s)", "all", lambda s, wall: wall, lambda v: v <= WALL_LIMIT_S,
-           f"<= {WALL_LIMIT_S:.0f} (aim {WALL_AIM_S:.0f})"),
+    Target(
+        "whole pipeline wall time (s)",
+        "all",
+        lambda s, wall: wall,
+        lambda v: v <= WALL_LIMIT_S,
+        f"<= {WALL_LIMIT_S:.0f} (aim {WALL_AIM_S:.0f})",
+    ),
     Target("SFT test/nll falls", "sft", _metric("sft", "test/nll", "change"), lambda v: v < 0, "< 0"),
     Target("SFT test/nll last", "sft", _metric("sft", "test/nll", "last"), lambda v: v <= 0.40, "<= 0.40"),
-    Target("PM test/accuracy last", "rm", _metric("rm", "test/accuracy", "last"), lambda v: v >= 0.85, ">= 0.85"),
-    Target("PM test/accuracy/correctness last", "rm", _metric("rm", "test/accuracy/correctness", "last"),
-           lambda v: v >= 0.75, ">= 0.75"),
-    Target("RL test/win_rate rise", "rl", _metric("rl", "test/win_rate", "change"), lambda v: v >= 0.20, ">= +0.20"),
-    Target("RL test/win_rate last", "rl", _metric("rl", "test/win_rate", "last"), lambda v: v >= 0.70, ">= 0.70"),
-    Target("RL test/gold_win_rate rise", "rl", _metric("rl", "test/gold_win_rate", "change"),
-           lambda v: v >= 0.15, ">= +0.15"),
-    Target("RL test/gold_win_rate min - first", "rl", _metric("rl", "test/gold_win_rate", "min_minus_first"),
-           lambda v: v >= 0.0, ">= 0 (never below its start)"),
+    Target(
+        "PM test/accuracy last", "rm", _metric("rm", "test/accuracy", "last"), lambda v: v >= 0.85, ">= 0.85"
+    ),
+    Target(
+        "PM test/accuracy/correctness last",
+        "rm",
+        _metric("rm", "test/accuracy/correctness", "last"),
+        lambda v: v >= 0.75,
+        ">= 0.75",
+    ),
+    Target(
+        "RL test/win_rate rise",
+        "rl",
+        _metric("rl", "test/win_rate", "change"),
+        lambda v: v >= 0.20,
+        ">= +0.20",
+    ),
+    Target(
+        "RL test/win_rate last", "rl", _metric("rl", "test/win_rate", "last"), lambda v: v >= 0.70, ">= 0.70"
+    ),
+    Target(
+        "RL test/gold_win_rate rise",
+        "rl",
+        _metric("rl", "test/gold_win_rate", "change"),
+        lambda v: v >= 0.15,
+        ">= +0.15",
+    ),
+    Target(
+        "RL test/gold_win_rate min - first",
+        "rl",
+        _metric("rl", "test/gold_win_rate", "min_minus_first"),
+        lambda v: v >= 0.0,
+        ">= 0 (never below its start)",
+    ),
 )
 
 
@@ -106,21 +136,34 @@ class RunResult:
         return rows
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "log_path": str(self.log_path), "returncode": self.returncode,
-                "wall_s": self.wall_s, "cpu_s": self.cpu_s,
-                "headline": {stage: {k: s.to_dict() for k, s in metrics.items()}
-                             for stage, metrics in self.summaries.items()},
-                "stages": self.pipeline.get("stages", {}), "server_startup_s": self.pipeline.get("server_startup_s"),
-                "targets": self.target_rows()}
+        return {
+            "seed": self.seed,
+            "log_path": str(self.log_path),
+            "returncode": self.returncode,
+            "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "headline": {
+                stage: {k: s.to_dict() for k, s in metrics.items()}
+                for stage, metrics in self.summaries.items()
+            },
+            "stages": self.pipeline.get("stages", {}),
+            "server_startup_s": self.pipeline.get("server_startup_s"),
+            "targets": self.target_rows(),
+        }
 
 
-def run_pipeline(seed: int, work_dir: Path, extra_args: Sequence[str], quiet: bool,
-                 keep_storage: bool = False) -> RunResult:
+def run_pipeline(
+    seed: int, work_dir: Path, extra_args: Sequence[str], quiet: bool, keep_storage: bool = False
+) -> RunResult:
     """One fresh pipeline process (fresh log dir and server storage), timed from its start."""
     log_path = work_dir / f"seed{seed}"
     storage = work_dir / f"seed{seed}-server-storage"
-    env = {**os.environ, "COOKBOOK_SERVER_STORAGE": str(storage), "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "COOKBOOK_SERVER_STORAGE": str(storage),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     for name in ("COOKBOOK_BASE_URL", "TINKER_BASE_URL"):
         env.pop(name, None)  # always the pipeline's own fresh server
     command = [sys.executable, "-m", PIPELINE_MODULE, f"log_path={log_path}", f"seed={seed}", *extra_args]
@@ -129,15 +172,24 @@ def run_pipeline(seed: int, work_dir: Path, extra_args: Sequence[str], quiet: bo
     start = time.perf_counter()
     output_file = log_path.parent / f"seed{seed}.log"
     with open(output_file, "w") as out:
-        done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, text=True,
-                              stdout=out if quiet else None, stderr=subprocess.STDOUT if quiet else None)
+        done = subprocess.run(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            stdout=out if quiet else None,
+            stderr=subprocess.STDOUT if quiet else None,
+        )
     wall = time.perf_counter() - start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if not keep_storage:
         shutil.rmtree(storage, ignore_errors=True)
     if done.returncode != 0:
-        print(f"[bench] seed {seed}: the pipeline exited with {done.returncode} (output: {output_file})", flush=True)
+        print(
+            f"[bench] seed {seed}: the pipeline exited with {done.returncode} (output: {output_file})",
+            flush=True,
+        )
     summary_path = log_path / SUMMARY_FILE
     pipeline = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return RunResult(seed, log_path, done.returncode, wall, cpu, summarize_pipeline(log_path), pipeline)
@@ -172,24 +224,43 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def metrics_table(result: RunResult) -> Table:
-    table = Table(f"seed {result.seed}: headline metrics ({result.log_path})",
-                  ["stage", "metric", "first", "last", "min", "max", "steps"])
+    table = Table(
+        f"seed {result.seed}: headline metrics ({result.log_path})",
+        ["stage", "metric", "first", "last", "min", "max", "steps"],
+    )
     for stage in STAGES:
         for key, s in result.summaries.get(stage, {}).items():
-            table.add(stage, key, _fmt(s.first), _fmt(s.last), _fmt(s.min), _fmt(s.max),
-                      f"{s.first_step}..{s.last_step}")
+            table.add(
+                stage,
+                key,
+                _fmt(s.first),
+                _fmt(s.last),
+                _fmt(s.min),
+                _fmt(s.max),
+                f"{s.first_step}..{s.last_step}",
+            )
     return table
 
 
 def timing_table(result: RunResult) -> Table:
-    table = Table(f"seed {result.seed}: time per stage (s; CPU = client process + server process)",
-                  ["stage", "status", "wall", "client CPU", "server CPU", "total CPU"])
+    table = Table(
+        f"seed {result.seed}: time per stage (s; CPU = client process + server process)",
+        ["stage", "status", "wall", "client CPU", "server CPU", "total CPU"],
+    )
     for stage in STAGES:
         t = result.pipeline.get("stages", {}).get(stage, {})
-        table.add(stage, t.get("status", "-"), _fmt(t.get("wall_s"), 1), _fmt(t.get("client_cpu_s"), 1),
-                  _fmt(t.get("server_cpu_s"), 1), _fmt(t.get("total_cpu_s"), 1))
+        table.add(
+            stage,
+            t.get("status", "-"),
+            _fmt(t.get("wall_s"), 1),
+            _fmt(t.get("client_cpu_s"), 1),
+            _fmt(t.get("server_cpu_s"), 1),
+            _fmt(t.get("total_cpu_s"), 1),
+        )
     table.add("server start", "", _fmt(result.pipeline.get("server_startup_s"), 1), "", "", "")
-    table.add("whole process", f"rc={result.returncode}", _fmt(result.wall_s, 1), "", "", _fmt(result.cpu_s, 1))
+    table.add(
+        "whole process", f"rc={result.returncode}", _fmt(result.wall_s, 1), "", "", _fmt(result.cpu_s, 1)
+    )
     return table
 
 
@@ -198,8 +269,11 @@ def targets_table(results: Sequence[RunResult]) -> Table:
     table = Table("targets", columns)
     rows_by_seed = [r.target_rows() for r in results]
     for i, target in enumerate(TARGETS):
-        cells = [f"{_fmt(rows[i]['value'], 1 if target.stage == 'all' else 3)} "
-                 f"{'PASS' if rows[i]['pass'] else 'FAIL'}" for rows in rows_by_seed]
+        cells = [
+            f"{_fmt(rows[i]['value'], 1 if target.stage == 'all' else 3)} "
+            f"{'PASS' if rows[i]['pass'] else 'FAIL'}"
+            for rows in rows_by_seed
+        ]
         table.add(target.name, target.goal, *cells)
     return table
 
@@ -209,18 +283,34 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
+        argv, extra = argv[:cut], argv[cut + 1 :]
     parser = argparse.ArgumentParser(description="Run the default RLHF pipeline and check its targets.")
     parser.add_argument("--seed", type=int, default=0, help="the pipeline's seed (default 0)")
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds, run one after another (e.g. 0,1)")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also save the results as JSON")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="where the runs' log dirs go (default: a new temporary directory, kept)")
-    parser.add_argument("--quiet", action="store_true", help="send the pipeline's output to <work-dir>/seedN.log")
-    parser.add_argument("--keep-storage", action="store_true",
-                        help="keep each run's server storage (its checkpoints), e.g. to rerun a later stage")
-    parser.add_argument("--no-load-gauge", action="store_true",
-                        help="skip timing the reference training step before and after the runs")
+    parser.add_argument(
+        "--seeds", default=None, help="comma-separated seeds, run one after another (e.g. 0,1)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also save the results as JSON"
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where the runs' log dirs go (default: a new temporary directory, kept)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="send the pipeline's output to <work-dir>/seedN.log"
+    )
+    parser.add_argument(
+        "--keep-storage",
+        action="store_true",
+        help="keep each run's server storage (its checkpoints), e.g. to rerun a later stage",
+    )
+    parser.add_argument(
+        "--no-load-gauge",
+        action="store_true",
+        help="skip timing the reference training step before and after the runs",
+    )
     args = parser.parse_args(argv)
     bad = [a for a in extra if "=" not in a]
     if bad:
@@ -244,17 +334,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n\n".join(t.render() for t in tables), flush=True)
     if gauge:
         slowdown = sum(gauge) / len(gauge) / QUIET_REFERENCE_STEP_MS
-        print(f"\n[bench] load gauge: the reference training step took {gauge[0]:.0f} ms before and {gauge[-1]:.0f} ms "
-              f"after the runs ({QUIET_REFERENCE_STEP_MS:.0f} ms on a quiet machine): this machine ran about "
-              f"{slowdown:.1f}x slower than quiet, so the wall times above may be that much inflated", flush=True)
+        print(
+            f"\n[bench] load gauge: the reference training step took {gauge[0]:.0f} ms before and {gauge[-1]:.0f} ms "
+            f"after the runs ({QUIET_REFERENCE_STEP_MS:.0f} ms on a quiet machine): this machine ran about "
+            f"{slowdown:.1f}x slower than quiet, so the wall times above may be that much inflated",
+            flush=True,
+        )
     all_pass = all(row["pass"] for r in results for row in r.target_rows())
-    print(f"\n[bench] {'all targets PASS' if all_pass else 'some targets FAIL'} "
-          f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)", flush=True)
+    print(
+        f"\n[bench] {'all targets PASS' if all_pass else 'some targets FAIL'} "
+        f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)",
+        flush=True,
+    )
     if args.json is not None:
-        write_json(args.json, {"pipeline_args": extra, "seeds": seeds, "cpu_count": os.cpu_count(),
-                               "reference_step_ms": gauge, "quiet_reference_step_ms": QUIET_REFERENCE_STEP_MS,
-                               "load_average_end": os.getloadavg(), "runs": [r.to_dict() for r in results],
-                               "all_pass": all_pass})
+        write_json(
+            args.json,
+            {
+                "pipeline_args": extra,
+                "seeds": seeds,
+                "cpu_count": os.cpu_count(),
+                "reference_step_ms": gauge,
+                "quiet_reference_step_ms": QUIET_REFERENCE_STEP_MS,
+                "load_average_end": os.getloadavg(),
+                "runs": [r.to_dict() for r in results],
+                "all_pass": all_pass,
+            },
+        )
     return 0 if all(r.returncode == 0 for r in results) else 1
 
 

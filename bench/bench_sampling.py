@@ -72,19 +72,29 @@ class HfGenerate:
         start = time.perf_counter()
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                                      temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new_tokens,
-                                      min_new_tokens=0, eos_token_id=self.eos, pad_token_id=self.eos)
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=new_tokens,
+                min_new_tokens=0,
+                eos_token_id=self.eos,
+                pad_token_id=self.eos,
+            )
         seconds = time.perf_counter() - start
-        return sum(_length_to_eos(row, self.eos) for row in out[:, ids.shape[1]:].tolist()), seconds
+        return sum(_length_to_eos(row, self.eos) for row in out[:, ids.shape[1] :].tolist()), seconds
 
 
 def _length_to_eos(row: list[int], eos: int) -> int:
     return row.index(eos) + 1 if eos in row else len(row)
 
 
-def server_tokens_and_seconds(client: SamplingClient, batch: list[list[int]], new_tokens: int,
-                              meter: common.CpuMeter | None = None) -> tuple[int, float]:
+def server_tokens_and_seconds(
+    client: SamplingClient, batch: list[list[int]], new_tokens: int, meter: common.CpuMeter | None = None
+) -> tuple[int, float]:
     """Generated tokens and wall seconds for one request per prompt, all in flight together."""
     params = sampling_params(new_tokens)
     if meter is not None:
@@ -98,8 +108,13 @@ def server_tokens_and_seconds(client: SamplingClient, batch: list[list[int]], ne
     return sum(len(seq.tokens) for r in responses for seq in r.sequences), seconds
 
 
-def one_request_seconds(client: SamplingClient, prompt: list[int], samples: int, new_tokens: int,
-                        meter: common.CpuMeter | None = None) -> float:
+def one_request_seconds(
+    client: SamplingClient,
+    prompt: list[int],
+    samples: int,
+    new_tokens: int,
+    meter: common.CpuMeter | None = None,
+) -> float:
     if meter is not None:
         meter.start()
     start = time.perf_counter()
@@ -113,8 +128,9 @@ def one_request_seconds(client: SamplingClient, prompt: list[int], samples: int,
 # -- the bench ---------------------------------------------------------------------------------
 
 
-def _sample_throughput(client: SamplingClient, hf: HfGenerate, batch_size: int, new_tokens: int,
-                       rounds: int) -> dict[str, Any]:
+def _sample_throughput(
+    client: SamplingClient, hf: HfGenerate, batch_size: int, new_tokens: int, rounds: int
+) -> dict[str, Any]:
     batch = prompts(batch_size, common.vocab_size(), seed=batch_size * 1000 + new_tokens)
     server_tokens_and_seconds(client, batch, new_tokens)  # warm up both sides
     hf.tokens_and_seconds(batch, new_tokens)
@@ -125,46 +141,70 @@ def _sample_throughput(client: SamplingClient, hf: HfGenerate, batch_size: int, 
             tokens, seconds = fn(batch, new_tokens)
             counts[name].append(tokens)
             return tokens / seconds
+
         return measure
 
-    per_round = common.interleaved(rounds, {
-        "server": side("server", lambda b, n: server_tokens_and_seconds(client, b, n)),
-        "hf_generate": side("hf_generate", hf.tokens_and_seconds),
-    })
+    per_round = common.interleaved(
+        rounds,
+        {
+            "server": side("server", lambda b, n: server_tokens_and_seconds(client, b, n)),
+            "hf_generate": side("hf_generate", hf.tokens_and_seconds),
+        },
+    )
     return {
-        "prompts": batch_size, "new_tokens": new_tokens, "prompt_length": PROMPT_LENGTH,
+        "prompts": batch_size,
+        "new_tokens": new_tokens,
+        "prompt_length": PROMPT_LENGTH,
         "server_tokens_per_s": common.Spread.of(per_round["server"]).as_dict(),
         "hf_generate_tokens_per_s": common.Spread.of(per_round["hf_generate"]).as_dict(),
-        "throughput_ratio_server_over_hf": common.ratios(per_round["server"], per_round["hf_generate"]).as_dict(),
+        "throughput_ratio_server_over_hf": common.ratios(
+            per_round["server"], per_round["hf_generate"]
+        ).as_dict(),
         "mean_tokens_per_row": {k: float(np.mean(v)) / batch_size for k, v in counts.items()},
         "rounds": rounds,
     }
 
 
-def _concurrency(client: SamplingClient, server: common.ServerHandle, samples: int, new_tokens: int,
-                 rounds: int) -> dict[str, Any]:
+def _concurrency(
+    client: SamplingClient, server: common.ServerHandle, samples: int, new_tokens: int, rounds: int
+) -> dict[str, Any]:
     prompt = prompts(1, common.vocab_size(), seed=7)[0]
     meters = {"concurrent": common.CpuMeter(server.pid), "one_request": common.CpuMeter(server.pid)}
     one_request_seconds(client, prompt, samples, new_tokens)  # warm up
-    per_round = common.interleaved(rounds, {
-        "concurrent": lambda: server_tokens_and_seconds(client, [prompt] * samples, new_tokens,
-                                                        meters["concurrent"])[1],
-        "one_request": lambda: one_request_seconds(client, prompt, samples, new_tokens, meters["one_request"]),
-    })
+    per_round = common.interleaved(
+        rounds,
+        {
+            "concurrent": lambda: server_tokens_and_seconds(
+                client, [prompt] * samples, new_tokens, meters["concurrent"]
+            )[1],
+            "one_request": lambda: one_request_seconds(
+                client, prompt, samples, new_tokens, meters["one_request"]
+            ),
+        },
+    )
     cpu: dict[str, Any] = {}
     for name, meter in meters.items():
         cpu[f"{name}_client_cpu_ms"] = 1e3 * meter.client_cpu / rounds
         cpu[f"{name}_server_cpu_ms"] = None if meter.server_cpu is None else 1e3 * meter.server_cpu / rounds
     # What each extra request costs: the same rows either way, so the difference is per-request work.
-    cpu["extra_client_cpu_ms_per_request"] = (cpu["concurrent_client_cpu_ms"] - cpu["one_request_client_cpu_ms"]) / samples
+    cpu["extra_client_cpu_ms_per_request"] = (
+        cpu["concurrent_client_cpu_ms"] - cpu["one_request_client_cpu_ms"]
+    ) / samples
     cpu["extra_server_cpu_ms_per_request"] = (
-        None if cpu["concurrent_server_cpu_ms"] is None
-        else (cpu["concurrent_server_cpu_ms"] - cpu["one_request_server_cpu_ms"]) / samples)
+        None
+        if cpu["concurrent_server_cpu_ms"] is None
+        else (cpu["concurrent_server_cpu_ms"] - cpu["one_request_server_cpu_ms"]) / samples
+    )
     return {
-        "samples": samples, "new_tokens": new_tokens,
-        "concurrent_ms": _ms(per_round["concurrent"]), "one_request_ms": _ms(per_round["one_request"]),
-        "time_ratio_concurrent_over_one": common.ratios(per_round["concurrent"], per_round["one_request"]).as_dict(),
-        **cpu, "rounds": rounds,
+        "samples": samples,
+        "new_tokens": new_tokens,
+        "concurrent_ms": _ms(per_round["concurrent"]),
+        "one_request_ms": _ms(per_round["one_request"]),
+        "time_ratio_concurrent_over_one": common.ratios(
+            per_round["concurrent"], per_round["one_request"]
+        ).as_dict(),
+        **cpu,
+        "rounds": rounds,
     }
 
 
@@ -183,39 +223,71 @@ def run(settings: common.BenchSettings, server: common.ServerHandle) -> common.B
     service = connect(server.url)
     client = service.create_sampling_client(base_model=common.BASE_MODEL)
     hf = HfGenerate()
-    throughput = [_sample_throughput(client, hf, b, n, rounds)
-                  for b, n in (QUICK_CASES if settings.quick else CASES)]
-    concurrency = [_concurrency(client, server, n, t, rounds)
-                   for n, t in (QUICK_CONCURRENCY if settings.quick else CONCURRENCY)]
+    throughput = [
+        _sample_throughput(client, hf, b, n, rounds) for b, n in (QUICK_CASES if settings.quick else CASES)
+    ]
+    concurrency = [
+        _concurrency(client, server, n, t, rounds)
+        for n, t in (QUICK_CONCURRENCY if settings.quick else CONCURRENCY)
+    ]
     service.close()
 
     speed = common.Table(
         f"Sampling: server sampler over HTTP (one request per prompt, concurrent) vs HF generate in-process "
         f"({settings.threads} torch threads each side, {PROMPT_LENGTH}-token prompts, T=1, median [range] "
         f"over {rounds} rounds)",
-        ["prompts", "new tokens", "server tok/s", "HF generate tok/s", "ratio server/HF", "tokens/row server", "HF"],
-        note="tok/s counts generated tokens up to and including EOS; ratio is per round.")
+        [
+            "prompts",
+            "new tokens",
+            "server tok/s",
+            "HF generate tok/s",
+            "ratio server/HF",
+            "tokens/row server",
+            "HF",
+        ],
+        note="tok/s counts generated tokens up to and including EOS; ratio is per round.",
+    )
     for r in throughput:
         rows = r["mean_tokens_per_row"]
-        speed.add(r["prompts"], r["new_tokens"], common.Spread.from_dict(r["server_tokens_per_s"]).text(0),
-                  common.Spread.from_dict(r["hf_generate_tokens_per_s"]).text(0),
-                  common.Spread.from_dict(r["throughput_ratio_server_over_hf"]).text(2),
-                  common.number(rows["server"], 1), common.number(rows["hf_generate"], 1))
+        speed.add(
+            r["prompts"],
+            r["new_tokens"],
+            common.Spread.from_dict(r["server_tokens_per_s"]).text(0),
+            common.Spread.from_dict(r["hf_generate_tokens_per_s"]).text(0),
+            common.Spread.from_dict(r["throughput_ratio_server_over_hf"]).text(2),
+            common.number(rows["server"], 1),
+            common.number(rows["hf_generate"], 1),
+        )
     batching = common.Table(
         f"Sampling: N concurrent 1-sample requests vs one request with num_samples=N (same prompt; "
         f"median [range] over {rounds} rounds)",
-        ["N", "new tokens", "concurrent ms", "one request ms", "ratio conc/one", "client CPU ms conc/one",
-         "server CPU ms conc/one", "extra CPU ms/request client, server"],
-        note="CPU: per batch of N, this process (client) and the server process; extra: (concurrent - one) / N.")
+        [
+            "N",
+            "new tokens",
+            "concurrent ms",
+            "one request ms",
+            "ratio conc/one",
+            "client CPU ms conc/one",
+            "server CPU ms conc/one",
+            "extra CPU ms/request client, server",
+        ],
+        note="CPU: per batch of N, this process (client) and the server process; extra: (concurrent - one) / N.",
+    )
     for r in concurrency:
-        batching.add(r["samples"], r["new_tokens"], common.Spread.from_dict(r["concurrent_ms"]).text(0),
-                     common.Spread.from_dict(r["one_request_ms"]).text(0),
-                     common.Spread.from_dict(r["time_ratio_concurrent_over_one"]).text(2),
-                     f"{common.number(r['concurrent_client_cpu_ms'])} / {common.number(r['one_request_client_cpu_ms'])}",
-                     f"{_cpu(r['concurrent_server_cpu_ms'])} / {_cpu(r['one_request_server_cpu_ms'])}",
-                     f"{common.number(r['extra_client_cpu_ms_per_request'])}, "
-                     f"{_cpu(r['extra_server_cpu_ms_per_request'])}")
-    return common.BenchReport("sampling", [speed, batching], {"throughput": throughput, "concurrency": concurrency})
+        batching.add(
+            r["samples"],
+            r["new_tokens"],
+            common.Spread.from_dict(r["concurrent_ms"]).text(0),
+            common.Spread.from_dict(r["one_request_ms"]).text(0),
+            common.Spread.from_dict(r["time_ratio_concurrent_over_one"]).text(2),
+            f"{common.number(r['concurrent_client_cpu_ms'])} / {common.number(r['one_request_client_cpu_ms'])}",
+            f"{_cpu(r['concurrent_server_cpu_ms'])} / {_cpu(r['one_request_server_cpu_ms'])}",
+            f"{common.number(r['extra_client_cpu_ms_per_request'])}, "
+            f"{_cpu(r['extra_server_cpu_ms_per_request'])}",
+        )
+    return common.BenchReport(
+        "sampling", [speed, batching], {"throughput": throughput, "concurrency": concurrency}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,25 +24,36 @@ BENCHES = (bench_training.run, bench_sampling.run, bench_overhead.run)
 def summary(reports: list[common.BenchReport]) -> common.Table:
     """One line per comparison: the ratio against its in-process baseline."""
     data = {report.name: report.data for report in reports}
-    table = common.Table("Summary: service vs in-process baselines (median [range] of per-round ratios)",
-                         ["comparison", "ratio"],
-                         note="training/sampling: throughput ratio (1.0 = parity); concurrency: time ratio "
-                              "(1.0 = no per-request cost).")
+    table = common.Table(
+        "Summary: service vs in-process baselines (median [range] of per-round ratios)",
+        ["comparison", "ratio"],
+        note="training/sampling: throughput ratio (1.0 = parity); concurrency: time ratio "
+        "(1.0 = no per-request cost).",
+    )
     for case in data.get("training", {}).get("cases", []):
         c = case["case"]
-        table.add(f"training {c['model']} {c['batch']}x{c['length']} {c['loss_fn']}: HTTP / in-process tok/s",
-                  common.Spread.from_dict(case["throughput_ratio_http_over_in_process"]).text(2))
+        table.add(
+            f"training {c['model']} {c['batch']}x{c['length']} {c['loss_fn']}: HTTP / in-process tok/s",
+            common.Spread.from_dict(case["throughput_ratio_http_over_in_process"]).text(2),
+        )
     sampling = data.get("sampling", {})
     for case in sampling.get("throughput", []):
-        table.add(f"sampling B={case['prompts']} new={case['new_tokens']}: server / HF generate tok/s",
-                  common.Spread.from_dict(case["throughput_ratio_server_over_hf"]).text(2))
+        table.add(
+            f"sampling B={case['prompts']} new={case['new_tokens']}: server / HF generate tok/s",
+            common.Spread.from_dict(case["throughput_ratio_server_over_hf"]).text(2),
+        )
     for case in sampling.get("concurrency", []):
-        table.add(f"sampling {case['samples']} concurrent 1-sample requests / one {case['samples']}-sample "
-                  "request: time", common.Spread.from_dict(case["time_ratio_concurrent_over_one"]).text(2))
+        table.add(
+            f"sampling {case['samples']} concurrent 1-sample requests / one {case['samples']}-sample "
+            "request: time",
+            common.Spread.from_dict(case["time_ratio_concurrent_over_one"]).text(2),
+        )
     overhead = data.get("overhead")
     if overhead is not None:
-        table.add("forward_backward 1x8 round trip: HTTP - in-process ms",
-                  common.number(overhead["http_minus_in_process_ms"]))
+        table.add(
+            "forward_backward 1x8 round trip: HTTP - in-process ms",
+            common.number(overhead["http_minus_in_process_ms"]),
+        )
     return table
 
 

@@ -80,10 +80,14 @@ class SyntheticBatch:
         rng = np.random.default_rng(seed)
         tokens = rng.integers(1, vocab_size, size=(batch, length + 1), dtype=np.int64)
         answer = np.zeros((batch, length), dtype=np.float32)
-        answer[:, length // 2:] = 1.0
-        return cls(inputs=tokens[:, :-1], targets=tokens[:, 1:], weights=answer,
-                   logprobs=(-np.log(vocab_size) + 0.1 * rng.standard_normal((batch, length))).astype(np.float32),
-                   advantages=(rng.standard_normal((batch, 1)) * answer).astype(np.float32))
+        answer[:, length // 2 :] = 1.0
+        return cls(
+            inputs=tokens[:, :-1],
+            targets=tokens[:, 1:],
+            weights=answer,
+            logprobs=(-np.log(vocab_size) + 0.1 * rng.standard_normal((batch, length))).astype(np.float32),
+            advantages=(rng.standard_normal((batch, 1)) * answer).astype(np.float32),
+        )
 
     def datums(self, loss_fn: str) -> list[types.Datum]:
         data = []
@@ -94,8 +98,12 @@ class SyntheticBatch:
             else:
                 loss_inputs["logprobs"] = types.TensorData.from_numpy(self.logprobs[row])
                 loss_inputs["advantages"] = types.TensorData.from_numpy(self.advantages[row])
-            data.append(types.Datum(model_input=types.ModelInput.from_ints(self.inputs[row].tolist()),
-                                    loss_fn_inputs=loss_inputs))
+            data.append(
+                types.Datum(
+                    model_input=types.ModelInput.from_ints(self.inputs[row].tolist()),
+                    loss_fn_inputs=loss_inputs,
+                )
+            )
         return data
 
 
@@ -118,19 +126,28 @@ class InProcessTrainer:
             from peft import get_peft_model
 
             model.requires_grad_(False)
-            with warnings.catch_warnings():  # peft warns about LoRA on a tied lm_head, as the server's hub does
+            with (
+                warnings.catch_warnings()
+            ):  # peft warns about LoRA on a tied lm_head, as the server's hub does
                 warnings.simplefilter("ignore")
                 model = get_peft_model(model, LoraSpec(rank=lora_rank).peft_config(TINY_LLAMA_NAME))
         self.model = model
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=ADAM.learning_rate, betas=(ADAM.beta1, ADAM.beta2),
-                                           eps=ADAM.eps, weight_decay=ADAM.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            params,
+            lr=ADAM.learning_rate,
+            betas=(ADAM.beta1, ADAM.beta2),
+            eps=ADAM.eps,
+            weight_decay=ADAM.weight_decay,
+        )
 
     def tensors(self, batch: SyntheticBatch) -> dict[str, torch.Tensor]:
         import torch
 
-        return {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name)))
-                for name in ("inputs", "targets", "weights", "logprobs", "advantages")}
+        return {
+            name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name)))
+            for name in ("inputs", "targets", "weights", "logprobs", "advantages")
+        }
 
     def step(self, data: dict[str, torch.Tensor], loss_fn: str) -> torch.Tensor:
         """One forward_backward + optim_step; returns the target logprobs, as the server does."""
@@ -138,8 +155,9 @@ class InProcessTrainer:
         import torch.nn.functional as F
 
         logits = self.model(input_ids=data["inputs"], use_cache=False).logits
-        logprobs = -F.cross_entropy(logits.flatten(0, 1).float(), data["targets"].flatten(),
-                                    reduction="none").view_as(data["targets"])
+        logprobs = -F.cross_entropy(
+            logits.flatten(0, 1).float(), data["targets"].flatten(), reduction="none"
+        ).view_as(data["targets"])
         if loss_fn == "cross_entropy":
             loss = -(data["weights"] * logprobs).sum()
         else:
@@ -163,8 +181,13 @@ class InProcessTrainer:
 # -- through the client ------------------------------------------------------------------------
 
 
-def pipelined_step_times(client: TrainingClient, data: list[types.Datum], loss_fn: str, steps: int,
-                         meter: common.CpuMeter | None = None) -> list[float]:
+def pipelined_step_times(
+    client: TrainingClient,
+    data: list[types.Datum],
+    loss_fn: str,
+    steps: int,
+    meter: common.CpuMeter | None = None,
+) -> list[float]:
     """Run warmup + `steps` steps keeping one step queued ahead; the intervals between finished steps.
 
     `meter`, if given, measures wall and CPU over the timed steps only.
@@ -185,32 +208,48 @@ def pipelined_step_times(client: TrainingClient, data: list[types.Datum], loss_f
         pending = submitted
     if meter is not None:
         meter.stop()
-    return list(np.diff(finished[WARMUP_STEPS - 1:]))
+    return list(np.diff(finished[WARMUP_STEPS - 1 :]))
 
 
 # -- the bench ---------------------------------------------------------------------------------
 
 
-def measure_case(service: ServiceClient, server: common.ServerHandle, case: TrainCase, trainer: InProcessTrainer,
-                 rounds: int, steps: int) -> dict[str, Any]:
+def measure_case(
+    service: ServiceClient,
+    server: common.ServerHandle,
+    case: TrainCase,
+    trainer: InProcessTrainer,
+    rounds: int,
+    steps: int,
+) -> dict[str, Any]:
     batch = SyntheticBatch.make(case.batch, case.length, common.vocab_size())
     datums, tensors = batch.datums(case.loss_fn), trainer.tensors(batch)
     client = service.create_training_client(common.BASE_MODEL, types.LoraConfig(rank=case.lora_rank))
     meter = common.CpuMeter(server.pid)
-    per_round = common.interleaved(rounds, {
-        "http": lambda: float(np.median(pipelined_step_times(client, datums, case.loss_fn, steps, meter))),
-        "in_process": lambda: float(np.median(trainer.step_times(tensors, case.loss_fn, steps))),
-    })
+    per_round = common.interleaved(
+        rounds,
+        {
+            "http": lambda: float(
+                np.median(pipelined_step_times(client, datums, case.loss_fn, steps, meter))
+            ),
+            "in_process": lambda: float(np.median(trainer.step_times(tensors, case.loss_fn, steps))),
+        },
+    )
     http, local = common.Spread.of(per_round["http"]), common.Spread.of(per_round["in_process"])
     timed_steps = rounds * steps
     return {
         "case": case.__dict__ | {"model": case.model, "tokens_per_step": case.tokens},
-        "http_ms_per_step": http.scaled(1e3).as_dict(), "in_process_ms_per_step": local.scaled(1e3).as_dict(),
-        "http_tokens_per_s": case.tokens / http.median, "in_process_tokens_per_s": case.tokens / local.median,
-        "throughput_ratio_http_over_in_process": common.ratios(per_round["in_process"], per_round["http"]).as_dict(),
+        "http_ms_per_step": http.scaled(1e3).as_dict(),
+        "in_process_ms_per_step": local.scaled(1e3).as_dict(),
+        "http_tokens_per_s": case.tokens / http.median,
+        "in_process_tokens_per_s": case.tokens / local.median,
+        "throughput_ratio_http_over_in_process": common.ratios(
+            per_round["in_process"], per_round["http"]
+        ).as_dict(),
         "client_cpu_ms_per_step": 1e3 * meter.client_cpu / timed_steps,
         "server_cpu_ms_per_step": None if meter.server_cpu is None else 1e3 * meter.server_cpu / timed_steps,
-        "rounds": rounds, "steps_per_round": steps,
+        "rounds": rounds,
+        "steps_per_round": steps,
     }
 
 
@@ -223,23 +262,43 @@ def run(settings: common.BenchSettings, server: common.ServerHandle) -> common.B
     trainers: dict[int, InProcessTrainer] = {}
     results = []
     for case in cases:
-        trainer = trainers.get(case.lora_rank) or trainers.setdefault(case.lora_rank, InProcessTrainer(case.lora_rank))
+        trainer = trainers.get(case.lora_rank) or trainers.setdefault(
+            case.lora_rank, InProcessTrainer(case.lora_rank)
+        )
         results.append(measure_case(service, server, case, trainer, rounds, steps))
     service.close()
     table = common.Table(
         f"Training: forward_backward + optim_step, HTTP (pipelined) vs in-process PyTorch "
         f"({settings.threads} torch threads each side, median [range] over {rounds} rounds x {steps} steps)",
-        ["model", "batch", "loss", "HTTP ms/step", "in-proc ms/step", "HTTP tok/s", "in-proc tok/s",
-         "ratio HTTP/in-proc", "client CPU ms/step", "server CPU ms/step"],
-        note="ratio: HTTP throughput / in-process throughput, per round (1.0 = no service overhead).")
+        [
+            "model",
+            "batch",
+            "loss",
+            "HTTP ms/step",
+            "in-proc ms/step",
+            "HTTP tok/s",
+            "in-proc tok/s",
+            "ratio HTTP/in-proc",
+            "client CPU ms/step",
+            "server CPU ms/step",
+        ],
+        note="ratio: HTTP throughput / in-process throughput, per round (1.0 = no service overhead).",
+    )
     for r in results:
         case = r["case"]
         server_cpu = r["server_cpu_ms_per_step"]
-        table.add(case["model"], f"{case['batch']}x{case['length']}", case["loss_fn"],
-                  common.Spread.from_dict(r["http_ms_per_step"]).text(), common.Spread.from_dict(r["in_process_ms_per_step"]).text(),
-                  common.number(r["http_tokens_per_s"], 0), common.number(r["in_process_tokens_per_s"], 0),
-                  common.Spread.from_dict(r["throughput_ratio_http_over_in_process"]).text(2),
-                  common.number(r["client_cpu_ms_per_step"]), "n/a" if server_cpu is None else common.number(server_cpu))
+        table.add(
+            case["model"],
+            f"{case['batch']}x{case['length']}",
+            case["loss_fn"],
+            common.Spread.from_dict(r["http_ms_per_step"]).text(),
+            common.Spread.from_dict(r["in_process_ms_per_step"]).text(),
+            common.number(r["http_tokens_per_s"], 0),
+            common.number(r["in_process_tokens_per_s"], 0),
+            common.Spread.from_dict(r["throughput_ratio_http_over_in_process"]).text(2),
+            common.number(r["client_cpu_ms_per_step"]),
+            "n/a" if server_cpu is None else common.number(server_cpu),
+        )
     return common.BenchReport("training", [table], {"cases": results})
 
 

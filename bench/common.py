@@ -63,14 +63,27 @@ def default_threads() -> int:
 
 def build_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true", help="tiny shapes and one round: proves it runs, not speed")
-    parser.add_argument("--threads", type=int, default=default_threads(),
-                        help="torch threads, in this process and in the server (default: one per core)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny shapes and one round: proves it runs, not speed"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads(),
+        help="torch threads, in this process and in the server (default: one per core)",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per comparison")
-    parser.add_argument("--base-url", default=None,
-                        help="benchmark this running server instead of starting one (its thread count is its own)")
-    parser.add_argument("--server-args", default="", help="extra arguments for the started server, one string")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also save the results as JSON")
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="benchmark this running server instead of starting one (its thread count is its own)",
+    )
+    parser.add_argument(
+        "--server-args", default="", help="extra arguments for the started server, one string"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also save the results as JSON"
+    )
     return parser
 
 
@@ -79,8 +92,14 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         raise SystemExit(f"--threads must be at least 1, got {args.threads}")
     if args.rounds is not None and args.rounds < 1:
         raise SystemExit(f"--rounds must be at least 1, got {args.rounds}")
-    return BenchSettings(quick=args.quick, threads=args.threads, rounds=args.rounds, base_url=args.base_url,
-                         json_path=args.json, server_args=tuple(args.server_args.split()))
+    return BenchSettings(
+        quick=args.quick,
+        threads=args.threads,
+        rounds=args.rounds,
+        base_url=args.base_url,
+        json_path=args.json,
+        server_args=tuple(args.server_args.split()),
+    )
 
 
 def use_threads(threads: int) -> None:
@@ -228,9 +247,15 @@ class BenchReport:
 def machine_info(settings: BenchSettings) -> dict[str, Any]:
     import torch
 
-    return {"torch_threads": settings.threads, "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "quick": settings.quick,
-            "load_average": os.getloadavg(), "python": sys.version.split()[0]}
+    return {
+        "torch_threads": settings.threads,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "quick": settings.quick,
+        "load_average": os.getloadavg(),
+        "python": sys.version.split()[0],
+    }
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -265,8 +290,11 @@ def bench_server(settings: BenchSettings) -> Iterator[ServerHandle]:
             yield ServerHandle(server.url, server.pid)
 
 
-def run_cli(description: str, run: Callable[[BenchSettings, ServerHandle], BenchReport],
-            argv: Sequence[str] | None = None) -> int:
+def run_cli(
+    description: str,
+    run: Callable[[BenchSettings, ServerHandle], BenchReport],
+    argv: Sequence[str] | None = None,
+) -> int:
     """Parse the common arguments, run one bench against a server, print its tables, save JSON."""
     settings = settings_from_args(build_parser(description).parse_args(argv))
     use_threads(settings.threads)

@@ -95,8 +95,9 @@ def start_server(storage: Path) -> tuple[str, Any, threading.Thread]:
 
     config = ServerConfig(port=free_port(), storage_dir=storage, device="cpu", log_level="warning")
     app = create_app(build_engine(config), config)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, name="server-loop", daemon=True)
     thread.start()
     while not server.started:
@@ -111,8 +112,12 @@ def measure(recorder: CallRecorder, base_url: str, repeats: int) -> list[Call]:
     service = connect(base_url)
     tc = service.create_lora_training_client("tiny-llama", rank=8)
     tokens = list(range(1, 33))
-    data = [types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
-                        loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * 31})]
+    data = [
+        types.Datum(
+            model_input=types.ModelInput.from_ints(tokens[:-1]),
+            loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * 31},
+        )
+    ]
     for _ in range(2):  # warm up: imports, caches, connections
         tc.forward_backward(data, "cross_entropy").result()
     runs = []
@@ -137,11 +142,14 @@ def report(calls: Sequence[Call], show_calls: bool) -> str:
     path = to_loss(calls)
     per_file = Counter(c.path for c in path)
     server_files = sum(name.startswith("server_stub/") for name in per_file)
-    lines = [f"path to the loss: {len(per_file)} files ({len(per_file) - server_files} under cookbook/, "
-             f"{server_files} under server_stub/), {len(path)} calls "
-             f"({len({(c.path, c.function) for c in path})} distinct functions)",
-             f"round trip (to .result()): {len({c.path for c in calls})} files, {len(calls)} calls",
-             "", "files of the path to the loss (calls in each):"]
+    lines = [
+        f"path to the loss: {len(per_file)} files ({len(per_file) - server_files} under cookbook/, "
+        f"{server_files} under server_stub/), {len(path)} calls "
+        f"({len({(c.path, c.function) for c in path})} distinct functions)",
+        f"round trip (to .result()): {len({c.path for c in calls})} files, {len(calls)} calls",
+        "",
+        "files of the path to the loss (calls in each):",
+    ]
     lines += [f"  {n:4d}  {name}" for name, n in sorted(per_file.items())]
     if show_calls:
         lines += ["", "every call of the round trip, in order:"]

@@ -31,8 +31,15 @@ def _special_token_text(value: Any) -> str | None:
 class Tokenizer:
     """Text <-> token ids for one model, plus its special tokens."""
 
-    def __init__(self, raw: _RawTokenizer, *, name_or_path: str = "", bos_token: str | None = None,
-                 eos_token: str | None = None, pad_token: str | None = None):
+    def __init__(
+        self,
+        raw: _RawTokenizer,
+        *,
+        name_or_path: str = "",
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        pad_token: str | None = None,
+    ):
         self._raw = raw
         self.name_or_path = name_or_path
         self.bos_token = bos_token
@@ -42,10 +49,22 @@ class Tokenizer:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_json_str(cls, tokenizer_json: str, *, name_or_path: str = "", bos_token: str | None = None,
-                      eos_token: str | None = None, pad_token: str | None = None) -> Tokenizer:
-        return cls(_RawTokenizer.from_str(tokenizer_json), name_or_path=name_or_path,
-                   bos_token=bos_token, eos_token=eos_token, pad_token=pad_token)
+    def from_json_str(
+        cls,
+        tokenizer_json: str,
+        *,
+        name_or_path: str = "",
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        pad_token: str | None = None,
+    ) -> Tokenizer:
+        return cls(
+            _RawTokenizer.from_str(tokenizer_json),
+            name_or_path=name_or_path,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            pad_token=pad_token,
+        )
 
     @classmethod
     def from_dir(cls, path: str | Path) -> Tokenizer:
@@ -70,12 +89,22 @@ class Tokenizer:
         return self._raw.to_str()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"json": self.to_json_str(), "name_or_path": self.name_or_path, "bos": self.bos_token,
-                "eos": self.eos_token, "pad": self.pad_token}
+        return {
+            "json": self.to_json_str(),
+            "name_or_path": self.name_or_path,
+            "bos": self.bos_token,
+            "eos": self.eos_token,
+            "pad": self.pad_token,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(_RawTokenizer.from_str(state["json"]), name_or_path=state["name_or_path"],
-                      bos_token=state["bos"], eos_token=state["eos"], pad_token=state["pad"])
+        self.__init__(
+            _RawTokenizer.from_str(state["json"]),
+            name_or_path=state["name_or_path"],
+            bos_token=state["bos"],
+            eos_token=state["eos"],
+            pad_token=state["pad"],
+        )
 
     # -- text <-> ids ------------------------------------------------------------------------
 
@@ -150,7 +179,8 @@ def find_tokenizer(model_name: str) -> Tokenizer | None:
     if not (path / "tokenizer.json").is_file():
         raise TokenizerNotFoundError(
             f"{model_name!r} is a directory but has no tokenizer.json (a Hugging Face model directory "
-            "needs tokenizer.json, plus tokenizer_config.json for its special tokens)")
+            "needs tokenizer.json, plus tokenizer_config.json for its special tokens)"
+        )
     return _remember(model_name, Tokenizer.from_dir(path))
 
 
@@ -167,13 +197,15 @@ def get_tokenizer(model_name: str, service_client: ServiceClient | None = None) 
     if service_client is None:
         raise TokenizerNotFoundError(
             f"no tokenizer for {model_name!r}: it is neither a registered tokenizer nor a local directory "
-            "with tokenizer.json, and no service client was given to fetch it from a server")
+            "with tokenizer.json, and no service client was given to fetch it from a server"
+        )
     try:
         fetched = service_client.get_tokenizer(model_name)
     except APIStatusError as exc:
         raise TokenizerNotFoundError(
             f"no tokenizer for {model_name!r}: not registered, not a local directory, and the server "
-            f"refused it ({exc})") from exc
+            f"refused it ({exc})"
+        ) from exc
     return _remember(model_name, fetched)
 
 

@@ -38,8 +38,12 @@ def build_engine(config: ServerConfig) -> Engine:
     from server_stub.torch_engine import TorchEngine
 
     config.storage_dir.mkdir(parents=True, exist_ok=True)
-    return TorchEngine(config.storage_dir, device=config.device, dtype=config.dtype,
-                       extra_models=dict(config.extra_models) or None)
+    return TorchEngine(
+        config.storage_dir,
+        device=config.device,
+        dtype=config.dtype,
+        extra_models=dict(config.extra_models) or None,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,14 +53,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"server_stub: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from server_stub.app import create_app
 
     app = create_app(build_engine(config), config)
-    server = _AnnouncingServer(uvicorn.Config(app, host=config.host, port=config.port,
-                                              log_level=config.log_level, access_log=False,
-                                              timeout_keep_alive=int(config.keep_alive_seconds),
-                                              timeout_graceful_shutdown=3))
+    server = _AnnouncingServer(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level,
+            access_log=False,
+            timeout_keep_alive=int(config.keep_alive_seconds),
+            timeout_graceful_shutdown=3,
+        )
+    )
     if config.exit_with_parent is not None:
         from server_stub.parent_watch import watch_parent
 

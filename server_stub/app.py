@@ -41,13 +41,21 @@ def wire(model: types.WireModel) -> Response:
 def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     """The server application around `engine`; its compute thread runs while the app is live."""
     config = config or ServerConfig()
-    store = FuturesStore(grace_seconds=config.result_grace_seconds, ttl_seconds=config.result_ttl_seconds,
-                         max_entries=config.max_stored_results, max_bytes=config.max_stored_bytes)
-    scheduler = Scheduler(engine, sample_batch_rows=config.sample_batch_rows,
-                          sample_batch_window=config.sample_batch_window_seconds,
-                          sample_batch_max_wait=config.sample_batch_max_wait_seconds,
-                          sample_batch_wait_fraction=config.sample_batch_wait_fraction,
-                          max_pending_samples=config.max_pending_samples, max_seq_ahead=config.max_seq_ahead)
+    store = FuturesStore(
+        grace_seconds=config.result_grace_seconds,
+        ttl_seconds=config.result_ttl_seconds,
+        max_entries=config.max_stored_results,
+        max_bytes=config.max_stored_bytes,
+    )
+    scheduler = Scheduler(
+        engine,
+        sample_batch_rows=config.sample_batch_rows,
+        sample_batch_window=config.sample_batch_window_seconds,
+        sample_batch_max_wait=config.sample_batch_max_wait_seconds,
+        sample_batch_wait_fraction=config.sample_batch_wait_fraction,
+        max_pending_samples=config.max_pending_samples,
+        max_seq_ahead=config.max_seq_ahead,
+    )
     sessions = SessionRegistry()
     issued_model_ids: set[str] = set()
 
@@ -61,7 +69,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             scheduler.stop(timeout=10)
 
     app = FastAPI(title="server_stub", summary="Local training server (Tinker JSON wire)", lifespan=lifespan)
-    app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = engine, scheduler, store, sessions
+    app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = (
+        engine,
+        scheduler,
+        store,
+        sessions,
+    )
     install_error_handlers(app)
     if config.api_key is not None:  # without a key the check passes everything: leave it off the path
         app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
@@ -92,8 +105,13 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 issued_model_ids.add(model_id)
                 return model_id
 
-    def enqueue_ordered(raw: bytes, model: type[M], check: Callable[[M, ModelLimits], None],
-                        run: Callable[[M], types.WireModel], label: str) -> Response:
+    def enqueue_ordered(
+        raw: bytes,
+        model: type[M],
+        check: Callable[[M, ModelLimits], None],
+        run: Callable[[M], types.WireModel],
+        label: str,
+    ) -> Response:
         """Validate a training call and queue it in its model's seq order (see scheduler)."""
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         try:
@@ -120,8 +138,13 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             raise
         request_id = store.open(model_id)
         try:
-            scheduler.submit_ordered(model_id, seq_id, digest, request_id,
-                                     Task(lambda: run(req), store.finisher(request_id), label))
+            scheduler.submit_ordered(
+                model_id,
+                seq_id,
+                digest,
+                request_id,
+                Task(lambda: run(req), store.finisher(request_id), label),
+            )
         except BaseException:
             store.discard(request_id)
             raise
@@ -136,8 +159,9 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 engine.weights_info(model_path)  # 404 for an unknown checkpoint
             elif base_model is not None:
                 engine.model_limits(base_model)  # 404 for an unknown base model
-            pending = asyncio.wrap_future(scheduler.call(lambda: engine.create_sampler(base_model, model_path),
-                                                         "create_sampler"))
+            pending = asyncio.wrap_future(
+                scheduler.call(lambda: engine.create_sampler(base_model, model_path), "create_sampler")
+            )
             sessions.remember(key, pending)
         try:
             created: types.GetSamplerResponse = await asyncio.shield(pending)
@@ -197,8 +221,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         validation.check_create_model(req)
         model_id = new_model_id()
         request_id = store.open(model_id)
-        create = Task(lambda: engine.create_model(model_id, req.base_model, req.lora_config, req.user_metadata),
-                      store.finisher(request_id), "create_model")
+        create = Task(
+            lambda: engine.create_model(model_id, req.base_model, req.lora_config, req.user_metadata),
+            store.finisher(request_id),
+            "create_model",
+        )
         scheduler.open_model(model_id, req.base_model, create)
         answer = types.UntypedAPIFuture(request_id=request_id, model_id=model_id)
         sessions.remember(key, answer)
@@ -211,33 +238,52 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/forward")
     async def forward(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.ForwardRequest, validation.check_forward,
-            lambda r: engine.forward_backward(r.model_id, r.forward_input, backward=False), "forward")
+            await request.body(),
+            types.ForwardRequest,
+            validation.check_forward,
+            lambda r: engine.forward_backward(r.model_id, r.forward_input, backward=False),
+            "forward",
+        )
 
     @api.post("/forward_backward")
     async def forward_backward(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.ForwardBackwardRequest, validation.check_forward_backward,
+            await request.body(),
+            types.ForwardBackwardRequest,
+            validation.check_forward_backward,
             lambda r: engine.forward_backward(r.model_id, r.forward_backward_input, backward=True),
-            "forward_backward")
+            "forward_backward",
+        )
 
     @api.post("/optim_step")
     async def optim_step(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.OptimStepRequest, validation.check_optim_step,
-            lambda r: engine.optim_step(r.model_id, r.adam_params), "optim_step")
+            await request.body(),
+            types.OptimStepRequest,
+            validation.check_optim_step,
+            lambda r: engine.optim_step(r.model_id, r.adam_params),
+            "optim_step",
+        )
 
     @api.post("/save_weights")
     async def save_weights(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.SaveWeightsRequest, validation.check_save_weights,
-            lambda r: engine.save_state(r.model_id, r.path or "", r.overwrite, r.ttl_seconds), "save_weights")
+            await request.body(),
+            types.SaveWeightsRequest,
+            validation.check_save_weights,
+            lambda r: engine.save_state(r.model_id, r.path or "", r.overwrite, r.ttl_seconds),
+            "save_weights",
+        )
 
     @api.post("/save_weights_for_sampler")
     async def save_weights_for_sampler(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.SaveWeightsForSamplerRequest, validation.check_save_weights_for_sampler,
-            lambda r: engine.save_sampler_weights(r.model_id, r.path, r.ttl_seconds), "save_weights_for_sampler")
+            await request.body(),
+            types.SaveWeightsForSamplerRequest,
+            validation.check_save_weights_for_sampler,
+            lambda r: engine.save_sampler_weights(r.model_id, r.path, r.ttl_seconds),
+            "save_weights_for_sampler",
+        )
 
     def check_load(req: types.LoadWeightsRequest, limits: ModelLimits) -> None:
         validation.check_load_weights(req, limits)
@@ -246,8 +292,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/load_weights")
     async def load_weights(request: Request) -> Response:
         return enqueue_ordered(
-            await request.body(), types.LoadWeightsRequest, check_load,
-            lambda r: engine.load_state(r.model_id or "", r.path, r.optimizer), "load_weights")
+            await request.body(),
+            types.LoadWeightsRequest,
+            check_load,
+            lambda r: engine.load_state(r.model_id or "", r.path, r.optimizer),
+            "load_weights",
+        )
 
     @api.post("/unload_model")
     async def unload_model(request: Request) -> Response:
@@ -255,8 +305,10 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         base_model_of(model_id)
         request_id = store.open(model_id)
         try:
-            scheduler.close_model(model_id, Task(lambda: engine.unload_model(model_id),
-                                                 store.finisher(request_id), "unload_model"))
+            scheduler.close_model(
+                model_id,
+                Task(lambda: engine.unload_model(model_id), store.finisher(request_id), "unload_model"),
+            )
         except BaseException:
             store.discard(request_id)
             raise
@@ -281,8 +333,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.delete("/training_runs/{run_id}/checkpoints/{kind}/{name}", status_code=204)
     async def delete_checkpoint(run_id: str, kind: str, name: str) -> Response:
         parsed = validation.parse_tinker_path(f"{types.TINKER_SCHEME}{run_id}/{kind}/{name}", "checkpoint_id")
-        await asyncio.wrap_future(scheduler.call(
-            lambda: engine.delete_checkpoint(parsed.training_run_id, parsed.checkpoint_id), "delete_checkpoint"))
+        await asyncio.wrap_future(
+            scheduler.call(
+                lambda: engine.delete_checkpoint(parsed.training_run_id, parsed.checkpoint_id),
+                "delete_checkpoint",
+            )
+        )
         return Response(status_code=204)
 
     # -- sampling ----------------------------------------------------------------------------
@@ -290,8 +346,9 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/create_sampling_session")
     async def create_sampling_session(request: Request) -> Response:
         req = await body(request, types.CreateSamplingSessionRequest)
-        sampler_id = await shared_sampler(("sampler", req.session_id, req.sampling_session_seq_id),
-                                          req.base_model, req.model_path)
+        sampler_id = await shared_sampler(
+            ("sampler", req.session_id, req.sampling_session_seq_id), req.base_model, req.model_path
+        )
         return wire(types.CreateSamplingSessionResponse(sampling_session_id=sampler_id))
 
     @api.get("/samplers/{sampler_id}")
@@ -304,8 +361,9 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         validation.check_sample_target(req)
         sampler_id = req.sampling_session_id
         if sampler_id is None:  # older form: sample a base model or checkpoint directly
-            sampler_id = await shared_sampler(("implicit", req.base_model, req.model_path),
-                                              req.base_model, req.model_path)
+            sampler_id = await shared_sampler(
+                ("implicit", req.base_model, req.model_path), req.base_model, req.model_path
+            )
         limits = engine.model_limits(engine.sampler_base_model(sampler_id))
         validation.check_sample_request(req, limits, config.max_num_samples)
         request_id = store.open()

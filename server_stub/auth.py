@@ -35,7 +35,8 @@ def check_bind_allowed(host: str, api_key: str | None) -> None:
     if api_key is None and not is_loopback_host(host):
         raise ConfigError(
             f"refusing to listen on non-loopback host {host!r} without an API key: "
-            f"pass --api-key KEY or set ${API_KEY_ENV} (clients then send it as X-API-Key)")
+            f"pass --api-key KEY or set ${API_KEY_ENV} (clients then send it as X-API-Key)"
+        )
 
 
 class ApiKeyMiddleware:

@@ -54,61 +54,100 @@ def _model_spec(text: str) -> tuple[str, str]:
 class ServerConfig:
     """How to listen, which engine to build, and the web layer's limits; each field is a flag of the CLI."""
 
-    host: Annotated[str, Option("interface to listen on; anything but loopback requires an API key")] = "127.0.0.1"
+    host: Annotated[str, Option("interface to listen on; anything but loopback requires an API key")] = (
+        "127.0.0.1"
+    )
     port: Annotated[int, Option("TCP port (0 = any free port)")] = 8000
-    storage_dir: Annotated[Path, Option(
-        "checkpoint directory", flag="--storage", env=STORAGE_ENV, metavar="DIR")] = field(
-        default_factory=lambda: Path.home() / ".cache" / "cookbook-server")
-    device: Annotated[Device, Option("where the engine computes (auto: cuda when available, else cpu)")] = "auto"
+    storage_dir: Annotated[
+        Path, Option("checkpoint directory", flag="--storage", env=STORAGE_ENV, metavar="DIR")
+    ] = field(default_factory=lambda: Path.home() / ".cache" / "cookbook-server")
+    device: Annotated[Device, Option("where the engine computes (auto: cuda when available, else cpu)")] = (
+        "auto"
+    )
     dtype: Annotated[Dtype, Option("weights' dtype (auto: bfloat16 on cuda, float32 on cpu)")] = "auto"
     api_key: Annotated[str | None, Option("require this X-API-Key on every request", env=API_KEY_ENV)] = None
-    extra_models: Annotated[dict[str, str], Option(
-        "serve a local Hugging Face model directory under NAME (repeatable)", flag="--model", metavar="NAME=HF_DIR",
-        parse=_model_spec)] = field(default_factory=dict)
+    extra_models: Annotated[
+        dict[str, str],
+        Option(
+            "serve a local Hugging Face model directory under NAME (repeatable)",
+            flag="--model",
+            metavar="NAME=HF_DIR",
+            parse=_model_spec,
+        ),
+    ] = field(default_factory=dict)
     log_level: Annotated[LogLevel, Option("server log level")] = "info"
     # The official SDK's HTTP timeout for retrieve_future is 45 s.
-    long_poll_seconds: Annotated[float, Option(
-        "how long retrieve_future holds a pending request before answering try_again")] = 25.0
-    result_grace_seconds: Annotated[float, Option(
-        "a fetched result stays this long, so a client that lost the answer can poll again")] = 120.0
-    result_ttl_seconds: Annotated[float, Option(
-        "a result nobody fetched is dropped after this long (or earlier when the caps below are hit)")] = 3600.0
+    long_poll_seconds: Annotated[
+        float, Option("how long retrieve_future holds a pending request before answering try_again")
+    ] = 25.0
+    result_grace_seconds: Annotated[
+        float, Option("a fetched result stays this long, so a client that lost the answer can poll again")
+    ] = 120.0
+    result_ttl_seconds: Annotated[
+        float,
+        Option("a result nobody fetched is dropped after this long (or earlier when the caps below are hit)"),
+    ] = 3600.0
     max_stored_results: Annotated[int, Option("at most this many results are kept")] = 10_000
     max_stored_bytes: Annotated[int, Option("at most this many bytes of results are kept")] = 1 << 30
-    sample_batch_rows: Annotated[int, Option(
-        "at most this many rows (sum of num_samples) go to one sampling batch")] = 256
+    sample_batch_rows: Annotated[
+        int, Option("at most this many rows (sum of num_samples) go to one sampling batch")
+    ] = 256
     # A burst of concurrent requests reaches the server over tens of milliseconds; a batch that starts
     # too early makes the stragglers wait for a whole generation.
-    sample_batch_window_seconds: Annotated[float, Option(
-        "run a sampling batch once no request has arrived for this long")] = 0.02
+    sample_batch_window_seconds: Annotated[
+        float, Option("run a sampling batch once no request has arrived for this long")
+    ] = 0.02
     # On a loaded machine the gaps between requests grow, and so do generations.
-    sample_batch_wait_fraction: Annotated[float, Option(
-        "... or for this fraction of the previous sampling batch's run time, if longer")] = 0.1
-    sample_batch_max_wait_seconds: Annotated[float, Option(
-        "never hold a sample request longer than this waiting for company")] = 0.5
+    sample_batch_wait_fraction: Annotated[
+        float, Option("... or for this fraction of the previous sampling batch's run time, if longer")
+    ] = 0.1
+    sample_batch_max_wait_seconds: Annotated[
+        float, Option("never hold a sample request longer than this waiting for company")
+    ] = 0.5
     max_pending_samples: Annotated[int, Option("at most this many sample requests wait for a batch")] = 10_000
     max_num_samples: Annotated[int, Option("the largest num_samples one sample request may ask for")] = 256
-    max_seq_ahead: Annotated[int, Option(
-        "a training call may arrive at most this many seq ids ahead of the next one to run")] = 100_000
+    max_seq_ahead: Annotated[
+        int, Option("a training call may arrive at most this many seq ids ahead of the next one to run")
+    ] = 100_000
     # Longer than clients' own expiry (httpx: 5 s), so a client never reuses a connection the server
     # is closing at that instant.
-    keep_alive_seconds: Annotated[float, Option("idle keep-alive connections are closed after this long")] = 65.0
-    exit_with_parent: Annotated[int | None, Option(
-        "shut down when process PID (our parent) exits, e.g. after a SIGKILL", metavar="PID")] = None
+    keep_alive_seconds: Annotated[float, Option("idle keep-alive connections are closed after this long")] = (
+        65.0
+    )
+    exit_with_parent: Annotated[
+        int | None,
+        Option("shut down when process PID (our parent) exits, e.g. after a SIGKILL", metavar="PID"),
+    ] = None
 
     def __post_init__(self) -> None:
         for name, setting in settings().items():
             if get_origin(setting.kind) is Literal and getattr(self, name) not in get_args(setting.kind):
-                raise ConfigError(f"{name} must be one of {get_args(setting.kind)}, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"{name} must be one of {get_args(setting.kind)}, got {getattr(self, name)!r}"
+                )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
-        if min(self.sample_batch_window_seconds, self.sample_batch_max_wait_seconds,
-               self.sample_batch_wait_fraction) < 0:
+        if (
+            min(
+                self.sample_batch_window_seconds,
+                self.sample_batch_max_wait_seconds,
+                self.sample_batch_wait_fraction,
+            )
+            < 0
+        ):
             raise ConfigError("sample batching waits must be non-negative")
         if self.long_poll_seconds < 0 or self.result_grace_seconds < 0 or self.result_ttl_seconds <= 0:
             raise ConfigError("long-poll, grace and ttl times must be non-negative (ttl positive)")
-        if min(self.max_stored_results, self.sample_batch_rows, self.max_pending_samples,
-               self.max_num_samples, self.max_seq_ahead) < 1:
+        if (
+            min(
+                self.max_stored_results,
+                self.sample_batch_rows,
+                self.max_pending_samples,
+                self.max_num_samples,
+                self.max_seq_ahead,
+            )
+            < 1
+        ):
             raise ConfigError("queue and batch limits must be at least 1")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("the API key must not be empty")
@@ -145,8 +184,11 @@ class Setting:
         """argparse settings: choices for a Literal, a repeatable flag for a dict, else one parsed value."""
         default = self.default()
         shown = f"${self.option.env}, else {default or 'none'}" if self.option.env else default or "none"
-        common = {"dest": self.declared.name, "metavar": self.option.metavar,
-                  "help": f"{self.option.help} (default: {shown})"}
+        common = {
+            "dest": self.declared.name,
+            "metavar": self.option.metavar,
+            "help": f"{self.option.help} (default: {shown})",
+        }
         if get_origin(self.kind) is Literal:
             return {**common, "choices": get_args(self.kind), "default": default}
         if get_origin(self.kind) is dict:
@@ -172,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m server_stub`: one flag per ServerConfig field."""
     parser = argparse.ArgumentParser(
         prog="python -m server_stub",
-        description="Local training server speaking the Tinker JSON wire (SDK 0.24.x).")
+        description="Local training server speaking the Tinker JSON wire (SDK 0.24.x).",
+    )
     for setting in settings().values():
         parser.add_argument(setting.flag, **setting.argument())
     return parser

@@ -88,27 +88,35 @@ class Engine(Protocol):
 
     # -- heavy work (compute thread only) ----------------------------------------------------
 
-    def create_model(self, model_id: str, base_model: str, lora_config: types.LoraConfig | None,
-                     user_metadata: dict[str, Any] | None) -> types.CreateModelResponse:
+    def create_model(
+        self,
+        model_id: str,
+        base_model: str,
+        lora_config: types.LoraConfig | None,
+        user_metadata: dict[str, Any] | None,
+    ) -> types.CreateModelResponse:
         """A new trainable model; `lora_config` None or rank 0 means full-weight training."""
         ...
 
     def unload_model(self, model_id: str) -> types.UnloadModelResponse: ...
 
-    def forward_backward(self, model_id: str, fwd: types.ForwardBackwardInput,
-                         backward: bool) -> types.ForwardBackwardOutput:
+    def forward_backward(
+        self, model_id: str, fwd: types.ForwardBackwardInput, backward: bool
+    ) -> types.ForwardBackwardOutput:
         """Loss + per-datum logprobs; with `backward`, gradients accumulate until optim_step."""
         ...
 
     def optim_step(self, model_id: str, adam: types.AdamParams) -> types.OptimStepResponse: ...
 
-    def save_state(self, model_id: str, name: str, overwrite: bool,
-                   ttl_seconds: int | None) -> types.SaveWeightsResponse: ...
+    def save_state(
+        self, model_id: str, name: str, overwrite: bool, ttl_seconds: int | None
+    ) -> types.SaveWeightsResponse: ...
 
     def load_state(self, model_id: str, tinker_path: str, optimizer: bool) -> types.LoadWeightsResponse: ...
 
-    def save_sampler_weights(self, model_id: str, name: str | None,
-                             ttl_seconds: int | None) -> types.SaveWeightsForSamplerResponseInternal:
+    def save_sampler_weights(
+        self, model_id: str, name: str | None, ttl_seconds: int | None
+    ) -> types.SaveWeightsForSamplerResponseInternal:
         """Named: a durable `sampler_weights` checkpoint (path). Unnamed: an in-memory snapshot
         (sampling_session_id). Either way the snapshot never changes afterwards."""
         ...

@@ -28,8 +28,13 @@ class QueueFullError(UserError):
     status_code = 429
 
 
-def error_response(status_code: int, message: str, *, field: str | None = None,
-                   category: types.RequestErrorCategory = types.RequestErrorCategory.User) -> JSONResponse:
+def error_response(
+    status_code: int,
+    message: str,
+    *,
+    field: str | None = None,
+    category: types.RequestErrorCategory = types.RequestErrorCategory.User,
+) -> JSONResponse:
     body = types.ErrorBody(error=message, category=category, field=field)
     return JSONResponse(status_code=status_code, content=body.model_dump(mode="json"))
 
@@ -73,8 +78,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error in %s %s", request.method, request.url.path)
-        return error_response(500, f"internal server error: {type(exc).__name__}: {exc}",
-                              category=types.RequestErrorCategory.Server)
+        return error_response(
+            500,
+            f"internal server error: {type(exc).__name__}: {exc}",
+            category=types.RequestErrorCategory.Server,
+        )
 
     app.add_exception_handler(UserError, on_user_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

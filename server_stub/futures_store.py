@@ -45,7 +45,9 @@ class Failed:
     category: types.RequestErrorCategory
 
     def body(self) -> bytes:
-        return types.RequestFailedResponse(error=self.error, category=self.category).model_dump_json().encode()
+        return (
+            types.RequestFailedResponse(error=self.error, category=self.category).model_dump_json().encode()
+        )
 
 
 Outcome = Succeeded | Failed
@@ -55,8 +57,9 @@ def outcome_of(result: Any, exc: BaseException | None) -> Outcome:
     """Turn an engine call's return value or exception into what the client will read."""
     if exc is None:
         if not isinstance(result, types.WireModel):
-            return Failed(f"engine returned {type(result).__name__}, not a response",
-                          types.RequestErrorCategory.Server)
+            return Failed(
+                f"engine returned {type(result).__name__}, not a response", types.RequestErrorCategory.Server
+            )
         return Succeeded(result.model_dump_json(exclude_none=True).encode())
     if isinstance(exc, UserError):
         message = exc.message
@@ -94,16 +97,26 @@ class UnknownRequestError(KeyError):
 
     def __str__(self) -> str:
         if self.expired:
-            return (f"the result of request {self.request_id!r} is no longer kept "
-                    "(fetched long ago or never fetched in time)")
+            return (
+                f"the result of request {self.request_id!r} is no longer kept "
+                "(fetched long ago or never fetched in time)"
+            )
         return f"unknown request id {self.request_id!r}"
 
 
 class FuturesStore:
     """Pending and finished requests by id, with long-poll waits and bounded memory."""
 
-    def __init__(self, *, grace_seconds: float, ttl_seconds: float, max_entries: int, max_bytes: int,
-                 clock: Callable[[], float] = time.monotonic, sweep_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        grace_seconds: float,
+        ttl_seconds: float,
+        max_entries: int,
+        max_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_interval: float = 1.0,
+    ) -> None:
         self._grace = grace_seconds
         self._ttl = ttl_seconds
         self._max_entries = max_entries
@@ -187,8 +200,10 @@ class FuturesStore:
     # -- bounds ------------------------------------------------------------------------------
 
     def _over_caps(self, fraction: float = 1.0) -> bool:
-        return (len(self._finished) > self._max_entries * fraction
-                or self._finished_bytes > self._max_bytes * fraction)
+        return (
+            len(self._finished) > self._max_entries * fraction
+            or self._finished_bytes > self._max_bytes * fraction
+        )
 
     def _maybe_sweep(self, force: bool = False) -> None:
         now = self._clock()

@@ -103,15 +103,25 @@ def _finish(finish: Finisher, result: Any, exc: BaseException | None) -> None:
 class Scheduler:
     """Orders, batches and runs engine calls on one compute thread."""
 
-    def __init__(self, engine: Engine, *, sample_batch_rows: int = 256, sample_batch_window: float = 0.0,
-                 sample_batch_max_wait: float | None = None, sample_batch_wait_fraction: float = 0.0,
-                 max_pending_samples: int = 10_000, max_seq_ahead: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        sample_batch_rows: int = 256,
+        sample_batch_window: float = 0.0,
+        sample_batch_max_wait: float | None = None,
+        sample_batch_wait_fraction: float = 0.0,
+        max_pending_samples: int = 10_000,
+        max_seq_ahead: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """`sample_batch_max_wait` None: ten quiet windows."""
         self._engine = engine
         self._batch_rows = sample_batch_rows
         self._batch_window = sample_batch_window
-        self._batch_max_wait = 10 * sample_batch_window if sample_batch_max_wait is None else sample_batch_max_wait
+        self._batch_max_wait = (
+            10 * sample_batch_window if sample_batch_max_wait is None else sample_batch_max_wait
+        )
         self._batch_wait_fraction = sample_batch_wait_fraction
         self._last_sample_arrival = float("-inf")
         self._last_sample_run = 0.0  # seconds the previous engine.sample call took
@@ -178,8 +188,10 @@ class Scheduler:
             seen = lane.seen.get(seq_id)
             if seen is not None:
                 if seen.digest != digest:
-                    raise ConflictError(f"seq_id {seq_id} of model {model_id!r} was already used by a "
-                                        "different request", field="seq_id")
+                    raise ConflictError(
+                        f"seq_id {seq_id} of model {model_id!r} was already used by a different request",
+                        field="seq_id",
+                    )
                 if seen.error is not None:
                     raise seen.error
                 return seen.request_id
@@ -227,11 +239,17 @@ class Scheduler:
         if lane.closed:
             raise NotFoundError(f"model {lane.model_id!r} is being unloaded", field="model_id")
         if seq_id < lane.next_seq:
-            raise ConflictError(f"seq_id {seq_id} of model {lane.model_id!r} is already past "
-                                f"(the next one to run is {lane.next_seq})", field="seq_id")
+            raise ConflictError(
+                f"seq_id {seq_id} of model {lane.model_id!r} is already past "
+                f"(the next one to run is {lane.next_seq})",
+                field="seq_id",
+            )
         if seq_id > lane.next_seq + self._max_seq_ahead:
-            raise UserError(f"seq_id {seq_id} is more than {self._max_seq_ahead} ahead of the next one "
-                            f"to run ({lane.next_seq}) for model {lane.model_id!r}", field="seq_id")
+            raise UserError(
+                f"seq_id {seq_id} is more than {self._max_seq_ahead} ahead of the next one "
+                f"to run ({lane.next_seq}) for model {lane.model_id!r}",
+                field="seq_id",
+            )
 
     # -- sampling and other work -------------------------------------------------------------
 
@@ -368,10 +386,16 @@ class Scheduler:
         self.sample_batch_sizes.append(len(batch))
         if logger.isEnabledFor(logging.DEBUG):
             gaps = [b.arrived - a.arrived for a, b in itertools.pairwise(batch)]
-            logger.debug("sampling batch: %d requests, %d rows, %d still waiting; arrivals spread over %.1f ms "
-                         "(largest gap %.1f ms), the first waited %.1f ms", len(batch), rows, len(self._samples),
-                         1e3 * (batch[-1].arrived - batch[0].arrived), 1e3 * max(gaps, default=0.0),
-                         1e3 * (now - batch[0].arrived))
+            logger.debug(
+                "sampling batch: %d requests, %d rows, %d still waiting; arrivals spread over %.1f ms "
+                "(largest gap %.1f ms), the first waited %.1f ms",
+                len(batch),
+                rows,
+                len(self._samples),
+                1e3 * (batch[-1].arrived - batch[0].arrived),
+                1e3 * max(gaps, default=0.0),
+                1e3 * (now - batch[0].arrived),
+            )
         return lambda: self._run_samples(batch), None
 
     def _run_samples(self, batch: list[_SampleTask]) -> None:

@@ -31,19 +31,28 @@ class Session:
 class SessionRegistry:
     """Known sessions and a bounded memory of per-session requests already answered."""
 
-    def __init__(self, max_records: int = 10_000, max_sessions: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_records: int = 10_000,
+        max_sessions: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently seen first
         self._max_sessions = max_sessions
         self._records: OrderedDict[Hashable, Any] = OrderedDict()
         self._max_records = max_records
         self._clock = clock
 
-    def create(self, sdk_version: str = "unknown", tags: list[str] | None = None,
-               user_metadata: dict[str, Any] | None = None) -> Session:
+    def create(
+        self,
+        sdk_version: str = "unknown",
+        tags: list[str] | None = None,
+        user_metadata: dict[str, Any] | None = None,
+    ) -> Session:
         now = self._clock()
-        session = Session(f"session-{uuid.uuid4().hex[:16]}", sdk_version, list(tags or []),
-                          user_metadata, now, now)
+        session = Session(
+            f"session-{uuid.uuid4().hex[:16]}", sdk_version, list(tags or []), user_metadata, now, now
+        )
         self._sessions[session.session_id] = session
         while len(self._sessions) > self._max_sessions:
             self._sessions.popitem(last=False)
@@ -52,8 +61,9 @@ class SessionRegistry:
     def heartbeat(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
-            raise NotFoundError(f"unknown session {session_id!r} (the server may have restarted)",
-                                field="session_id")
+            raise NotFoundError(
+                f"unknown session {session_id!r} (the server may have restarted)", field="session_id"
+            )
         session.last_heartbeat = self._clock()
         self._sessions.move_to_end(session_id)
         return session

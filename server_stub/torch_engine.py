@@ -62,17 +62,26 @@ def _lora_spec(config: types.LoraConfig | None) -> LoraSpec | None:
     if config is None or config.rank == 0:
         return None
     if config.rank > MAX_LORA_RANK:
-        raise UserError(f"lora_config.rank: at most {MAX_LORA_RANK} is supported, got {config.rank}",
-                        field="lora_config.rank")
-    return LoraSpec(rank=config.rank, train_attn=config.train_attn, train_mlp=config.train_mlp,
-                    train_unembed=config.train_unembed)
+        raise UserError(
+            f"lora_config.rank: at most {MAX_LORA_RANK} is supported, got {config.rank}",
+            field="lora_config.rank",
+        )
+    return LoraSpec(
+        rank=config.rank,
+        train_attn=config.train_attn,
+        train_mlp=config.train_mlp,
+        train_unembed=config.train_unembed,
+    )
 
 
 def _describe(spec: LoraSpec | None) -> str:
     if spec is None:
         return "full weights"
-    parts = [name for name, on in (("attn", spec.train_attn), ("mlp", spec.train_mlp),
-                                   ("unembed", spec.train_unembed)) if on]
+    parts = [
+        name
+        for name, on in (("attn", spec.train_attn), ("mlp", spec.train_mlp), ("unembed", spec.train_unembed))
+        if on
+    ]
     return f"LoRA rank {spec.rank} on {'+'.join(parts)}"
 
 
@@ -83,8 +92,13 @@ CPU_PASS_TOKEN_BUDGET = 1536
 class TorchEngine:
     """Models, training, sampling and checkpoints on one device."""
 
-    def __init__(self, storage_dir: Path, device: str = "auto", dtype: str = "auto",
-                 extra_models: dict[str, str] | None = None):
+    def __init__(
+        self,
+        storage_dir: Path,
+        device: str = "auto",
+        dtype: str = "auto",
+        extra_models: dict[str, str] | None = None,
+    ):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         # Training passes on a CPU run in length-sorted chunks of at most this many padded tokens
@@ -104,16 +118,25 @@ class TorchEngine:
     # -- cheap metadata ----------------------------------------------------------------------
 
     def supported_models(self) -> list[types.SupportedModel]:
-        return [types.SupportedModel(model_name=name, max_context_length=self.registry.source(name).limits
-                                     .max_context_length) for name in self.registry.names()]
+        return [
+            types.SupportedModel(
+                model_name=name, max_context_length=self.registry.source(name).limits.max_context_length
+            )
+            for name in self.registry.names()
+        ]
 
     def model_limits(self, base_model: str) -> ModelLimits:
         return self.registry.source(base_model).limits
 
     def tokenizer(self, base_model: str) -> types.TokenizerResponse:
         files = self.registry.tokenizer(base_model)
-        return types.TokenizerResponse(model_name=base_model, tokenizer_json=files.tokenizer_json,
-                                       bos_token=files.bos_token, eos_token=files.eos_token, pad_token=files.pad_token)
+        return types.TokenizerResponse(
+            model_name=base_model,
+            tokenizer_json=files.tokenizer_json,
+            bos_token=files.bos_token,
+            eos_token=files.eos_token,
+            pad_token=files.pad_token,
+        )
 
     def _model(self, model_id: str) -> TrainableModel:
         model = self._models.get(model_id)
@@ -137,15 +160,21 @@ class TorchEngine:
         model = self._model(model_id)
         source = self.registry.source(model.base_model)
         return types.GetInfoResponse(
-            type="get_info", model_id=model_id, model_name=model.base_model, is_lora=model.is_lora,
+            type="get_info",
+            model_id=model_id,
+            model_name=model.base_model,
+            is_lora=model.is_lora,
             lora_rank=model.lora.rank if model.lora else None,
-            model_data=types.ModelData(arch=source.arch, model_name=model.base_model, tokenizer_id=model.base_model),
+            model_data=types.ModelData(
+                arch=source.arch, model_name=model.base_model, tokenizer_id=model.base_model
+            ),
         )
 
     def get_sampler(self, sampler_id: str) -> types.GetSamplerResponse:
         record = self._sampler(sampler_id)
-        return types.GetSamplerResponse(sampler_id=sampler_id, base_model=record.base_model,
-                                        model_path=record.model_path)
+        return types.GetSamplerResponse(
+            sampler_id=sampler_id, base_model=record.base_model, model_path=record.model_path
+        )
 
     def weights_info(self, tinker_path: str) -> types.WeightsInfoResponse:
         meta, _ = self.checkpoints.get(tinker_path, field="tinker_path")
@@ -164,8 +193,13 @@ class TorchEngine:
 
     # -- models ------------------------------------------------------------------------------
 
-    def create_model(self, model_id: str, base_model: str, lora_config: types.LoraConfig | None,
-                     user_metadata: dict[str, Any] | None) -> types.CreateModelResponse:
+    def create_model(
+        self,
+        model_id: str,
+        base_model: str,
+        lora_config: types.LoraConfig | None,
+        user_metadata: dict[str, Any] | None,
+    ) -> types.CreateModelResponse:
         check_safe_name(model_id, "model_id")
         if model_id in self._models:
             raise ConflictError(f"model {model_id!r} already exists", field="model_id")
@@ -180,8 +214,15 @@ class TorchEngine:
             hub = self.registry.get(base_model).hub
             model = lora_model(model_id, base_model, hub, f"train{next(self._adapter_ids)}", spec, seed)
         now = time.time()
-        meta = RunMeta(run_id=model_id, base_model=base_model, lora=spec, lora_seed=model.lora_seed, created_at=now,
-                       last_request_time=now, user_metadata=stringify_metadata(user_metadata))
+        meta = RunMeta(
+            run_id=model_id,
+            base_model=base_model,
+            lora=spec,
+            lora_seed=model.lora_seed,
+            created_at=now,
+            last_request_time=now,
+            user_metadata=stringify_metadata(user_metadata),
+        )
         try:
             self.runs.create(meta)
         except Exception:
@@ -204,15 +245,18 @@ class TorchEngine:
 
     # -- training ----------------------------------------------------------------------------
 
-    def forward_backward(self, model_id: str, fwd: types.ForwardBackwardInput,
-                         backward: bool) -> types.ForwardBackwardOutput:
+    def forward_backward(
+        self, model_id: str, fwd: types.ForwardBackwardInput, backward: bool
+    ) -> types.ForwardBackwardOutput:
         model = self._model(model_id)
         chunks = build_batches(fwd, self.model_limits(model.base_model), self.device, self.pass_token_budget)
         result = run_pass(model.module(), chunks, fwd.loss_fn, backward)
         self._touch(model_id)
-        return types.ForwardBackwardOutput(loss_fn_output_type="ArrayRecord",
-                                           loss_fn_outputs=[{"logprobs": lp} for lp in result.logprobs],
-                                           metrics={"loss:sum": result.loss})
+        return types.ForwardBackwardOutput(
+            loss_fn_output_type="ArrayRecord",
+            loss_fn_outputs=[{"logprobs": lp} for lp in result.logprobs],
+            metrics={"loss:sum": result.loss},
+        )
 
     def optim_step(self, model_id: str, adam: types.AdamParams) -> types.OptimStepResponse:
         model = self._model(model_id)
@@ -223,17 +267,33 @@ class TorchEngine:
 
     # -- checkpoints -------------------------------------------------------------------------
 
-    def _checkpoint_meta(self, model: TrainableModel, kind_dir: str, name: str,
-                         ttl_seconds: int | None) -> CheckpointMeta:
+    def _checkpoint_meta(
+        self, model: TrainableModel, kind_dir: str, name: str, ttl_seconds: int | None
+    ) -> CheckpointMeta:
         check_safe_name(name, "path")
         check_ttl(ttl_seconds)
-        return CheckpointMeta(run_id=model.model_id, kind_dir=kind_dir, name=name, base_model=model.base_model,
-                              lora=model.lora, created_at=time.time(), ttl_seconds=ttl_seconds)
+        return CheckpointMeta(
+            run_id=model.model_id,
+            kind_dir=kind_dir,
+            name=name,
+            base_model=model.base_model,
+            lora=model.lora,
+            created_at=time.time(),
+            ttl_seconds=ttl_seconds,
+        )
 
-    def _save(self, model: TrainableModel, meta: CheckpointMeta, with_optimizer: bool, overwrite: bool) -> str:
+    def _save(
+        self, model: TrainableModel, meta: CheckpointMeta, with_optimizer: bool, overwrite: bool
+    ) -> str:
         def write(directory: Path) -> None:
-            write_weights(directory, model.params, model.lora, model.base_model,
-                          model.module().config.to_json_string(), self.registry.tokenizer(model.base_model))
+            write_weights(
+                directory,
+                model.params,
+                model.lora,
+                model.base_model,
+                model.module().config.to_json_string(),
+                self.registry.tokenizer(model.base_model),
+            )
             if with_optimizer:
                 write_optimizer(directory, model.optimizer.state_tensors())
 
@@ -243,29 +303,42 @@ class TorchEngine:
         self.runs.write(self._run_meta[model.model_id])
         return saved.tinker_path
 
-    def save_state(self, model_id: str, name: str, overwrite: bool,
-                   ttl_seconds: int | None) -> types.SaveWeightsResponse:
+    def save_state(
+        self, model_id: str, name: str, overwrite: bool, ttl_seconds: int | None
+    ) -> types.SaveWeightsResponse:
         model = self._model(model_id)
-        meta = replace(self._checkpoint_meta(model, "weights", name, ttl_seconds),
-                       optimizer_step=model.optimizer.step_count, has_optimizer=True)
+        meta = replace(
+            self._checkpoint_meta(model, "weights", name, ttl_seconds),
+            optimizer_step=model.optimizer.step_count,
+            has_optimizer=True,
+        )
         return types.SaveWeightsResponse(path=self._save(model, meta, True, overwrite), type="save_weights")
 
     def load_state(self, model_id: str, tinker_path: str, optimizer: bool) -> types.LoadWeightsResponse:
         model = self._model(model_id)
         meta, directory = self.checkpoints.get(tinker_path)
         if meta.base_model != model.base_model:
-            raise UserError(f"{tinker_path} was trained on base model {meta.base_model!r}, this model is on "
-                            f"{model.base_model!r}", field="path")
+            raise UserError(
+                f"{tinker_path} was trained on base model {meta.base_model!r}, this model is on "
+                f"{model.base_model!r}",
+                field="path",
+            )
         if meta.lora != model.lora:
-            raise UserError(f"{tinker_path} holds {_describe(meta.lora)}, this model is {_describe(model.lora)}",
-                            field="path")
+            raise UserError(
+                f"{tinker_path} holds {_describe(meta.lora)}, this model is {_describe(model.lora)}",
+                field="path",
+            )
         if optimizer and not meta.has_optimizer:
-            raise UserError(f"{tinker_path} has no optimizer state (use a tinker://.../weights/... checkpoint)",
-                            field="path")
+            raise UserError(
+                f"{tinker_path} has no optimizer state (use a tinker://.../weights/... checkpoint)",
+                field="path",
+            )
         tensors = read_weights(directory, meta.is_lora, self.device)
         model.check_compatible(tensors, tinker_path)
         if optimizer:  # restored before the weights: it validates everything first, then swaps in one go
-            model.optimizer.load_state_tensors(read_optimizer(directory, self.device), meta.optimizer_step or 0)
+            model.optimizer.load_state_tensors(
+                read_optimizer(directory, self.device), meta.optimizer_step or 0
+            )
         else:
             model.optimizer.reset()
         model.load_weights(tensors, tinker_path)
@@ -279,23 +352,30 @@ class TorchEngine:
     # -- samplers ----------------------------------------------------------------------------
 
     def _new_sampler(self, base_model: str, snapshot_id: str | None, model_path: str | None) -> SamplerRecord:
-        record = SamplerRecord(sampler_id=f"sampler-{uuid.uuid4().hex[:12]}", base_model=base_model,
-                               snapshot_id=snapshot_id, model_path=model_path)
+        record = SamplerRecord(
+            sampler_id=f"sampler-{uuid.uuid4().hex[:12]}",
+            base_model=base_model,
+            snapshot_id=snapshot_id,
+            model_path=model_path,
+        )
         self._samplers[record.sampler_id] = record
         return record
 
-    def save_sampler_weights(self, model_id: str, name: str | None,
-                             ttl_seconds: int | None) -> types.SaveWeightsForSamplerResponseInternal:
+    def save_sampler_weights(
+        self, model_id: str, name: str | None, ttl_seconds: int | None
+    ) -> types.SaveWeightsForSamplerResponseInternal:
         model = self._model(model_id)
         if name is None:
             snapshot_id = self.snapshots.add(model.base_model, model.lora, model.snapshot())
             record = self._new_sampler(model.base_model, snapshot_id, None)
             self._touch(model_id)
-            return types.SaveWeightsForSamplerResponseInternal(sampling_session_id=record.sampler_id,
-                                                               type="save_weights_for_sampler")
+            return types.SaveWeightsForSamplerResponseInternal(
+                sampling_session_id=record.sampler_id, type="save_weights_for_sampler"
+            )
         meta = self._checkpoint_meta(model, "sampler_weights", name, ttl_seconds)
-        return types.SaveWeightsForSamplerResponseInternal(path=self._save(model, meta, False, overwrite=False),
-                                                           type="save_weights_for_sampler")
+        return types.SaveWeightsForSamplerResponseInternal(
+            path=self._save(model, meta, False, overwrite=False), type="save_weights_for_sampler"
+        )
 
     def create_sampler(self, base_model: str | None, model_path: str | None) -> types.GetSamplerResponse:
         check_sampler_source(base_model, model_path)
@@ -305,8 +385,9 @@ class TorchEngine:
             return self.get_sampler(self._new_sampler(base_model, None, None).sampler_id)
         meta, directory = self.checkpoints.get(model_path, field="model_path")
         if base_model is not None and base_model != meta.base_model:
-            raise UserError(f"{model_path} is for base model {meta.base_model!r}, not {base_model!r}",
-                            field="base_model")
+            raise UserError(
+                f"{model_path} is for base model {meta.base_model!r}, not {base_model!r}", field="base_model"
+            )
         base = self.registry.get(meta.base_model)
         tensors = read_weights(directory, meta.is_lora, self.device)
         snapshot_id = self.snapshots.add(meta.base_model, meta.lora, tensors)
@@ -342,8 +423,13 @@ class TorchEngine:
                         results[index] = exc
         return [r if r is not None else RuntimeError("sample job produced no result") for r in results]
 
-    def _sample_group(self, base: LoadedBase, record: SamplerRecord, members: list[tuple[int, PreparedRequest]],
-                      results: list[types.SampleResponse | Exception | None]) -> None:
+    def _sample_group(
+        self,
+        base: LoadedBase,
+        record: SamplerRecord,
+        members: list[tuple[int, PreparedRequest]],
+        results: list[types.SampleResponse | Exception | None],
+    ) -> None:
         import torch
 
         module = self.sampling_modules.module_for(base, record.snapshot_id)
@@ -357,8 +443,9 @@ class TorchEngine:
             if not last and rows + members[position + 1][1].num_samples <= MAX_ROWS_PER_BATCH:
                 continue
             with torch.inference_mode():
-                responses = generate(module, [r for _, r in chunk], base.token_bytes, base.source.limits.vocab_size,
-                                     pad_id)
+                responses = generate(
+                    module, [r for _, r in chunk], base.token_bytes, base.source.limits.vocab_size, pad_id
+                )
             for (i, _), response in zip(chunk, responses, strict=True):
                 results[i] = response
             chunk, rows = [], 0

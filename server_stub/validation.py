@@ -94,8 +94,11 @@ def require_model_id(model_id: str | None, field: str = "model_id") -> str:
 def check_safe_name(name: str, field: str) -> str:
     """A checkpoint name or run id that is safe as one directory name inside the storage dir."""
     if not types.SAFE_NAME_RE.match(name) or ".." in name:
-        raise _fail(field, f"{name!r} is not a valid name (letters, digits and _.:=- only, no '..', "
-                           "no '/', at most 128 characters, not starting with '.' or '-')")
+        raise _fail(
+            field,
+            f"{name!r} is not a valid name (letters, digits and _.:=- only, no '..', "
+            "no '/', at most 128 characters, not starting with '.' or '-')",
+        )
     return name
 
 
@@ -157,8 +160,7 @@ def _check_floats(values: Sequence[float], field: str) -> None:
     total = sum(values)
     if math.isfinite(total) and max(values) <= FLOAT32_MAX and min(values) >= -FLOAT32_MAX:
         return
-    index, bad = next((i, v) for i, v in enumerate(values)
-                      if not math.isfinite(v) or abs(v) > FLOAT32_MAX)
+    index, bad = next((i, v) for i, v in enumerate(values) if not math.isfinite(v) or abs(v) > FLOAT32_MAX)
     problem = "non-finite" if not math.isfinite(bad) else "out of float32 range"
     raise _fail(field, f"{problem} value {bad} at position {index}")
 
@@ -177,9 +179,16 @@ def _tensor_shape(tensor: types.TensorData, field: str) -> list[int]:
         if shape is None or len(shape) != 2 or crow is None or col is None:
             raise _fail(field, "a sparse tensor needs a 2-D shape and both crow and col indices")
         rows, cols = shape
-        if (rows < 0 or cols < 0 or len(crow) != rows + 1 or crow[0] != 0 or crow[-1] != n or len(col) != n
-                or any(b < a for a, b in itertools.pairwise(crow))
-                or (col and (min(col) < 0 or max(col) >= cols))):
+        if (
+            rows < 0
+            or cols < 0
+            or len(crow) != rows + 1
+            or crow[0] != 0
+            or crow[-1] != n
+            or len(col) != n
+            or any(b < a for a, b in itertools.pairwise(crow))
+            or (col and (min(col) < 0 or max(col) >= cols))
+        ):
             raise _fail(field, f"inconsistent sparse CSR indices for shape {shape} with {n} values")
         return list(shape)
     if tensor.shape is None:
@@ -196,19 +205,25 @@ def _check_datum(datum: types.Datum, index: int, loss: Loss, limits: ModelLimits
     if length == 0:
         raise _fail(f"{where}.model_input", "is empty")
     if length > limits.max_context_length:
-        raise _fail(f"{where}.model_input",
-                    f"sequence length {length} exceeds the model's context length {limits.max_context_length}")
+        raise _fail(
+            f"{where}.model_input",
+            f"sequence length {length} exceeds the model's context length {limits.max_context_length}",
+        )
     _check_token_ids(tokens, limits.vocab_size, f"{where}.model_input")
 
     inputs = datum.loss_fn_inputs
     for key in loss.required_inputs:
         if key not in inputs:
-            raise _fail(f"{where}.loss_fn_inputs",
-                        f"missing {key!r}, which {loss.name} requires (needs {', '.join(loss.required_inputs)})")
+            raise _fail(
+                f"{where}.loss_fn_inputs",
+                f"missing {key!r}, which {loss.name} requires (needs {', '.join(loss.required_inputs)})",
+            )
     for key in inputs:
         if key not in loss.inputs:
-            raise _fail(f"{where}.loss_fn_inputs.{key}",
-                        f"is not an input of {loss.name} (accepted: {', '.join(loss.inputs)})")
+            raise _fail(
+                f"{where}.loss_fn_inputs.{key}",
+                f"is not an input of {loss.name} (accepted: {', '.join(loss.inputs)})",
+            )
 
     target_field = f"{where}.loss_fn_inputs.{TARGET_INPUT}"
     target = inputs[TARGET_INPUT]
@@ -216,7 +231,9 @@ def _check_datum(datum: types.Datum, index: int, loss: Loss, limits: ModelLimits
     if target.dtype != "int64":  # the wire type has already made int64 data exact ints
         raise _fail(target_field, f"must have dtype int64, got {target.dtype}")
     if len(target_shape) > (2 if loss.multi_target else 1):
-        raise _fail(target_field, f"must be 1-D{' or 2-D' if loss.multi_target else ''}, got shape {target_shape}")
+        raise _fail(
+            target_field, f"must be 1-D{' or 2-D' if loss.multi_target else ''}, got shape {target_shape}"
+        )
     if target_shape[0] != length:
         raise _fail(target_field, f"length {target_shape[0]} != model_input length {length}")
     _check_token_ids(target.data, limits.vocab_size, target_field)  # type: ignore[arg-type]
@@ -235,8 +252,9 @@ def _check_datum(datum: types.Datum, index: int, loss: Loss, limits: ModelLimits
         _check_floats(tensor.data, field)
 
 
-def check_forward_backward_input(fwd: types.ForwardBackwardInput, limits: ModelLimits,
-                                 prefix: str = "forward_backward_input") -> None:
+def check_forward_backward_input(
+    fwd: types.ForwardBackwardInput, limits: ModelLimits, prefix: str = "forward_backward_input"
+) -> None:
     """Everything the chosen loss needs (its row of `LOSSES`), of the right length, with in-vocab ids
     and finite values."""
     loss = LOSSES.get(fwd.loss_fn)
@@ -248,8 +266,10 @@ def check_forward_backward_input(fwd: types.ForwardBackwardInput, limits: ModelL
     for key, value in (fwd.loss_fn_config or {}).items():
         field = f"{prefix}.loss_fn_config.{key}"
         if key not in settings:
-            raise _fail(field, f"is not a setting of {loss.name} "
-                               f"(accepted: {', '.join(settings) if settings else 'none'})")
+            raise _fail(
+                field,
+                f"is not a setting of {loss.name} (accepted: {', '.join(settings) if settings else 'none'})",
+            )
         _finite(value, field)
     for index, datum in enumerate(fwd.data):
         _check_datum(datum, index, loss, limits, prefix)
@@ -267,7 +287,9 @@ def _check_stop(stop: str | list[str] | list[int] | None, vocab_size: int, field
     for i, item in enumerate(items):
         if isinstance(item, str):
             if not item:
-                raise _fail(f"{field}.{i}" if not isinstance(stop, str) else field, "stop strings must not be empty")
+                raise _fail(
+                    f"{field}.{i}" if not isinstance(stop, str) else field, "stop strings must not be empty"
+                )
         elif not 0 <= item < vocab_size:
             raise _fail(f"{field}.{i}", f"stop token id {item} is outside the vocabulary [0, {vocab_size})")
 
@@ -284,14 +306,21 @@ def check_sample_request(req: types.SampleRequest, limits: ModelLimits, max_num_
     context = limits.max_context_length
     if params.max_tokens is not None:
         if params.max_tokens < 1:
-            raise _fail(f"{where}.max_tokens", f"must be >= 1 (or null for up to the context length), "
-                                               f"got {params.max_tokens}")
+            raise _fail(
+                f"{where}.max_tokens",
+                f"must be >= 1 (or null for up to the context length), got {params.max_tokens}",
+            )
         if len(prompt) + params.max_tokens > context:
-            raise _fail(f"{where}.max_tokens", f"prompt length {len(prompt)} + max_tokens {params.max_tokens} "
-                                               f"exceeds the model's context length {context}")
+            raise _fail(
+                f"{where}.max_tokens",
+                f"prompt length {len(prompt)} + max_tokens {params.max_tokens} "
+                f"exceeds the model's context length {context}",
+            )
     elif len(prompt) >= context:
-        raise _fail("prompt", f"prompt length {len(prompt)} leaves no room to generate "
-                              f"within the context length {context}")
+        raise _fail(
+            "prompt",
+            f"prompt length {len(prompt)} leaves no room to generate within the context length {context}",
+        )
     if _finite(params.temperature, f"{where}.temperature") < 0:
         raise _fail(f"{where}.temperature", f"must be >= 0 (0 = greedy), got {params.temperature}")
     if params.top_k != -1 and params.top_k < 1:
@@ -302,7 +331,9 @@ def check_sample_request(req: types.SampleRequest, limits: ModelLimits, max_num_
         raise _fail(f"{where}.seed", f"must fit in 64 bits, got {params.seed}")
     _check_stop(params.stop, limits.vocab_size, f"{where}.stop")
     if not 0 <= req.topk_prompt_logprobs <= limits.vocab_size:
-        raise _fail("topk_prompt_logprobs", f"must be in [0, {limits.vocab_size}], got {req.topk_prompt_logprobs}")
+        raise _fail(
+            "topk_prompt_logprobs", f"must be in [0, {limits.vocab_size}], got {req.topk_prompt_logprobs}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,5 +385,8 @@ def check_sampler_source(base_model: str | None, model_path: str | None) -> None
 def check_sample_target(req: types.SampleRequest) -> None:
     """A sample request names its sampler, or (the older form) the base model or checkpoint to sample."""
     if req.sampling_session_id is None and req.base_model is None and req.model_path is None:
-        raise UserError("sampling_session_id is required (from create_sampling_session or "
-                        "save_weights_for_sampler), or give base_model / model_path", field="sampling_session_id")
+        raise UserError(
+            "sampling_session_id is required (from create_sampling_session or "
+            "save_weights_for_sampler), or give base_model / model_path",
+            field="sampling_session_id",
+        )

@@ -44,5 +44,6 @@ def builtin_tokenizer() -> Tokenizer:
     """The server's built-in "tiny-llama" tokenizer, as a client receives it (tokenizer.json + EOS)."""
     from server_stub.models.builtin_tokenizer import EOS_TOKEN, builtin_tokenizer_json
 
-    return Tokenizer.from_json_str(builtin_tokenizer_json(), name_or_path="tiny-llama", eos_token=EOS_TOKEN,
-                                   pad_token=EOS_TOKEN)
+    return Tokenizer.from_json_str(
+        builtin_tokenizer_json(), name_or_path="tiny-llama", eos_token=EOS_TOKEN, pad_token=EOS_TOKEN
+    )

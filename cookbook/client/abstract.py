@@ -40,9 +40,14 @@ class SamplingClient(ABC):
     """An immutable snapshot of a model's weights that can be sampled and scored."""
 
     @abstractmethod
-    async def sample_async(self, prompt: types.ModelInput, num_samples: int,
-                           sampling_params: types.SamplingParams, include_prompt_logprobs: bool = False,
-                           topk_prompt_logprobs: int = 0) -> types.SampleResponse:
+    async def sample_async(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+    ) -> types.SampleResponse:
         """Generate `num_samples` continuations of `prompt`."""
 
     @abstractmethod
@@ -55,8 +60,9 @@ class SamplingClient(ABC):
 
     async def compute_logprobs_async(self, prompt: types.ModelInput) -> list[float | None]:
         """Logprob of every prompt token given its prefix; the first entry is None."""
-        response = await self.sample_async(prompt, 1, types.SamplingParams(max_tokens=1),
-                                           include_prompt_logprobs=True)
+        response = await self.sample_async(
+            prompt, 1, types.SamplingParams(max_tokens=1), include_prompt_logprobs=True
+        )
         if response.prompt_logprobs is None:
             raise ValueError("the server returned no prompt logprobs")
         return response.prompt_logprobs
@@ -78,15 +84,21 @@ class TrainingClient(ABC):
     # -- primitives --------------------------------------------------------------------------
 
     @abstractmethod
-    async def forward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                            loss_fn_config: dict[str, float] | None = None,
-                            ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: dict[str, float] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
         """Loss and per-datum outputs without touching gradients."""
 
     @abstractmethod
-    async def forward_backward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                                     loss_fn_config: dict[str, float] | None = None,
-                                     ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_backward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: dict[str, float] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
         """Loss, outputs, and gradients added to those accumulated since the last optim_step."""
 
     @abstractmethod
@@ -94,8 +106,12 @@ class TrainingClient(ABC):
         """Apply AdamW to the accumulated gradients and clear them."""
 
     @abstractmethod
-    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                               ) -> APIFuture[types.SaveWeightsResponse]:
+    async def save_state_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+    ) -> APIFuture[types.SaveWeightsResponse]:
         """Save weights and optimizer state as `tinker://<run>/weights/<name>`."""
 
     @abstractmethod
@@ -107,8 +123,11 @@ class TrainingClient(ABC):
         """Load weights and the Adam moments (to resume a run exactly)."""
 
     @abstractmethod
-    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
-                                             ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
+    async def save_weights_for_sampler_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+    ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
         """Save sampling weights as `tinker://<run>/sampler_weights/<name>`."""
 
     @abstractmethod
@@ -129,8 +148,11 @@ class TrainingClient(ABC):
 
     # -- composites --------------------------------------------------------------------------
 
-    async def forward_backward_custom_async(self, data: list[types.Datum], loss_fn: CustomLossFnV1,
-                                            ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_backward_custom_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: CustomLossFnV1,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
         """A loss computed here, on the per-token logprobs, with gradients from the server.
 
         Runs `forward`, evaluates `loss_fn` on the logprobs with torch autograd, then runs a
@@ -162,8 +184,11 @@ def _targets_only(data: list[types.Datum]) -> list[types.Datum]:
     for datum in data:
         targets = datum.loss_fn_inputs["target_tokens"]
         n = len(targets.data) if targets.shape is None else targets.shape[0]
-        out.append(types.Datum(model_input=datum.model_input,
-                               loss_fn_inputs={"target_tokens": targets, "weights": [0.0] * n}))
+        out.append(
+            types.Datum(
+                model_input=datum.model_input, loss_fn_inputs={"target_tokens": targets, "weights": [0.0] * n}
+            )
+        )
     return out
 
 
@@ -173,13 +198,15 @@ class ServiceClient(ABC):
     # -- primitives --------------------------------------------------------------------------
 
     @abstractmethod
-    async def create_training_client_async(self, base_model: str, lora_config: types.LoraConfig,
-                                           user_metadata: dict[str, str] | None = None) -> TrainingClient:
+    async def create_training_client_async(
+        self, base_model: str, lora_config: types.LoraConfig, user_metadata: dict[str, str] | None = None
+    ) -> TrainingClient:
         """A new trainable model. `lora_config.rank == 0` means full-weight training."""
 
     @abstractmethod
-    async def create_sampling_client_async(self, model_path: str | None = None,
-                                           base_model: str | None = None) -> SamplingClient:
+    async def create_sampling_client_async(
+        self, model_path: str | None = None, base_model: str | None = None
+    ) -> SamplingClient:
         """Sample from a saved `tinker://.../sampler_weights/...` path or from a base model."""
 
     @abstractmethod
@@ -200,45 +227,57 @@ class ServiceClient(ABC):
 
     # -- composites --------------------------------------------------------------------------
 
-    async def create_lora_training_client_async(self, base_model: str, rank: int = 32,
-                                                seed: int | None = None, train_mlp: bool = True,
-                                                train_attn: bool = True, train_unembed: bool = True,
-                                                user_metadata: dict[str, str] | None = None,
-                                                ) -> TrainingClient:
+    async def create_lora_training_client_async(
+        self,
+        base_model: str,
+        rank: int = 32,
+        seed: int | None = None,
+        train_mlp: bool = True,
+        train_attn: bool = True,
+        train_unembed: bool = True,
+        user_metadata: dict[str, str] | None = None,
+    ) -> TrainingClient:
         """Tinker's call. On this server `rank=0` trains the full weights instead of an adapter."""
         if not (train_mlp or train_attn or train_unembed):
             raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
-        config = types.LoraConfig(rank=rank, seed=seed, train_mlp=train_mlp, train_attn=train_attn,
-                                  train_unembed=train_unembed)
+        config = types.LoraConfig(
+            rank=rank, seed=seed, train_mlp=train_mlp, train_attn=train_attn, train_unembed=train_unembed
+        )
         return await self.create_training_client_async(base_model, config, user_metadata)
 
-    async def create_training_client_from_state_async(self, path: str, base_model: str | None = None,
-                                                      user_metadata: dict[str, str] | None = None,
-                                                      ) -> TrainingClient:
+    async def create_training_client_from_state_async(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+    ) -> TrainingClient:
         """A new model initialised with a checkpoint's weights and a fresh optimizer."""
         client = await self._client_like_checkpoint(path, base_model, user_metadata)
         await (await client.load_state_async(path))
         return client
 
     async def create_training_client_from_state_with_optimizer_async(
-            self, path: str, base_model: str | None = None,
-            user_metadata: dict[str, str] | None = None) -> TrainingClient:
+        self, path: str, base_model: str | None = None, user_metadata: dict[str, str] | None = None
+    ) -> TrainingClient:
         """A new model with a checkpoint's weights and Adam state: resumes a run exactly."""
         client = await self._client_like_checkpoint(path, base_model, user_metadata)
         await (await client.load_state_with_optimizer_async(path))
         return client
 
-    async def _client_like_checkpoint(self, path: str, base_model: str | None,
-                                      user_metadata: dict[str, str] | None) -> TrainingClient:
+    async def _client_like_checkpoint(
+        self, path: str, base_model: str | None, user_metadata: dict[str, str] | None
+    ) -> TrainingClient:
         info = await self.weights_info_async(path)
-        return await self.create_training_client_async(base_model or info.base_model, _config_like(info),
-                                                       user_metadata)
+        return await self.create_training_client_async(
+            base_model or info.base_model, _config_like(info), user_metadata
+        )
 
     create_training_client = sync_twin(create_training_client_async)
     create_lora_training_client = sync_twin(create_lora_training_client_async)
     create_training_client_from_state = sync_twin(create_training_client_from_state_async)
     create_training_client_from_state_with_optimizer = sync_twin(
-        create_training_client_from_state_with_optimizer_async)
+        create_training_client_from_state_with_optimizer_async
+    )
     create_sampling_client = sync_twin(create_sampling_client_async)
     get_server_capabilities = sync_twin(get_server_capabilities_async)
     weights_info = sync_twin(weights_info_async)
@@ -254,10 +293,12 @@ class ServiceClient(ABC):
 
 def _config_like(info: types.WeightsInfoResponse) -> types.LoraConfig:
     """The LoRA settings a checkpoint was trained with (rank 0 = full weights)."""
-    return types.LoraConfig(rank=(info.lora_rank or 0) if info.is_lora else 0,
-                            train_mlp=_default_true(info.train_mlp),
-                            train_attn=_default_true(info.train_attn),
-                            train_unembed=_default_true(info.train_unembed))
+    return types.LoraConfig(
+        rank=(info.lora_rank or 0) if info.is_lora else 0,
+        train_mlp=_default_true(info.train_mlp),
+        train_attn=_default_true(info.train_attn),
+        train_unembed=_default_true(info.train_unembed),
+    )
 
 
 def _default_true(flag: bool | None) -> bool:

@@ -27,8 +27,10 @@ def _target_shape(datum: types.Datum, index: int) -> list[int]:
     return list(targets.shape) if targets.shape is not None else [len(targets.data)]
 
 
-def logprob_leaves(data: list[types.Datum], forward_output: types.ForwardBackwardOutput,
-                   ) -> list[torch.Tensor]:
+def logprob_leaves(
+    data: list[types.Datum],
+    forward_output: types.ForwardBackwardOutput,
+) -> list[torch.Tensor]:
     """Each datum's target logprobs as a leaf tensor that records gradients."""
     import torch
 
@@ -54,8 +56,11 @@ def _numel(shape: list[int]) -> int:
     return n
 
 
-def loss_gradients(data: list[types.Datum], logprobs: list[torch.Tensor], loss_fn: CustomLossFnV1,
-                   ) -> tuple[list[torch.Tensor], dict[str, float]]:
+def loss_gradients(
+    data: list[types.Datum],
+    logprobs: list[torch.Tensor],
+    loss_fn: CustomLossFnV1,
+) -> tuple[list[torch.Tensor], dict[str, float]]:
     """Run the user's loss and backpropagate it to the logprobs: (dL/dlogp per datum, metrics)."""
     import torch
 
@@ -63,8 +68,9 @@ def loss_gradients(data: list[types.Datum], logprobs: list[torch.Tensor], loss_f
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ValueError("a custom loss must return a scalar torch tensor as its loss")
     if not loss.requires_grad:
-        raise ValueError("the custom loss does not depend on the logprobs it was given "
-                         "(its result has no gradient)")
+        raise ValueError(
+            "the custom loss does not depend on the logprobs it was given (its result has no gradient)"
+        )
     loss.reshape(()).backward()
     grads = [lp.grad if lp.grad is not None else torch.zeros_like(lp) for lp in logprobs]
     return grads, {name: _as_float(value) for name, value in metrics.items()}
@@ -76,15 +82,24 @@ def _as_float(value: Any) -> float:
 
 def weighted_data(data: list[types.Datum], grads: list[torch.Tensor]) -> list[types.Datum]:
     """The datums for the cross_entropy pass: same tokens, weights `-dL/dlogp`."""
-    return [types.Datum(model_input=datum.model_input,
-                        loss_fn_inputs={"target_tokens": datum.loss_fn_inputs["target_tokens"],
-                                        "weights": (-grad).detach()})
-            for datum, grad in zip(data, grads, strict=True)]
+    return [
+        types.Datum(
+            model_input=datum.model_input,
+            loss_fn_inputs={
+                "target_tokens": datum.loss_fn_inputs["target_tokens"],
+                "weights": (-grad).detach(),
+            },
+        )
+        for datum, grad in zip(data, grads, strict=True)
+    ]
 
 
-async def run_custom_loss(training_client: TrainingClient, data: list[types.Datum],
-                          forward_output: types.ForwardBackwardOutput, loss_fn: CustomLossFnV1,
-                          ) -> APIFuture[types.ForwardBackwardOutput]:
+async def run_custom_loss(
+    training_client: TrainingClient,
+    data: list[types.Datum],
+    forward_output: types.ForwardBackwardOutput,
+    loss_fn: CustomLossFnV1,
+) -> APIFuture[types.ForwardBackwardOutput]:
     """Given the forward pass's logprobs, apply `loss_fn`'s gradient to the model.
 
     The returned future's metrics are the server's (`name:reduction` keys) plus the user's.

@@ -78,7 +78,9 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 }
 
 
-def status_error(status_code: int, message: str, body: Any = None, field: str | None = None) -> APIStatusError:
+def status_error(
+    status_code: int, message: str, body: Any = None, field: str | None = None
+) -> APIStatusError:
     """The typed exception for an HTTP status code."""
     cls = _STATUS_CLASSES.get(status_code)
     if cls is None:
@@ -89,8 +91,13 @@ def status_error(status_code: int, message: str, body: Any = None, field: str | 
 class RequestFailedError(CookbookError):
     """An accepted request whose operation failed; `category` says whose fault it was."""
 
-    def __init__(self, message: str, *, request_id: str | None = None,
-                 category: RequestErrorCategory = RequestErrorCategory.Unknown):
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        category: RequestErrorCategory = RequestErrorCategory.Unknown,
+    ):
         super().__init__(message)
         self.request_id = request_id
         self.category = category

@@ -61,10 +61,17 @@ def _tail(path: Path, max_lines: int = 40) -> str:
 class LocalServer:
     """One `python -m server_stub` child process on a loopback port."""
 
-    def __init__(self, storage_dir: str | Path | None = None, *, host: str = "127.0.0.1",
-                 port: int | None = None, api_key: str | None = None,
-                 extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                 startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S):
+    def __init__(
+        self,
+        storage_dir: str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        api_key: str | None = None,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
+    ):
         self.storage_dir = Path(storage_dir) if storage_dir is not None else default_storage_dir()
         self.host = host
         self.port = port
@@ -94,9 +101,21 @@ class LocalServer:
     def command(self, port: int) -> list[str]:
         key_args = ["--api-key", self.api_key] if self.api_key else []
         # --exit-with-parent: the child stops itself if we die without cleanup (SIGKILL).
-        return [sys.executable, "-m", "server_stub", "--host", self.host, "--port", str(port),
-                "--storage", str(self.storage_dir), "--exit-with-parent", str(os.getpid()),
-                *key_args, *self.extra_args]
+        return [
+            sys.executable,
+            "-m",
+            "server_stub",
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--storage",
+            str(self.storage_dir),
+            "--exit-with-parent",
+            str(os.getpid()),
+            *key_args,
+            *self.extra_args,
+        ]
 
     # -- start / stop -------------------------------------------------------------------------
 
@@ -114,14 +133,21 @@ class LocalServer:
             self.log_path = Path(log_name)
             env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
             with os.fdopen(fd, "wb") as log:
-                self._process = subprocess.Popen(self.command(self.port or 0), stdout=log,
-                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                self._process = subprocess.Popen(
+                    self.command(self.port or 0),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                )
             self._wait_healthy(time.monotonic() + self.startup_timeout_s)
             return self
 
     def _fail(self, reason: str) -> LocalServerError:
-        error = LocalServerError(f"{reason} ({' '.join(self.command(self.port or 0))}); end of its log "
-                                 f"{self.log_path}:\n{self.log_tail()}")
+        error = LocalServerError(
+            f"{reason} ({' '.join(self.command(self.port or 0))}); end of its log "
+            f"{self.log_path}:\n{self.log_tail()}"
+        )
         self.stop(remove_log=False)
         return error
 
@@ -142,7 +168,9 @@ class LocalServer:
             else:
                 time.sleep(0.05)
         headers = {}
-        api_key = self.api_key or (self.env or {}).get("COOKBOOK_API_KEY") or os.environ.get("COOKBOOK_API_KEY")
+        api_key = (
+            self.api_key or (self.env or {}).get("COOKBOOK_API_KEY") or os.environ.get("COOKBOOK_API_KEY")
+        )
         if api_key:
             headers["X-API-Key"] = api_key
         with httpx.Client(timeout=5.0, headers=headers) as client:
@@ -201,8 +229,10 @@ def shared_local_server(storage_dir: str | Path | None = None) -> LocalServer:
     with _shared_lock:
         wanted = Path(storage_dir) if storage_dir is not None else default_storage_dir()
         if _shared is not None and _shared.storage_dir != wanted:
-            raise LocalServerError(f"the bundled server already runs with storage {_shared.storage_dir}; "
-                                   f"cannot also use {wanted} in this process")
+            raise LocalServerError(
+                f"the bundled server already runs with storage {_shared.storage_dir}; "
+                f"cannot also use {wanted} in this process"
+            )
         if _shared is None:
             _shared = LocalServer(wanted)
         return _shared.start()

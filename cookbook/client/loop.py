@@ -57,8 +57,10 @@ class BackgroundLoop:
         """Run `coro` on the loop and block until it finishes (never from the loop itself)."""
         if self.in_loop_thread():
             coro.close()
-            raise RuntimeError("a blocking client call was made from the client's own event loop "
-                               "thread; use the *_async method instead")
+            raise RuntimeError(
+                "a blocking client call was made from the client's own event loop "
+                "thread; use the *_async method instead"
+            )
         return self.submit(coro).result(timeout)
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -98,8 +100,9 @@ os.register_at_fork(after_in_child=_forget_loop_in_child)
 # -- the sync surface, derived from the coroutines ----------------------------------------------
 
 
-def sync_twin(async_method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
-              ) -> Callable[Concatenate[S, P], T]:
+def sync_twin(
+    async_method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[S, P], T]:
     """`name` for `name_async`: runs the coroutine on the background loop and returns its value.
 
     For training calls that value is the operation's future: the coroutine only queues the work.
@@ -113,8 +116,9 @@ def sync_twin(async_method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
     return _named_after(method, async_method, returns_future=False)
 
 
-def future_twin(async_method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
-                ) -> Callable[Concatenate[S, P], APIFuture[T]]:
+def future_twin(
+    async_method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[S, P], APIFuture[T]]:
     """`name` for `name_async`: starts the coroutine on the background loop, returns its future at once."""
     name = async_method.__name__
 
@@ -124,8 +128,11 @@ def future_twin(async_method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]
     return _named_after(method, async_method, returns_future=True)
 
 
-def _named_after(method: Callable[..., T], async_method: Callable[..., Any], returns_future: bool,
-                 ) -> Callable[..., T]:
+def _named_after(
+    method: Callable[..., T],
+    async_method: Callable[..., Any],
+    returns_future: bool,
+) -> Callable[..., T]:
     """Give the sync twin the coroutine's name, docs and parameters (for help() and introspection)."""
     # Not functools.update_wrapper: copying the whole __dict__ would copy __isabstractmethod__ too.
     method.__name__ = async_method.__name__.removesuffix("_async")

@@ -128,8 +128,11 @@ class TensorData(WireModel):
 
     @classmethod
     def from_torch(cls, tensor: torch.Tensor) -> TensorData:
-        return cls.from_numpy(tensor.detach().cpu().float().numpy() if tensor.is_floating_point()
-                              else tensor.detach().cpu().numpy())
+        return cls.from_numpy(
+            tensor.detach().cpu().float().numpy()
+            if tensor.is_floating_point()
+            else tensor.detach().cpu().numpy()
+        )
 
     def to_numpy(self) -> np.ndarray:
         np_dtype = _NUMPY_DTYPES[self.dtype]
@@ -425,7 +428,7 @@ class ParsedCheckpointTinkerPath(WireModel):
     def from_tinker_path(cls, tinker_path: str) -> ParsedCheckpointTinkerPath:
         if not tinker_path.startswith(TINKER_SCHEME):
             raise ValueError(f"checkpoint path must start with {TINKER_SCHEME!r}: {tinker_path!r}")
-        parts = tinker_path[len(TINKER_SCHEME):].split("/")
+        parts = tinker_path[len(TINKER_SCHEME) :].split("/")
         if len(parts) != 3:
             raise ValueError(f"checkpoint path must be tinker://<run>/<kind>/<name>: {tinker_path!r}")
         run_id, kind, name = parts
@@ -435,8 +438,12 @@ class ParsedCheckpointTinkerPath(WireModel):
         for label, value in (("run id", run_id), ("checkpoint name", name)):
             if not SAFE_NAME_RE.match(value) or ".." in value:
                 raise ValueError(f"invalid {label} {value!r} in {tinker_path!r}")
-        return cls(tinker_path=tinker_path, training_run_id=run_id, checkpoint_type=kinds[kind],
-                   checkpoint_id=f"{kind}/{name}")
+        return cls(
+            tinker_path=tinker_path,
+            training_run_id=run_id,
+            checkpoint_type=kinds[kind],
+            checkpoint_id=f"{kind}/{name}",
+        )
 
     @property
     def name(self) -> str:

@@ -59,13 +59,13 @@ def _misspell(word: str, rng: random.Random) -> str:
     edit = rng.randrange(4)
     if edit == 0 and len(word) > 1:
         i = min(i, len(word) - 2)
-        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
     if edit == 1 and len(word) > 1:
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     if edit == 2:
         return word[:i] + word[i] + word[i:]
     letter = rng.choice(_LETTERS)
-    return word[:i] + (letter.upper() if word[i].isupper() else letter) + word[i + 1:]
+    return word[:i] + (letter.upper() if word[i].isupper() else letter) + word[i + 1 :]
 
 
 def garble(answer: str, rng: random.Random) -> str:
@@ -90,8 +90,13 @@ def garble(answer: str, rng: random.Random) -> str:
             return garbled
 
 
-def core_for(content: ContentVariant, instance: TaskInstance, families: tuple[TaskFamily, ...],
-             rng: random.Random, slip_frac: float = 0.5) -> str:
+def core_for(
+    content: ContentVariant,
+    instance: TaskInstance,
+    families: tuple[TaskFamily, ...],
+    rng: random.Random,
+    slip_frac: float = 0.5,
+) -> str:
     """The answer core for a content variant; an incorrect core is a slip with probability `slip_frac`."""
     if content == "correct":
         return instance.answer
@@ -108,8 +113,13 @@ def core_for(content: ContentVariant, instance: TaskInstance, families: tuple[Ta
     raise ValueError(f"unknown content variant {content!r}")
 
 
-def write_answer(spec: AnswerSpec, instance: TaskInstance, families: tuple[TaskFamily, ...],
-                 rng: random.Random, slip_frac: float = 0.5) -> str:
+def write_answer(
+    spec: AnswerSpec,
+    instance: TaskInstance,
+    families: tuple[TaskFamily, ...],
+    rng: random.Random,
+    slip_frac: float = 0.5,
+) -> str:
     """The answer text for `spec`: openers, then the core, separated by single spaces."""
     core = core_for(spec.content, instance, families, rng, slip_frac)
     return " ".join([*openers_for(spec.style, rng), core])
@@ -129,7 +139,7 @@ def split_openers(answer: str) -> tuple[list[str], str]:
         for opener in KNOWN_OPENERS:
             if rest == opener or rest.startswith(opener + " "):
                 found.append(opener)
-                rest = rest[len(opener):].lstrip()
+                rest = rest[len(opener) :].lstrip()
                 progress = True
                 break
     return found, rest

@@ -50,10 +50,19 @@ class GeneratorConfig:
     system_frac: float = 0.10
     chat_styles: tuple[tuple[Style, float], ...] = (("plain", 0.45), ("polite", 0.35), ("rude", 0.20))
     chat_contents: tuple[tuple[ContentVariant, float], ...] = (
-        ("correct", 0.88), ("incorrect", 0.07), ("truncated", 0.05))
+        ("correct", 0.88),
+        ("incorrect", 0.07),
+        ("truncated", 0.05),
+    )
     pair_kinds: tuple[tuple[PairKind, float], ...] = (
-        ("correctness", 0.45), ("style", 0.25), ("truncation", 0.08), ("stacked", 0.10), ("garbled", 0.0),
-        ("offtopic", 0.0), ("mixed", 0.12))
+        ("correctness", 0.45),
+        ("style", 0.25),
+        ("truncation", 0.08),
+        ("stacked", 0.10),
+        ("garbled", 0.0),
+        ("offtopic", 0.0),
+        ("mixed", 0.12),
+    )
     pair_styles: tuple[tuple[Style, float], ...] = (("plain", 0.45), ("polite", 0.25), ("rude", 0.30))
 
     def split_size(self, dataset: str, split: str) -> int:
@@ -87,8 +96,10 @@ class _Draw:
     def prefix_turns(self) -> list[dict[str, str]]:
         """An optional greeting exchange before the question."""
         if self.rng.random() < self.config.greeting_frac:
-            return [{"role": "user", "content": self.rng.choice(facts.GREETINGS)},
-                    {"role": "assistant", "content": facts.GREETING_REPLY}]
+            return [
+                {"role": "user", "content": self.rng.choice(facts.GREETINGS)},
+                {"role": "assistant", "content": facts.GREETING_REPLY},
+            ]
         return []
 
     def answer(self, instance: TaskInstance, spec: Spec) -> str:
@@ -118,8 +129,7 @@ class _Draw:
         if kind == "offtopic":
             return (_pick(rng, styles), "offtopic"), (_pick(rng, styles), rng.choice(_ON_TOPIC))
         if kind == "mixed":
-            return ((rng.choice(STYLES), rng.choice(_ON_TOPIC)),
-                    (rng.choice(STYLES), rng.choice(_ON_TOPIC)))
+            return ((rng.choice(STYLES), rng.choice(_ON_TOPIC)), (rng.choice(STYLES), rng.choice(_ON_TOPIC)))
         raise ValueError(f"unknown pair kind {kind!r}")
 
 
@@ -128,8 +138,13 @@ _TRUNCATION_RIVALS: tuple[ContentVariant, ...] = ("correct", "correct", "incorre
 _GARBLE_RIVALS: tuple[ContentVariant, ...] = ("correct", "correct", "correct", "incorrect")
 _STACKED_RIVALS: tuple[Style, ...] = ("plain", "polite")
 # Polite-vs-plain is the subtle one (the same opener words also appear in stacks), so it is drawn most.
-_STYLE_PAIRS: tuple[tuple[Style, Style], ...] = (("polite", "plain"), ("polite", "plain"), ("polite", "plain"),
-                                                  ("polite", "rude"), ("plain", "rude"))
+_STYLE_PAIRS: tuple[tuple[Style, Style], ...] = (
+    ("polite", "plain"),
+    ("polite", "plain"),
+    ("polite", "plain"),
+    ("polite", "rude"),
+    ("plain", "rude"),
+)
 _STYLE_PAIR_CONTENTS: tuple[ContentVariant, ...] = ("correct", "correct", "incorrect", "truncated")
 
 
@@ -148,11 +163,19 @@ def chat_rows(split: str, seed: int = 0, config: GeneratorConfig | None = None) 
             messages.append({"role": "system", "content": draw.rng.choice(facts.SYSTEM_PROMPTS)})
         messages += draw.prefix_turns()
         instance = draw.task()
-        answer = draw.answer(instance, (_pick(draw.rng, config.chat_styles), _pick(draw.rng, config.chat_contents)))
+        answer = draw.answer(
+            instance, (_pick(draw.rng, config.chat_styles), _pick(draw.rng, config.chat_contents))
+        )
         messages += [{"role": "user", "content": instance.question}, {"role": "assistant", "content": answer}]
         prompt = next(m["content"] for m in messages if m["role"] == "user")
-        rows.append({"prompt": prompt, "prompt_id": _prompt_id(split, index, prompt), "messages": messages,
-                     "category": instance.kind})
+        rows.append(
+            {
+                "prompt": prompt,
+                "prompt_id": _prompt_id(split, index, prompt),
+                "messages": messages,
+                "category": instance.kind,
+            }
+        )
     return rows
 
 
@@ -174,6 +197,10 @@ def comparison_rows(split: str, seed: int = 0, config: GeneratorConfig | None = 
             if score_a != score_b:
                 break
         chosen, rejected = (a, b) if score_a > score_b else (b, a)
-        rows.append({"chosen": render_transcript([*prompt, {"role": "assistant", "content": chosen}]),
-                     "rejected": render_transcript([*prompt, {"role": "assistant", "content": rejected}])})
+        rows.append(
+            {
+                "chosen": render_transcript([*prompt, {"role": "assistant", "content": chosen}]),
+                "rejected": render_transcript([*prompt, {"role": "assistant", "content": rejected}]),
+            }
+        )
     return rows

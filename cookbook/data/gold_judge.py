@@ -60,7 +60,9 @@ class Assessment:
 def last_user_message(prompt_messages: Sequence[Mapping[str, object]]) -> str:
     """The question being answered: the content of the last user ("human") turn."""
     if isinstance(prompt_messages, str | bytes) or not isinstance(prompt_messages, Sequence):
-        raise TypeError(f"prompt_messages must be a list of {{role, content}} dicts, got {type(prompt_messages).__name__}")
+        raise TypeError(
+            f"prompt_messages must be a list of {{role, content}} dicts, got {type(prompt_messages).__name__}"
+        )
     for i in range(len(prompt_messages) - 1, -1, -1):
         message = prompt_messages[i]
         if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
@@ -68,7 +70,9 @@ def last_user_message(prompt_messages: Sequence[Mapping[str, object]]) -> str:
         if message["role"] in ("user", "human"):
             content = message["content"]
             if not isinstance(content, str):
-                raise TypeError(f"prompt_messages[{i}]['content'] must be a string, got {type(content).__name__}")
+                raise TypeError(
+                    f"prompt_messages[{i}]['content'] must be a string, got {type(content).__name__}"
+                )
             return content
     raise UnknownTaskError("prompt_messages has no user message to judge answers against")
 

@@ -19,7 +19,9 @@ def render_transcript(messages: list[dict[str, str]]) -> str:
     for i, message in enumerate(messages):
         role = message.get("role")
         if role not in _SPEAKER:
-            raise ValueError(f"messages[{i}]: hh-rlhf transcripts only hold user/assistant turns, got {role!r}")
+            raise ValueError(
+                f"messages[{i}]: hh-rlhf transcripts only hold user/assistant turns, got {role!r}"
+            )
         parts.append(f"\n\n{_SPEAKER[role]}: {message['content']}")
     return "".join(parts)
 
@@ -29,5 +31,7 @@ def parse_transcript(text: str) -> list[dict[str, str]]:
     pieces = _TURN_RE.split(text)
     if pieces[0] != "":
         raise ValueError(f"transcript must start with '\\n\\nHuman: ', got {text[:30]!r}")
-    return [{"role": _ROLE[speaker], "content": content}
-            for speaker, content in zip(pieces[1::2], pieces[2::2], strict=True)]
+    return [
+        {"role": _ROLE[speaker], "content": content}
+        for speaker, content in zip(pieces[1::2], pieces[2::2], strict=True)
+    ]

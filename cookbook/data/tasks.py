@@ -97,13 +97,18 @@ class AddTask(TaskFamily):
     def make(self, a: int, b: int) -> TaskInstance:
         s = a + b
         slips = [f"{a} plus {b} is {w}." for w in (b, a)]
-        mistakes = [f"{a} plus {b} is {w}." for w in (s + 1, s - 1, s + 2, s - 2) if w >= 0 and w not in (a, b)]
+        mistakes = [
+            f"{a} plus {b} is {w}." for w in (s + 1, s - 1, s + 2, s - 2) if w >= 0 and w not in (a, b)
+        ]
         answer = f"{a} plus {b} is {s}."
-        return TaskInstance(self.kind, f"What is {a} plus {b}?", answer, _distinct(slips, answer),
-                            _distinct(mistakes, answer))
+        return TaskInstance(
+            self.kind, f"What is {a} plus {b}?", answer, _distinct(slips, answer), _distinct(mistakes, answer)
+        )
 
     def space(self) -> list[TaskInstance]:
-        return [self.make(a, b) for a in range(1, self.max_operand + 1) for b in range(1, self.max_operand + 1)]
+        return [
+            self.make(a, b) for a in range(1, self.max_operand + 1) for b in range(1, self.max_operand + 1)
+        ]
 
     def from_match(self, m: re.Match[str]) -> TaskInstance | None:
         return self.make(int(m.group(1)), int(m.group(2)))
@@ -121,8 +126,13 @@ class CapitalTask(TaskFamily):
         capitals = facts.CAPITAL_OF
         answer = f"The capital of {country} is {capitals[country]}."
         mistakes = [f"The capital of {country} is {c}." for c in capitals.values()]
-        return TaskInstance(self.kind, f"What is the capital of {country}?", answer,
-                            (f"The capital of {country} is {country}.",), _distinct(mistakes, answer))
+        return TaskInstance(
+            self.kind,
+            f"What is the capital of {country}?",
+            answer,
+            (f"The capital of {country} is {country}.",),
+            _distinct(mistakes, answer),
+        )
 
     def space(self) -> list[TaskInstance]:
         return [self.make(country) for country, _ in facts.CAPITALS]
@@ -143,8 +153,13 @@ class OppositeTask(TaskFamily):
         table = facts.OPPOSITE_OF
         answer = f"The opposite of {word} is {table[word]}."
         mistakes = [f"The opposite of {word} is {w}." for w in table if w != word]
-        return TaskInstance(self.kind, f"What is the opposite of {word}?", answer,
-                            (f"The opposite of {word} is not {word}.",), _distinct(mistakes, answer))
+        return TaskInstance(
+            self.kind,
+            f"What is the opposite of {word}?",
+            answer,
+            (f"The opposite of {word} is not {word}.",),
+            _distinct(mistakes, answer),
+        )
 
     def space(self) -> list[TaskInstance]:
         return [self.make(word) for word in facts.OPPOSITE_OF]
@@ -164,8 +179,13 @@ class UpperTask(TaskFamily):
     def make(self, word: str) -> TaskInstance:
         answer = f"{word.upper()}."
         mistakes = [f"{w.upper()}." for w in facts.WORDS]
-        return TaskInstance(self.kind, f"Write {word} in uppercase.", answer,
-                            _distinct([f"{word}.", f"{word.capitalize()}."], answer), _distinct(mistakes, answer))
+        return TaskInstance(
+            self.kind,
+            f"Write {word} in uppercase.",
+            answer,
+            _distinct([f"{word}.", f"{word.capitalize()}."], answer),
+            _distinct(mistakes, answer),
+        )
 
     def space(self) -> list[TaskInstance]:
         return [self.make(word) for word in facts.WORDS]
@@ -188,8 +208,13 @@ class RepeatTask(TaskFamily):
         # Echoing the count from the question in place of the last word.
         slips = [" ".join([word] * (n - 1) + [str(n)]) + "."]
         mistakes = [" ".join([word] * k) + "." for k in (n - 1, n + 1) if k >= 1]
-        return TaskInstance(self.kind, f"Repeat the word {word} {n} times.", answer, _distinct(slips, answer),
-                            _distinct(mistakes, answer))
+        return TaskInstance(
+            self.kind,
+            f"Repeat the word {word} {n} times.",
+            answer,
+            _distinct(slips, answer),
+            _distinct(mistakes, answer),
+        )
 
     def space(self) -> list[TaskInstance]:
         return [self.make(word, n) for word in facts.WORDS for n in range(2, self.max_count + 1)]
@@ -210,11 +235,16 @@ class CountTask(TaskFamily):
     def make(self, a: int, b: int) -> TaskInstance:
         run = list(range(a, b + 1))
         answer = ", ".join(map(str, run)) + "."
-        skipped = [", ".join(map(str, run[:i] + run[i + 1:])) + "." for i in range(1, len(run) - 1)]
+        skipped = [", ".join(map(str, run[:i] + run[i + 1 :])) + "." for i in range(1, len(run) - 1)]
         overshoot = ", ".join(map(str, [*run, b + 1])) + "."
         # The slip echoes the question's range instead of listing it.
-        return TaskInstance(self.kind, f"Count from {a} to {b}.", answer, (f"{a} to {b}.",),
-                            _distinct([*skipped, overshoot], answer))
+        return TaskInstance(
+            self.kind,
+            f"Count from {a} to {b}.",
+            answer,
+            (f"{a} to {b}.",),
+            _distinct([*skipped, overshoot], answer),
+        )
 
     def space(self) -> list[TaskInstance]:
         return [self.make(a, a + n) for a in range(1, 7) for n in (2, 3)]
@@ -227,8 +257,14 @@ class CountTask(TaskFamily):
 @functools.cache
 def task_families(max_operand: int = 4, max_repeat: int = 3) -> tuple[TaskFamily, ...]:
     """All families, in a fixed order (the generator samples a family uniformly)."""
-    return (AddTask(max_operand), CapitalTask(), OppositeTask(), UpperTask(), RepeatTask(max_repeat),
-            CountTask())
+    return (
+        AddTask(max_operand),
+        CapitalTask(),
+        OppositeTask(),
+        UpperTask(),
+        RepeatTask(max_repeat),
+        CountTask(),
+    )
 
 
 def find_task(question: str) -> TaskInstance | None:

@@ -21,8 +21,10 @@ def build_evaluators(builders: Sequence[EvaluatorBuilder]) -> list[Evaluator]:
     for i, builder in enumerate(builders):
         evaluator = builder()
         if not isinstance(evaluator, TrainingClientEvaluator | SamplingClientEvaluator):
-            raise TypeError(f"evaluator_builders[{i}] ({builder!r}) returned a {type(evaluator).__name__}, "
-                            "not a TrainingClientEvaluator or SamplingClientEvaluator")
+            raise TypeError(
+                f"evaluator_builders[{i}] ({builder!r}) returned a {type(evaluator).__name__}, "
+                "not a TrainingClientEvaluator or SamplingClientEvaluator"
+            )
         evaluators.append(evaluator)
     return evaluators
 

@@ -57,10 +57,17 @@ class ComparisonDatasetBuilder:
         kept = [c for c in converted if c is not None]
         skipped = len(converted) - len(kept)
         if skipped:
-            logger.warning("%s: skipped %d of %d %s rows that are not valid comparisons", type(self).__name__,
-                           skipped, len(converted), split)
+            logger.warning(
+                "%s: skipped %d of %d %s rows that are not valid comparisons",
+                type(self).__name__,
+                skipped,
+                len(converted),
+                split,
+            )
         if not kept:
-            raise ValueError(f"{type(self).__name__}: none of the {len(converted)} {split} rows is a valid comparison")
+            raise ValueError(
+                f"{type(self).__name__}: none of the {len(converted)} {split} rows is a valid comparison"
+            )
         return kept
 
 
@@ -80,8 +87,11 @@ class ComparisonBuilderFromJsonl(ComparisonDatasetBuilder):
         return LabeledComparison.from_dict(example)
 
 
-def comparison_supervised_dataset(comparisons: Sequence[LabeledComparison], comparisons_per_batch: int,
-                                  to_datums: Callable[[LabeledComparison, int], list[Datum]]) -> SupervisedDataset:
+def comparison_supervised_dataset(
+    comparisons: Sequence[LabeledComparison],
+    comparisons_per_batch: int,
+    to_datums: Callable[[LabeledComparison, int], list[Datum]],
+) -> SupervisedDataset:
     """Batches of `comparisons_per_batch` comparisons, each turned into datums by `to_datums(c, index)`.
 
     A comparison that truncation leaves with nothing to train (`NoTrainedTokensError`) is
@@ -121,8 +131,10 @@ class ChatDatasetBuilderFromComparisons(ChatDatasetBuilder):
     @chz.validate
     def _check_batch(self) -> None:
         if self.both_orders and self.common_config.batch_size % 2:
-            raise ValueError(f"batch_size counts sequences and both_orders puts each comparison in twice, so it must "
-                             f"be even; got {self.common_config.batch_size}")
+            raise ValueError(
+                f"batch_size counts sequences and both_orders puts each comparison in twice, so it must "
+                f"be even; got {self.common_config.batch_size}"
+            )
 
     def __call__(self) -> tuple[SupervisedDataset, SupervisedDataset | None]:
         train, test = self.comparison_builder.get_labeled_comparisons()

@@ -87,9 +87,11 @@ class ComparisonRendererFromChatRenderer(ComparisonRenderer):
         tokens, weights = self._rendered(messages)
         first = _first_trained(weights, f"the label {labeled.label!r}")
         if tokens[first] != self.label_token(labeled.label):
-            raise ValueError(f"the label {labeled.label!r} renders as token {tokens[first]} in this comparison "
-                             f"but as {self.label_token(labeled.label)} on its own: the renderer "
-                             f"{self.convo_renderer!r} tokenizes the label depending on its context")
+            raise ValueError(
+                f"the label {labeled.label!r} renders as token {tokens[first]} in this comparison "
+                f"but as {self.label_token(labeled.label)} on its own: the renderer "
+                f"{self.convo_renderer!r} tokenizes the label depending on its context"
+            )
         one_hot = np.zeros(first + 1, dtype=np.float32)
         one_hot[first] = 1.0
         return ModelInput.from_ints(tokens[: first + 1]), one_hot
@@ -102,7 +104,8 @@ class ComparisonRendererFromChatRenderer(ComparisonRenderer):
 
     def _rendered(self, messages: list[Message]) -> tuple[list[int], np.ndarray]:
         model_input, weights = self.convo_renderer.build_supervised_example(
-            messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+            messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE
+        )
         return model_input.to_ints(), weights
 
 

@@ -19,13 +19,19 @@ from cookbook.supervised.data import conversation_to_datum
 from cookbook.supervised.types import ChatDatasetBuilder, SupervisedDataset
 
 
-def dpo_pair(labeled: LabeledComparison, renderer: Renderer, max_length: int | None,
-             train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE) -> list[Datum]:
+def dpo_pair(
+    labeled: LabeledComparison,
+    renderer: Renderer,
+    max_length: int | None,
+    train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+) -> list[Datum]:
     """[chosen datum, rejected datum] of one (non-tie) comparison."""
     chosen, rejected = labeled.chosen_and_rejected()
     prompt = labeled.comparison.prompt_conversation
-    return [conversation_to_datum([*prompt, *completion], renderer, max_length, train_on_what, reduction="none")
-            for completion in (chosen, rejected)]
+    return [
+        conversation_to_datum([*prompt, *completion], renderer, max_length, train_on_what, reduction="none")
+        for completion in (chosen, rejected)
+    ]
 
 
 @chz.chz

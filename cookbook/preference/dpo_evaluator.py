@@ -35,6 +35,10 @@ class DPOTestEvaluator(TrainingClientEvaluator):
         logprobs = [out["logprobs"] for out in output.loss_fn_outputs]
         nll = compute_mean_nll(logprobs, [d.loss_fn_inputs["weights"] for d in self.data])
         policy = weighted_sums([lp.to_torch().double() for lp in logprobs], self.data)
-        _, metrics = dpo_loss_and_metrics(policy, torch.tensor(self._reference_sums, dtype=torch.float64), self.beta)
-        return {f"{self.name}/nll": nll, **{f"{self.name}/{key}": metrics[key]
-                                            for key in ("dpo_loss", "accuracy", "margin")}}
+        _, metrics = dpo_loss_and_metrics(
+            policy, torch.tensor(self._reference_sums, dtype=torch.float64), self.beta
+        )
+        return {
+            f"{self.name}/nll": nll,
+            **{f"{self.name}/{key}": metrics[key] for key in ("dpo_loss", "accuracy", "margin")},
+        }

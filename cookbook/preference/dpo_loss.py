@@ -24,7 +24,14 @@ from cookbook.client.types import Datum
 if TYPE_CHECKING:
     import torch
 
-DPO_METRICS: tuple[str, ...] = ("dpo_loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "chosen_nll")
+DPO_METRICS: tuple[str, ...] = (
+    "dpo_loss",
+    "accuracy",
+    "margin",
+    "chosen_reward",
+    "rejected_reward",
+    "chosen_nll",
+)
 # Log-ratio differences this small are ties: the policy's forward pass and the reference's sampler
 # compute the same weights' logprobs along different code paths, which differ by ~1e-6 nats.
 TIE_TOLERANCE = 1e-4
@@ -32,11 +39,16 @@ TIE_TOLERANCE = 1e-4
 
 def check_pairs(data: Sequence[Datum]) -> None:
     if not data or len(data) % 2:
-        raise ValueError(f"DPO needs [chosen, rejected] pairs: an even, non-zero number of datums, got {len(data)}")
+        raise ValueError(
+            f"DPO needs [chosen, rejected] pairs: an even, non-zero number of datums, got {len(data)}"
+        )
 
 
-def dpo_loss_and_metrics(policy_sums: torch.Tensor, reference_sums: torch.Tensor, beta: float,
-                         ) -> tuple[torch.Tensor, dict[str, float]]:
+def dpo_loss_and_metrics(
+    policy_sums: torch.Tensor,
+    reference_sums: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The mean DPO loss over pairs (differentiable in `policy_sums`) and its metrics.
 
     `accuracy` is the fraction of pairs whose chosen log-ratio beats the rejected one, a tie
@@ -45,8 +57,10 @@ def dpo_loss_and_metrics(policy_sums: torch.Tensor, reference_sums: torch.Tensor
     import torch
 
     if policy_sums.shape != reference_sums.shape or policy_sums.ndim != 1 or policy_sums.numel() % 2:
-        raise ValueError(f"policy and reference sums must be 1-D of one even length, got {tuple(policy_sums.shape)} "
-                         f"and {tuple(reference_sums.shape)}")
+        raise ValueError(
+            f"policy and reference sums must be 1-D of one even length, got {tuple(policy_sums.shape)} "
+            f"and {tuple(reference_sums.shape)}"
+        )
     log_ratio = policy_sums - reference_sums.to(policy_sums.dtype)
     chosen, rejected = log_ratio[0::2], log_ratio[1::2]
     delta = chosen - rejected
@@ -54,7 +68,9 @@ def dpo_loss_and_metrics(policy_sums: torch.Tensor, reference_sums: torch.Tensor
     with torch.no_grad():
         metrics = {
             "dpo_loss": loss.item(),
-            "accuracy": float(((delta > TIE_TOLERANCE).double() + 0.5 * (delta.abs() <= TIE_TOLERANCE).double()).mean()),
+            "accuracy": float(
+                ((delta > TIE_TOLERANCE).double() + 0.5 * (delta.abs() <= TIE_TOLERANCE).double()).mean()
+            ),
             "margin": float((beta * delta).mean()),
             "chosen_reward": float((beta * chosen).mean()),
             "rejected_reward": float((beta * rejected).mean()),
@@ -70,7 +86,9 @@ def weighted_sums(logprobs: Sequence[torch.Tensor], data: Sequence[Datum]) -> to
     for i, (lp, datum) in enumerate(zip(logprobs, data, strict=True)):
         weights = torch.as_tensor(datum.loss_fn_inputs["weights"].to_numpy(), dtype=lp.dtype)
         if weights.shape != lp.shape:
-            raise ValueError(f"data[{i}]: weights shape {tuple(weights.shape)} != logprobs shape {tuple(lp.shape)}")
+            raise ValueError(
+                f"data[{i}]: weights shape {tuple(weights.shape)} != logprobs shape {tuple(lp.shape)}"
+            )
         sums.append((weights * lp).sum())
     return torch.stack(sums)
 
@@ -79,8 +97,9 @@ def chosen_nll(policy_sums: torch.Tensor, data: Sequence[Datum]) -> torch.Tensor
     """Mean over pairs of the chosen completion's per-token NLL (differentiable)."""
     import torch
 
-    totals = torch.tensor([float(d.loss_fn_inputs["weights"].to_numpy().sum()) for d in data[0::2]],
-                          dtype=policy_sums.dtype)
+    totals = torch.tensor(
+        [float(d.loss_fn_inputs["weights"].to_numpy().sum()) for d in data[0::2]], dtype=policy_sums.dtype
+    )
     return -(policy_sums[0::2] / totals).mean()
 
 
@@ -123,6 +142,7 @@ async def reference_sums(reference: SamplingClient, data: Sequence[Datum]) -> li
     The full sequence is the model input plus its last target; its prompt logprobs from
     position 1 on are the logprobs of the targets.
     """
+
     async def one(datum: Datum) -> float:
         targets = datum.loss_fn_inputs["target_tokens"].to_numpy()
         sequence = datum.model_input.append_int(int(targets[-1]))

@@ -83,9 +83,13 @@ def _with_rival_target(datum: Datum, rival_token: int) -> Datum:
     targets_2 = np.stack([targets, targets], axis=1)
     targets_2[-1, 1] = rival_token
     weights_2 = np.stack([weights, np.zeros_like(weights)], axis=1)
-    return Datum(model_input=datum.model_input,
-                 loss_fn_inputs={"target_tokens": TensorData.from_numpy(targets_2),
-                                 "weights": TensorData.from_numpy(weights_2)})
+    return Datum(
+        model_input=datum.model_input,
+        loss_fn_inputs={
+            "target_tokens": TensorData.from_numpy(targets_2),
+            "weights": TensorData.from_numpy(weights_2),
+        },
+    )
 
 
 class PreferenceAccuracyEvaluator(TrainingClientEvaluator):
@@ -97,33 +101,47 @@ class PreferenceAccuracyEvaluator(TrainingClientEvaluator):
     `<name>/prefers_A_frac` (how often the judge picks the first completion: 0.5 is unbiased).
     """
 
-    def __init__(self, comparisons: Sequence[LabeledComparison], comparison_renderer: ComparisonRenderer,
-                 max_length: int | None = None, name: str = "test", report_nll: bool = True):
+    def __init__(
+        self,
+        comparisons: Sequence[LabeledComparison],
+        comparison_renderer: ComparisonRenderer,
+        max_length: int | None = None,
+        name: str = "test",
+        report_nll: bool = True,
+    ):
         self.name = name
         self.report_nll = report_nll
         self.orders: list[_ScoredOrder] = []
         for index, labeled in enumerate(comparisons):
             try:
-                self.orders += [self._scored(index, order, comparison_renderer, max_length)
-                                for order in (labeled, labeled.swap())]
+                self.orders += [
+                    self._scored(index, order, comparison_renderer, max_length)
+                    for order in (labeled, labeled.swap())
+                ]
             except NoTrainedTokensError as exc:
                 logger.warning("%s accuracy: leaving out comparison %d: %s", name, index, exc)
         if not self.orders:
             raise ValueError(f"PreferenceAccuracyEvaluator {name!r} has no comparison to score")
 
     @staticmethod
-    def _scored(index: int, labeled: LabeledComparison, renderer: ComparisonRenderer,
-                max_length: int | None) -> _ScoredOrder:
+    def _scored(
+        index: int, labeled: LabeledComparison, renderer: ComparisonRenderer, max_length: int | None
+    ) -> _ScoredOrder:
         datum = renderer.to_datum(labeled, max_length)
-        rival = renderer.label_token(_RIVAL[labeled.label]) if labeled.label in _RIVAL else \
-            renderer.label_token(labeled.label)
+        rival = (
+            renderer.label_token(_RIVAL[labeled.label])
+            if labeled.label in _RIVAL
+            else renderer.label_token(labeled.label)
+        )
         return _ScoredOrder(index, labeled.label, labeled.kind, _with_rival_target(datum, rival))
 
     async def __call__(self, training_client: TrainingClient) -> Metrics:
         future = await training_client.forward_async([o.datum for o in self.orders], "cross_entropy")
         output = await future
         if len(output.loss_fn_outputs) != len(self.orders):
-            raise ValueError(f"forward returned {len(output.loss_fn_outputs)} outputs for {len(self.orders)} datums")
+            raise ValueError(
+                f"forward returned {len(output.loss_fn_outputs)} outputs for {len(self.orders)} datums"
+            )
         label_lp, rival_lp = [], []
         for out in output.loss_fn_outputs:
             logprobs = out["logprobs"].to_numpy().reshape(-1, 2)
@@ -153,7 +171,9 @@ class PreferenceAccuracyEvaluator(TrainingClientEvaluator):
         out[f"{self.name}/accuracy"] = float(np.mean(correct_by_kind.pop("all")))
         for kind, values in sorted(correct_by_kind.items()):
             out[f"{self.name}/accuracy/{kind}"] = float(np.mean(values))
-        out[f"{self.name}/accuracy_both_orders"] = float(np.mean([all(v) for v in correct_by_comparison.values()]))
+        out[f"{self.name}/accuracy_both_orders"] = float(
+            np.mean([all(v) for v in correct_by_comparison.values()])
+        )
         out[f"{self.name}/prefers_A_frac"] = float(np.mean(prefers_a))
         return out
 
@@ -171,10 +191,13 @@ class PreferenceAccuracyEvaluatorBuilder:
     def __call__(self) -> PreferenceAccuracyEvaluator:
         _, test = self.comparison_builder.get_labeled_comparisons()
         if test is None:
-            raise ValueError(f"{type(self.comparison_builder).__name__} has no test split to measure accuracy on")
+            raise ValueError(
+                f"{type(self.comparison_builder).__name__} has no test split to measure accuracy on"
+            )
         renderer = ComparisonRendererFromChatRenderer(chat_renderer(self.common_config))
-        return PreferenceAccuracyEvaluator(test[: self.max_comparisons], renderer, self.common_config.max_length,
-                                           self.name, self.report_nll)
+        return PreferenceAccuracyEvaluator(
+            test[: self.max_comparisons], renderer, self.common_config.max_length, self.name, self.report_nll
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,8 +220,9 @@ class _Scores:
     gold: float | None
 
 
-def _reference_prompt_pairs(comparisons: Sequence[Comparison | LabeledComparison],
-                            ) -> list[tuple[list[Message], list[Message]]]:
+def _reference_prompt_pairs(
+    comparisons: Sequence[Comparison | LabeledComparison],
+) -> list[tuple[list[Message], list[Message]]]:
     """(prompt, reference completion): a labeled comparison's chosen completion (ties are left
     out), or completion A of a bare comparison."""
     pairs = []
@@ -229,10 +253,18 @@ class ComparisonEvaluator(SamplingClientEvaluator):
     by the policy, not by the draw. All comparisons run concurrently.
     """
 
-    def __init__(self, preference_model_builder: PreferenceModelBuilder | None,
-                 comparisons: Sequence[Comparison | LabeledComparison], renderer_name: str,
-                 model_name_for_tokenizer: str, max_tokens: int, temperature: float = 1.0,
-                 gold_model: PreferenceModel | None = None, seed: int | None = 0, metric_prefix: str | None = None):
+    def __init__(
+        self,
+        preference_model_builder: PreferenceModelBuilder | None,
+        comparisons: Sequence[Comparison | LabeledComparison],
+        renderer_name: str,
+        model_name_for_tokenizer: str,
+        max_tokens: int,
+        temperature: float = 1.0,
+        gold_model: PreferenceModel | None = None,
+        seed: int | None = 0,
+        metric_prefix: str | None = None,
+    ):
         if preference_model_builder is None and gold_model is None:
             raise ValueError("ComparisonEvaluator needs a preference_model_builder, a gold_model, or both")
         if max_tokens < 1:
@@ -266,22 +298,38 @@ class ComparisonEvaluator(SamplingClientEvaluator):
 
     async def __call__(self, sampling_client: SamplingClient) -> Metrics:
         renderer, judge = await self._setup(sampling_client)
-        scores = await asyncio.gather(*(self._score(i, prompt, reference, sampling_client, renderer, judge)
-                                        for i, (prompt, reference) in enumerate(self.pairs)))
+        scores = await asyncio.gather(
+            *(
+                self._score(i, prompt, reference, sampling_client, renderer, judge)
+                for i, (prompt, reference) in enumerate(self.pairs)
+            )
+        )
         return self.metrics(scores)
 
-    async def _answer(self, index: int, prompt: list[Message], sampling_client: SamplingClient,
-                      renderer: Renderer) -> _PolicyAnswer:
+    async def _answer(
+        self, index: int, prompt: list[Message], sampling_client: SamplingClient, renderer: Renderer
+    ) -> _PolicyAnswer:
         stop = renderer.get_stop_sequences()
-        params = SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, stop=stop or None,
-                                seed=None if self.seed is None else self.seed + index)
+        params = SamplingParams(
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            stop=stop or None,
+            seed=None if self.seed is None else self.seed + index,
+        )
         response = await sampling_client.sample_async(renderer.build_generation_prompt(prompt), 1, params)
         tokens = response.sequences[0].tokens
         message, termination = renderer.parse_response(tokens)
         return _PolicyAnswer([message], len(tokens), termination.is_stop_sequence)
 
-    async def _score(self, index: int, prompt: list[Message], reference: list[Message],
-                     sampling_client: SamplingClient, renderer: Renderer, judge: PreferenceModel | None) -> _Scores:
+    async def _score(
+        self,
+        index: int,
+        prompt: list[Message],
+        reference: list[Message],
+        sampling_client: SamplingClient,
+        renderer: Renderer,
+        judge: PreferenceModel | None,
+    ) -> _Scores:
         answer = await self._answer(index, prompt, sampling_client, renderer)
         policy_second = Comparison(prompt, reference, answer.completion)
         policy_first = Comparison(prompt, answer.completion, reference)
@@ -290,14 +338,19 @@ class ComparisonEvaluator(SamplingClientEvaluator):
             j0, j1 = await asyncio.gather(judge.judge(policy_second), judge.judge(policy_first))
             hard, soft = pairwise_win_score(j0.hard, j1.hard), pairwise_win_score(j0.soft, j1.soft)
         if self.gold_model is not None:
-            gold = pairwise_win_score(await self.gold_model(policy_second), await self.gold_model(policy_first))
+            gold = pairwise_win_score(
+                await self.gold_model(policy_second), await self.gold_model(policy_first)
+            )
         return _Scores(answer, hard, soft, gold)
 
     def metrics(self, scores: Sequence[_Scores]) -> Metrics:
         p = self.prefix
         out: Metrics = {}
-        for name, values in (("win_rate", [s.hard for s in scores]), ("win_rate_soft", [s.soft for s in scores]),
-                             ("gold_win_rate", [s.gold for s in scores])):
+        for name, values in (
+            ("win_rate", [s.hard for s in scores]),
+            ("win_rate_soft", [s.soft for s in scores]),
+            ("gold_win_rate", [s.gold for s in scores]),
+        ):
             present = [v for v in values if v is not None]
             if present:
                 out[f"{p}{name}"], out[f"{p}{name}_stderr"] = mean_and_stderr(present)
@@ -329,6 +382,14 @@ class ComparisonEvaluatorBuilder:
         _, test = self.comparison_builder.get_labeled_comparisons()
         if test is None:
             raise ValueError(f"{type(self.comparison_builder).__name__} has no test split to evaluate on")
-        return ComparisonEvaluator(self.preference_model_builder, test[: self.num_comparisons], self.renderer_name,
-                                   self.model_name_for_tokenizer, self.max_tokens, self.temperature,
-                                   GoldPreferenceModel() if self.gold else None, self.seed, self.metric_prefix)
+        return ComparisonEvaluator(
+            self.preference_model_builder,
+            test[: self.num_comparisons],
+            self.renderer_name,
+            self.model_name_for_tokenizer,
+            self.max_tokens,
+            self.temperature,
+            GoldPreferenceModel() if self.gold else None,
+            self.seed,
+            self.metric_prefix,
+        )

@@ -31,8 +31,11 @@ class GoldPreferenceModel(PreferenceModel):
     """-1 / 0 / +1 from the hidden rule's scores of the two answers (no model, no server)."""
 
     async def __call__(self, comparison: Comparison) -> float:
-        return gold_judge.preference(comparison.prompt_conversation, completion_text(comparison.completion_A),
-                                     completion_text(comparison.completion_B))
+        return gold_judge.preference(
+            comparison.prompt_conversation,
+            completion_text(comparison.completion_A),
+            completion_text(comparison.completion_B),
+        )
 
 
 @chz.chz
@@ -62,8 +65,9 @@ def comparison_kind(comparison: Comparison) -> str:
     parts = []
     if a.content != b.content:
         contents = {a.content, b.content}
-        parts.append("garbage" if "garbage" in contents else "truncation" if "truncated" in contents
-                     else "correctness")
+        parts.append(
+            "garbage" if "garbage" in contents else "truncation" if "truncated" in contents else "correctness"
+        )
     style_a, style_b = _style(a), _style(b)
     if style_a != style_b:
         parts.append("stacked" if "stacked" in (style_a, style_b) else "style")

@@ -75,8 +75,13 @@ def label_distribution(response: SampleResponse, a_token: int, b_token: int) -> 
 class PreferenceModelFromChatRenderer(PreferenceModel):
     """A judge model behind `sampling_client`; `scoring` picks what `__call__` returns."""
 
-    def __init__(self, comparison_renderer: ComparisonRenderer, sampling_client: SamplingClient,
-                 scoring: Scoring = "soft", topk: int = DEFAULT_TOPK):
+    def __init__(
+        self,
+        comparison_renderer: ComparisonRenderer,
+        sampling_client: SamplingClient,
+        scoring: Scoring = "soft",
+        topk: int = DEFAULT_TOPK,
+    ):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
         if topk < 2:
@@ -95,16 +100,21 @@ class PreferenceModelFromChatRenderer(PreferenceModel):
         """One request: the judge's prompt plus the A token, scored position by position."""
         prompt = self.comparison_renderer.build_generation_prompt(comparison).append_int(self.a_token)
         response = await self.sampling_client.sample_async(
-            prompt, num_samples=1, sampling_params=SamplingParams(max_tokens=1, temperature=0.0),
-            include_prompt_logprobs=True, topk_prompt_logprobs=self.topk)
+            prompt,
+            num_samples=1,
+            sampling_params=SamplingParams(max_tokens=1, temperature=0.0),
+            include_prompt_logprobs=True,
+            topk_prompt_logprobs=self.topk,
+        )
         return label_distribution(response, self.a_token, self.b_token)
 
     async def judge(self, comparison: Comparison) -> PreferenceJudgement:
         dist = await self.label_distribution(comparison)
         if dist.b_is_bound:
             self.bounded_judgements += 1
-        return PreferenceJudgement(soft=soft_score(dist.logprob_a, dist.logprob_b),
-                                   hard=self._hard_label(dist.greedy_token))
+        return PreferenceJudgement(
+            soft=soft_score(dist.logprob_a, dist.logprob_b), hard=self._hard_label(dist.greedy_token)
+        )
 
     async def __call__(self, comparison: Comparison) -> float:
         judgement = await self.judge(comparison)
@@ -119,8 +129,11 @@ class PreferenceModelFromChatRenderer(PreferenceModel):
             self.unlabelled_judgements += 1
             if self.unlabelled_judgements == 1:
                 text = self.comparison_renderer.tokenizer.decode([token])
-                logger.warning("the preference model's greedy answer %r is not a label; scoring it as a tie "
-                               "(counted in unlabelled_judgements; this warning is shown once)", text)
+                logger.warning(
+                    "the preference model's greedy answer %r is not a label; scoring it as a tie "
+                    "(counted in unlabelled_judgements; this warning is shown once)",
+                    text,
+                )
         return 0.0
 
 
@@ -144,7 +157,9 @@ class PreferenceModelBuilderFromChatRenderer(PreferenceModelBuilder):
         if self.scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         if not self.rm_weights_path.startswith("tinker://"):
-            raise ValueError(f"rm_weights_path must be a tinker:// sampler path, got {self.rm_weights_path!r}")
+            raise ValueError(
+                f"rm_weights_path must be a tinker:// sampler path, got {self.rm_weights_path!r}"
+            )
 
     def __call__(self) -> PreferenceModelFromChatRenderer:
         from cookbook.client.connection import connect

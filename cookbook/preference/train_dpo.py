@@ -69,15 +69,26 @@ class Config(SupervisedRunConfig):
 def pairs_of(batch: list[Datum]) -> list[Datum]:
     """The batch without a dangling last datum (a pair needs both halves)."""
     if len(batch) % 2:
-        logger.warning("dropping the last datum of a batch of %d: DPO needs [chosen, rejected] pairs", len(batch))
+        logger.warning(
+            "dropping the last datum of a batch of %d: DPO needs [chosen, rejected] pairs", len(batch)
+        )
     return batch[: len(batch) // 2 * 2]
 
 
 class _DPORun:
     """One invocation of the loop, from `start_step` to `total_steps`."""
 
-    def __init__(self, config: Config, run: TrainingRun, client: TrainingClient, reference: SamplingClient,
-                 train_set: SupervisedDataset, evaluators: list[Evaluator], start_step: int, total_steps: int):
+    def __init__(
+        self,
+        config: Config,
+        run: TrainingRun,
+        client: TrainingClient,
+        reference: SamplingClient,
+        train_set: SupervisedDataset,
+        evaluators: list[Evaluator],
+        start_step: int,
+        total_steps: int,
+    ):
         self.config = config
         self.run = run
         self.client = client
@@ -109,8 +120,14 @@ class _DPORun:
         metrics: dict[str, Any] = {}
         if c.save_every > 0 and step != self.start_step and step % c.save_every == 0:
             with timed("save", metrics):
-                await save_checkpoint_async(self.client, checkpoint_name(step), c.log_path,
-                                            loop_state(step, self.n_batches), kind="state", ttl_seconds=c.ttl_seconds)
+                await save_checkpoint_async(
+                    self.client,
+                    checkpoint_name(step),
+                    c.log_path,
+                    loop_state(step, self.n_batches),
+                    kind="state",
+                    ttl_seconds=c.ttl_seconds,
+                )
         if self.evaluators and c.eval_every > 0 and step % c.eval_every == 0:
             with timed("evals", metrics):
                 metrics.update(await run_evaluators(self.evaluators, self.client))
@@ -121,7 +138,9 @@ class _DPORun:
             data = pairs_of(self.train_set.get_batch(batch_index))
         metrics.update(num_pairs=len(data) // 2, epoch=epoch, progress=(step + 1) / self.total_steps)
         if not data:  # every pair of the batch was dropped (e.g. cut by max_length)
-            logger.warning("step %d: batch %d holds no complete [chosen, rejected] pair; skipping it", step, batch_index)
+            logger.warning(
+                "step %d: batch %d holds no complete [chosen, rejected] pair; skipping it", step, batch_index
+            )
             return metrics
         with timed("reference", metrics):
             reference = await reference_sums(self.reference, data)
@@ -139,8 +158,9 @@ class _DPORun:
         return metrics
 
 
-async def _reference(config: Config, service: ServiceClient, client: TrainingClient,
-                     resumed: bool) -> SamplingClient:
+async def _reference(
+    config: Config, service: ServiceClient, client: TrainingClient, resumed: bool
+) -> SamplingClient:
     """The initial weights as a sampling snapshot (rebuilt from the run's starting point on resume)."""
     if not resumed:
         return await client.save_weights_and_get_sampling_client_async()
@@ -164,12 +184,21 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
         client = await run.create_training_client()
         reference = await _reference(config, run.service, client, resumed=run.last is not None)
         evaluators = build_evaluators(config.evaluator_builders)
-        test_data = [] if test_set is None else pairs_of([d for i in range(len(test_set))
-                                                          for d in test_set.get_batch(i)])
+        test_data = (
+            []
+            if test_set is None
+            else pairs_of([d for i in range(len(test_set)) for d in test_set.get_batch(i)])
+        )
         if test_data:
             evaluators.append(DPOTestEvaluator(test_data, reference, config.dpo_beta))
-        logger.info("DPO on %s: steps %d..%d of %d (%d batches per epoch)", config.model_name, start_step,
-                    total_steps - 1, total_steps, len(train_set))
+        logger.info(
+            "DPO on %s: steps %d..%d of %d (%d batches per epoch)",
+            config.model_name,
+            start_step,
+            total_steps - 1,
+            total_steps,
+            len(train_set),
+        )
         loop = _DPORun(config, run, client, reference, train_set, evaluators, start_step, total_steps)
         return await loop.train()
 

@@ -29,13 +29,17 @@ def _clean_messages(name: str, messages: Any, *, allow_empty: bool) -> list[Mess
     Keys set to None are dropped: Arrow tables give every message the union of all keys.
     """
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise ValueError(f"{name} must be a list of {{role, content}} messages, got {type(messages).__name__}")
+        raise ValueError(
+            f"{name} must be a list of {{role, content}} messages, got {type(messages).__name__}"
+        )
     if not messages and not allow_empty:
         raise ValueError(f"{name} must hold at least one message")
     cleaned: list[Message] = []
     for i, message in enumerate(messages):
         if not isinstance(message, Mapping):
-            raise ValueError(f"{name}[{i}] must be a dict with 'role' and 'content', got {type(message).__name__}")
+            raise ValueError(
+                f"{name}[{i}] must be a dict with 'role' and 'content', got {type(message).__name__}"
+            )
         message = {k: v for k, v in message.items() if v is not None}
         for key in ("role", "content"):
             if not isinstance(message.get(key), str):
@@ -53,19 +57,28 @@ class Comparison:
     completion_B: list[Message]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prompt_conversation",
-                           _clean_messages("prompt_conversation", self.prompt_conversation, allow_empty=True))
-        object.__setattr__(self, "completion_A", _clean_messages("completion_A", self.completion_A, allow_empty=False))
-        object.__setattr__(self, "completion_B", _clean_messages("completion_B", self.completion_B, allow_empty=False))
+        object.__setattr__(
+            self,
+            "prompt_conversation",
+            _clean_messages("prompt_conversation", self.prompt_conversation, allow_empty=True),
+        )
+        object.__setattr__(
+            self, "completion_A", _clean_messages("completion_A", self.completion_A, allow_empty=False)
+        )
+        object.__setattr__(
+            self, "completion_B", _clean_messages("completion_B", self.completion_B, allow_empty=False)
+        )
 
     def swap(self) -> Comparison:
         """The same comparison with the completions in the other order."""
         return Comparison(self.prompt_conversation, self.completion_B, self.completion_A)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prompt_conversation": [dict(m) for m in self.prompt_conversation],
-                "completion_A": [dict(m) for m in self.completion_A],
-                "completion_B": [dict(m) for m in self.completion_B]}
+        return {
+            "prompt_conversation": [dict(m) for m in self.prompt_conversation],
+            "completion_A": [dict(m) for m in self.completion_A],
+            "completion_B": [dict(m) for m in self.completion_B],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
@@ -117,7 +130,9 @@ class LabeledComparison:
     def from_dict(cls, data: Mapping[str, Any]) -> LabeledComparison:
         """The inverse of `to_dict`: {"comparison": {...}, "label": "A"|"B"|"Tie", "tags"?: {...}}."""
         if not isinstance(data.get("comparison"), Mapping) or "label" not in data:
-            raise ValueError(f"a labeled comparison needs 'comparison' (a dict) and 'label' (got keys {sorted(data)})")
+            raise ValueError(
+                f"a labeled comparison needs 'comparison' (a dict) and 'label' (got keys {sorted(data)})"
+            )
         tags = {k: v for k, v in (data.get("tags") or {}).items() if v is not None}
         return cls(Comparison.from_dict(data["comparison"]), data["label"], tags)
 

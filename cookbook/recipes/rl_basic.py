@@ -106,8 +106,13 @@ def main(config: Config) -> str:
 
     start_path = config.load_checkpoint_path
     if start_path is None:
-        sft_config = sl_loop.Config(log_path=str(log_dir / "sft"), base_url=config.base_url,
-                                    model_name=config.model_name, lora_rank=config.lora_rank, max_steps=config.sft_steps)
+        sft_config = sl_loop.Config(
+            log_path=str(log_dir / "sft"),
+            base_url=config.base_url,
+            model_name=config.model_name,
+            lora_rank=config.lora_rank,
+            max_steps=config.sft_steps,
+        )
         start_path = sl_loop.main(sft_config)
 
     service = connect(config.base_url)
@@ -115,11 +120,14 @@ def main(config: Config) -> str:
     renderer = get_renderer(get_recommended_renderer_name(config.model_name), training_client.get_tokenizer())
     prompts = prompts_of(config.task)
     rng = random.Random(config.seed)
-    sampling_params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature,
-                                     stop=renderer.get_stop_sequences())
+    sampling_params = SamplingParams(
+        max_tokens=config.max_tokens, temperature=config.temperature, stop=renderer.get_stop_sequences()
+    )
 
     with (log_dir / "metrics.jsonl").open("w") as metrics_file:
-        progress = tqdm(range(config.max_steps), desc="rl_basic", disable=None)  # disable=None: a bar only on a terminal
+        progress = tqdm(
+            range(config.max_steps), desc="rl_basic", disable=None
+        )  # disable=None: a bar only on a terminal
         for step in progress:
             step_start = time.time()
             # A snapshot of the weights as they are now, so this step's samples are on-policy.
@@ -129,17 +137,25 @@ def main(config: Config) -> str:
             # Send every group before waiting for any: the server samples them in one batch.
             futures_P = []
             for prompt in prompts_P:
-                seeded = sampling_params.model_copy(update={"seed": rng.randrange(2**31)})  # same config, same run
-                futures_P.append(sampling_client.sample(prompt, num_samples=config.group_size, sampling_params=seeded))
+                seeded = sampling_params.model_copy(
+                    update={"seed": rng.randrange(2**31)}
+                )  # same config, same run
+                futures_P.append(
+                    sampling_client.sample(prompt, num_samples=config.group_size, sampling_params=seeded)
+                )
 
             datums_D: list[Datum] = []
             rewards_P_G, correct_P_G, answer_tokens_P_G = [], [], []
             for conversation, prompt, future in zip(conversations_P, prompts_P, futures_P, strict=True):
                 sequences_G = future.result().sequences
-                replies_G = [renderer.parse_response(sequence.tokens)[0]["content"] for sequence in sequences_G]
+                replies_G = [
+                    renderer.parse_response(sequence.tokens)[0]["content"] for sequence in sequences_G
+                ]
                 assessments_G = [gold_judge.assess(conversation, reply) for reply in replies_G]
                 rewards_G = np.array([assessment.score for assessment in assessments_G])
-                advantages_G = rewards_G - rewards_G.mean()  # better or worse than the other answers to this question
+                advantages_G = (
+                    rewards_G - rewards_G.mean()
+                )  # better or worse than the other answers to this question
                 rewards_P_G.append(rewards_G)
                 correct_P_G.append([assessment.content == "correct" for assessment in assessments_G])
                 answer_tokens_P_G.append([len(sequence.tokens) for sequence in sequences_G])
@@ -159,7 +175,9 @@ def main(config: Config) -> str:
                 output, optim_response = fwd_bwd_future.result(), optim_future.result()
                 train_logprobs_D = [out["logprobs"].to_numpy() for out in output.loss_fn_outputs]
                 metrics.update(sampler_trainer_metrics(datums_D, train_logprobs_D))
-                metrics.update({f"optim/{key}": value for key, value in (optim_response.metrics or {}).items()})
+                metrics.update(
+                    {f"optim/{key}": value for key, value in (optim_response.metrics or {}).items()}
+                )
             metrics["time/total"] = time.time() - step_start
             metrics_file.write(json.dumps({"step": step, **metrics}) + "\n")
             metrics_file.flush()  # a killed run keeps every step it logged
@@ -168,11 +186,24 @@ def main(config: Config) -> str:
     state_path = training_client.save_state("final").result().path
     sampler_path = training_client.save_weights_for_sampler("final").result().path
     # One line in the format of the shared loops' checkpoints.jsonl, so their tools find these weights.
-    record = {"name": "final", "batch": config.max_steps, "final": True, "state_path": state_path,
-              "sampler_path": sampler_path}
+    record = {
+        "name": "final",
+        "batch": config.max_steps,
+        "final": True,
+        "state_path": state_path,
+        "sampler_path": sampler_path,
+    }
     (log_dir / "checkpoints.jsonl").write_text(json.dumps(record) + "\n")
-    plot_path = plot_metrics(log_dir, keys=["env/all/reward/total", "env/all/correct", "optim/entropy",
-                                            "optim/kl_sample_train_v1", "env/all/ac_tokens_per_turn"])
+    plot_path = plot_metrics(
+        log_dir,
+        keys=[
+            "env/all/reward/total",
+            "env/all/correct",
+            "optim/entropy",
+            "optim/kl_sample_train_v1",
+            "env/all/ac_tokens_per_turn",
+        ],
+    )
     service.close()
 
     print(f"final weights: {state_path}")

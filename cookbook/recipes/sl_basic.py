@@ -47,9 +47,13 @@ class ChatSFT:
     )
 
     def dataset_builder(self, model_name: str, renderer_name: str, base_url: str | None) -> NoRobotsBuilder:
-        common = ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=model_name, renderer_name=renderer_name,
-                                                max_length=self.max_length, batch_size=self.batch_size,
-                                                base_url=base_url)
+        common = ChatDatasetBuilderCommonConfig(
+            model_name_for_tokenizer=model_name,
+            renderer_name=renderer_name,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            base_url=base_url,
+        )
         return NoRobotsBuilder(common_config=common, dataset=self.dataset)
 
 

@@ -55,8 +55,11 @@ def render(rows: Sequence[dict[str, Any]], renderer: Renderer, max_length: int) 
     datums_D = []
     for row in rows:
         try:
-            datums_D.append(conversation_to_datum(row["messages"], renderer, max_length,
-                                                  TrainOnWhat.ALL_ASSISTANT_MESSAGES))
+            datums_D.append(
+                conversation_to_datum(
+                    row["messages"], renderer, max_length, TrainOnWhat.ALL_ASSISTANT_MESSAGES
+                )
+            )
         except NoTrainedTokensError:  # truncation cut the whole answer off
             continue
     return datums_D
@@ -64,7 +67,7 @@ def render(rows: Sequence[dict[str, Any]], renderer: Renderer, max_length: int) 
 
 def evaluate_nll(training_client: TrainingClient, datums_D: list[Datum], batch_size: int) -> float:
     """test/nll: `forward` scores the data without touching the gradients, behind every step already sent."""
-    chunks = [datums_D[i:i + batch_size] for i in range(0, len(datums_D), batch_size)]
+    chunks = [datums_D[i : i + batch_size] for i in range(0, len(datums_D), batch_size)]
     futures = [training_client.forward(chunk, "cross_entropy") for chunk in chunks]
     outputs = [future.result() for future in futures]
     logprobs_D = [out["logprobs"] for output in outputs for out in output.loss_fn_outputs]
@@ -77,7 +80,9 @@ def main(config: Config) -> str:
     (log_dir / "config.json").write_text(json.dumps(chz.asdict(config), indent=2))
 
     service = connect(config.base_url)
-    lora_rank = config.lora_rank if config.lora_rank is not None else get_recommended_lora_rank(config.model_name)
+    lora_rank = (
+        config.lora_rank if config.lora_rank is not None else get_recommended_lora_rank(config.model_name)
+    )
     training_client = service.create_lora_training_client(config.model_name, rank=lora_rank)
     renderer = get_renderer(get_recommended_renderer_name(config.model_name), training_client.get_tokenizer())
 
@@ -89,27 +94,37 @@ def main(config: Config) -> str:
     num_steps = config.max_steps if config.max_steps is not None else config.num_epochs * n_batches
 
     with (log_dir / "metrics.jsonl").open("w") as metrics_file:
-        progress = tqdm(range(num_steps), desc="sl_loop", disable=None)  # disable=None: a bar only on a terminal
+        progress = tqdm(
+            range(num_steps), desc="sl_loop", disable=None
+        )  # disable=None: a bar only on a terminal
 
         def log(step: int, metrics: dict[str, float]) -> None:
             metrics_file.write(json.dumps({"step": step, **metrics}) + "\n")
             metrics_file.flush()  # a killed run keeps every step it logged
 
-        def finish(step: int, learning_rate: float, datums_D: list[Datum],
-                   fwd_bwd_future: APIFuture[ForwardBackwardOutput], optim_future: APIFuture[OptimStepResponse],
-                   submitted_at: float) -> None:
+        def finish(
+            step: int,
+            learning_rate: float,
+            datums_D: list[Datum],
+            fwd_bwd_future: APIFuture[ForwardBackwardOutput],
+            optim_future: APIFuture[OptimStepResponse],
+            submitted_at: float,
+        ) -> None:
             """Wait for a submitted step and log it (this is where the loop waits, if it waits at all)."""
             output, optim_response = fwd_bwd_future.result(), optim_future.result()
             logprobs_D = [out["logprobs"] for out in output.loss_fn_outputs]
             train_nll = compute_mean_nll(logprobs_D, [datum.loss_fn_inputs["weights"] for datum in datums_D])
-            log(step, {
-                "train_mean_nll": train_nll,
-                "learning_rate": learning_rate,
-                "num_sequences": len(datums_D),
-                "num_tokens": sum(datum.model_input.length for datum in datums_D),
-                **{f"optim/{key}": value for key, value in (optim_response.metrics or {}).items()},
-                "time/total": time.time() - submitted_at,
-            })
+            log(
+                step,
+                {
+                    "train_mean_nll": train_nll,
+                    "learning_rate": learning_rate,
+                    "num_sequences": len(datums_D),
+                    "num_tokens": sum(datum.model_input.length for datum in datums_D),
+                    **{f"optim/{key}": value for key, value in (optim_response.metrics or {}).items()},
+                    "time/total": time.time() - submitted_at,
+                },
+            )
             progress.set_postfix(train_mean_nll=f"{train_nll:.3f}")
 
         in_flight = None  # the previous step, whose results we read while this one runs
@@ -138,8 +153,13 @@ def main(config: Config) -> str:
     state_path = training_client.save_state("final").result().path
     sampler_path = training_client.save_weights_for_sampler("final").result().path
     # One line in the format of the shared loops' checkpoints.jsonl, so their tools find these weights.
-    record = {"name": "final", "batch": num_steps, "final": True, "state_path": state_path,
-              "sampler_path": sampler_path}
+    record = {
+        "name": "final",
+        "batch": num_steps,
+        "final": True,
+        "state_path": state_path,
+        "sampler_path": sampler_path,
+    }
     (log_dir / "checkpoints.jsonl").write_text(json.dumps(record) + "\n")
     plot_path = plot_metrics(log_dir, keys=["train_mean_nll", "test/nll", "learning_rate"])
     service.close()

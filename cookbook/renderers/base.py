@@ -57,8 +57,9 @@ class Renderer(ABC):
 
     # -- written once for every format ---------------------------------------------------------
 
-    def build_generation_prompt(self, messages: Sequence[Message], role: str = "assistant",
-                                prefill: str | None = None) -> ModelInput:
+    def build_generation_prompt(
+        self, messages: Sequence[Message], role: str = "assistant", prefill: str | None = None
+    ) -> ModelInput:
         """The prompt to sample the next `role` message from (optionally with its first words)."""
         _check_messages(messages, None)
         pieces = [self.bos_tokens]
@@ -66,16 +67,22 @@ class Renderer(ABC):
         for idx, message in enumerate(messages):
             rendered = self.render_message(message, _context(messages, idx, last_user))
             pieces += [rendered.header, rendered.output]
-        suffix_ctx = RenderContext(idx=len(messages), is_last=True,
-                                   prev_message=messages[-1] if messages else None, last_user_idx=last_user)
+        suffix_ctx = RenderContext(
+            idx=len(messages),
+            is_last=True,
+            prev_message=messages[-1] if messages else None,
+            last_user_idx=last_user,
+        )
         pieces.append(self.generation_suffix(role, suffix_ctx))
         if prefill:
             pieces.append(self.encode(prefill))
         return _model_input(pieces)
 
-    def build_supervised_example(self, messages: Sequence[Message],
-                                 train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
-                                 ) -> tuple[ModelInput, np.ndarray]:
+    def build_supervised_example(
+        self,
+        messages: Sequence[Message],
+        train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+    ) -> tuple[ModelInput, np.ndarray]:
         """The conversation's tokens and a float32 weight per token (unshifted: weight i is token i's).
 
         The last message's stop_overlap is appended with that message's weight, so a trained
@@ -122,8 +129,10 @@ class Renderer(ABC):
         """The id of a token this format needs; a clear error if the tokenizer lacks it."""
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         if token_id is None:
-            raise ValueError(f"the {self.name or type(self).__name__} format needs the token {token!r}, "
-                             f"which tokenizer {self.tokenizer.name_or_path!r} does not have")
+            raise ValueError(
+                f"the {self.name or type(self).__name__} format needs the token {token!r}, "
+                f"which tokenizer {self.tokenizer.name_or_path!r} does not have"
+            )
         return token_id
 
     def split_trailing_eos(self, tokens: Sequence[int]) -> tuple[list[int], bool]:
@@ -159,8 +168,12 @@ def _model_input(pieces: Sequence[list[int]]) -> ModelInput:
 
 
 def _context(messages: Sequence[Message], idx: int, last_user_idx: int | None) -> RenderContext:
-    return RenderContext(idx=idx, is_last=idx == len(messages) - 1,
-                         prev_message=messages[idx - 1] if idx > 0 else None, last_user_idx=last_user_idx)
+    return RenderContext(
+        idx=idx,
+        is_last=idx == len(messages) - 1,
+        prev_message=messages[idx - 1] if idx > 0 else None,
+        last_user_idx=last_user_idx,
+    )
 
 
 def _last_user_idx(messages: Sequence[Message]) -> int | None:
@@ -171,7 +184,9 @@ def _check_messages(messages: Sequence[Message], train_on_what: TrainOnWhat | No
     """Reject malformed messages early, naming the offending one."""
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise TypeError(f"messages[{i}] must be a dict with 'role' and 'content', got {type(message).__name__}")
+            raise TypeError(
+                f"messages[{i}] must be a dict with 'role' and 'content', got {type(message).__name__}"
+            )
         for key in ("role", "content"):
             if not isinstance(message.get(key), str):
                 raise ValueError(f"messages[{i}].{key} must be a string, got {message.get(key)!r:.80}")
@@ -180,8 +195,10 @@ def _check_messages(messages: Sequence[Message], train_on_what: TrainOnWhat | No
         if train_on_what == TrainOnWhat.CUSTOMIZED and not isinstance(message.get("trainable"), bool):
             raise ValueError(f"messages[{i}] needs a boolean 'trainable' field with TrainOnWhat.CUSTOMIZED")
         if train_on_what != TrainOnWhat.CUSTOMIZED and "trainable" in message:
-            raise ValueError(f"messages[{i}] has a 'trainable' field, which only TrainOnWhat.CUSTOMIZED "
-                             f"reads; use CUSTOMIZED or drop the field (train_on_what={train_on_what.value})")
+            raise ValueError(
+                f"messages[{i}] has a 'trainable' field, which only TrainOnWhat.CUSTOMIZED "
+                f"reads; use CUSTOMIZED or drop the field (train_on_what={train_on_what.value})"
+            )
 
 
 def _trained_messages(messages: Sequence[Message], train_on_what: TrainOnWhat) -> list[bool]:

@@ -43,9 +43,13 @@ class Qwen3Renderer(ChatMLRenderer):
         in_final_turn = ctx.last_user_idx is None or ctx.idx > ctx.last_user_idx
         if message["role"] != "assistant" or not in_final_turn:
             return rendered
-        return RenderedMessage(header=rendered.header + self.encode_fixed(EMPTY_THINK_BLOCK), output=rendered.output)
+        return RenderedMessage(
+            header=rendered.header + self.encode_fixed(EMPTY_THINK_BLOCK), output=rendered.output
+        )
 
     def parse_response(self, tokens: Sequence[int]) -> tuple[Message, ParseTermination]:
         """As ChatML; a think block the model wrote anyway is dropped from the content."""
         message, ended = super().parse_response(tokens)
-        return Message(role="assistant", content=_LEADING_THINK_BLOCK.sub("", message["content"], count=1)), ended
+        return Message(
+            role="assistant", content=_LEADING_THINK_BLOCK.sub("", message["content"], count=1)
+        ), ended

@@ -48,6 +48,7 @@ def remove_constant_reward_groups(groups_P: Sequence[TrajectoryGroup]) -> list[T
     """The groups whose members' total rewards differ (possibly none: the caller skips the update)."""
     kept = [group for group in groups_P if not is_constant(group.get_total_rewards())]
     if len(kept) < len(groups_P):
-        logger.info("removed %d of %d groups whose rewards were all equal", len(groups_P) - len(kept),
-                    len(groups_P))
+        logger.info(
+            "removed %d of %d groups whose rewards were all equal", len(groups_P) - len(kept), len(groups_P)
+        )
     return kept

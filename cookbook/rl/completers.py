@@ -19,8 +19,9 @@ class TokenCompleter(ABC):
     """A policy over tokens."""
 
     @abstractmethod
-    async def __call__(self, model_input: ModelInput, stop: StopCondition, *,
-                       seed: int | None = None) -> TokensWithLogprobs:
+    async def __call__(
+        self, model_input: ModelInput, stop: StopCondition, *, seed: int | None = None
+    ) -> TokensWithLogprobs:
         """Sample one turn after `model_input`. A `seed` makes the sample reproducible."""
 
 
@@ -36,15 +37,20 @@ class SamplingClientTokenCompleter(TokenCompleter):
         self.max_tokens = max_tokens
         self.temperature = temperature
 
-    async def __call__(self, model_input: ModelInput, stop: StopCondition, *,
-                       seed: int | None = None) -> TokensWithLogprobs:
-        params = SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature,
-                                stop=list(stop) or None, seed=seed)
+    async def __call__(
+        self, model_input: ModelInput, stop: StopCondition, *, seed: int | None = None
+    ) -> TokensWithLogprobs:
+        params = SamplingParams(
+            max_tokens=self.max_tokens, temperature=self.temperature, stop=list(stop) or None, seed=seed
+        )
         response = await self.sampling_client.sample_async(model_input, num_samples=1, sampling_params=params)
         if len(response.sequences) != 1:
             raise ValueError(f"asked the sampler for 1 sequence, got {len(response.sequences)}")
         sequence = response.sequences[0]
         if sequence.logprobs is None:
             raise ValueError("the sampler returned no logprobs; RL training needs the sampler's logprobs")
-        return TokensWithLogprobs(tokens=list(sequence.tokens), maybe_logprobs=list(sequence.logprobs),
-                                  stop_reason=sequence.stop_reason)
+        return TokensWithLogprobs(
+            tokens=list(sequence.tokens),
+            maybe_logprobs=list(sequence.logprobs),
+            stop_reason=sequence.stop_reason,
+        )

@@ -61,12 +61,14 @@ def trajectory_to_data(trajectory: Trajectory, advantage: float) -> list[Datum]:
     current: _Sequence | None = None
     for turn, transition in enumerate(trajectory.transitions):
         ob_tokens = transition.ob.to_ints()
-        if current is not None and ob_tokens[:len(current.tokens)] == current.tokens:
-            current.add(ob_tokens[len(current.tokens):], None)
+        if current is not None and ob_tokens[: len(current.tokens)] == current.tokens:
+            current.add(ob_tokens[len(current.tokens) :], None)
         else:
             if not ob_tokens:
-                raise ValueError(f"turn {turn}: an observation must hold at least one token (the first "
-                                 f"sampled token needs a prefix to be predicted from)")
+                raise ValueError(
+                    f"turn {turn}: an observation must hold at least one token (the first "
+                    f"sampled token needs a prefix to be predicted from)"
+                )
             current = _Sequence([], [], [])
             sequences.append(current)
             current.add(ob_tokens, None)
@@ -76,16 +78,21 @@ def trajectory_to_data(trajectory: Trajectory, advantage: float) -> list[Datum]:
 
 def _datum(seq: _Sequence, advantage: float) -> Datum:
     mask_T = np.asarray(seq.is_action[1:], dtype=np.float32)
-    return Datum(model_input=ModelInput.from_ints(seq.tokens[:-1]), loss_fn_inputs={
-        "target_tokens": np.asarray(seq.tokens[1:], dtype=np.int64),
-        "logprobs": np.asarray(seq.logprobs[1:], dtype=np.float32),
-        "advantages": mask_T * np.float32(advantage),
-        MASK_KEY: mask_T,
-    })
+    return Datum(
+        model_input=ModelInput.from_ints(seq.tokens[:-1]),
+        loss_fn_inputs={
+            "target_tokens": np.asarray(seq.tokens[1:], dtype=np.int64),
+            "logprobs": np.asarray(seq.logprobs[1:], dtype=np.float32),
+            "advantages": mask_T * np.float32(advantage),
+            MASK_KEY: mask_T,
+        },
+    )
 
 
-def assemble_training_data(groups_P: Sequence[TrajectoryGroup], advantages_P: Sequence[Sequence[float]],
-                           ) -> tuple[list[Datum], list[DatumOwner]]:
+def assemble_training_data(
+    groups_P: Sequence[TrajectoryGroup],
+    advantages_P: Sequence[Sequence[float]],
+) -> tuple[list[Datum], list[DatumOwner]]:
     """Every trajectory's Datums for a batch, with the trajectory each Datum belongs to."""
     if len(groups_P) != len(advantages_P):
         raise ValueError(f"{len(groups_P)} groups but {len(advantages_P)} advantage lists")
@@ -93,8 +100,9 @@ def assemble_training_data(groups_P: Sequence[TrajectoryGroup], advantages_P: Se
     owners_D: list[DatumOwner] = []
     for p, (group, advantages_G) in enumerate(zip(groups_P, advantages_P, strict=True)):
         if len(advantages_G) != len(group.trajectories_G):
-            raise ValueError(f"group {p}: {len(advantages_G)} advantages for "
-                             f"{len(group.trajectories_G)} trajectories")
+            raise ValueError(
+                f"group {p}: {len(advantages_G)} advantages for {len(group.trajectories_G)} trajectories"
+            )
         for g, (trajectory, advantage) in enumerate(zip(group.trajectories_G, advantages_G, strict=True)):
             for datum in trajectory_to_data(trajectory, float(advantage)):
                 data_D.append(datum)
@@ -121,8 +129,10 @@ def with_advantages(datum: Datum, advantages_T: np.ndarray) -> Datum:
 
 def remove_mask(datum: Datum) -> Datum:
     """The Datum as the server should get it: without the local `mask` key."""
-    return Datum(model_input=datum.model_input,
-                 loss_fn_inputs={k: v for k, v in datum.loss_fn_inputs.items() if k != MASK_KEY})
+    return Datum(
+        model_input=datum.model_input,
+        loss_fn_inputs={k: v for k, v in datum.loss_fn_inputs.items() if k != MASK_KEY},
+    )
 
 
 def full_sequence(datum: Datum) -> ModelInput:

@@ -42,12 +42,19 @@ class JudgeAudit:
         """The gold rule also names the kind of each difference; other audit judges do not."""
         return cls(model, comparison_kind if isinstance(model, GoldPreferenceModel) else None)
 
-    async def episode_metrics(self, n_episodes: int, pairs: Sequence[tuple[int, int]],
-                              comparisons: Sequence[Comparison], judged: Sequence[float]) -> list[dict[str, float]]:
+    async def episode_metrics(
+        self,
+        n_episodes: int,
+        pairs: Sequence[tuple[int, int]],
+        comparisons: Sequence[Comparison],
+        judged: Sequence[float],
+    ) -> list[dict[str, float]]:
         """Per episode, the judge's agreement with the audit over the episode's matchups that the
         audit does not call a tie (an episode with none reports nothing)."""
         if not len(pairs) == len(comparisons) == len(judged):
-            raise ValueError(f"{len(pairs)} matchups, {len(comparisons)} comparisons, {len(judged)} judgements")
+            raise ValueError(
+                f"{len(pairs)} matchups, {len(comparisons)} comparisons, {len(judged)} judgements"
+            )
         truths = await asyncio.gather(*(self.model(c) for c in comparisons))
         values: list[dict[str, list[float]]] = [defaultdict(list) for _ in range(n_episodes)]
         for (i, j), comparison, value, truth in zip(pairs, comparisons, judged, truths, strict=True):

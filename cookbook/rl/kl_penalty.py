@@ -34,20 +34,25 @@ KL_PENALTY_MODES: tuple[str, ...] = get_args(KLPenaltyMode)
 async def compute_reference_logprobs(reference: SamplingClient, data_D: Sequence[Datum]) -> list[np.ndarray]:
     """The reference policy's logprob of every target token of every Datum (all requests in flight together)."""
     prompt_logprobs_D = await asyncio.gather(
-        *(reference.compute_logprobs_async(full_sequence(datum)) for datum in data_D))
+        *(reference.compute_logprobs_async(full_sequence(datum)) for datum in data_D)
+    )
     out: list[np.ndarray] = []
     for d, (datum, prompt_logprobs) in enumerate(zip(data_D, prompt_logprobs_D, strict=True)):
         # Entry 0 scores the first token, which has no prefix (None); entry i+1 scores target i.
         target_logprobs = prompt_logprobs[1:]
         n_targets = len(datum.loss_fn_inputs["target_tokens"].data)
         if len(target_logprobs) != n_targets or any(lp is None for lp in target_logprobs):
-            raise ValueError(f"datum {d}: the reference returned {len(prompt_logprobs)} prompt logprobs "
-                             f"(with None after the first?) for a sequence of {n_targets + 1} tokens")
+            raise ValueError(
+                f"datum {d}: the reference returned {len(prompt_logprobs)} prompt logprobs "
+                f"(with None after the first?) for a sequence of {n_targets + 1} tokens"
+            )
         out.append(np.asarray(target_logprobs, dtype=np.float64))
     return out
 
 
-def policy_ref_log_ratios(data_D: Sequence[Datum], reference_logprobs_D: Sequence[np.ndarray]) -> list[np.ndarray]:
+def policy_ref_log_ratios(
+    data_D: Sequence[Datum], reference_logprobs_D: Sequence[np.ndarray]
+) -> list[np.ndarray]:
     """d_t = log q - log ref on action tokens (q = the sampler's logprobs), 0 on observation tokens."""
     if len(data_D) != len(reference_logprobs_D):
         raise ValueError(f"{len(data_D)} datums but {len(reference_logprobs_D)} reference logprob arrays")
@@ -65,11 +70,14 @@ def mean_over_actions(values_D: Sequence[np.ndarray], data_D: Sequence[Datum]) -
     n_actions = float(sum(mask.sum() for mask in masks_D))
     if n_actions == 0:
         return float("nan")
-    return float(sum((values * mask).sum() for values, mask in zip(values_D, masks_D, strict=True)) / n_actions)
+    return float(
+        sum((values * mask).sum() for values, mask in zip(values_D, masks_D, strict=True)) / n_actions
+    )
 
 
-def sequence_kl_estimates(log_ratios_D: Sequence[np.ndarray], owners_D: Sequence[DatumOwner],
-                          group_sizes_P: Sequence[int]) -> list[np.ndarray]:
+def sequence_kl_estimates(
+    log_ratios_D: Sequence[np.ndarray], owners_D: Sequence[DatumOwner], group_sizes_P: Sequence[int]
+) -> list[np.ndarray]:
     """r_KL per trajectory: the sum of d_t over all its action tokens (`[p][g]`, like the rewards)."""
     kl_P = [np.zeros(size, dtype=np.float64) for size in group_sizes_P]
     for ratios_T, owner in zip(log_ratios_D, owners_D, strict=True):
@@ -77,9 +85,12 @@ def sequence_kl_estimates(log_ratios_D: Sequence[np.ndarray], owners_D: Sequence
     return kl_P
 
 
-def token_kl_advantage_terms(log_ratios_D: Sequence[np.ndarray], data_D: Sequence[Datum],
-                             kl_penalty_coef: float) -> list[np.ndarray]:
+def token_kl_advantage_terms(
+    log_ratios_D: Sequence[np.ndarray], data_D: Sequence[Datum], kl_penalty_coef: float
+) -> list[np.ndarray]:
     """coef * (mean(d) - d_t) on action tokens, 0 elsewhere: what the "token" mode adds to advantages."""
     mean_ratio = mean_over_actions(log_ratios_D, data_D)
-    return [kl_penalty_coef * loss_input(datum, MASK_KEY) * (mean_ratio - ratios_T)
-            for ratios_T, datum in zip(log_ratios_D, data_D, strict=True)]
+    return [
+        kl_penalty_coef * loss_input(datum, MASK_KEY) * (mean_ratio - ratios_T)
+        for ratios_T, datum in zip(log_ratios_D, data_D, strict=True)
+    ]

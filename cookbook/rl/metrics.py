@@ -45,24 +45,27 @@ def rollout_metrics(groups_P: Sequence[TrajectoryGroup]) -> dict[str, float]:
     ob_tokens = sum(tr.ob.length for tr in transitions)
     rewards = np.asarray([r for group in groups_P for r in group.get_total_rewards()], dtype=np.float64)
     metrics = mean_of_dicts([tr.metrics for tr in transitions] + [m for g in groups_P for m in g.metrics_G])
-    metrics.update({
-        "reward/total": float(rewards.mean()),
-        "reward/total_min": float(rewards.min()),
-        "reward/total_max": float(rewards.max()),
-        "ac_tokens_per_turn": ac_tokens / len(transitions),
-        "ob_tokens_per_turn": ob_tokens / len(transitions),
-        "turns_per_episode": len(transitions) / len(trajectories),
-        "total_episodes": len(trajectories),
-        "total_turns": len(transitions),
-        "total_ac_tokens": ac_tokens,
-        "total_ob_tokens": ob_tokens,
-        "frac_stopped": float(np.mean([tr.ac.stop_reason == "stop" for tr in transitions])),
-    })
+    metrics.update(
+        {
+            "reward/total": float(rewards.mean()),
+            "reward/total_min": float(rewards.min()),
+            "reward/total_max": float(rewards.max()),
+            "ac_tokens_per_turn": ac_tokens / len(transitions),
+            "ob_tokens_per_turn": ob_tokens / len(transitions),
+            "turns_per_episode": len(transitions) / len(trajectories),
+            "total_episodes": len(trajectories),
+            "total_turns": len(transitions),
+            "total_ac_tokens": ac_tokens,
+            "total_ob_tokens": ob_tokens,
+            "frac_stopped": float(np.mean([tr.ac.stop_reason == "stop" for tr in transitions])),
+        }
+    )
     return metrics
 
 
-def by_group_metrics(groups_P: Sequence[TrajectoryGroup],
-                     good_threshold: float = GOOD_REWARD_THRESHOLD) -> dict[str, float]:
+def by_group_metrics(
+    groups_P: Sequence[TrajectoryGroup], good_threshold: float = GOOD_REWARD_THRESHOLD
+) -> dict[str, float]:
     """The fractions of groups with mixed rewards, all-equal good rewards, and all-equal bad rewards."""
     if not groups_P:
         raise ValueError("no groups to compute by-group metrics from")
@@ -76,8 +79,11 @@ def by_group_metrics(groups_P: Sequence[TrajectoryGroup],
         else:
             n_bad += 1
     n = len(groups_P)
-    return {"by_group/frac_mixed": n_mixed / n, "by_group/frac_all_good": n_good / n,
-            "by_group/frac_all_bad": n_bad / n}
+    return {
+        "by_group/frac_mixed": n_mixed / n,
+        "by_group/frac_all_good": n_good / n,
+        "by_group/frac_all_bad": n_bad / n,
+    }
 
 
 def env_metrics(groups_P: Sequence[TrajectoryGroup], tags_P: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -101,7 +107,11 @@ def reward_stats(prefix: str, values_P: Sequence[np.ndarray]) -> dict[str, float
     flat = np.concatenate([np.asarray(v, dtype=np.float64) for v in values_P]) if values_P else np.array([])
     if flat.size == 0:
         return {}
-    return {prefix: float(flat.mean()), f"{prefix}_min": float(flat.min()), f"{prefix}_max": float(flat.max())}
+    return {
+        prefix: float(flat.mean()),
+        f"{prefix}_min": float(flat.min()),
+        f"{prefix}_max": float(flat.max()),
+    }
 
 
 def _action_values(datum: Datum, key: str) -> np.ndarray:
@@ -115,8 +125,10 @@ def entropy_metrics(data_D: Sequence[Datum]) -> dict[str, float]:
     return {"optim/entropy": float(-lq.mean())} if lq.size else {}
 
 
-def sample_train_kl_metrics(data_D: Sequence[Datum], training_logprobs_D: Sequence[np.ndarray],
-                            ) -> dict[str, float]:
+def sample_train_kl_metrics(
+    data_D: Sequence[Datum],
+    training_logprobs_D: Sequence[np.ndarray],
+) -> dict[str, float]:
     """How far the trainer's logprobs (lp) of the sampled tokens are from the sampler's (lq).
 
     Over action tokens: v1 = mean(lq - lp), v2 = mean((lq - lp)^2) / 2. Both are ~0 when the
@@ -135,5 +147,7 @@ def sample_train_kl_metrics(data_D: Sequence[Datum], training_logprobs_D: Sequen
     diff = np.concatenate(diffs) if diffs else np.array([])
     if diff.size == 0:
         return {}
-    return {"optim/kl_sample_train_v1": float(diff.mean()),
-            "optim/kl_sample_train_v2": float(0.5 * np.mean(diff ** 2))}
+    return {
+        "optim/kl_sample_train_v1": float(diff.mean()),
+        "optim/kl_sample_train_v2": float(0.5 * np.mean(diff**2)),
+    }

@@ -74,8 +74,12 @@ class PreferenceEnv(Env):
         return self.policy_renderer.build_generation_prompt(self.convo_prefix), self.stop_condition
 
     async def step(self, action: Action) -> StepResult:
-        return StepResult(reward=0.0, episode_done=True, next_observation=ModelInput.empty(),
-                          next_stop_condition=self.stop_condition)
+        return StepResult(
+            reward=0.0,
+            episode_done=True,
+            next_observation=ModelInput.empty(),
+            next_stop_condition=self.stop_condition,
+        )
 
 
 @dataclass
@@ -95,8 +99,10 @@ class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
         if self.num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {self.num_envs}")
         if self.matchup_group_size < 2:
-            raise ValueError(f"matchup_group_size must be at least 2 (a matchup needs two players), "
-                             f"got {self.matchup_group_size}")
+            raise ValueError(
+                f"matchup_group_size must be at least 2 (a matchup needs two players), "
+                f"got {self.matchup_group_size}"
+            )
         self.tournament_pattern = TournamentPattern(self.tournament_pattern)
 
     async def make_envs(self) -> Sequence[Env]:
@@ -107,27 +113,36 @@ class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
         messages, valid = [], []
         for g, trajectory in enumerate(trajectories_G):
             if len(trajectory.transitions) != 1:
-                raise ValueError(f"trajectory {g} has {len(trajectory.transitions)} turns; a preference env has one")
+                raise ValueError(
+                    f"trajectory {g} has {len(trajectory.transitions)} turns; a preference env has one"
+                )
             message, termination = self.policy_renderer.parse_response(trajectory.transitions[0].ac.tokens)
             messages.append(message)
             valid.append(termination.is_stop_sequence)
         return messages, valid
 
-    async def compute_group_rewards(self, trajectories_G: list[Trajectory],
-                                    envs: Sequence[Env]) -> list[tuple[float, Metrics]]:
+    async def compute_group_rewards(
+        self, trajectories_G: list[Trajectory], envs: Sequence[Env]
+    ) -> list[tuple[float, Metrics]]:
         messages, valid = self.parse_answers(trajectories_G)
         pairs = get_pairs_chunked(len(messages), self.tournament_pattern, self.matchup_group_size)
         comparisons = [Comparison(self.convo_prefix, [messages[i]], [messages[j]]) for i, j in pairs]
-        preferences = [float(p) for p in await asyncio.gather(*(self.preference_model(c) for c in comparisons))]
+        preferences = [
+            float(p) for p in await asyncio.gather(*(self.preference_model(c) for c in comparisons))
+        ]
         fractions, _ = win_fractions(len(messages), pairs, preferences)
-        metrics_G: list[Metrics] = [{"win_fraction": fraction, "format": float(ok)}
-                                    for fraction, ok in zip(fractions, valid, strict=True)]
+        metrics_G: list[Metrics] = [
+            {"win_fraction": fraction, "format": float(ok)}
+            for fraction, ok in zip(fractions, valid, strict=True)
+        ]
         if self.audit is not None:
             audits = await self.audit.episode_metrics(len(messages), pairs, comparisons, preferences)
             for metrics, audit in zip(metrics_G, audits, strict=True):
                 metrics.update(audit)
-        return [(fraction + (0.0 if ok else self.format_penalty), metrics)
-                for fraction, ok, metrics in zip(fractions, valid, metrics_G, strict=True)]
+        return [
+            (fraction + (0.0 if ok else self.format_penalty), metrics)
+            for fraction, ok, metrics in zip(fractions, valid, metrics_G, strict=True)
+        ]
 
     def logging_tags(self) -> list[str]:
         return [LOGGING_TAG]
@@ -136,11 +151,18 @@ class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
 class PairwisePreferenceDataset(RLDataset):
     """Batch i: the prompts of comparisons [i * batch_size, (i + 1) * batch_size), one group each."""
 
-    def __init__(self, prompts: Sequence[list[Message]], batch_size: int, group_size: int,
-                 policy_renderer: Renderer, preference_model: PreferenceModel,
-                 tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS,
-                 matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE,
-                 format_penalty: float = DEFAULT_FORMAT_PENALTY, audit: JudgeAudit | None = None):
+    def __init__(
+        self,
+        prompts: Sequence[list[Message]],
+        batch_size: int,
+        group_size: int,
+        policy_renderer: Renderer,
+        preference_model: PreferenceModel,
+        tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS,
+        matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE,
+        format_penalty: float = DEFAULT_FORMAT_PENALTY,
+        audit: JudgeAudit | None = None,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if group_size < 1:
@@ -164,12 +186,19 @@ class PairwisePreferenceDataset(RLDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range: the dataset has {len(self)} batches")
         start = index * self.batch_size
-        return [PairwisePreferenceGroupBuilder(
-                    convo_prefix=prompt, policy_renderer=self.policy_renderer,
-                    tournament_pattern=self.tournament_pattern, preference_model=self.preference_model,
-                    num_envs=self.group_size, matchup_group_size=self.matchup_group_size,
-                    format_penalty=self.format_penalty, audit=self.audit)
-                for prompt in self.prompts[start:start + self.batch_size]]
+        return [
+            PairwisePreferenceGroupBuilder(
+                convo_prefix=prompt,
+                policy_renderer=self.policy_renderer,
+                tournament_pattern=self.tournament_pattern,
+                preference_model=self.preference_model,
+                num_envs=self.group_size,
+                matchup_group_size=self.matchup_group_size,
+                format_penalty=self.format_penalty,
+                audit=self.audit,
+            )
+            for prompt in self.prompts[start : start + self.batch_size]
+        ]
 
 
 def load_policy_renderer(model_name: str, renderer_name: str, base_url: str | None = None) -> Renderer:
@@ -226,13 +255,22 @@ class PairwisePreferenceRLDatasetBuilder(RLDatasetBuilder):
 
     async def __call__(self) -> tuple[PairwisePreferenceDataset, None]:
         prompts = await asyncio.to_thread(self.prompts)
-        renderer = await asyncio.to_thread(load_policy_renderer, self.policy_model_name, self.policy_renderer_name,
-                                           self.base_url)
+        renderer = await asyncio.to_thread(
+            load_policy_renderer, self.policy_model_name, self.policy_renderer_name, self.base_url
+        )
         preference_model = await build_preference_model(self.preference_model_builder)
         audit = None
         if self.audit_model_builder is not None:
             audit = JudgeAudit.of(await build_preference_model(self.audit_model_builder))
-        dataset = PairwisePreferenceDataset(prompts, self.batch_size, self.group_size, renderer, preference_model,
-                                            self.tournament_pattern, self.matchup_group_size, self.format_penalty,
-                                            audit)
+        dataset = PairwisePreferenceDataset(
+            prompts,
+            self.batch_size,
+            self.group_size,
+            renderer,
+            preference_model,
+            self.tournament_pattern,
+            self.matchup_group_size,
+            self.format_penalty,
+            audit,
+        )
         return dataset, None

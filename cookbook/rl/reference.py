@@ -6,8 +6,9 @@ from cookbook.client.abstract import SamplingClient, ServiceClient
 from cookbook.client.types import ParsedCheckpointTinkerPath
 
 
-async def create_reference_sampling_client(service_client: ServiceClient, model_name: str,
-                                           path: str | None) -> SamplingClient:
+async def create_reference_sampling_client(
+    service_client: ServiceClient, model_name: str, path: str | None
+) -> SamplingClient:
     """A frozen snapshot of the reference policy.
 
     `path` may be a sampler checkpoint (`tinker://run/sampler_weights/name`, used directly) or a

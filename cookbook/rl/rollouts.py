@@ -55,35 +55,51 @@ async def do_single_rollout(policy: TokenCompleter, env: Env, seed: int | None =
     while True:
         ac = await policy(ob, stop_condition, seed=derive_seed(seed, len(transitions)))
         result = await env.step(list(ac.tokens))
-        transitions.append(Transition(ob=ob, ac=ac, reward=result.reward, episode_done=result.episode_done,
-                                      metrics=result.metrics, logs=result.logs))
+        transitions.append(
+            Transition(
+                ob=ob,
+                ac=ac,
+                reward=result.reward,
+                episode_done=result.episode_done,
+                metrics=result.metrics,
+                logs=result.logs,
+            )
+        )
         ob, stop_condition = result.next_observation, result.next_stop_condition
         if result.episode_done:
             return Trajectory(transitions=transitions, final_ob=ob)
 
 
-async def do_group_rollout(builder: EnvGroupBuilder, policy: TokenCompleter,
-                           seed: int | None = None) -> TrajectoryGroup:
+async def do_group_rollout(
+    builder: EnvGroupBuilder, policy: TokenCompleter, seed: int | None = None
+) -> TrajectoryGroup:
     """Run a group's episodes concurrently, then score the group as a whole."""
     envs = list(await builder.make_envs())
     if not envs:
         raise ValueError(f"{type(builder).__name__}.make_envs() returned no environments")
     try:
         trajectories_G = await gather_or_cancel(
-            [do_single_rollout(policy, env, derive_seed(seed, i)) for i, env in enumerate(envs)])
+            [do_single_rollout(policy, env, derive_seed(seed, i)) for i, env in enumerate(envs)]
+        )
         rewards_and_metrics_G = await builder.compute_group_rewards(trajectories_G, envs)
     finally:
         await builder.cleanup()
     if len(rewards_and_metrics_G) != len(trajectories_G):
-        raise ValueError(f"{type(builder).__name__}.compute_group_rewards returned {len(rewards_and_metrics_G)} "
-                         f"(reward, metrics) pairs for {len(trajectories_G)} trajectories")
-    return TrajectoryGroup(trajectories_G=trajectories_G,
-                           final_rewards_G=[float(reward) for reward, _ in rewards_and_metrics_G],
-                           metrics_G=[dict(metrics) for _, metrics in rewards_and_metrics_G])
+        raise ValueError(
+            f"{type(builder).__name__}.compute_group_rewards returned {len(rewards_and_metrics_G)} "
+            f"(reward, metrics) pairs for {len(trajectories_G)} trajectories"
+        )
+    return TrajectoryGroup(
+        trajectories_G=trajectories_G,
+        final_rewards_G=[float(reward) for reward, _ in rewards_and_metrics_G],
+        metrics_G=[dict(metrics) for _, metrics in rewards_and_metrics_G],
+    )
 
 
-async def do_batch_rollouts(builders_P: Sequence[EnvGroupBuilder], policy: TokenCompleter,
-                            seed: int | None = None) -> list[TrajectoryGroup]:
+async def do_batch_rollouts(
+    builders_P: Sequence[EnvGroupBuilder], policy: TokenCompleter, seed: int | None = None
+) -> list[TrajectoryGroup]:
     """Roll out every group of a batch concurrently (one sample request per episode turn in flight)."""
     return await gather_or_cancel(
-        [do_group_rollout(builder, policy, derive_seed(seed, p)) for p, builder in enumerate(builders_P)])
+        [do_group_rollout(builder, policy, derive_seed(seed, p)) for p, builder in enumerate(builders_P)]
+    )

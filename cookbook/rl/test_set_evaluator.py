@@ -17,9 +17,17 @@ class RLTestSetEvaluator(SamplingClientEvaluator):
     policy's weights, not by the luck of the draw.
     """
 
-    def __init__(self, dataset: RLDataset, max_tokens: int, temperature: float = 1.0, name: str = "test",
-                 seed: int | None = 0):
-        self.builders_P: list[EnvGroupBuilder] = [b for i in range(len(dataset)) for b in dataset.get_batch(i)]
+    def __init__(
+        self,
+        dataset: RLDataset,
+        max_tokens: int,
+        temperature: float = 1.0,
+        name: str = "test",
+        seed: int | None = 0,
+    ):
+        self.builders_P: list[EnvGroupBuilder] = [
+            b for i in range(len(dataset)) for b in dataset.get_batch(i)
+        ]
         if not self.builders_P:
             raise ValueError("the RL test set has no env groups")
         self.max_tokens = max_tokens

@@ -45,8 +45,11 @@ def get_pairs_chunked(n: int, pattern: TournamentPattern, chunk_size: int) -> li
     return pairs
 
 
-def win_fractions(n: int, pairs: Sequence[tuple[int, int]], preferences: Sequence[float],
-                  ) -> tuple[list[float], list[int]]:
+def win_fractions(
+    n: int,
+    pairs: Sequence[tuple[int, int]],
+    preferences: Sequence[float],
+) -> tuple[list[float], list[int]]:
     """Each player's mean probability of winning its matchups, and its number of matchups.
 
     `preferences[k]` judges `pairs[k] = (i, j)` with i in position A and j in position B:

@@ -58,8 +58,13 @@ logger = logging.getLogger(__name__)
 
 
 PLOT_KEYS: tuple[str, ...] = (
-    "env/all/reward/total", "test/env/all/reward/total", "kl_policy_ref", "optim/kl_sample_train_v1",
-    "optim/entropy", "env/all/ac_tokens_per_turn", "by_group/frac_mixed",
+    "env/all/reward/total",
+    "test/env/all/reward/total",
+    "kl_policy_ref",
+    "optim/kl_sample_train_v1",
+    "optim/entropy",
+    "env/all/ac_tokens_per_turn",
+    "by_group/frac_mixed",
 )
 """RL curves drawn at the end, followed by any evaluator headline metric (e.g. test/win_rate)."""
 
@@ -95,11 +100,16 @@ class Config(RunConfig):
         checks = [
             (self.max_tokens >= 1, f"max_tokens must be at least 1, got {self.max_tokens}"),
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
-            (self.loss_fn in RL_LOSS_FN_NAMES, f"loss_fn must be one of {RL_LOSS_FN_NAMES}, got {self.loss_fn!r}"),
+            (
+                self.loss_fn in RL_LOSS_FN_NAMES,
+                f"loss_fn must be one of {RL_LOSS_FN_NAMES}, got {self.loss_fn!r}",
+            ),
             (self.num_substeps >= 1, f"num_substeps must be at least 1, got {self.num_substeps}"),
             (self.kl_penalty_coef >= 0, f"kl_penalty_coef must be >= 0, got {self.kl_penalty_coef}"),
-            (self.kl_penalty_mode in KL_PENALTY_MODES,
-             f"kl_penalty_mode must be one of {KL_PENALTY_MODES}, got {self.kl_penalty_mode!r}"),
+            (
+                self.kl_penalty_mode in KL_PENALTY_MODES,
+                f"kl_penalty_mode must be one of {KL_PENALTY_MODES}, got {self.kl_penalty_mode!r}",
+            ),
             (self.num_groups_to_log >= 0, f"num_groups_to_log must be >= 0, got {self.num_groups_to_log}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
         ]
@@ -135,12 +145,14 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
         training_client = await run.create_training_client()
         evaluators = build_evaluators(config.evaluator_builders)
         if test_dataset is not None:
-            evaluators.append(RLTestSetEvaluator(test_dataset, config.max_tokens, config.temperature,
-                                                 seed=config.seed))
+            evaluators.append(
+                RLTestSetEvaluator(test_dataset, config.max_tokens, config.temperature, seed=config.seed)
+            )
         reference = None
         if config.uses_reference:
             reference = await create_reference_sampling_client(
-                run.service, config.model_name, config.kl_reference_path or config.load_checkpoint_path)
+                run.service, config.model_name, config.kl_reference_path or config.load_checkpoint_path
+            )
         tokenizer = None
         if config.num_groups_to_log > 0:
             tokenizer = await asyncio.to_thread(get_tokenizer, config.model_name, run.service)
@@ -165,8 +177,11 @@ class _Run:
         sampling_client = await self.training_client.save_weights_and_get_sampling_client_async()
         with TrainingProgress(total_steps=end, initial_step=start, desc="rl") as progress:
             for step in range(start, end):
-                metrics: dict[str, float] = {"progress/batch": step, "progress/done_frac": (step + 1) / end,
-                                             "optim/lr": self.config.optimizer.lr_at(step, end)}
+                metrics: dict[str, float] = {
+                    "progress/batch": step,
+                    "progress/done_frac": (step + 1) / end,
+                    "optim/lr": self.config.optimizer.lr_at(step, end),
+                }
                 with timed_total(metrics):
                     if self.evaluators and self.is_eval_step(step):
                         with timed("eval", metrics):
@@ -182,8 +197,9 @@ class _Run:
             with timed("eval", final_metrics):
                 final_metrics.update(await run_evaluators(self.evaluators, self.training_client))
             self.run.log(final_metrics, end)
-        await save_checkpoint_async(self.training_client, FINAL_NAME, self.config.log_path, {"batch": end},
-                                    kind="both")
+        await save_checkpoint_async(
+            self.training_client, FINAL_NAME, self.config.log_path, {"batch": end}, kind="both"
+        )
         final = get_last_checkpoint(self.config.log_path)
         assert final is not None and final.final
         return final
@@ -192,8 +208,9 @@ class _Run:
         every = self.config.eval_every
         return step == 0 if every == 0 else step % every == 0
 
-    async def rl_step(self, step: int, end: int, sampling_client: SamplingClient,
-                      metrics: dict[str, float]) -> bool:
+    async def rl_step(
+        self, step: int, end: int, sampling_client: SamplingClient, metrics: dict[str, float]
+    ) -> bool:
         """Roll out batch `step` (of `end`), build the training data and train on it; False when the update was skipped."""
         config = self.config
         builders_P = self.dataset.get_batch(step)
@@ -206,13 +223,20 @@ class _Run:
             log_rollouts(config.log_path, step, groups_P, tags_P, self.tokenizer, config.num_groups_to_log)
         with timed("advantages", metrics):
             batch = await build_training_batch(
-                groups_P, reference=self.reference, kl_penalty_coef=config.kl_penalty_coef,
-                kl_penalty_mode=config.kl_penalty_mode, remove_constant_groups=config.remove_constant_reward_groups)
+                groups_P,
+                reference=self.reference,
+                kl_penalty_coef=config.kl_penalty_coef,
+                kl_penalty_mode=config.kl_penalty_mode,
+                remove_constant_groups=config.remove_constant_reward_groups,
+            )
         metrics.update(batch.metrics())
         metrics.update(entropy_metrics(batch.data_D))
         if not batch.has_signal:
-            logger.warning("step %d: every advantage is zero (all %d groups got equal rewards); "
-                           "skipping the update", step, len(groups_P))
+            logger.warning(
+                "step %d: every advantage is zero (all %d groups got equal rewards); skipping the update",
+                step,
+                len(groups_P),
+            )
             metrics["optim/skipped_update"] = 1
             return False
         with timed("train", metrics):
@@ -229,14 +253,20 @@ class _Run:
         metrics["optim/skipped_update"] = 0
         return True
 
-    async def next_sampler(self, batches_done: int, end: int, current: SamplingClient,
-                           trained: bool) -> SamplingClient:
+    async def next_sampler(
+        self, batches_done: int, end: int, current: SamplingClient, trained: bool
+    ) -> SamplingClient:
         """The sampler for the next step; on `save_every` boundaries it comes from a saved checkpoint."""
         every = self.config.save_every
         if every > 0 and batches_done % every == 0 and batches_done < end:
-            paths = await save_checkpoint_async(self.training_client, f"{batches_done:06d}", self.config.log_path,
-                                                {"batch": batches_done}, kind="both",
-                                                ttl_seconds=self.config.ttl_seconds)
+            paths = await save_checkpoint_async(
+                self.training_client,
+                f"{batches_done:06d}",
+                self.config.log_path,
+                {"batch": batches_done},
+                kind="both",
+                ttl_seconds=self.config.ttl_seconds,
+            )
             return await self.training_client.create_sampling_client_async(paths["sampler_path"])
         if not trained:
             return current  # the weights did not change

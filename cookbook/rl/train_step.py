@@ -28,9 +28,15 @@ def split_into_minibatches(data_D: Sequence[Datum], num_substeps: int) -> list[l
     return [list(data_D[lo:hi]) for lo, hi in itertools.pairwise(bounds) if hi > lo]
 
 
-async def train_step(training_client: TrainingClient, data_D: Sequence[Datum], *, loss_fn: LossFnType,
-                     adam_params: AdamParams, loss_fn_config: dict[str, float] | None = None,
-                     num_substeps: int = 1) -> tuple[list[np.ndarray], dict[str, float]]:
+async def train_step(
+    training_client: TrainingClient,
+    data_D: Sequence[Datum],
+    *,
+    loss_fn: LossFnType,
+    adam_params: AdamParams,
+    loss_fn_config: dict[str, float] | None = None,
+    num_substeps: int = 1,
+) -> tuple[list[np.ndarray], dict[str, float]]:
     """Train on `data_D`; returns the trainer's logprobs of every Datum's targets and the optimizer metrics.
 
     The logprobs come from each minibatch's forward pass (before its own optimizer step), in
@@ -50,5 +56,7 @@ async def train_step(training_client: TrainingClient, data_D: Sequence[Datum], *
         training_logprobs_D += [output["logprobs"].to_numpy() for output in fwd_bwd.loss_fn_outputs]
         optim_metrics.append((await optim_future).metrics or {})
     if len(training_logprobs_D) != len(data_D):
-        raise ValueError(f"the server returned {len(training_logprobs_D)} logprob outputs for {len(data_D)} datums")
+        raise ValueError(
+            f"the server returned {len(training_logprobs_D)} logprob outputs for {len(data_D)} datums"
+        )
     return training_logprobs_D, {f"optim/{k}": v for k, v in mean_of_dicts(optim_metrics).items()}

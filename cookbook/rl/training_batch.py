@@ -71,9 +71,14 @@ class TrainingBatch:
         return out
 
 
-async def build_training_batch(groups_P: Sequence[TrajectoryGroup], *, reference: SamplingClient | None,
-                               kl_penalty_coef: float = 0.0, kl_penalty_mode: KLPenaltyMode = "sequence",
-                               remove_constant_groups: bool = False) -> TrainingBatch:
+async def build_training_batch(
+    groups_P: Sequence[TrajectoryGroup],
+    *,
+    reference: SamplingClient | None,
+    kl_penalty_coef: float = 0.0,
+    kl_penalty_mode: KLPenaltyMode = "sequence",
+    remove_constant_groups: bool = False,
+) -> TrainingBatch:
     """Advantages (and KL penalty) for a step's groups; `reference` None means no KL at all."""
     if kl_penalty_mode not in KL_PENALTY_MODES:
         raise ValueError(f"kl_penalty_mode must be one of {KL_PENALTY_MODES}, got {kl_penalty_mode!r}")
@@ -96,17 +101,28 @@ async def build_training_batch(groups_P: Sequence[TrajectoryGroup], *, reference
     kl_penalties_P = None
     rewards_P = env_rewards_P
     if log_ratios_D is not None and kl_penalty_coef > 0 and kl_penalty_mode == "sequence":
-        sequence_kl_P = kl_penalty.sequence_kl_estimates(log_ratios_D, owners_D, [len(r) for r in env_rewards_P])
+        sequence_kl_P = kl_penalty.sequence_kl_estimates(
+            log_ratios_D, owners_D, [len(r) for r in env_rewards_P]
+        )
         kl_penalties_P = [kl_penalty_coef * kl for kl in sequence_kl_P]
         rewards_P = [r - penalty for r, penalty in zip(env_rewards_P, kl_penalties_P, strict=True)]
 
     advantages_P = [group_centered_advantages(rewards_G) for rewards_G in rewards_P]
-    advantages_D = [loss_input(datum, MASK_KEY) * advantages_P[owner.group_idx][owner.traj_idx]
-                    for datum, owner in zip(data_D, owners_D, strict=True)]
+    advantages_D = [
+        loss_input(datum, MASK_KEY) * advantages_P[owner.group_idx][owner.traj_idx]
+        for datum, owner in zip(data_D, owners_D, strict=True)
+    ]
     if log_ratios_D is not None and kl_penalty_coef > 0 and kl_penalty_mode == "token":
         token_terms_D = kl_penalty.token_kl_advantage_terms(log_ratios_D, data_D, kl_penalty_coef)
         advantages_D = [a + t for a, t in zip(advantages_D, token_terms_D, strict=True)]
     data_D = [with_advantages(datum, adv) for datum, adv in zip(data_D, advantages_D, strict=True)]
-    return TrainingBatch(groups_P=groups, data_D=data_D, owners_D=owners_D, env_rewards_P=env_rewards_P,
-                         kl_penalties_P=kl_penalties_P, rewards_P=rewards_P, advantages_P=advantages_P,
-                         kl_policy_ref=kl_policy_ref)
+    return TrainingBatch(
+        groups_P=groups,
+        data_D=data_D,
+        owners_D=owners_D,
+        env_rewards_P=env_rewards_P,
+        kl_penalties_P=kl_penalties_P,
+        rewards_P=rewards_P,
+        advantages_P=advantages_P,
+        kl_policy_ref=kl_policy_ref,
+    )

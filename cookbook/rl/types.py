@@ -106,13 +106,17 @@ class TrajectoryGroup:
     def __post_init__(self) -> None:
         n = len(self.trajectories_G)
         if len(self.final_rewards_G) != n or len(self.metrics_G) != n:
-            raise ValueError(f"a group of {n} trajectories needs {n} final rewards and {n} metric dicts, "
-                             f"got {len(self.final_rewards_G)} and {len(self.metrics_G)}")
+            raise ValueError(
+                f"a group of {n} trajectories needs {n} final rewards and {n} metric dicts, "
+                f"got {len(self.final_rewards_G)} and {len(self.metrics_G)}"
+            )
 
     def get_total_rewards(self) -> list[float]:
         """Per trajectory: the sum of its step rewards plus its group reward."""
-        return [sum(t.reward for t in traj.transitions) + final
-                for traj, final in zip(self.trajectories_G, self.final_rewards_G, strict=True)]
+        return [
+            sum(t.reward for t in traj.transitions) + final
+            for traj, final in zip(self.trajectories_G, self.final_rewards_G, strict=True)
+        ]
 
 
 class Env(ABC):
@@ -138,8 +142,9 @@ class EnvGroupBuilder(ABC):
     async def make_envs(self) -> Sequence[Env]:
         """The group's environments (typically the same prompt several times)."""
 
-    async def compute_group_rewards(self, trajectories_G: list[Trajectory],
-                                    envs: Sequence[Env]) -> list[tuple[float, Metrics]]:
+    async def compute_group_rewards(
+        self, trajectories_G: list[Trajectory], envs: Sequence[Env]
+    ) -> list[tuple[float, Metrics]]:
         """A (reward, metrics) pair per trajectory, judged with the whole group in view (default: none)."""
         return [(0.0, {}) for _ in trajectories_G]
 

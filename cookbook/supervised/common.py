@@ -22,13 +22,19 @@ class NoTrainedTokensError(ValueError):
     """An example has no token with a non-zero weight (e.g. truncation cut the answer off)."""
 
 
-def datum_from_model_input_weights(model_input: ModelInput, weights: np.ndarray | Sequence[float],
-                                   max_length: int | None = None, reduction: Reduction = "none") -> Datum:
+def datum_from_model_input_weights(
+    model_input: ModelInput,
+    weights: np.ndarray | Sequence[float],
+    max_length: int | None = None,
+    reduction: Reduction = "none",
+) -> Datum:
     """A training Datum from an unshifted example, right-truncated to `max_length` tokens."""
     weights = np.asarray(weights, dtype=np.float32)
     if weights.ndim != 1 or len(weights) != model_input.length:
-        raise ValueError(f"weights must be 1-D with one value per token: got shape {weights.shape} "
-                         f"for {model_input.length} tokens")
+        raise ValueError(
+            f"weights must be 1-D with one value per token: got shape {weights.shape} "
+            f"for {model_input.length} tokens"
+        )
     if not np.isfinite(weights).all():
         raise ValueError("weights contain NaN or infinite values")
     if reduction not in ("none", "mean"):
@@ -49,9 +55,13 @@ def datum_from_model_input_weights(model_input: ModelInput, weights: np.ndarray 
             raise ValueError(f"reduction='mean' needs a positive weight sum, got {total}")
         target_weights = target_weights / np.float32(total)
     tokens = np.asarray(model_input.to_ints(), dtype=np.int64)
-    return Datum(model_input=_truncate(model_input, model_input.length - 1),
-                 loss_fn_inputs={"target_tokens": TensorData.from_numpy(tokens[1:]),
-                                 "weights": TensorData.from_numpy(target_weights.astype(np.float32))})
+    return Datum(
+        model_input=_truncate(model_input, model_input.length - 1),
+        loss_fn_inputs={
+            "target_tokens": TensorData.from_numpy(tokens[1:]),
+            "weights": TensorData.from_numpy(target_weights.astype(np.float32)),
+        },
+    )
 
 
 def _truncate(model_input: ModelInput, length: int) -> ModelInput:
@@ -67,8 +77,10 @@ def _truncate(model_input: ModelInput, length: int) -> ModelInput:
     return ModelInput(chunks=chunks)
 
 
-def compute_mean_nll(logprobs_list: Sequence[TensorData | np.ndarray | Sequence[float]],
-                     weights_list: Sequence[TensorData | np.ndarray | Sequence[float]]) -> float:
+def compute_mean_nll(
+    logprobs_list: Sequence[TensorData | np.ndarray | Sequence[float]],
+    weights_list: Sequence[TensorData | np.ndarray | Sequence[float]],
+) -> float:
     """Weighted mean negative log-likelihood over a batch: -sum(w * logp) / sum(w)."""
     if len(logprobs_list) != len(weights_list):
         raise ValueError(f"{len(logprobs_list)} logprob arrays but {len(weights_list)} weight arrays")

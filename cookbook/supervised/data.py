@@ -25,9 +25,13 @@ logger = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 
-def conversation_to_datum(messages: Sequence[Message], renderer: Renderer, max_length: int | None,
-                          train_on_what: TrainOnWhat = TrainOnWhat.ALL_ASSISTANT_MESSAGES,
-                          reduction: Reduction = "mean") -> Datum:
+def conversation_to_datum(
+    messages: Sequence[Message],
+    renderer: Renderer,
+    max_length: int | None,
+    train_on_what: TrainOnWhat = TrainOnWhat.ALL_ASSISTANT_MESSAGES,
+    reduction: Reduction = "mean",
+) -> Datum:
     """One conversation as a training Datum (raises NoTrainedTokensError if nothing is trained)."""
     model_input, weights = renderer.build_supervised_example(messages, train_on_what)
     return datum_from_model_input_weights(model_input, weights, max_length=max_length, reduction=reduction)
@@ -41,9 +45,13 @@ class SupervisedDatasetFromHFDataset(SupervisedDataset):
     `set_epoch(seed)` reorders the rows by a permutation that depends only on `seed`.
     """
 
-    def __init__(self, hf_dataset: datasets.Dataset | Sequence[Row], batch_size: int,
-                 map_fn: Callable[[Row], Datum] | None = None,
-                 flatmap_fn: Callable[[Row], list[Datum]] | None = None):
+    def __init__(
+        self,
+        hf_dataset: datasets.Dataset | Sequence[Row],
+        batch_size: int,
+        map_fn: Callable[[Row], Datum] | None = None,
+        flatmap_fn: Callable[[Row], list[Datum]] | None = None,
+    ):
         if (map_fn is None) == (flatmap_fn is None):
             raise ValueError("give exactly one of map_fn and flatmap_fn")
         if batch_size < 1:
@@ -62,7 +70,7 @@ class SupervisedDatasetFromHFDataset(SupervisedDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range: the dataset has {len(self)} batches")
         start = index * self.batch_size
-        columns = self._rows[start:start + self.batch_size]  # one Arrow-to-Python conversion per batch
+        columns = self._rows[start : start + self.batch_size]  # one Arrow-to-Python conversion per batch
         rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         return [datum for row in rows for datum in self._flatmap(row)]
 
@@ -84,9 +92,13 @@ def skip_untrainable(map_fn: Callable[[Row], Datum]) -> Callable[[Row], list[Dat
     return flatmap
 
 
-def conversation_flatmap_fn(renderer: Renderer, max_length: int | None, train_on_what: TrainOnWhat,
-                            reduction: Reduction = "mean", messages_key: str = "messages",
-                            ) -> Callable[[Row], list[Datum]]:
+def conversation_flatmap_fn(
+    renderer: Renderer,
+    max_length: int | None,
+    train_on_what: TrainOnWhat,
+    reduction: Reduction = "mean",
+    messages_key: str = "messages",
+) -> Callable[[Row], list[Datum]]:
     """The flatmap_fn of chat datasets: a row's `messages` column through `conversation_to_datum`."""
 
     def map_fn(row: Row) -> Datum:
@@ -114,15 +126,21 @@ class FromConversationFileBuilder(ChatDatasetBuilder):
     def __call__(self) -> tuple[SupervisedDataset, SupervisedDataset | None]:
         rows = load_rows(self.file_path, "train").shuffle(seed=self.shuffle_seed)
         if not 0 <= self.test_size < len(rows):
-            raise ValueError(f"test_size must be in [0, {len(rows)}) for {self.file_path}, got {self.test_size}")
+            raise ValueError(
+                f"test_size must be in [0, {len(rows)}) for {self.file_path}, got {self.test_size}"
+            )
         cfg = self.common_config
-        flatmap = conversation_flatmap_fn(self.renderer, cfg.max_length,
-                                          cfg.train_on_what or TrainOnWhat.ALL_ASSISTANT_MESSAGES)
-        train = SupervisedDatasetFromHFDataset(rows.select(range(self.test_size, len(rows))), cfg.batch_size,
-                                               flatmap_fn=flatmap)
+        flatmap = conversation_flatmap_fn(
+            self.renderer, cfg.max_length, cfg.train_on_what or TrainOnWhat.ALL_ASSISTANT_MESSAGES
+        )
+        train = SupervisedDatasetFromHFDataset(
+            rows.select(range(self.test_size, len(rows))), cfg.batch_size, flatmap_fn=flatmap
+        )
         if self.test_size == 0:
             return train, None
-        test = SupervisedDatasetFromHFDataset(rows.select(range(self.test_size)), self.test_size, flatmap_fn=flatmap)
+        test = SupervisedDatasetFromHFDataset(
+            rows.select(range(self.test_size)), self.test_size, flatmap_fn=flatmap
+        )
         return train, test
 
 

@@ -27,8 +27,10 @@ class NLLEvaluator(TrainingClientEvaluator):
             raise ValueError(f"NLLEvaluator {name!r} needs at least one Datum")
         for i, datum in enumerate(data):
             if "weights" not in datum.loss_fn_inputs or "target_tokens" not in datum.loss_fn_inputs:
-                raise ValueError(f"NLLEvaluator {name!r}: data[{i}] needs 'target_tokens' and 'weights' "
-                                 f"loss inputs, has {sorted(datum.loss_fn_inputs)}")
+                raise ValueError(
+                    f"NLLEvaluator {name!r}: data[{i}] needs 'target_tokens' and 'weights' "
+                    f"loss inputs, has {sorted(datum.loss_fn_inputs)}"
+                )
         self.data = list(data)
         self.name = name
 
@@ -42,8 +44,9 @@ class NLLEvaluator(TrainingClientEvaluator):
         future = await training_client.forward_async(self.data, "cross_entropy")
         output = await future
         if len(output.loss_fn_outputs) != len(self.data):
-            raise ValueError(f"forward returned {len(output.loss_fn_outputs)} outputs for "
-                             f"{len(self.data)} datums")
+            raise ValueError(
+                f"forward returned {len(output.loss_fn_outputs)} outputs for {len(self.data)} datums"
+            )
         logprobs = [out["logprobs"] for out in output.loss_fn_outputs]
         weights = [datum.loss_fn_inputs["weights"] for datum in self.data]
         return {f"{self.name}/nll": compute_mean_nll(logprobs, weights)}

@@ -41,8 +41,10 @@ def load_rows(source: str | Path, split: str) -> datasets.Dataset:
     if path.is_dir():
         files = split_files(path, split)
         if not files:
-            raise SplitNotFoundError(f"no {split!r} split in {path}: expected a file named {split}*"
-                                     f"{'|'.join(LOCAL_SUFFIXES)}; found {_listing(path)}")
+            raise SplitNotFoundError(
+                f"no {split!r} split in {path}: expected a file named {split}*"
+                f"{'|'.join(LOCAL_SUFFIXES)}; found {_listing(path)}"
+            )
         return _dataset([row for f in files for row in _read_file(f)], path)
     if _looks_like_path(str(source)):
         raise DataSourceError(f"no such file or directory: {source}")
@@ -64,10 +66,14 @@ def _load_from_hub(hub_id: str, split: str) -> datasets.Dataset:
     try:
         loaded = datasets.load_dataset(hub_id, split=split)
     except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)
-        raise DataSourceError(f"could not load split {split!r} of hub dataset {hub_id!r} (not a local "
-                              f"path either): {type(exc).__name__}: {exc}") from exc
+        raise DataSourceError(
+            f"could not load split {split!r} of hub dataset {hub_id!r} (not a local "
+            f"path either): {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(loaded, datasets.Dataset):
-        raise DataSourceError(f"hub dataset {hub_id!r} split {split!r} is not a plain Dataset ({type(loaded)})")
+        raise DataSourceError(
+            f"hub dataset {hub_id!r} split {split!r} is not a plain Dataset ({type(loaded)})"
+        )
     return loaded
 
 
@@ -93,7 +99,9 @@ def _parse_json_rows(text: str, path: Path) -> list[dict[str, Any]]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
-        rows = [_json_line(line, path, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        rows = [
+            _json_line(line, path, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()
+        ]
     else:
         if isinstance(document, dict):
             rows = document["data"] if isinstance(document.get("data"), list) else [document]
@@ -128,8 +136,11 @@ def _suffix(path: Path) -> str | None:
 
 def _looks_like_path(source: str) -> bool:
     """A string meant as a local path (so a typo gets "no such file", not a hub lookup)."""
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or \
-        any(source.lower().endswith(s) for s in LOCAL_SUFFIXES)
+    return (
+        source.startswith((".", "/", "~"))
+        or source.count("/") > 1
+        or any(source.lower().endswith(s) for s in LOCAL_SUFFIXES)
+    )
 
 
 def _listing(directory: Path) -> str:

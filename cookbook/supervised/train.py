@@ -95,17 +95,23 @@ def loop_state(step: int, n_batches: int) -> dict[str, int]:
 def resume_step(record: CheckpointRecord, n_batches: int) -> int:
     """The step to continue at from `record`; refuses a record that no longer fits the data."""
     if record.epoch is None or record.batch is None:
-        raise ValueError(f"checkpoint {record.name!r} has no 'epoch'/'batch' position; it was not "
-                         "written by this loop and cannot be resumed")
+        raise ValueError(
+            f"checkpoint {record.name!r} has no 'epoch'/'batch' position; it was not "
+            "written by this loop and cannot be resumed"
+        )
     if not 0 <= record.batch < n_batches:
-        raise ValueError(f"checkpoint {record.name!r} is at batch {record.batch} of an epoch, but the "
-                         f"training set now has {n_batches} batches: the data or batch size changed")
+        raise ValueError(
+            f"checkpoint {record.name!r} is at batch {record.batch} of an epoch, but the "
+            f"training set now has {n_batches} batches: the data or batch size changed"
+        )
     step = record.epoch * n_batches + record.batch
     recorded = record.extra.get("step")
     if recorded is not None and recorded != step:
-        raise ValueError(f"checkpoint {record.name!r} was taken at step {recorded} (epoch {record.epoch}, "
-                         f"batch {record.batch}), which means {step} with {n_batches} batches per epoch: "
-                         "the data or batch size changed")
+        raise ValueError(
+            f"checkpoint {record.name!r} was taken at step {recorded} (epoch {record.epoch}, "
+            f"batch {record.batch}), which means {step} with {n_batches} batches per epoch: "
+            "the data or batch size changed"
+        )
     return step
 
 
@@ -129,7 +135,9 @@ def batch_fingerprint(data: list[Datum]) -> str:
 def batch_metrics(data: list[Datum], output: ForwardBackwardOutput) -> dict[str, float | int]:
     """`train_mean_nll` and the batch's size in sequences, tokens and trained tokens."""
     if len(output.loss_fn_outputs) != len(data):
-        raise ValueError(f"forward_backward returned {len(output.loss_fn_outputs)} outputs for {len(data)} datums")
+        raise ValueError(
+            f"forward_backward returned {len(output.loss_fn_outputs)} outputs for {len(data)} datums"
+        )
     weights = [datum.loss_fn_inputs["weights"] for datum in data]
     logprobs = [out["logprobs"] for out in output.loss_fn_outputs]
     return {
@@ -175,8 +183,16 @@ class _InFlightStep:
 class _SupervisedRun:
     """One invocation of the loop, from `start_step` to `total_steps`."""
 
-    def __init__(self, config: Config, run: TrainingRun, training_client: TrainingClient,
-                 train_set: SupervisedDataset, evaluators: list[Evaluator], start_step: int, total_steps: int):
+    def __init__(
+        self,
+        config: Config,
+        run: TrainingRun,
+        training_client: TrainingClient,
+        train_set: SupervisedDataset,
+        evaluators: list[Evaluator],
+        start_step: int,
+        total_steps: int,
+    ):
         self.config = config
         self.run = run
         self.resumed_from = run.last
@@ -220,7 +236,9 @@ class _SupervisedRun:
         with timed("submit", metrics):
             fwd_bwd = await self.client.forward_backward_async(data, "cross_entropy")
             optim = await self.client.optim_step_async(adam_params)
-        return _InFlightStep(step, epoch, data, adam_params.learning_rate, fwd_bwd, optim, clock, metrics, save)
+        return _InFlightStep(
+            step, epoch, data, adam_params.learning_rate, fwd_bwd, optim, clock, metrics, save
+        )
 
     def _check_resumed_data(self, data: list[Datum]) -> None:
         """Warn when the batch to resume with is not the one the checkpoint was taken before."""
@@ -229,8 +247,11 @@ class _SupervisedRun:
             logger.warning(
                 "the data changed since checkpoint %r was saved: its next batch (epoch %s, batch %s) now has "
                 "different tokens, so this resumed run will not repeat the original one (were the dataset, "
-                "its files or its rendering changed?); continuing anyway", self.resumed_from.name,
-                self.resumed_from.epoch, self.resumed_from.batch)
+                "its files or its rendering changed?); continuing anyway",
+                self.resumed_from.name,
+                self.resumed_from.epoch,
+                self.resumed_from.batch,
+            )
 
     def _maybe_save(self, step: int, data: list[Datum]) -> _PendingSave | None:
         """Submit the checkpoint holding the weights after `step` updates (never the one we resumed from)."""
@@ -239,7 +260,10 @@ class _SupervisedRun:
             return None
         name = checkpoint_name(step)
         future = self.client.save_state(name, ttl_seconds=self.config.ttl_seconds)
-        state: dict[str, Any] = {**loop_state(step, self.n_batches), "batch_fingerprint": batch_fingerprint(data)}
+        state: dict[str, Any] = {
+            **loop_state(step, self.n_batches),
+            "batch_fingerprint": batch_fingerprint(data),
+        }
         return _PendingSave(name, future, state)
 
     async def _record_save(self, save: _PendingSave, metrics: dict[str, Any]) -> None:
@@ -258,8 +282,7 @@ class _SupervisedRun:
             optim_out = await s.optim
         metrics.update(batch_metrics(s.data, fwd_out))
         metrics.update(optim_metrics(optim_out))
-        metrics.update(learning_rate=s.learning_rate, epoch=s.epoch,
-                       progress=(s.step + 1) / self.total_steps)
+        metrics.update(learning_rate=s.learning_rate, epoch=s.epoch, progress=(s.step + 1) / self.total_steps)
         s.clock.record_total(metrics)
         self.run.log(metrics, step=s.step)
         progress.update(metrics)
@@ -293,8 +316,14 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
         evaluators.append(NLLEvaluator.from_dataset(test_set, name="test"))
     async with run:
         training_client = await run.create_training_client()
-        logger.info("training %s: steps %d..%d of %d (%d batches per epoch)", config.model_name, start_step,
-                    total_steps - 1, total_steps, len(train_set))
+        logger.info(
+            "training %s: steps %d..%d of %d (%d batches per epoch)",
+            config.model_name,
+            start_step,
+            total_steps - 1,
+            total_steps,
+            len(train_set),
+        )
         loop = _SupervisedRun(config, run, training_client, train_set, evaluators, start_step, total_steps)
         return await loop.train()
 

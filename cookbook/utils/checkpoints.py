@@ -60,10 +60,15 @@ class CheckpointRecord:
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"checkpoint {name!r}: {key!r} must be a string, got {value!r}")
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        return cls(name=name, batch=d.get("batch"), epoch=d.get("epoch"),
-                   final=bool(d.get("final", name == FINAL_NAME)), state_path=d.get("state_path"),
-                   sampler_path=d.get("sampler_path"),
-                   extra={k: v for k, v in d.items() if k not in known})
+        return cls(
+            name=name,
+            batch=d.get("batch"),
+            epoch=d.get("epoch"),
+            final=bool(d.get("final", name == FINAL_NAME)),
+            state_path=d.get("state_path"),
+            sampler_path=d.get("sampler_path"),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The line as written: known fields that are set, then the extra keys."""
@@ -98,13 +103,19 @@ def load_checkpoints_file(log_path: str | os.PathLike[str]) -> list[CheckpointRe
     return records
 
 
-def get_last_checkpoint(log_path: str | os.PathLike[str],
-                        required_key: str = "state_path") -> CheckpointRecord | None:
+def get_last_checkpoint(
+    log_path: str | os.PathLike[str], required_key: str = "state_path"
+) -> CheckpointRecord | None:
     """The newest record that has `required_key` (default: a resumable training state), or None."""
     for record in reversed(load_checkpoints_file(log_path)):
         if record.get(required_key) is not None:
-            logger.info("found checkpoint %r in %s (%s=%s)", record.name, log_path, required_key,
-                        record.get(required_key))
+            logger.info(
+                "found checkpoint %r in %s (%s=%s)",
+                record.name,
+                log_path,
+                required_key,
+                record.get(required_key),
+            )
             return record
     logger.info("no checkpoint with %r in %s", required_key, log_path)
     return None
@@ -112,12 +123,15 @@ def get_last_checkpoint(log_path: str | os.PathLike[str],
 
 def _validate(name: str, loop_state: Mapping[str, Any], kind: str, ttl_seconds: int | None) -> None:
     if not isinstance(name, str) or not SAFE_NAME_RE.match(name) or ".." in name:
-        raise ValueError(f"invalid checkpoint name {name!r}: use letters, digits and _.:=- "
-                         f"(at most 128 characters, not starting with '.' or '-')")
+        raise ValueError(
+            f"invalid checkpoint name {name!r}: use letters, digits and _.:=- "
+            f"(at most 128 characters, not starting with '.' or '-')"
+        )
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    if ttl_seconds is not None and (isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int)
-                                    or ttl_seconds <= 0):
+    if ttl_seconds is not None and (
+        isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds <= 0
+    ):
         raise ValueError(f"ttl_seconds must be a positive int or None, got {ttl_seconds!r}")
     if not isinstance(loop_state, Mapping):
         raise TypeError(f"loop_state must be a dict, got {type(loop_state).__name__}")
@@ -128,8 +142,9 @@ def _validate(name: str, loop_state: Mapping[str, Any], kind: str, ttl_seconds: 
     CheckpointRecord.from_dict({"name": name, **to_jsonable(dict(loop_state))})
 
 
-def _record_saved(log_path: str | os.PathLike[str], name: str, loop_state: Mapping[str, Any],
-                  paths: dict[str, str]) -> None:
+def _record_saved(
+    log_path: str | os.PathLike[str], name: str, loop_state: Mapping[str, Any], paths: dict[str, str]
+) -> None:
     line = {"name": name, **to_jsonable(dict(loop_state)), **paths}
     if name == FINAL_NAME:
         line.setdefault("final", True)
@@ -137,9 +152,14 @@ def _record_saved(log_path: str | os.PathLike[str], name: str, loop_state: Mappi
     logger.info("saved checkpoint %r: %s", name, paths)
 
 
-def save_checkpoint(training_client: TrainingClient, name: str, log_path: str | os.PathLike[str],
-                    loop_state: Mapping[str, Any], kind: CheckpointKind = "state",
-                    ttl_seconds: int | None = None) -> dict[str, str]:
+def save_checkpoint(
+    training_client: TrainingClient,
+    name: str,
+    log_path: str | os.PathLike[str],
+    loop_state: Mapping[str, Any],
+    kind: CheckpointKind = "state",
+    ttl_seconds: int | None = None,
+) -> dict[str, str]:
     """Save the training state and/or sampler weights as `name`, then record them.
 
     Returns `{"state_path": ..., "sampler_path": ...}` (the kinds saved). Both saves are
@@ -156,10 +176,14 @@ def save_checkpoint(training_client: TrainingClient, name: str, log_path: str | 
     return paths
 
 
-async def save_checkpoint_async(training_client: TrainingClient, name: str,
-                                log_path: str | os.PathLike[str], loop_state: Mapping[str, Any],
-                                kind: CheckpointKind = "state",
-                                ttl_seconds: int | None = None) -> dict[str, str]:
+async def save_checkpoint_async(
+    training_client: TrainingClient,
+    name: str,
+    log_path: str | os.PathLike[str],
+    loop_state: Mapping[str, Any],
+    kind: CheckpointKind = "state",
+    ttl_seconds: int | None = None,
+) -> dict[str, str]:
     """`save_checkpoint` for async loops: awaits the saves instead of blocking the event loop."""
     _validate(name, loop_state, kind, ttl_seconds)
     futures = {}
@@ -167,7 +191,8 @@ async def save_checkpoint_async(training_client: TrainingClient, name: str,
         futures["state_path"] = await training_client.save_state_async(name, ttl_seconds=ttl_seconds)
     if kind in ("sampler", "both"):
         futures["sampler_path"] = await training_client.save_weights_for_sampler_async(
-            name, ttl_seconds=ttl_seconds)
+            name, ttl_seconds=ttl_seconds
+        )
     paths = {key: (await fut).path for key, fut in futures.items()}
     _record_saved(log_path, name, loop_state, paths)
     return paths

@@ -36,8 +36,9 @@ def repair_partial_tail(path: str | os.PathLike[str]) -> None:
         if _parses(tail):
             f.write(b"\n")
             return
-        logger.warning("%s: dropping a partial last line (%d bytes) left by an interrupted write",
-                       path, len(tail))
+        logger.warning(
+            "%s: dropping a partial last line (%d bytes) left by an interrupted write", path, len(tail)
+        )
         f.truncate(start)
 
 

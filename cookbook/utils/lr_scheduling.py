@@ -26,8 +26,9 @@ def _check_int(name: str, value: object) -> int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
 
 
-def compute_schedule_lr_multiplier(lr_schedule: LRSchedule, step: int, total_steps: int,
-                                   warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> float:
+def compute_schedule_lr_multiplier(
+    lr_schedule: LRSchedule, step: int, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0
+) -> float:
     """The factor to apply to the base learning rate at `step` (0-based) of `total_steps`.
 
     - warmup (steps < warmup_steps): linear ramp (step + 1) / warmup_steps, so no step is wasted

@@ -11,18 +11,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 HEADLINE_METRICS: tuple[str, ...] = (
-    "train_mean_nll",             # SFT and preference-model training loss
+    "train_mean_nll",  # SFT and preference-model training loss
     "test/nll",
-    "test/accuracy",              # preference-model accuracy
-    "test/win_rate",              # policy vs reference, judged by the preference model
-    "test/gold_win_rate",         # policy vs reference, judged by a gold judge
-    "env/all/reward/total",       # RL reward
-    "optim/kl_sample_train_v1",   # sampler/trainer mismatch
+    "test/accuracy",  # preference-model accuracy
+    "test/win_rate",  # policy vs reference, judged by the preference model
+    "test/gold_win_rate",  # policy vs reference, judged by a gold judge
+    "env/all/reward/total",  # RL reward
+    "optim/kl_sample_train_v1",  # sampler/trainer mismatch
     "optim/entropy",
-    "kl_policy_ref",              # KL to the reference policy
+    "kl_policy_ref",  # KL to the reference policy
     "env/all/ac_tokens_per_turn",  # response length
     "dpo_loss",
-    "accuracy",                   # DPO: chosen beats rejected
+    "accuracy",  # DPO: chosen beats rejected
     "margin",
 )
 """The curves that tell whether a run learns; plotted by default."""

@@ -36,9 +36,17 @@ _CONSOLE_FORMAT = "%(levelname)s %(name)s: %(message)s"
 class Logger:
     """Where a training loop sends its config and per-step metrics. Use `with` or call `close()`."""
 
-    def __init__(self, log_dir: str | os.PathLike[str], *, wandb_project: str | None = None,
-                 wandb_name: str | None = None, config: Any = None, console: bool = True,
-                 configure_python_logging: bool = True, console_stream: IO[str] | None = None):
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str],
+        *,
+        wandb_project: str | None = None,
+        wandb_name: str | None = None,
+        config: Any = None,
+        console: bool = True,
+        configure_python_logging: bool = True,
+        console_stream: IO[str] | None = None,
+    ):
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.log_dir / METRICS_FILE
@@ -48,7 +56,9 @@ class Logger:
         self._lock = threading.Lock()
         self._handlers = _attach_python_logging(self.log_dir, console) if configure_python_logging else []
         self._metrics_file: IO[str] | None = open_for_append(self.metrics_path)
-        self._wandb_run = _start_wandb(wandb_project, wandb_name, self.log_dir, config) if wandb_project else None
+        self._wandb_run = (
+            _start_wandb(wandb_project, wandb_name, self.log_dir, config) if wandb_project else None
+        )
         if config is not None:
             write_json(self.config_path, config)
 
@@ -88,8 +98,9 @@ class Logger:
     def __enter__(self) -> Logger:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -139,26 +150,43 @@ def _start_wandb(project: str, name: str | None, log_dir: Path, config: Any) -> 
     try:
         import wandb
     except ImportError:
-        logger.warning("wandb_project=%r is set but wandb is not installed; logging to %s only",
-                       project, log_dir)
+        logger.warning(
+            "wandb_project=%r is set but wandb is not installed; logging to %s only", project, log_dir
+        )
         return None
     try:
-        return wandb.init(project=project, name=name, dir=str(log_dir),
-                          config=to_jsonable(config) if config is not None else None)
+        return wandb.init(
+            project=project,
+            name=name,
+            dir=str(log_dir),
+            config=to_jsonable(config) if config is not None else None,
+        )
     except Exception as e:  # a logging backend must not kill the run (no login, no network, ...)
         logger.warning("wandb.init failed (%s: %s); logging to %s only", type(e).__name__, e, log_dir)
         return None
 
 
-def setup_logging(log_dir: str | os.PathLike[str], wandb_project: str | None = None,
-                  wandb_name: str | None = None, config: Any = None, *, console: bool = True,
-                  configure_python_logging: bool = True) -> Logger:
+def setup_logging(
+    log_dir: str | os.PathLike[str],
+    wandb_project: str | None = None,
+    wandb_name: str | None = None,
+    config: Any = None,
+    *,
+    console: bool = True,
+    configure_python_logging: bool = True,
+) -> Logger:
     """The Logger for a run in `log_dir` (created if needed); writes config.json if `config` is given.
 
     `console=False` silences the per-step line and console log records;
     `configure_python_logging=False` leaves Python logging alone (no logs.log).
     """
-    run_logger = Logger(log_dir, wandb_project=wandb_project, wandb_name=wandb_name, config=config,
-                        console=console, configure_python_logging=configure_python_logging)
+    run_logger = Logger(
+        log_dir,
+        wandb_project=wandb_project,
+        wandb_name=wandb_name,
+        config=config,
+        console=console,
+        configure_python_logging=configure_python_logging,
+    )
     logger.info("logging run to %s", run_logger.log_dir)
     return run_logger

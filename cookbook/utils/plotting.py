@@ -57,8 +57,9 @@ def choose_keys(curves: dict[str, Curve], keys: Sequence[str] | None) -> list[st
     return present
 
 
-def plot_metrics(log_dir: str | os.PathLike[str], keys: Sequence[str] | None = None,
-                 out_name: str = "metrics.png") -> Path:
+def plot_metrics(
+    log_dir: str | os.PathLike[str], keys: Sequence[str] | None = None, out_name: str = "metrics.png"
+) -> Path:
     """Draw one subplot per metric (x = step) into `<log_dir>/<out_name>` and return its path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -47,18 +47,34 @@ def _is_tty(stream: IO[str] | None) -> bool:
 class TrainingProgress:
     """Steps of a training loop: `update(metrics)` after each step, `close()` (or `with`) at the end."""
 
-    def __init__(self, total_steps: int, initial_step: int = 0, desc: str = "train",
-                 enabled: bool | None = None, stream: IO[str] | None = None):
+    def __init__(
+        self,
+        total_steps: int,
+        initial_step: int = 0,
+        desc: str = "train",
+        enabled: bool | None = None,
+        stream: IO[str] | None = None,
+    ):
         if not 0 <= initial_step <= total_steps:
-            raise ValueError(f"need 0 <= initial_step <= total_steps, got initial_step={initial_step}, "
-                             f"total_steps={total_steps}")
+            raise ValueError(
+                f"need 0 <= initial_step <= total_steps, got initial_step={initial_step}, "
+                f"total_steps={total_steps}"
+            )
         stream = sys.stderr if stream is None else stream
         self.enabled = progress_enabled(stream) if enabled is None else enabled
         if stream is None:
             self.enabled = False
         self._n = initial_step
-        self._bar = tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step",
-                         file=stream, disable=not self.enabled, dynamic_ncols=True, leave=True)
+        self._bar = tqdm(
+            total=total_steps,
+            initial=initial_step,
+            desc=desc,
+            unit="step",
+            file=stream,
+            disable=not self.enabled,
+            dynamic_ncols=True,
+            leave=True,
+        )
 
     @property
     def n(self) -> int:
@@ -79,8 +95,9 @@ class TrainingProgress:
     def __enter__(self) -> TrainingProgress:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

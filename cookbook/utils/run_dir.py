@@ -26,8 +26,14 @@ logger = logging.getLogger(__name__)
 BehaviorIfExists = Literal["resume", "overwrite", "raise"]
 BEHAVIORS: tuple[str, ...] = get_args(BehaviorIfExists)
 DEFAULT_IGNORE_KEYS: tuple[str, ...] = (
-    "max_steps", "log_path", "base_url", "wandb_*", "eval_every", "save_every",
-    "behavior_if_exists", "behavior_if_log_dir_exists",
+    "max_steps",
+    "log_path",
+    "base_url",
+    "wandb_*",
+    "eval_every",
+    "save_every",
+    "behavior_if_exists",
+    "behavior_if_log_dir_exists",
 )
 """Glob patterns of config keys that may change when the same run is re-invoked. A pattern
 matches a key at any depth (`log_path` also ignores `sft.log_path`) or a full dotted path."""
@@ -69,11 +75,12 @@ def _short(value: Any) -> str:
     if value is _MISSING:
         return "<missing>"
     text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= _VALUE_CHARS else text[:_VALUE_CHARS - 3] + "..."
+    return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 3] + "..."
 
 
-def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
-                       ignore_keys: Iterable[str] = DEFAULT_IGNORE_KEYS) -> list[str]:
+def config_differences(
+    old: Mapping[str, Any], new: Mapping[str, Any], ignore_keys: Iterable[str] = DEFAULT_IGNORE_KEYS
+) -> list[str]:
     """`key: old -> new` for every (dotted) key whose value differs, ignoring `ignore_keys`."""
     patterns = tuple(ignore_keys)
     flat_old, flat_new = _flatten(old), _flatten(new)
@@ -82,7 +89,11 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
         if _ignored(key, patterns):
             continue
         before, after = flat_old.get(key, _MISSING), flat_new.get(key, _MISSING)
-        if before is _MISSING or after is _MISSING or json.dumps(before, sort_keys=True) != json.dumps(after, sort_keys=True):
+        if (
+            before is _MISSING
+            or after is _MISSING
+            or json.dumps(before, sort_keys=True) != json.dumps(after, sort_keys=True)
+        ):
             diffs.append(f"{key}: {_short(before)} -> {_short(after)}")
     return diffs
 
@@ -95,9 +106,12 @@ def _clear(path: Path) -> None:
             child.unlink()
 
 
-def prepare_log_dir(log_path: str | os.PathLike[str], config: Any,
-                    behavior_if_exists: BehaviorIfExists = "resume",
-                    ignore_keys: Iterable[str] = DEFAULT_IGNORE_KEYS) -> bool:
+def prepare_log_dir(
+    log_path: str | os.PathLike[str],
+    config: Any,
+    behavior_if_exists: BehaviorIfExists = "resume",
+    ignore_keys: Iterable[str] = DEFAULT_IGNORE_KEYS,
+) -> bool:
     """Make `log_path` ready for this run; True when it continues a run already there.
 
     - missing or empty: created, config.json written -> False;
@@ -118,23 +132,28 @@ def prepare_log_dir(log_path: str | os.PathLike[str], config: Any,
         write_json(path / CONFIG_FILE, new_config)
         return False
     if not any((path / marker).exists() for marker in RUN_MARKERS):
-        raise RunDirError(f"log_path {path} is not empty and holds no run (none of {RUN_MARKERS}); "
-                          f"refusing to write into or delete it: choose another log_path")
+        raise RunDirError(
+            f"log_path {path} is not empty and holds no run (none of {RUN_MARKERS}); "
+            f"refusing to write into or delete it: choose another log_path"
+        )
     if behavior_if_exists == "overwrite":
         logger.warning("behavior_if_exists='overwrite': deleting the previous run in %s", path)
         _clear(path)
         write_json(path / CONFIG_FILE, new_config)
         return False
     if behavior_if_exists == "raise":
-        raise RunDirError(f"log_path {path} already holds a run and behavior_if_exists='raise'; "
-                          f"use behavior_if_exists='resume' to continue it or 'overwrite' to replace it")
+        raise RunDirError(
+            f"log_path {path} already holds a run and behavior_if_exists='raise'; "
+            f"use behavior_if_exists='resume' to continue it or 'overwrite' to replace it"
+        )
     old_config = _read_config(path / CONFIG_FILE)
     diffs = config_differences(old_config, new_config, ignore_keys)
     if diffs:
         raise RunDirError(
             f"log_path {path} holds a different run ({len(diffs)} config key(s) differ: "
             + "; ".join(diffs)
-            + "). Use another log_path, or behavior_if_exists='overwrite' to delete that run.")
+            + "). Use another log_path, or behavior_if_exists='overwrite' to delete that run."
+        )
     write_json(path / CONFIG_FILE, new_config)
     logger.info("resuming the run in %s", path)
     return True
@@ -142,13 +161,16 @@ def prepare_log_dir(log_path: str | os.PathLike[str], config: Any,
 
 def _read_config(config_path: Path) -> dict[str, Any]:
     if not config_path.exists():
-        raise RunDirError(f"{config_path.parent} holds run files but no {CONFIG_FILE}, so it cannot be "
-                          f"checked to be the same run; use another log_path or behavior_if_exists='overwrite'")
+        raise RunDirError(
+            f"{config_path.parent} holds run files but no {CONFIG_FILE}, so it cannot be "
+            f"checked to be the same run; use another log_path or behavior_if_exists='overwrite'"
+        )
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
     except ValueError as e:
-        raise RunDirError(f"{config_path} is not valid JSON ({e}); use another log_path or "
-                          f"behavior_if_exists='overwrite'") from e
+        raise RunDirError(
+            f"{config_path} is not valid JSON ({e}); use another log_path or behavior_if_exists='overwrite'"
+        ) from e
     if not isinstance(data, dict):
         raise RunDirError(f"{config_path} does not hold a JSON object")
     return data

@@ -67,7 +67,10 @@ def hf_dir_source(name: str, directory: str | Path) -> BaseModelSource:
         return model.to(device).eval()
 
     return BaseModelSource(
-        name=name, arch=str(config.get("model_type", "unknown")),
+        name=name,
+        arch=str(config.get("model_type", "unknown")),
         limits=ModelLimits(vocab_size=vocab, max_context_length=context),
-        config_eos_ids=tuple(dict.fromkeys(eos_ids)), load_tokenizer=load_tokenizer, build_model=build_model,
+        config_eos_ids=tuple(dict.fromkeys(eos_ids)),
+        load_tokenizer=load_tokenizer,
+        build_model=build_model,
     )

@@ -33,8 +33,11 @@ class LoraSpec:
     alpha: int = LORA_ALPHA
 
     def target_modules(self) -> list[str]:
-        return [*(ATTN_MODULES if self.train_attn else ()), *(MLP_MODULES if self.train_mlp else ()),
-                *(UNEMBED_MODULES if self.train_unembed else ())]
+        return [
+            *(ATTN_MODULES if self.train_attn else ()),
+            *(MLP_MODULES if self.train_mlp else ()),
+            *(UNEMBED_MODULES if self.train_unembed else ()),
+        ]
 
     @classmethod
     def from_dict(cls, value: object) -> LoraSpec | None:
@@ -44,15 +47,24 @@ class LoraSpec:
     @property
     def slot_name(self) -> str:
         """Adapter name of the sampling slot shared by every snapshot of this shape."""
-        flags = "".join(f for f, on in (("a", self.train_attn), ("m", self.train_mlp), ("u", self.train_unembed)) if on)
+        flags = "".join(
+            f for f, on in (("a", self.train_attn), ("m", self.train_mlp), ("u", self.train_unembed)) if on
+        )
         return f"sample_r{self.rank}_{flags}"
 
     def peft_config(self, base_model_name: str, inference: bool = False) -> PeftLoraConfig:
         from peft import LoraConfig as PeftLoraConfig
 
-        return PeftLoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=0.0, bias="none",
-                              target_modules=self.target_modules(), task_type="CAUSAL_LM",
-                              base_model_name_or_path=base_model_name, inference_mode=inference)
+        return PeftLoraConfig(
+            r=self.rank,
+            lora_alpha=self.alpha,
+            lora_dropout=0.0,
+            bias="none",
+            target_modules=self.target_modules(),
+            task_type="CAUSAL_LM",
+            base_model_name_or_path=base_model_name,
+            inference_mode=inference,
+        )
 
 
 class LoraHub:
@@ -99,8 +111,11 @@ class LoraHub:
         """The adapter's tensors under their PEFT file names (adapter name removed)."""
         assert self._peft is not None
         marker = f".{adapter}."
-        return {name.replace(marker, ".", 1): param for name, param in self._peft.named_parameters()
-                if marker in name and ".lora_" in name}
+        return {
+            name.replace(marker, ".", 1): param
+            for name, param in self._peft.named_parameters()
+            if marker in name and ".lora_" in name
+        }
 
     def activate(self, adapter: str | None, trainable: bool = False) -> torch.nn.Module:
         """Make `adapter` (None = the plain base) the one the module computes; returns the module."""

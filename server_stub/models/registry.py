@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 
 def tiny_llama_source() -> BaseModelSource:
     return BaseModelSource(
-        name=TINY_LLAMA_NAME, arch="llama",
+        name=TINY_LLAMA_NAME,
+        arch="llama",
         limits=ModelLimits(vocab_size=BUILTIN_VOCAB_SIZE, max_context_length=TINY_LLAMA_CONTEXT),
         config_eos_ids=(TINY_LLAMA_EOS_ID,),
-        load_tokenizer=lambda: TokenizerFiles(tokenizer_json=builtin_tokenizer_json(), bos_token=None,
-                                              eos_token=EOS_TOKEN, pad_token=EOS_TOKEN),
+        load_tokenizer=lambda: TokenizerFiles(
+            tokenizer_json=builtin_tokenizer_json(), bos_token=None, eos_token=EOS_TOKEN, pad_token=EOS_TOKEN
+        ),
         build_model=build_tiny_llama,
     )
 
@@ -47,8 +49,13 @@ class LoadedBase:
     serves those never loads its shared copy.
     """
 
-    def __init__(self, source: BaseModelSource, tokenizer: TokenizerFiles, eos_ids: tuple[int, ...],
-                 load: Callable[[], PreTrainedModel]):
+    def __init__(
+        self,
+        source: BaseModelSource,
+        tokenizer: TokenizerFiles,
+        eos_ids: tuple[int, ...],
+        load: Callable[[], PreTrainedModel],
+    ):
         self.source, self.tokenizer, self.eos_ids = source, tokenizer, eos_ids
         self._load = load
         self._hub: LoraHub | None = None
@@ -90,7 +97,9 @@ class ModelRegistry:
     def source(self, name: str, field: str = "base_model") -> BaseModelSource:
         source = self._sources.get(name)
         if source is None:
-            raise NotFoundError(f"unknown base model {name!r}; available: {', '.join(self._sources)}", field=field)
+            raise NotFoundError(
+                f"unknown base model {name!r}; available: {', '.join(self._sources)}", field=field
+            )
         return source
 
     def tokenizer(self, name: str) -> TokenizerFiles:

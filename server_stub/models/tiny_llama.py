@@ -20,9 +20,16 @@ def tiny_llama_config() -> LlamaConfig:
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=BUILTIN_VOCAB_SIZE, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, intermediate_size=512, tie_word_embeddings=True,
-        max_position_embeddings=TINY_LLAMA_CONTEXT, bos_token_id=None, eos_token_id=TINY_LLAMA_EOS_ID,
+        vocab_size=BUILTIN_VOCAB_SIZE,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=512,
+        tie_word_embeddings=True,
+        max_position_embeddings=TINY_LLAMA_CONTEXT,
+        bos_token_id=None,
+        eos_token_id=TINY_LLAMA_EOS_ID,
         pad_token_id=TINY_LLAMA_EOS_ID,
     )
 

@@ -21,7 +21,11 @@ def _byte_level_alphabet() -> dict[str, int]:
     Printable bytes stand for themselves; the remaining bytes are shifted to code points from 256
     upwards so every byte has a visible, non-whitespace character.
     """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     mapping = {chr(b): b for b in printable}
     shift = 0
     for b in range(256):
@@ -77,5 +81,7 @@ class TokenBytes:
         mask = self._containing.get(byte)
         if mask is None:
             needle = bytes([byte])
-            mask = self._containing[byte] = np.fromiter((needle in b for b in self.table), bool, len(self.table))
+            mask = self._containing[byte] = np.fromiter(
+                (needle in b for b in self.table), bool, len(self.table)
+            )
         return mask

@@ -32,7 +32,9 @@ COMPACT_FRACTION = 0.75  # drop finished rows once at least a quarter of the bat
 COMPACT_MIN_ROWS = 8  # ... and that is at least this many rows
 
 
-def _prompt_outputs(logits: torch.Tensor, offset: int, request: PreparedRequest) -> tuple[list | None, list | None]:
+def _prompt_outputs(
+    logits: torch.Tensor, offset: int, request: PreparedRequest
+) -> tuple[list | None, list | None]:
     """prompt_logprobs and topk_prompt_logprobs for one prompt from its prefill logits [Lp, V]."""
     import torch
 
@@ -46,7 +48,10 @@ def _prompt_outputs(logits: torch.Tensor, offset: int, request: PreparedRequest)
     topk: list | None = None
     if request.topk_prompt_logprobs:
         values, ids = torch.log_softmax(predicting, dim=-1).topk(request.topk_prompt_logprobs, dim=-1)
-        topk = [None, *[list(zip(i, v, strict=True)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]]
+        topk = [
+            None,
+            *[list(zip(i, v, strict=True)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)],
+        ]
     return prompt_lp, topk
 
 
@@ -59,11 +64,14 @@ class _Prefill:
     prompt_mask: torch.Tensor  # [rows, width] 1 on real prompt tokens (left padding is 0)
     next_position: torch.Tensor  # [rows] position id of each row's first new token
     padded: bool  # prompts differ in length, so attention needs the mask
-    prompt_outputs: list[tuple[list | None, list | None]]  # per request: prompt logprobs, top-k prompt logprobs
+    prompt_outputs: list[
+        tuple[list | None, list | None]
+    ]  # per request: prompt logprobs, top-k prompt logprobs
 
 
-def _prefill(module: torch.nn.Module, requests: list[PreparedRequest], pad_id: int, room: int,
-             device: torch.device) -> _Prefill:
+def _prefill(
+    module: torch.nn.Module, requests: list[PreparedRequest], pad_id: int, room: int, device: torch.device
+) -> _Prefill:
     import torch
 
     from server_stub.sampling.kv_cache import sampling_cache
@@ -75,32 +83,53 @@ def _prefill(module: torch.nn.Module, requests: list[PreparedRequest], pad_id: i
     ids = torch.full((len(distinct), width), pad_id, dtype=torch.int64)
     mask = torch.zeros((len(distinct), width), dtype=torch.int64)
     for j, prompt in enumerate(distinct):
-        ids[j, width - lengths[j]:] = torch.tensor(prompt, dtype=torch.int64)
-        mask[j, width - lengths[j]:] = 1
+        ids[j, width - lengths[j] :] = torch.tensor(prompt, dtype=torch.int64)
+        mask[j, width - lengths[j] :] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp_(min=0)
     padded = any(n != width for n in lengths)
     want_prompt = any(r.prompt_logprobs or r.topk_prompt_logprobs for r in requests)
     cache = sampling_cache(module.config, width + room)
-    out = module(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions,
-                 cache=cache, use_cache=True, logits_to_keep=0 if want_prompt else 1)
-    prompt_outputs = [_prompt_outputs(out.logits[owner[i]], width - lengths[owner[i]], req)
-                      for i, req in enumerate(requests)]
+    out = module(
+        input_ids=ids,
+        attention_mask=mask if padded else None,
+        position_ids=positions,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=0 if want_prompt else 1,
+    )
+    prompt_outputs = [
+        _prompt_outputs(out.logits[owner[i]], width - lengths[owner[i]], req)
+        for i, req in enumerate(requests)
+    ]
     rows = [owner[i] for i, req in enumerate(requests) for _ in range(req.num_samples)]
     row_job = torch.tensor(rows, device=device)
     if rows != list(range(len(distinct))):
         cache.reorder_cache(row_job)  # every sample continues from its prompt's one prefill
-    return _Prefill(cache=cache, logits=out.logits[:, -1, :].float()[row_job], prompt_mask=mask[row_job],
-                    next_position=positions[row_job, -1] + 1, padded=padded, prompt_outputs=prompt_outputs)
+    return _Prefill(
+        cache=cache,
+        logits=out.logits[:, -1, :].float()[row_job],
+        prompt_mask=mask[row_job],
+        next_position=positions[row_job, -1] + 1,
+        padded=padded,
+        prompt_outputs=prompt_outputs,
+    )
 
 
-def generate(module: torch.nn.Module, requests: list[PreparedRequest], token_bytes: TokenBytes, vocab_size: int,
-             pad_id: int) -> list[types.SampleResponse]:
+def generate(
+    module: torch.nn.Module,
+    requests: list[PreparedRequest],
+    token_bytes: TokenBytes,
+    vocab_size: int,
+    pad_id: int,
+) -> list[types.SampleResponse]:
     """Sample every request's `num_samples` continuations in one batch (call under inference mode)."""
     import torch
 
     device = next(module.parameters()).device
-    row_max = torch.tensor([req.max_tokens for req in requests for _ in range(req.num_samples)], device=device)
+    row_max = torch.tensor(
+        [req.max_tokens for req in requests for _ in range(req.num_samples)], device=device
+    )
     steps = int(row_max.max())
     pre = _prefill(module, requests, pad_id, min(steps, INITIAL_ROOM), device)
     stops = StopTracker(requests, token_bytes, vocab_size, device)
@@ -132,16 +161,25 @@ def generate(module: torch.nn.Module, requests: list[PreparedRequest], token_byt
             live, settings, new = live[index], settings.select(index), new[index]
             attention, next_position = attention[index], next_position[index]
             pre.cache.reorder_cache(index)
-        out = module(input_ids=new.unsqueeze(-1),
-                     attention_mask=attention[:, : width + step + 1] if pre.padded else None,
-                     position_ids=(next_position + step).unsqueeze(-1), cache=pre.cache, use_cache=True)
+        out = module(
+            input_ids=new.unsqueeze(-1),
+            attention_mask=attention[:, : width + step + 1] if pre.padded else None,
+            position_ids=(next_position + step).unsqueeze(-1),
+            cache=pre.cache,
+            use_cache=True,
+        )
         logits = out.logits[:, -1, :].float()
     return _responses(requests, pre.prompt_outputs, tokens, logprobs, length, stopped)
 
 
-def _responses(requests: list[PreparedRequest], prompt_outputs: list[tuple[list | None, list | None]],
-               tokens: torch.Tensor, logprobs: torch.Tensor, length: torch.Tensor,
-               stopped: torch.Tensor) -> list[types.SampleResponse]:
+def _responses(
+    requests: list[PreparedRequest],
+    prompt_outputs: list[tuple[list | None, list | None]],
+    tokens: torch.Tensor,
+    logprobs: torch.Tensor,
+    length: torch.Tensor,
+    stopped: torch.Tensor,
+) -> list[types.SampleResponse]:
     """Cut each row at its own length (rows decode in lockstep past their stop) and group rows by request."""
     tokens_cpu, logprobs_cpu = tokens.cpu().tolist(), logprobs.cpu().tolist()
     length_cpu, stopped_cpu = length.cpu().tolist(), stopped.cpu().tolist()
@@ -150,9 +188,15 @@ def _responses(requests: list[PreparedRequest], prompt_outputs: list[tuple[list 
         sequences = []
         for _ in range(req.num_samples):
             n = length_cpu[row]
-            sequences.append(types.SampledSequence(stop_reason="stop" if stopped_cpu[row] else "length",
-                                                   tokens=tokens_cpu[row][:n], logprobs=logprobs_cpu[row][:n]))
+            sequences.append(
+                types.SampledSequence(
+                    stop_reason="stop" if stopped_cpu[row] else "length",
+                    tokens=tokens_cpu[row][:n],
+                    logprobs=logprobs_cpu[row][:n],
+                )
+            )
             row += 1
-        responses.append(types.SampleResponse(sequences=sequences, prompt_logprobs=prompt_lp,
-                                              topk_prompt_logprobs=topk))
+        responses.append(
+            types.SampleResponse(sequences=sequences, prompt_logprobs=prompt_lp, topk_prompt_logprobs=topk)
+        )
     return responses

@@ -30,7 +30,9 @@ class RoomyLayer(DynamicLayer):
     def _allocate(self, like: torch.Tensor, rows: int, capacity: int) -> torch.Tensor:
         import torch
 
-        return torch.empty((rows, like.shape[1], capacity, like.shape[-1]), dtype=like.dtype, device=like.device)
+        return torch.empty(
+            (rows, like.shape[1], capacity, like.shape[-1]), dtype=like.dtype, device=like.device
+        )
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
@@ -42,22 +44,26 @@ class RoomyLayer(DynamicLayer):
         """New buffers holding the filled prefix of `rows` (all rows if None) with room for `capacity`."""
         keys, values = self.keys, self.values
         if rows is not None:
-            keys, values = keys.index_select(0, rows), values.index_select(0, rows)  # filled prefix copied below
+            keys, values = (
+                keys.index_select(0, rows),
+                values.index_select(0, rows),
+            )  # filled prefix copied below
         new_keys = self._allocate(keys, keys.shape[0], capacity)
         new_values = self._allocate(values, values.shape[0], capacity)
         new_keys[:, :, : self.length] = keys[:, :, : self.length]
         new_values[:, :, : self.length] = values[:, :, : self.length]
         self.keys, self.values, self.capacity = new_keys, new_values, capacity
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object,
-               **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         end = self.length + key_states.shape[-2]
         if end > self.capacity:
             self._rebuild(None, max(end, 2 * self.capacity))
-        self.keys[:, :, self.length: end] = key_states
-        self.values[:, :, self.length: end] = value_states
+        self.keys[:, :, self.length : end] = key_states
+        self.values[:, :, self.length : end] = value_states
         self.length = end
         return self.keys[:, :, :end], self.values[:, :, :end]
 
@@ -76,7 +82,9 @@ class RoomyLayer(DynamicLayer):
         import torch
 
         if self.is_initialized:
-            self.reorder_cache(torch.arange(self.keys.shape[0], device=self.keys.device).repeat_interleave(repeats))
+            self.reorder_cache(
+                torch.arange(self.keys.shape[0], device=self.keys.device).repeat_interleave(repeats)
+            )
 
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("the sampler never crops its cache")

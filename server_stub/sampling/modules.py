@@ -38,13 +38,19 @@ class SamplingModules:
             shell = self._shells[base.name] = self._registry.fresh_model(base.name)
         return dict(shell.named_parameters())
 
-    def check(self, base: LoadedBase, snapshot: Snapshot, tensors: dict[str, torch.Tensor], source: str) -> None:
+    def check(
+        self, base: LoadedBase, snapshot: Snapshot, tensors: dict[str, torch.Tensor], source: str
+    ) -> None:
         """UserError unless `tensors` fit the module that will run them."""
         params = self.expected_names(base, snapshot)
-        if set(params) != set(tensors) or any(tuple(params[k].shape) != tuple(t.shape) for k, t in tensors.items()):
-            raise UserError(f"{source} does not match base model {base.name!r} "
-                            f"({'LoRA rank ' + str(snapshot.lora.rank) if snapshot.lora else 'full weights'})",
-                            field="model_path")
+        if set(params) != set(tensors) or any(
+            tuple(params[k].shape) != tuple(t.shape) for k, t in tensors.items()
+        ):
+            raise UserError(
+                f"{source} does not match base model {base.name!r} "
+                f"({'LoRA rank ' + str(snapshot.lora.rank) if snapshot.lora else 'full weights'})",
+                field="model_path",
+            )
 
     def module_for(self, base: LoadedBase, snapshot_id: str | None) -> torch.nn.Module:
         """The module that computes the sampler's weights (base when `snapshot_id` is None)."""

@@ -28,7 +28,9 @@ class PreparedRequest:
     topk_prompt_logprobs: int
 
 
-def prepare_request(request: types.SampleRequest, limits: ModelLimits, eos_ids: tuple[int, ...]) -> PreparedRequest:
+def prepare_request(
+    request: types.SampleRequest, limits: ModelLimits, eos_ids: tuple[int, ...]
+) -> PreparedRequest:
     """Validate `request` (UserError naming the field) and resolve its defaults (max_tokens, seed, stops)."""
     check_sample_request(request, limits, MAX_NUM_SAMPLES)
     params = request.sampling_params
@@ -37,11 +39,15 @@ def prepare_request(request: types.SampleRequest, limits: ModelLimits, eos_ids: 
     items = [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
     seed = params.seed if params.seed is not None else _seed_source.getrandbits(63)
     return PreparedRequest(
-        prompt=prompt, num_samples=request.num_samples,
+        prompt=prompt,
+        num_samples=request.num_samples,
         max_tokens=params.max_tokens or limits.max_context_length - len(prompt),
-        temperature=float(params.temperature), top_k=params.top_k, top_p=float(params.top_p),
+        temperature=float(params.temperature),
+        top_k=params.top_k,
+        top_p=float(params.top_p),
         seed=seed & 0xFFFFFFFFFFFFFFFF,
         stop_token_ids=tuple(dict.fromkeys([*(i for i in items if isinstance(i, int)), *eos_ids])),
         stop_strings=tuple(dict.fromkeys(s.encode("utf-8") for s in items if isinstance(s, str))),
-        prompt_logprobs=bool(request.prompt_logprobs), topk_prompt_logprobs=request.topk_prompt_logprobs,
+        prompt_logprobs=bool(request.prompt_logprobs),
+        topk_prompt_logprobs=request.topk_prompt_logprobs,
     )

@@ -34,8 +34,9 @@ class Snapshot:
 class SnapshotStore:
     """All snapshots by id; least recently used ones beyond the resident limits live on disk."""
 
-    def __init__(self, spill_root: Path, device: torch.device, max_resident_full: int = 3,
-                 max_resident_lora: int = 64):
+    def __init__(
+        self, spill_root: Path, device: torch.device, max_resident_full: int = 3, max_resident_lora: int = 64
+    ):
         self._spill_root = spill_root
         self._device = device
         self._spill_dir: Path | None = None
@@ -89,7 +90,9 @@ class SnapshotStore:
 
         if snapshot.spill_file is None:  # snapshots never change, so one write is enough
             path = self._ensure_spill_dir() / f"{snapshot.snapshot_id}.safetensors"
-            save_file({k: v.detach().contiguous().cpu() for k, v in (snapshot.tensors or {}).items()}, str(path))
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in (snapshot.tensors or {}).items()}, str(path)
+            )
             snapshot.spill_file = path
         snapshot.tensors = None
 

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 
 class StopTracker:
-    def __init__(self, requests: list[PreparedRequest], token_bytes: TokenBytes, vocab_size: int,
-                 device: torch.device):
+    def __init__(
+        self, requests: list[PreparedRequest], token_bytes: TokenBytes, vocab_size: int, device: torch.device
+    ):
         import torch
 
         rows = [req for req in requests for _ in range(req.num_samples)]
@@ -62,12 +63,12 @@ class StopTracker:
 
     def _string_hit(self, row: int, history: torch.Tensor, step: int) -> bool:
         start = max(0, step + 1 - self._window[row])  # every token has at least one byte
-        tokens = history[row, start: step + 1].tolist()
+        tokens = history[row, start : step + 1].tolist()
         table = self._bytes.table
         text = b"".join(table[t] if t < len(table) else b"" for t in tokens)
         new_bytes = len(table[tokens[-1]]) if tokens[-1] < len(table) else 0
         for stop in self._row_strings[row]:
             # Earlier matches would have stopped the row already, so a match must end in the new token.
-            if new_bytes and stop in text[-(len(stop) - 1 + new_bytes):]:
+            if new_bytes and stop in text[-(len(stop) - 1 + new_bytes) :]:
                 return True
         return False

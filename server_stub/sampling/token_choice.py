@@ -42,25 +42,35 @@ class RowSettings:
         top_k = [vocab_size if req.top_k == -1 else min(req.top_k, vocab_size) for req, _ in rows]
         filtered = [k < vocab_size or req.top_p < 1 for k, (req, _) in zip(top_k, rows, strict=True)]
         return cls(
-            temperature=torch.tensor([1.0 if g else req.temperature for g, (req, _) in zip(greedy, rows, strict=True)],
-                                     dtype=torch.float32, device=device),
+            temperature=torch.tensor(
+                [1.0 if g else req.temperature for g, (req, _) in zip(greedy, rows, strict=True)],
+                dtype=torch.float32,
+                device=device,
+            ),
             greedy=torch.tensor(greedy, device=device),
             top_k=torch.tensor(top_k, dtype=torch.int64, device=device),
             top_p=torch.tensor([req.top_p for req, _ in rows], dtype=torch.float32, device=device),
             filtered=torch.tensor(filtered, device=device),
             keys=torch.tensor([row_key(req.seed, i) for req, i in rows], dtype=torch.int64, device=device),
-            any_greedy=any(greedy), all_greedy=all(greedy),
+            any_greedy=any(greedy),
+            all_greedy=all(greedy),
             any_filtered=any(f and not g for f, g in zip(filtered, greedy, strict=True)),
         )
-
 
     def select(self, rows: torch.Tensor) -> RowSettings:
         """The settings of `rows` only (the batch dropped its finished rows)."""
         greedy, filtered = self.greedy[rows], self.filtered[rows]
-        return RowSettings(temperature=self.temperature[rows], greedy=greedy, top_k=self.top_k[rows],
-                           top_p=self.top_p[rows], filtered=filtered, keys=self.keys[rows],
-                           any_greedy=bool(greedy.any()), all_greedy=bool(greedy.all()),
-                           any_filtered=bool((filtered & ~greedy).any()))
+        return RowSettings(
+            temperature=self.temperature[rows],
+            greedy=greedy,
+            top_k=self.top_k[rows],
+            top_p=self.top_p[rows],
+            filtered=filtered,
+            keys=self.keys[rows],
+            any_greedy=bool(greedy.any()),
+            all_greedy=bool(greedy.all()),
+            any_filtered=bool((filtered & ~greedy).any()),
+        )
 
 
 def _invert_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

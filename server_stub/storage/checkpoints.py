@@ -62,9 +62,15 @@ class CheckpointMeta:
 
     def to_wire(self) -> types.Checkpoint:
         expires = self.expires_at
-        return types.Checkpoint(checkpoint_id=self.checkpoint_id, checkpoint_type=CHECKPOINT_KIND_DIRS[self.kind_dir],
-                                time=_utc(self.created_at), tinker_path=self.tinker_path, size_bytes=self.size_bytes,
-                                public=False, expires_at=None if expires is None else _utc(expires))
+        return types.Checkpoint(
+            checkpoint_id=self.checkpoint_id,
+            checkpoint_type=CHECKPOINT_KIND_DIRS[self.kind_dir],
+            time=_utc(self.created_at),
+            tinker_path=self.tinker_path,
+            size_bytes=self.size_bytes,
+            public=False,
+            expires_at=None if expires is None else _utc(expires),
+        )
 
     @property
     def is_lora(self) -> bool:
@@ -72,11 +78,14 @@ class CheckpointMeta:
 
     def weights_info(self) -> types.WeightsInfoResponse:
         lora = self.lora
-        return types.WeightsInfoResponse(base_model=self.base_model, is_lora=lora is not None,
-                                         lora_rank=lora.rank if lora else None,
-                                         train_unembed=lora.train_unembed if lora else None,
-                                         train_mlp=lora.train_mlp if lora else None,
-                                         train_attn=lora.train_attn if lora else None)
+        return types.WeightsInfoResponse(
+            base_model=self.base_model,
+            is_lora=lora is not None,
+            lora_rank=lora.rank if lora else None,
+            train_unembed=lora.train_unembed if lora else None,
+            train_mlp=lora.train_mlp if lora else None,
+            train_attn=lora.train_attn if lora else None,
+        )
 
 
 def _dir_size(path: Path) -> int:
@@ -98,8 +107,10 @@ class CheckpointStore:
         final = self.layout.checkpoint_dir(meta.run_id, meta.kind_dir, meta.name)
         existing = self._read_meta(final) if final.exists() else None
         if final.exists() and not overwrite and (existing is None or not existing.expired()):
-            raise ConflictError(f"checkpoint {meta.tinker_path} already exists (pass overwrite=True to replace it)",
-                                field="path")
+            raise ConflictError(
+                f"checkpoint {meta.tinker_path} already exists (pass overwrite=True to replace it)",
+                field="path",
+            )
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
@@ -149,8 +160,10 @@ class CheckpointStore:
     def delete(self, run_id: str, checkpoint_id: str) -> None:
         kind_dir, _, name = checkpoint_id.partition("/")
         if not name:
-            raise UserError(f"checkpoint id must be <weights|sampler_weights>/<name>, got {checkpoint_id!r}",
-                            field="checkpoint_id")
+            raise UserError(
+                f"checkpoint id must be <weights|sampler_weights>/<name>, got {checkpoint_id!r}",
+                field="checkpoint_id",
+            )
         directory = self.layout.checkpoint_dir(run_id, kind_dir, name)
         if not (directory / META_FILE).is_file():
             raise NotFoundError(f"checkpoint {run_id}/{checkpoint_id} not found", field="checkpoint_id")

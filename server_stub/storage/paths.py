@@ -39,8 +39,10 @@ class StorageLayout:
 
     def kind_dir(self, run_id: str, kind_dir: str) -> Path:
         if kind_dir not in CHECKPOINT_KIND_DIRS:
-            raise UserError(f"checkpoint kind must be one of {sorted(CHECKPOINT_KIND_DIRS)}, got {kind_dir!r}",
-                            field="checkpoint_id")
+            raise UserError(
+                f"checkpoint kind must be one of {sorted(CHECKPOINT_KIND_DIRS)}, got {kind_dir!r}",
+                field="checkpoint_id",
+            )
         return self.inside(self.run_dir(run_id) / kind_dir, f"{run_id}/{kind_dir}")
 
     def checkpoint_dir(self, run_id: str, kind_dir: str, name: str) -> Path:

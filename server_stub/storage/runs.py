@@ -68,8 +68,11 @@ class RunStore:
         last_state = next((c for c in reversed(checkpoints) if c.kind_dir == "weights"), None)
         last_sampler = next((c for c in reversed(checkpoints) if c.kind_dir == "sampler_weights"), None)
         return types.TrainingRun(
-            training_run_id=meta.run_id, base_model=meta.base_model, model_owner=MODEL_OWNER,
-            is_lora=meta.lora is not None, lora_rank=meta.lora.rank if meta.lora else None,
+            training_run_id=meta.run_id,
+            base_model=meta.base_model,
+            model_owner=MODEL_OWNER,
+            is_lora=meta.lora is not None,
+            lora_rank=meta.lora.rank if meta.lora else None,
             last_request_time=datetime.fromtimestamp(meta.last_request_time, tz=UTC),
             last_checkpoint=last_state.to_wire() if last_state else None,
             last_sampler_checkpoint=last_sampler.to_wire() if last_sampler else None,

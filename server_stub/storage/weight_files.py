@@ -27,11 +27,19 @@ OPTIMIZER_STATE = "optimizer.safetensors"
 def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata={"format": "pt"}
+    )
 
 
-def write_weights(directory: Path, tensors: dict[str, torch.Tensor], lora: LoraSpec | None, base_model: str,
-                  model_config_json: str, tokenizer: TokenizerFiles) -> None:
+def write_weights(
+    directory: Path,
+    tensors: dict[str, torch.Tensor],
+    lora: LoraSpec | None,
+    base_model: str,
+    model_config_json: str,
+    tokenizer: TokenizerFiles,
+) -> None:
     if lora is not None:
         _save(tensors, directory / LORA_WEIGHTS)
         lora.peft_config(base_model).save_pretrained(str(directory))
@@ -39,8 +47,14 @@ def write_weights(directory: Path, tensors: dict[str, torch.Tensor], lora: LoraS
     _save(tensors, directory / FULL_WEIGHTS)
     (directory / "config.json").write_text(model_config_json)
     (directory / "tokenizer.json").write_text(tokenizer.tokenizer_json)
-    specials = {"bos_token": tokenizer.bos_token, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token}
-    (directory / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in specials.items() if v}, indent=2))
+    specials = {
+        "bos_token": tokenizer.bos_token,
+        "eos_token": tokenizer.eos_token,
+        "pad_token": tokenizer.pad_token,
+    }
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({k: v for k, v in specials.items() if v}, indent=2)
+    )
 
 
 def read_weights(directory: Path, is_lora: bool, device: torch.device) -> dict[str, torch.Tensor]:

@@ -25,7 +25,9 @@ def _global_norm(tensors: list[torch.Tensor]) -> float:
 
     if not tensors:
         return 0.0
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.detach().float()) for t in tensors])))
+    return float(
+        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.detach().float()) for t in tensors]))
+    )
 
 
 class AdamW:
@@ -54,7 +56,9 @@ class AdamW:
                 weights.append(master)
         return weights
 
-    def _moments(self, names: list[str], weights: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _moments(
+        self, names: list[str], weights: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """First and second moments, created as zeros the first time a parameter steps."""
         import torch
 
@@ -76,11 +80,18 @@ class AdamW:
         grad_norm = _global_norm(grads)
         if not math.isfinite(grad_norm):
             self.zero_grad()
-            raise UserError("accumulated gradients are not finite; the step was skipped and gradients cleared",
-                            field="adam_params")
+            raise UserError(
+                "accumulated gradients are not finite; the step was skipped and gradients cleared",
+                field="adam_params",
+            )
         if not names:
-            return {"grad_norm": 0.0, "update_norm": 0.0, "param_norm": _global_norm(list(self.params.values())),
-                    "learning_rate": hp.learning_rate, "step": float(self.step_count)}
+            return {
+                "grad_norm": 0.0,
+                "update_norm": 0.0,
+                "param_norm": _global_norm(list(self.params.values())),
+                "learning_rate": hp.learning_rate,
+                "step": float(self.step_count),
+            }
         if hp.grad_clip_norm > 0 and grad_norm > hp.grad_clip_norm:
             torch._foreach_mul_(grads, hp.grad_clip_norm / (grad_norm + 1e-6))
         self.step_count += 1
@@ -105,14 +116,23 @@ class AdamW:
                 if weight is not param.data:
                     param.data.copy_(weight)
         self.zero_grad()
-        return {"grad_norm": grad_norm, "update_norm": update_norm, "param_norm": _global_norm(weights),
-                "learning_rate": lr, "step": float(self.step_count)}
+        return {
+            "grad_norm": grad_norm,
+            "update_norm": update_norm,
+            "param_norm": _global_norm(weights),
+            "learning_rate": lr,
+            "step": float(self.step_count),
+        }
 
     # -- checkpointing -------------------------------------------------------------------------
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Flat `kind/param_name` -> tensor, for safetensors."""
-        return {f"{kind}/{name}": t.detach() for kind, tensors in self.state.items() for name, t in tensors.items()}
+        return {
+            f"{kind}/{name}": t.detach()
+            for kind, tensors in self.state.items()
+            for name, t in tensors.items()
+        }
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], step_count: int) -> None:
         """Restore moments (and masters) saved by `state_tensors`; the caller checked the names match."""

@@ -67,16 +67,19 @@ def length_chunks(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     return chunks
 
 
-def build_batches(fwd: types.ForwardBackwardInput, limits: ModelLimits, device: torch.device,
-                  token_budget: int | None) -> list[tuple[list[int], TrainBatch]]:
+def build_batches(
+    fwd: types.ForwardBackwardInput, limits: ModelLimits, device: torch.device, token_budget: int | None
+) -> list[tuple[list[int], TrainBatch]]:
     """Validate every datum, then pad them into length-sorted chunks (see `length_chunks`), each
     with the request's row indices it holds. `token_budget=None` gives one chunk of every row."""
     check_forward_backward_input(fwd, limits)
     if token_budget is None:
         return [(list(range(len(fwd.data))), _pad(fwd, device))]
     lengths = [d.model_input.length for d in fwd.data]
-    return [(rows, _pad(fwd.model_copy(update={"data": [fwd.data[i] for i in rows]}), device))
-            for rows in length_chunks(lengths, token_budget)]
+    return [
+        (rows, _pad(fwd.model_copy(update={"data": [fwd.data[i] for i in rows]}), device))
+        for rows in length_chunks(lengths, token_budget)
+    ]
 
 
 def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
@@ -93,8 +96,10 @@ def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
     input_ids = np.zeros((batch, length), dtype=np.int64)
     targets = np.zeros((batch, length, width), dtype=np.int64)
     valid = np.zeros((batch, length, width), dtype=bool)
-    floats = {k: np.zeros((batch, length, width if k in PER_TARGET_INPUTS else 1), dtype=np.float32)
-              for k in float_keys}
+    floats = {
+        k: np.zeros((batch, length, width if k in PER_TARGET_INPUTS else 1), dtype=np.float32)
+        for k in float_keys
+    }
     # Optional per-token inputs (clip thresholds) default to the loss's scalar setting where absent.
     for key in loss.optional_inputs:
         floats[key][:] = config[key]
@@ -108,7 +113,11 @@ def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
             if key in values:
                 column = values[key].reshape(n, -1)
                 floats[key][row, :n, : column.shape[1]] = column
-    return TrainBatch(input_ids=torch.from_numpy(input_ids).to(device), targets=torch.from_numpy(targets).to(device),
-                      valid=torch.from_numpy(valid).to(device),
-                      inputs={k: torch.from_numpy(v).to(device) for k, v in floats.items()},
-                      target_shapes=[tuple(a[TARGET_INPUT].shape) for a in arrays], config=config)
+    return TrainBatch(
+        input_ids=torch.from_numpy(input_ids).to(device),
+        targets=torch.from_numpy(targets).to(device),
+        valid=torch.from_numpy(valid).to(device),
+        inputs={k: torch.from_numpy(v).to(device) for k, v in floats.items()},
+        target_shapes=[tuple(a[TARGET_INPUT].shape) for a in arrays],
+        config=config,
+    )

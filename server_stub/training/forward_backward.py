@@ -30,8 +30,9 @@ def target_logprobs(module: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
     return gather_logprobs(logits, batch.targets)
 
 
-def run_pass(module: torch.nn.Module, chunks: Sequence[tuple[list[int], TrainBatch]], loss_fn: str,
-             backward: bool) -> PassResult:
+def run_pass(
+    module: torch.nn.Module, chunks: Sequence[tuple[list[int], TrainBatch]], loss_fn: str, backward: bool
+) -> PassResult:
     """Forward every chunk of the request; with `backward`, add the loss gradient to `.grad`.
 
     The loss is a sum over tokens, so chunks (the request's rows, split by `build_batches`) add
@@ -46,8 +47,11 @@ def run_pass(module: torch.nn.Module, chunks: Sequence[tuple[list[int], TrainBat
         loss = torch.stack([total_loss(loss_fn, lp, batch) for _, batch, lp in parts]).sum()
     loss_value = float(loss.detach())
     if not math.isfinite(loss_value):
-        raise UserError(f"the {loss_fn} loss is not finite ({loss_value}); check logprobs/advantages/weights "
-                        "(no gradient was accumulated)", field="data")
+        raise UserError(
+            f"the {loss_fn} loss is not finite ({loss_value}); check logprobs/advantages/weights "
+            "(no gradient was accumulated)",
+            field="data",
+        )
     if backward:
         loss.backward()
     outputs: dict[int, types.TensorData] = {}
@@ -55,5 +59,7 @@ def run_pass(module: torch.nn.Module, chunks: Sequence[tuple[list[int], TrainBat
         lp_cpu = lp.detach().float().cpu().numpy()
         for index, (row, shape) in enumerate(zip(rows, batch.target_shapes, strict=True)):
             values = lp_cpu[index, : shape[0], : (shape[1] if len(shape) == 2 else 1)].reshape(shape)
-            outputs[row] = types.TensorData(data=values.reshape(-1).tolist(), dtype="float32", shape=list(shape))
+            outputs[row] = types.TensorData(
+                data=values.reshape(-1).tolist(), dtype="float32", shape=list(shape)
+            )
     return PassResult(loss=loss_value, logprobs=[outputs[row] for row in sorted(outputs)])

@@ -47,12 +47,18 @@ class TrainableModel:
         missing = sorted(set(self.params) - set(tensors))
         extra = sorted(set(tensors) - set(self.params))
         if missing or extra:
-            raise UserError(f"{source} does not match this model: {len(missing)} tensors missing "
-                            f"(e.g. {missing[:1]}), {len(extra)} unexpected (e.g. {extra[:1]})", field="path")
+            raise UserError(
+                f"{source} does not match this model: {len(missing)} tensors missing "
+                f"(e.g. {missing[:1]}), {len(extra)} unexpected (e.g. {extra[:1]})",
+                field="path",
+            )
         for name, param in self.params.items():
             if tuple(tensors[name].shape) != tuple(param.shape):
-                raise UserError(f"{source}: tensor {name} has shape {tuple(tensors[name].shape)}, the model has "
-                                f"{tuple(param.shape)}", field="path")
+                raise UserError(
+                    f"{source}: tensor {name} has shape {tuple(tensors[name].shape)}, the model has "
+                    f"{tuple(param.shape)}",
+                    field="path",
+                )
 
     def load_weights(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         """Copy `tensors` into the parameters (validated first, so a mismatch changes nothing)."""
@@ -71,12 +77,21 @@ def full_weight_model(model_id: str, base_model: str, module: torch.nn.Module) -
     """Full-weight training on `module`, the model's own copy of the base weights."""
     module.requires_grad_(True)
     params = dict(module.named_parameters())  # tied weights appear once, under their first name
-    return TrainableModel(model_id=model_id, base_model=base_model, lora=None, lora_seed=None, params=params,
-                          optimizer=AdamW(params), _module=lambda trainable: module, _release=lambda: None)
+    return TrainableModel(
+        model_id=model_id,
+        base_model=base_model,
+        lora=None,
+        lora_seed=None,
+        params=params,
+        optimizer=AdamW(params),
+        _module=lambda trainable: module,
+        _release=lambda: None,
+    )
 
 
-def lora_model(model_id: str, base_model: str, hub: LoraHub, adapter: str, spec: LoraSpec,
-               seed: int) -> TrainableModel:
+def lora_model(
+    model_id: str, base_model: str, hub: LoraHub, adapter: str, spec: LoraSpec, seed: int
+) -> TrainableModel:
     """A new adapter on the shared base; the base weights stay frozen."""
     try:
         hub.add(adapter, spec, seed=seed, trainable=True)
@@ -85,8 +100,17 @@ def lora_model(model_id: str, base_model: str, hub: LoraHub, adapter: str, spec:
     params = hub.parameters_of(adapter)
     if not params:
         hub.remove(adapter)
-        raise UserError(f"base model {base_model!r} has none of the LoRA target modules {spec.target_modules()}",
-                        field="lora_config")
-    return TrainableModel(model_id=model_id, base_model=base_model, lora=spec, lora_seed=seed, params=params,
-                          optimizer=AdamW(params), _module=lambda trainable: hub.activate(adapter, trainable),
-                          _release=lambda: hub.remove(adapter))
+        raise UserError(
+            f"base model {base_model!r} has none of the LoRA target modules {spec.target_modules()}",
+            field="lora_config",
+        )
+    return TrainableModel(
+        model_id=model_id,
+        base_model=base_model,
+        lora=spec,
+        lora_seed=seed,
+        params=params,
+        optimizer=AdamW(params),
+        _module=lambda trainable: hub.activate(adapter, trainable),
+        _release=lambda: hub.remove(adapter),
+    )

@@ -35,7 +35,9 @@ from cookbook.client.local_server import LocalServer  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("bench-storage"), extra_args=["--log-level", "warning"]) as running:
+    with LocalServer(
+        tmp_path_factory.mktemp("bench-storage"), extra_args=["--log-level", "warning"]
+    ) as running:
         yield running
 
 
@@ -49,31 +51,40 @@ def keep_threads() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def run_quick(main: Any, server: LocalServer, json_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, dict]:
+def run_quick(
+    main: Any, server: LocalServer, json_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[str, dict]:
     assert main(["--quick", "--threads", "1", "--base-url", server.url, "--json", str(json_path)]) == 0
     return capsys.readouterr().out, json.loads(json_path.read_text())
 
 
 def spread_is_positive(spread: dict[str, float]) -> bool:
-    return all(math.isfinite(spread[k]) for k in ("median", "low", "high")) and 0 < spread["low"] <= spread["high"]
+    return (
+        all(math.isfinite(spread[k]) for k in ("median", "low", "high"))
+        and 0 < spread["low"] <= spread["high"]
+    )
 
 
 @pytest.mark.usefixtures("keep_threads")
-def test_training_bench_prints_http_vs_in_process(server: LocalServer, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_training_bench_prints_http_vs_in_process(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, data = run_quick(bench_training.main, server, tmp_path / "training.json", capsys)
     assert "ratio HTTP/in-proc" in out and "importance_sampling" in out and "lora r8" in out
     cases = data["training"]["cases"]
     assert [c["case"]["lora_rank"] for c in cases] == [case.lora_rank for case in bench_training.QUICK_CASES]
     for case in cases:
         assert spread_is_positive(case["throughput_ratio_http_over_in_process"])
-        assert spread_is_positive(case["http_ms_per_step"]) and spread_is_positive(case["in_process_ms_per_step"])
+        assert spread_is_positive(case["http_ms_per_step"]) and spread_is_positive(
+            case["in_process_ms_per_step"]
+        )
     assert data["machine"]["torch_threads"] == 1
 
 
 @pytest.mark.usefixtures("keep_threads")
-def test_sampling_bench_prints_server_vs_hf_generate_and_batching(server: LocalServer, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_sampling_bench_prints_server_vs_hf_generate_and_batching(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, data = run_quick(bench_sampling.main, server, tmp_path / "sampling.json", capsys)
     assert "ratio server/HF" in out and "ratio conc/one" in out
     (speed,) = data["sampling"]["throughput"]
@@ -87,8 +98,9 @@ def test_sampling_bench_prints_server_vs_hf_generate_and_batching(server: LocalS
 
 
 @pytest.mark.usefixtures("keep_threads")
-def test_overhead_bench_prints_the_round_trip_floor(server: LocalServer, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_overhead_bench_prints_the_round_trip_floor(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, data = run_quick(bench_overhead.main, server, tmp_path / "overhead.json", capsys)
     assert "forward_backward 1x8 (HTTP)" in out and "forward_backward 1x8 (in-process)" in out
     calls = data["overhead"]["calls"]
@@ -98,10 +110,25 @@ def test_overhead_bench_prints_the_round_trip_floor(server: LocalServer, tmp_pat
 
 def test_service_bench_runs_as_a_module_and_prints_the_summary(server: LocalServer, tmp_path: Path) -> None:
     json_path = tmp_path / "all.json"
-    result = subprocess.run([sys.executable, "-m", "bench.bench_service", "--quick", "--threads", "1",
-                             "--base-url", server.url, "--json", str(json_path)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.bench_service",
+            "--quick",
+            "--threads",
+            "1",
+            "--base-url",
+            server.url,
+            "--json",
+            str(json_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Summary: service vs in-process baselines" in result.stdout
     data = json.loads(json_path.read_text())
@@ -109,8 +136,12 @@ def test_service_bench_runs_as_a_module_and_prints_the_summary(server: LocalServ
 
 
 def test_scripts_also_run_by_path() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_service.py"), "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_service.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "--quick" in result.stdout and "--json" in result.stdout
 
@@ -149,11 +180,28 @@ def test_spread_and_table_formatting() -> None:
         table.add("only one")
 
 
-def test_pipeline_bench_runs_a_fresh_pipeline_and_reports_every_target(tmp_path: Path,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    smoke = ["max_steps=1", "comparison_test_size=60", "rl.eval_comparisons=4", "rl.batch_size=2", "rl.max_tokens=12"]
-    code = bench_rlhf_pipeline.main(["--no-load-gauge", "--quiet", "--work-dir", str(tmp_path / "runs"),
-                                     "--json", str(tmp_path / "pipeline.json"), "--", *smoke])
+def test_pipeline_bench_runs_a_fresh_pipeline_and_reports_every_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    smoke = [
+        "max_steps=1",
+        "comparison_test_size=60",
+        "rl.eval_comparisons=4",
+        "rl.batch_size=2",
+        "rl.max_tokens=12",
+    ]
+    code = bench_rlhf_pipeline.main(
+        [
+            "--no-load-gauge",
+            "--quiet",
+            "--work-dir",
+            str(tmp_path / "runs"),
+            "--json",
+            str(tmp_path / "pipeline.json"),
+            "--",
+            *smoke,
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "targets" in out and "some targets FAIL" in out  # one step per stage cannot reach them
@@ -164,12 +212,14 @@ def test_pipeline_bench_runs_a_fresh_pipeline_and_reports_every_target(tmp_path:
     assert [t["target"] for t in run["targets"]] == [t.name for t in bench_rlhf_pipeline.TARGETS]
     assert all(isinstance(t["value"], float) for t in run["targets"])  # every headline metric was logged
     assert {stage: run["stages"][stage]["status"] for stage in ("sft", "rm", "rl")} == dict.fromkeys(
-        ("sft", "rm", "rl"), "ran")
-
+        ("sft", "rm", "rl"), "ran"
+    )
 
 
 @pytest.mark.usefixtures("keep_threads")
-def test_chunked_pass_bench_prints_chunked_vs_one_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_chunked_pass_bench_prints_chunked_vs_one_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     json_path = tmp_path / "chunks.json"
     assert bench_chunked_pass.main(["--quick", "--threads", "1", "--json", str(json_path)]) == 0
     out = capsys.readouterr().out

@@ -20,15 +20,33 @@ import httpx
 
 from cookbook.client import types
 
-FAKE_TOKENIZER_JSON = json.dumps({
-    "version": "1.0", "truncation": None, "padding": None,
-    "added_tokens": [{"id": 3, "content": "<eos>", "single_word": False, "lstrip": False, "rstrip": False,
-                      "normalized": False, "special": True}],
-    "normalizer": None, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None,
-    "decoder": None,
-    "model": {"type": "WordLevel", "vocab": {"hello": 0, "world": 1, "[UNK]": 2, "<eos>": 3},
-              "unk_token": "[UNK]"},
-})
+FAKE_TOKENIZER_JSON = json.dumps(
+    {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {
+                "id": 3,
+                "content": "<eos>",
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+        ],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": None,
+        "decoder": None,
+        "model": {
+            "type": "WordLevel",
+            "vocab": {"hello": 0, "world": 1, "[UNK]": 2, "<eos>": 3},
+            "unk_token": "[UNK]",
+        },
+    }
+)
 
 
 def fake_logprob(token: int) -> float:
@@ -129,8 +147,9 @@ class FakeServer:
             return httpx.Response(200, json={"error": "fake server gave up", "category": "server"})
         if held or self.polls[request_id] <= self.try_again:
             await asyncio.sleep(0.001)
-            return httpx.Response(200, json={"type": "try_again", "request_id": request_id,
-                                             "queue_state": "active"})
+            return httpx.Response(
+                200, json={"type": "try_again", "request_id": request_id, "queue_state": "active"}
+            )
         self.pending_samples.discard(request_id)
         return httpx.Response(200, json=self.results[request_id])
 
@@ -141,10 +160,20 @@ class FakeServer:
 
     def _fwd(self, body: Any, key: str) -> Any:
         data = body[key]["data"]
-        outputs = [{"logprobs": {"data": [fake_logprob(t) for t in d["loss_fn_inputs"]["target_tokens"]["data"]],
-                                 "dtype": "float32"}} for d in data]
-        return {"loss_fn_output_type": "ArrayRecord", "loss_fn_outputs": outputs,
-                "metrics": {"loss:sum": 1.5, "seq:unique": float(body["seq_id"])}}
+        outputs = [
+            {
+                "logprobs": {
+                    "data": [fake_logprob(t) for t in d["loss_fn_inputs"]["target_tokens"]["data"]],
+                    "dtype": "float32",
+                }
+            }
+            for d in data
+        ]
+        return {
+            "loss_fn_output_type": "ArrayRecord",
+            "loss_fn_outputs": outputs,
+            "metrics": {"loss:sum": 1.5, "seq:unique": float(body["seq_id"])},
+        }
 
     def _optim(self, body: Any) -> Any:
         return {"metrics": {"seq": float(body["seq_id"]), "lr": body["adam_params"]["learning_rate"]}}
@@ -163,8 +192,14 @@ class FakeServer:
     def _sample(self, body: Any) -> Any:
         prompt = [t for c in body["prompt"]["chunks"] for t in c["tokens"]]
         n = body["sampling_params"].get("max_tokens") or 2
-        seqs = [{"stop_reason": "length", "tokens": [(prompt[-1] + i + k) % 4 for k in range(n)],
-                 "logprobs": [-0.5] * n} for i in range(body["num_samples"])]
+        seqs = [
+            {
+                "stop_reason": "length",
+                "tokens": [(prompt[-1] + i + k) % 4 for k in range(n)],
+                "logprobs": [-0.5] * n,
+            }
+            for i in range(body["num_samples"])
+        ]
         answer: dict[str, Any] = {"sequences": seqs, "type": "sample", "seq_id_seen": body["seq_id"]}
         if body.get("prompt_logprobs"):
             answer["prompt_logprobs"] = [None] + [fake_logprob(t) for t in prompt[1:]]
@@ -187,15 +222,24 @@ class FakeServer:
         "/client/config": lambda self, b: {"sample_max_concurrent_requests": 2000},
         "/create_session": lambda self, b: {"session_id": "sess-1", "type": "create_session"},
         "/session_heartbeat": lambda self, b: {"type": "session_heartbeat"},
-        "/get_server_capabilities": lambda self, b: {"supported_models": [
-            {"model_name": "fake-base", "max_context_length": 64}]},
-        "/get_info": lambda self, b: {"model_id": b["model_id"], "model_data": {"model_name": "fake-base"},
-                                      "is_lora": False, "lora_rank": 0},
+        "/get_server_capabilities": lambda self, b: {
+            "supported_models": [{"model_name": "fake-base", "max_context_length": 64}]
+        },
+        "/get_info": lambda self, b: {
+            "model_id": b["model_id"],
+            "model_data": {"model_name": "fake-base"},
+            "is_lora": False,
+            "lora_rank": 0,
+        },
         "/weights_info": lambda self, b: {"base_model": "fake-base", "is_lora": True, "lora_rank": 8},
         "/create_sampling_session": lambda self, b: {
             "sampling_session_id": f"sampler-{b['sampling_session_seq_id']}",
-            "type": "create_sampling_session"},
-        "/get_tokenizer": lambda self, b: {"model_name": b["model_name"], "tokenizer_json": FAKE_TOKENIZER_JSON,
-                                           "eos_token": "<eos>"},
+            "type": "create_sampling_session",
+        },
+        "/get_tokenizer": lambda self, b: {
+            "model_name": b["model_name"],
+            "tokenizer_json": FAKE_TOKENIZER_JSON,
+            "eos_token": "<eos>",
+        },
         "/healthz": lambda self, b: {"status": "ok"},
     }

@@ -21,14 +21,18 @@ PROBE = "User: What is the capital of Italy?\n\nAssistant: The capital of Italy 
 
 def text_datum(tokenizer: Tokenizer, text: str, scale: float = 1.0) -> types.Datum:
     ids = tokenizer.encode(text)
-    return types.Datum(model_input=types.ModelInput.from_ints(ids[:-1]),
-                       loss_fn_inputs={"target_tokens": ids[1:], "weights": [scale] * (len(ids) - 1)})
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(ids[:-1]),
+        loss_fn_inputs={"target_tokens": ids[1:], "weights": [scale] * (len(ids) - 1)},
+    )
 
 
 def batches(tokenizer: Tokenizer, n_steps: int, size: int = 2) -> list[list[types.Datum]]:
     """Deterministic, different batches per step."""
-    return [[text_datum(tokenizer, TEXTS[(step * size + i) % len(TEXTS)]) for i in range(size)]
-            for step in range(n_steps)]
+    return [
+        [text_datum(tokenizer, TEXTS[(step * size + i) % len(TEXTS)]) for i in range(size)]
+        for step in range(n_steps)
+    ]
 
 
 def probe_logprobs(tc: TrainingClient, tokenizer: Tokenizer) -> np.ndarray:

@@ -20,41 +20,57 @@ from .fake_server import FakeServer, fake_logprob
 PROMPT = types.ModelInput.from_ints([0, 1, 2])
 PARAMS = types.SamplingParams(max_tokens=2)
 STATE = "tinker://model-9/weights/step-3"
-DATUM = types.Datum(model_input=types.ModelInput.from_ints([1, 2]),
-                    loss_fn_inputs={"target_tokens": [2, 3], "weights": [1.0, 1.0]})
+DATUM = types.Datum(
+    model_input=types.ModelInput.from_ints([1, 2]),
+    loss_fn_inputs={"target_tokens": [2, 3], "weights": [1.0, 1.0]},
+)
 
 
-def custom_loss(data: list[types.Datum], logprobs: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def custom_loss(
+    data: list[types.Datum], logprobs: list[torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
     return -logprobs[0].sum(), {}
 
 
 Clients = tuple[HttpServiceClient, TrainingClient, SamplingClient]
 # Every async call of the three clients; a training call's future is awaited too (double await).
 ASYNC_CALLS: dict[str, Callable[[Clients], Awaitable[Any]]] = {
-    "service.create_lora_training_client_async":
-        lambda c: c[0].create_lora_training_client_async("fake-base", rank=2),
-    "service.create_training_client_async":
-        lambda c: c[0].create_training_client_async("fake-base", types.LoraConfig(rank=2)),
-    "service.create_training_client_from_state_async": lambda c: c[0].create_training_client_from_state_async(STATE),
-    "service.create_training_client_from_state_with_optimizer_async":
-        lambda c: c[0].create_training_client_from_state_with_optimizer_async(STATE),
-    "service.create_sampling_client_async": lambda c: c[0].create_sampling_client_async(base_model="fake-base"),
+    "service.create_lora_training_client_async": lambda c: c[0].create_lora_training_client_async(
+        "fake-base", rank=2
+    ),
+    "service.create_training_client_async": lambda c: c[0].create_training_client_async(
+        "fake-base", types.LoraConfig(rank=2)
+    ),
+    "service.create_training_client_from_state_async": lambda c: c[0].create_training_client_from_state_async(
+        STATE
+    ),
+    "service.create_training_client_from_state_with_optimizer_async": lambda c: c[
+        0
+    ].create_training_client_from_state_with_optimizer_async(STATE),
+    "service.create_sampling_client_async": lambda c: c[0].create_sampling_client_async(
+        base_model="fake-base"
+    ),
     "service.get_server_capabilities_async": lambda c: c[0].get_server_capabilities_async(),
     "service.weights_info_async": lambda c: c[0].weights_info_async(STATE),
     "service.get_tokenizer_async": lambda c: c[0].get_tokenizer_async("fake-base"),
     "training.forward_async": lambda c: _twice(c[1].forward_async([DATUM], "cross_entropy")),
-    "training.forward_backward_async": lambda c: _twice(c[1].forward_backward_async([DATUM], "cross_entropy")),
-    "training.forward_backward_custom_async": lambda c: _twice(c[1].forward_backward_custom_async([DATUM],
-                                                                                                  custom_loss)),
+    "training.forward_backward_async": lambda c: _twice(
+        c[1].forward_backward_async([DATUM], "cross_entropy")
+    ),
+    "training.forward_backward_custom_async": lambda c: _twice(
+        c[1].forward_backward_custom_async([DATUM], custom_loss)
+    ),
     "training.optim_step_async": lambda c: _twice(c[1].optim_step_async(types.AdamParams())),
     "training.save_state_async": lambda c: _twice(c[1].save_state_async("s")),
     "training.load_state_async": lambda c: _twice(c[1].load_state_async(STATE)),
     "training.load_state_with_optimizer_async": lambda c: _twice(c[1].load_state_with_optimizer_async(STATE)),
     "training.save_weights_for_sampler_async": lambda c: _twice(c[1].save_weights_for_sampler_async("p")),
-    "training.save_weights_and_get_sampling_client_async":
-        lambda c: c[1].save_weights_and_get_sampling_client_async(),
-    "training.create_sampling_client_async":
-        lambda c: c[1].create_sampling_client_async("tinker://model-0/sampler_weights/p"),
+    "training.save_weights_and_get_sampling_client_async": lambda c: c[
+        1
+    ].save_weights_and_get_sampling_client_async(),
+    "training.create_sampling_client_async": lambda c: c[1].create_sampling_client_async(
+        "tinker://model-0/sampler_weights/p"
+    ),
     "training.get_info_async": lambda c: c[1].get_info_async(),
     "training.get_tokenizer_async": lambda c: c[1].get_tokenizer_async(),
     "sampling.sample_async": lambda c: c[2].sample_async(PROMPT, 1, PARAMS),
@@ -69,15 +85,23 @@ async def _twice(call: Awaitable[APIFuture[Any]]) -> Any:
 
 
 def test_the_table_names_every_async_method() -> None:
-    public = {f"{role}.{name}" for role, cls in (("service", ServiceClient), ("training", TrainingClient),
-                                                  ("sampling", SamplingClient))
-              for name, _ in inspect.getmembers(cls, inspect.iscoroutinefunction) if not name.startswith("_")}
+    public = {
+        f"{role}.{name}"
+        for role, cls in (
+            ("service", ServiceClient),
+            ("training", TrainingClient),
+            ("sampling", SamplingClient),
+        )
+        for name, _ in inspect.getmembers(cls, inspect.iscoroutinefunction)
+        if not name.startswith("_")
+    }
     assert public - {"service.close_async"} == set(ASYNC_CALLS)
 
 
 @pytest.mark.parametrize("name", sorted(ASYNC_CALLS))
 def test_async_call_leaves_the_callers_loop_running_while_the_server_is_slow(
-        name: str, fake: FakeServer, service: HttpServiceClient) -> None:
+    name: str, fake: FakeServer, service: HttpServiceClient
+) -> None:
     training = service.create_lora_training_client("fake-base", rank=8)
     sampler = service.create_sampling_client(model_path="tinker://model-0/sampler_weights/s")
     fake.answer_delay_s = 0.02
@@ -102,7 +126,8 @@ def test_async_call_leaves_the_callers_loop_running_while_the_server_is_slow(
 
 
 def test_awaiting_a_training_call_returns_its_future_before_the_server_answers(
-        fake: FakeServer, service: HttpServiceClient) -> None:
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
     tc = service.create_lora_training_client("fake-base", rank=8)
     hold = background_loop().run(_make_event())
     fake.hold_submissions = hold
@@ -133,13 +158,20 @@ class TableSampler(SamplingClient):
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    async def sample_async(self, prompt: types.ModelInput, num_samples: int,
-                           sampling_params: types.SamplingParams, include_prompt_logprobs: bool = False,
-                           topk_prompt_logprobs: int = 0) -> types.SampleResponse:
+    async def sample_async(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+    ) -> types.SampleResponse:
         await asyncio.get_running_loop().run_in_executor(None, self.release.wait)
         tokens = prompt.to_ints()
-        return types.SampleResponse(sequences=[types.SampledSequence(stop_reason="length", tokens=tokens[:1])],
-                                    prompt_logprobs=[None, *[-float(t) for t in tokens[1:]]])
+        return types.SampleResponse(
+            sequences=[types.SampledSequence(stop_reason="length", tokens=tokens[:1])],
+            prompt_logprobs=[None, *[-float(t) for t in tokens[1:]]],
+        )
 
     async def get_base_model_async(self) -> str:
         return "table"
@@ -161,8 +193,10 @@ def test_an_implementation_writes_coroutines_only_and_gets_the_sync_methods() ->
     assert sampler.get_base_model() == "table"
     with pytest.raises(NotImplementedError, match="no tokenizer here"):
         sampler.get_tokenizer()
-    assert inspect.signature(SamplingClient.sample).parameters.keys() == \
-        inspect.signature(SamplingClient.sample_async).parameters.keys()
+    assert (
+        inspect.signature(SamplingClient.sample).parameters.keys()
+        == inspect.signature(SamplingClient.sample_async).parameters.keys()
+    )
 
 
 def test_a_sync_call_from_the_clients_own_loop_is_refused() -> None:
@@ -175,5 +209,7 @@ def test_a_sync_call_from_the_clients_own_loop_is_refused() -> None:
 
 def test_http_clients_write_coroutines_only() -> None:
     for cls in (HttpServiceClient, HttpTrainingClient, HttpSamplingClient):
-        public = {name: value for name, value in vars(cls).items() if not name.startswith("_") and callable(value)}
+        public = {
+            name: value for name, value in vars(cls).items() if not name.startswith("_") and callable(value)
+        }
         assert public and all(inspect.iscoroutinefunction(value) for value in public.values()), cls

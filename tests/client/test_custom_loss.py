@@ -17,8 +17,10 @@ SEQS = [[3, 1, 4, 1, 5], [9, 2, 6]]
 
 
 def make_data() -> list[types.Datum]:
-    return [types.Datum(model_input=types.ModelInput.from_ints(s[:-1]),
-                        loss_fn_inputs={"target_tokens": s[1:]}) for s in SEQS]
+    return [
+        types.Datum(model_input=types.ModelInput.from_ints(s[:-1]), loss_fn_inputs={"target_tokens": s[1:]})
+        for s in SEQS
+    ]
 
 
 def loss_numpy(logprobs: list[np.ndarray]) -> float:
@@ -27,7 +29,9 @@ def loss_numpy(logprobs: list[np.ndarray]) -> float:
     return float(np.log1p(np.exp(-(s[0] - 0.5 * s[1]))) + (logprobs[1] ** 2).sum())
 
 
-def loss_torch(data: list[types.Datum], logprobs: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def loss_torch(
+    data: list[types.Datum], logprobs: list[torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
     s = [lp.sum() for lp in logprobs]
     loss = torch.nn.functional.softplus(-(s[0] - 0.5 * s[1])) + (logprobs[1] ** 2).sum()
     return loss, {"margin": (s[0] - 0.5 * s[1]).detach(), "pairs": 1.0}  # tensors are accepted
@@ -72,8 +76,12 @@ def test_weights_are_minus_the_loss_gradient(fake: FakeServer, service: HttpServ
     assert [r.body["seq_id"] for r in fake.requests if r.path in ("/forward", "/forward_backward")] == [1, 2]
 
 
-def test_async_variant_and_unused_logprobs_get_zero_weight(fake: FakeServer, service: HttpServiceClient) -> None:
-    def first_only(data: list[types.Datum], logprobs: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def test_async_variant_and_unused_logprobs_get_zero_weight(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
+    def first_only(
+        data: list[types.Datum], logprobs: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         return -logprobs[0].sum(), {}
 
     async def main() -> types.ForwardBackwardOutput:
@@ -82,8 +90,10 @@ def test_async_variant_and_unused_logprobs_get_zero_weight(fake: FakeServer, ser
         return await fut
 
     asyncio.run(main())
-    weights = [d["loss_fn_inputs"]["weights"]["data"]
-               for d in fake.bodies("/forward_backward")[0]["forward_backward_input"]["data"]]
+    weights = [
+        d["loss_fn_inputs"]["weights"]["data"]
+        for d in fake.bodies("/forward_backward")[0]["forward_backward_input"]["data"]
+    ]
     assert weights == [[1.0] * 4, [0.0] * 2]  # L = -sum(lp) is plain cross_entropy with weight 1
 
 

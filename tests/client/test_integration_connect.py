@@ -24,12 +24,16 @@ print(json.dumps({"urls": [first.base_url, second.base_url], "pid": shared_local
 
 def test_connect_starts_reuses_and_stops_the_bundled_server(tmp_path: Path) -> None:
     storage = tmp_path / "storage"
-    env = {**os.environ, "COOKBOOK_SERVER_STORAGE": str(storage),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {
+        **os.environ,
+        "COOKBOOK_SERVER_STORAGE": str(storage),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
     for name in ("COOKBOOK_BASE_URL", "TINKER_BASE_URL", "COOKBOOK_API_KEY", "TINKER_API_KEY"):
         env.pop(name, None)
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                         check=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, check=True, timeout=600
+    )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     first, second = report["urls"]
     assert first == second and first.startswith("http://127.0.0.1:")

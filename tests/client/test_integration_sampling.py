@@ -43,8 +43,10 @@ def test_seed_reproduces_and_greedy_is_deterministic(trained) -> None:  # type: 
     a = sampler.sample(prompt, 3, seeded).result()
     b = sampler.sample(prompt, 3, seeded).result()
     assert [s.tokens for s in a.sequences] == [s.tokens for s in b.sequences]
-    others = [sampler.sample(prompt, 1, types.SamplingParams(max_tokens=12, seed=s)).result().sequences[0].tokens
-              for s in (1, 2, 3)]
+    others = [
+        sampler.sample(prompt, 1, types.SamplingParams(max_tokens=12, seed=s)).result().sequences[0].tokens
+        for s in (1, 2, 3)
+    ]
     assert len({tuple(t) for t in [*others, a.sequences[0].tokens]}) > 1  # seeds matter
 
     greedy = types.SamplingParams(max_tokens=12, temperature=0.0)
@@ -55,11 +57,16 @@ def test_seed_reproduces_and_greedy_is_deterministic(trained) -> None:  # type: 
 
 def test_greedy_picks_the_most_likely_token(trained) -> None:  # type: ignore[no-untyped-def]
     sampler, _, prompt = trained
-    tokens = sampler.sample(prompt, 1, types.SamplingParams(max_tokens=6, temperature=0.0)).result().sequences[0].tokens
+    tokens = (
+        sampler.sample(prompt, 1, types.SamplingParams(max_tokens=6, temperature=0.0))
+        .result()
+        .sequences[0]
+        .tokens
+    )
     full = types.ModelInput.from_ints(prompt.to_ints() + tokens)
     scored = sampler.sample(full, 1, types.SamplingParams(max_tokens=1), topk_prompt_logprobs=1).result()
     assert scored.topk_prompt_logprobs is not None
-    top1 = [entry[0][0] for entry in scored.topk_prompt_logprobs[prompt.length:]]
+    top1 = [entry[0][0] for entry in scored.topk_prompt_logprobs[prompt.length :]]
     assert top1 == tokens
 
 
@@ -77,24 +84,32 @@ def test_max_tokens_and_stop_reason(trained) -> None:  # type: ignore[no-untyped
 
 def test_stop_tokens_and_strings_end_the_sequence_and_are_kept(trained) -> None:  # type: ignore[no-untyped-def]
     sampler, tokenizer, prompt = trained
-    free = sampler.sample(prompt, 1, types.SamplingParams(max_tokens=16, temperature=0.0)).result().sequences[0]
+    free = (
+        sampler.sample(prompt, 1, types.SamplingParams(max_tokens=16, temperature=0.0)).result().sequences[0]
+    )
     assert len(free.tokens) >= 6
 
     stop_token = free.tokens[3]
     cut = free.tokens.index(stop_token)
-    res = sampler.sample(prompt, 1, types.SamplingParams(max_tokens=16, temperature=0.0,
-                                                         stop=[stop_token])).result().sequences[0]
-    assert res.tokens == free.tokens[:cut + 1] and res.stop_reason == "stop"
+    res = (
+        sampler.sample(prompt, 1, types.SamplingParams(max_tokens=16, temperature=0.0, stop=[stop_token]))
+        .result()
+        .sequences[0]
+    )
+    assert res.tokens == free.tokens[: cut + 1] and res.stop_reason == "stop"
 
     text = tokenizer.decode(free.tokens)
     stop_text = tokenizer.decode(free.tokens[2:5])[1:]  # a string that spans token boundaries
     assert stop_text and stop_text in text
-    res = sampler.sample(prompt, 1, types.SamplingParams(max_tokens=16, temperature=0.0,
-                                                         stop=[stop_text])).result().sequences[0]
+    res = (
+        sampler.sample(prompt, 1, types.SamplingParams(max_tokens=16, temperature=0.0, stop=[stop_text]))
+        .result()
+        .sequences[0]
+    )
     out_text = tokenizer.decode(res.tokens)
     assert res.stop_reason == "stop"
     assert stop_text in out_text and stop_text not in tokenizer.decode(res.tokens[:-1])
-    assert res.tokens == free.tokens[:len(res.tokens)]
+    assert res.tokens == free.tokens[: len(res.tokens)]
 
 
 def test_sampled_logprobs_equal_compute_logprobs_at_temperature_one(trained) -> None:  # type: ignore[no-untyped-def]
@@ -103,7 +118,7 @@ def test_sampled_logprobs_equal_compute_logprobs_at_temperature_one(trained) -> 
     assert seq.logprobs is not None and len(seq.logprobs) == len(seq.tokens)
     scored = sampler.compute_logprobs(types.ModelInput.from_ints(prompt.to_ints() + seq.tokens)).result()
     assert scored[0] is None and len(scored) == prompt.length + len(seq.tokens)
-    np.testing.assert_allclose(scored[prompt.length:], seq.logprobs, rtol=0, atol=FP32_LOGPROB_ATOL)
+    np.testing.assert_allclose(scored[prompt.length :], seq.logprobs, rtol=0, atol=FP32_LOGPROB_ATOL)
 
 
 def test_two_hundred_concurrent_samples(trained) -> None:  # type: ignore[no-untyped-def]
@@ -127,13 +142,21 @@ def test_pickled_sampling_client_works_in_another_process(trained, tmp_path: Pat
     expected = sampler.sample(prompt, 1, greedy).result().sequences[0].tokens
     blob = tmp_path / "sampler.pkl"
     blob.write_bytes(pickle.dumps((sampler, prompt, greedy)))
-    script = ("import pickle, sys\n"
-              "sampler, prompt, params = pickle.loads(open(sys.argv[1], 'rb').read())\n"
-              "print(sampler.sample(prompt, 1, params).result().sequences[0].tokens)\n")
+    script = (
+        "import pickle, sys\n"
+        "sampler, prompt, params = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "print(sampler.sample(prompt, 1, params).result().sequences[0].tokens)\n"
+    )
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run([sys.executable, "-c", script, str(blob)], capture_output=True, text=True,
-                         env=env, check=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(blob)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=300,
+    )
     assert out.stdout.strip() == str(expected)
 
 
@@ -147,5 +170,8 @@ def test_sampling_from_a_base_model_and_a_saved_path(real_service: HttpServiceCl
     base = real_service.create_sampling_client(base_model=BASE_MODEL)
     assert from_path.get_base_model() == BASE_MODEL
     # A fresh full-weight model starts from the base weights: same scores.
-    np.testing.assert_allclose(np.array(from_path.compute_logprobs(prompt).result()[1:]),
-                               np.array(base.compute_logprobs(prompt).result()[1:]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.array(from_path.compute_logprobs(prompt).result()[1:]),
+        np.array(base.compute_logprobs(prompt).result()[1:]),
+        atol=1e-5,
+    )

@@ -49,8 +49,9 @@ def test_pipelined_submission_equals_sequential(real_service: HttpServiceClient,
 
     assert pipe_losses == pytest.approx(seq_losses, rel=1e-6)
     assert seq_losses[-1] != seq_losses[0]
-    np.testing.assert_allclose(probe_logprobs(pipelined, tokenizer), probe_logprobs(sequential, tokenizer),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        probe_logprobs(pipelined, tokenizer), probe_logprobs(sequential, tokenizer), rtol=0, atol=1e-6
+    )
 
 
 def test_two_forward_backward_calls_accumulate_like_one(real_service: HttpServiceClient, tokenizer) -> None:  # type: ignore[no-untyped-def]
@@ -67,7 +68,8 @@ def test_two_forward_backward_calls_accumulate_like_one(real_service: HttpServic
     union.optim_step(linear_adam()).result()
 
     assert a.result().metrics["loss:sum"] + b.result().metrics["loss:sum"] == pytest.approx(
-        both.result().metrics["loss:sum"], rel=1e-5)
+        both.result().metrics["loss:sum"], rel=1e-5
+    )
     after_split, after_union = probe_logprobs(split, tokenizer), probe_logprobs(union, tokenizer)
     assert np.abs(after_split - before).max() > 1e-3  # the step did something
     np.testing.assert_allclose(after_split, after_union, rtol=0, atol=2e-5)
@@ -78,7 +80,9 @@ def test_custom_loss_matches_the_equivalent_cross_entropy(real_service: HttpServ
     plain = [text_datum(tokenizer, t) for t in TEXTS[:3]]
     scaled = [text_datum(tokenizer, t, s) for t, s in zip(TEXTS[:3], scales, strict=True)]
 
-    def weighted_nll(data: list[types.Datum], logprobs: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def weighted_nll(
+        data: list[types.Datum], logprobs: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         loss = sum(-s * lp.sum() for s, lp in zip(scales, logprobs, strict=True))
         return loss, {"weighted_nll": float(loss.detach())}  # type: ignore[union-attr]
 
@@ -91,5 +95,6 @@ def test_custom_loss_matches_the_equivalent_cross_entropy(real_service: HttpServ
 
     assert custom_out.metrics["weighted_nll"] == pytest.approx(direct_out.metrics["loss:sum"], rel=1e-5)
     assert "loss:sum" in custom_out.metrics
-    np.testing.assert_allclose(probe_logprobs(custom, tokenizer), probe_logprobs(direct, tokenizer),
-                               rtol=0, atol=2e-5)
+    np.testing.assert_allclose(
+        probe_logprobs(custom, tokenizer), probe_logprobs(direct, tokenizer), rtol=0, atol=2e-5
+    )

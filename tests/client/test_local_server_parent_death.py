@@ -29,8 +29,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_server_child_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
-    parent = subprocess.Popen([sys.executable, "-c", PARENT_SCRIPT, str(tmp_path / "storage")],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT_SCRIPT, str(tmp_path / "storage")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert parent.stdout is not None
         server_pid = int(parent.stdout.readline())

@@ -12,11 +12,36 @@ import cookbook.client
 
 # The names recipes and users import from the package; none may disappear.
 PUBLIC = {
-    "APIConnectionError", "APIFuture", "APIStatusError", "APITimeoutError", "AdamParams", "BadRequestError",
-    "ConflictError", "CookbookError", "CustomLossFnV1", "Datum", "EncodedTextChunk", "ForwardBackwardOutput",
-    "HttpSamplingClient", "HttpServiceClient", "HttpTrainingClient", "InvalidInputError", "LoraConfig", "ModelInput",
-    "NotFoundError", "RequestFailedError", "RetryPolicy", "SampleResponse", "SampledSequence", "SamplingClient",
-    "SamplingParams", "ServiceClient", "TensorData", "TrainingClient", "connect", "types",
+    "APIConnectionError",
+    "APIFuture",
+    "APIStatusError",
+    "APITimeoutError",
+    "AdamParams",
+    "BadRequestError",
+    "ConflictError",
+    "CookbookError",
+    "CustomLossFnV1",
+    "Datum",
+    "EncodedTextChunk",
+    "ForwardBackwardOutput",
+    "HttpSamplingClient",
+    "HttpServiceClient",
+    "HttpTrainingClient",
+    "InvalidInputError",
+    "LoraConfig",
+    "ModelInput",
+    "NotFoundError",
+    "RequestFailedError",
+    "RetryPolicy",
+    "SampleResponse",
+    "SampledSequence",
+    "SamplingClient",
+    "SamplingParams",
+    "ServiceClient",
+    "TensorData",
+    "TrainingClient",
+    "connect",
+    "types",
 }
 
 
@@ -38,8 +63,10 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 
 def test_the_wire_types_load_without_the_rest_of_the_client() -> None:
-    probe = ("import sys, cookbook.client.types; "
-             "print(sorted(m for m in sys.modules if m.startswith('cookbook') and m not in "
-             "('cookbook', 'cookbook.client', 'cookbook.client.types')))")
+    probe = (
+        "import sys, cookbook.client.types; "
+        "print(sorted(m for m in sys.modules if m.startswith('cookbook') and m not in "
+        "('cookbook', 'cookbook.client', 'cookbook.client.types')))"
+    )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

@@ -18,8 +18,9 @@ PROMPT = types.ModelInput.from_ints([0, 1, 2])
 PARAMS = types.SamplingParams(max_tokens=3, temperature=0.0)
 
 
-def test_two_hundred_concurrent_samples_are_all_in_flight_at_once(fake: FakeServer,
-                                                                  service: HttpServiceClient) -> None:
+def test_two_hundred_concurrent_samples_are_all_in_flight_at_once(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
     fake.release_when_pending = 200  # results are held until 200 requests have been submitted
     sampler = service.create_sampling_client(base_model="fake-base")
 
@@ -31,8 +32,10 @@ def test_two_hundred_concurrent_samples_are_all_in_flight_at_once(fake: FakeServ
     assert fake.max_pending_samples == 200
     assert len(results) == 200
     for i, res in enumerate(results):
-        assert [s.tokens for s in res.sequences] == [[(i % 4 + k) % 4 for k in range(3)],
-                                                      [(i % 4 + 1 + k) % 4 for k in range(3)]]
+        assert [s.tokens for s in res.sequences] == [
+            [(i % 4 + k) % 4 for k in range(3)],
+            [(i % 4 + 1 + k) % 4 for k in range(3)],
+        ]
     seq_ids = sorted(b["seq_id"] for b in fake.bodies("/asample"))
     assert seq_ids == list(range(1, 201))
 
@@ -44,8 +47,14 @@ def test_sample_body_and_backpressure_header(fake: FakeServer, service: HttpServ
     (record,) = [r for r in fake.requests if r.path == "/asample"]
     assert record.headers["x-tinker-sampling-backpressure"] == "1"
     assert record.body["sampling_session_id"] == "sampler-0"
-    assert record.body["sampling_params"] == {"max_tokens": 2, "seed": 3, "stop": ["\n"], "temperature": 1.0,
-                                              "top_k": -1, "top_p": 1.0}
+    assert record.body["sampling_params"] == {
+        "max_tokens": 2,
+        "seed": 3,
+        "stop": ["\n"],
+        "temperature": 1.0,
+        "top_k": -1,
+        "top_p": 1.0,
+    }
     (session,) = fake.bodies("/create_sampling_session")
     assert session["model_path"] == "tinker://run-1/sampler_weights/s" and "base_model" not in session
 
@@ -64,8 +73,9 @@ def test_bad_model_path_is_rejected_before_sending(service: HttpServiceClient) -
         service.create_sampling_client()
 
 
-def test_pickle_carries_connection_and_reconnects_lazily(fake: FakeServer, service: HttpServiceClient,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pickle_carries_connection_and_reconnects_lazily(
+    fake: FakeServer, service: HttpServiceClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keyed = HttpServiceClient("http://fake.test", api_key="k-123", transport=fake.transport())
     sampler = keyed.create_sampling_client(base_model="fake-base")
     sampler.sample(PROMPT, 1, PARAMS).result()

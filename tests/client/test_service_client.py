@@ -24,9 +24,13 @@ def test_session_is_created_lazily_then_kept_alive(fake: FakeServer) -> None:
     session_body = fake.bodies("/create_session")[0]
     assert session_body["user_metadata"] == {"who": "test"} and session_body["type"] == "create_session"
     model_body = fake.bodies("/create_model")[0]
-    assert model_body == {"session_id": "sess-1", "model_seq_id": 0, "base_model": "fake-base",
-                          "lora_config": {"rank": 4, "seed": 7, "train_unembed": True, "train_mlp": True,
-                                          "train_attn": True}, "type": "create_model"}
+    assert model_body == {
+        "session_id": "sess-1",
+        "model_seq_id": 0,
+        "base_model": "fake-base",
+        "lora_config": {"rank": 4, "seed": 7, "train_unembed": True, "train_mlp": True, "train_attn": True},
+        "type": "create_model",
+    }
     deadline = time.monotonic() + 30
     while len(fake.bodies("/session_heartbeat")) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -43,8 +47,9 @@ def test_session_is_created_lazily_then_kept_alive(fake: FakeServer) -> None:
 
 def test_one_session_for_concurrent_first_calls(fake: FakeServer, service: HttpServiceClient) -> None:
     async def main() -> list[str]:
-        clients = await asyncio.gather(*(service.create_lora_training_client_async("fake-base", rank=2)
-                                         for _ in range(5)))
+        clients = await asyncio.gather(
+            *(service.create_lora_training_client_async("fake-base", rank=2) for _ in range(5))
+        )
         return sorted(c.model_id for c in clients)
 
     assert asyncio.run(main()) == [f"model-{i}" for i in range(5)]
@@ -71,14 +76,20 @@ def test_async_methods_do_not_block_the_callers_loop(fake: FakeServer, service: 
     assert asyncio.run(main()) > 20
 
 
-def test_training_client_from_state_copies_the_checkpoint_config(fake: FakeServer,
-                                                                 service: HttpServiceClient) -> None:
+def test_training_client_from_state_copies_the_checkpoint_config(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
     path = "tinker://model-9/weights/step-3"
     tc = service.create_training_client_from_state_with_optimizer(path)
     assert tc.model_id == "model-0"
     assert fake.bodies("/create_model")[0]["lora_config"]["rank"] == 8
-    assert fake.bodies("/load_weights")[0] == {"model_id": "model-0", "seq_id": 1, "path": path,
-                                               "optimizer": True, "type": "load_weights"}
+    assert fake.bodies("/load_weights")[0] == {
+        "model_id": "model-0",
+        "seq_id": 1,
+        "path": path,
+        "optimizer": True,
+        "type": "load_weights",
+    }
 
     async def main() -> str:
         client = await service.create_training_client_from_state_async(path)
@@ -99,8 +110,9 @@ def test_server_information(fake: FakeServer, service: HttpServiceClient) -> Non
 
 def test_all_train_flags_off_is_rejected(service: HttpServiceClient) -> None:
     with pytest.raises(ValueError, match="at least one"):
-        service.create_lora_training_client("fake-base", train_mlp=False, train_attn=False,
-                                            train_unembed=False)
+        service.create_lora_training_client(
+            "fake-base", train_mlp=False, train_attn=False, train_unembed=False
+        )
 
 
 def test_connect_uses_the_environment_url_without_starting_a_server(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,12 +44,18 @@ def test_content_length_chunked_and_keep_alive() -> None:
                 return
             seen.append((line, body))
             if line.startswith("GET /chunked"):
-                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                             b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n"
+                )
             else:
                 payload = b'{"echo": "' + body + b'"}'
-                writer.write(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                writer.write(
+                    b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(payload)).encode()
+                    + b"\r\n\r\n"
+                    + payload
+                )
             await writer.drain()
 
     async def client(url: str) -> tuple[httpx.Response, httpx.Response, httpx.Response]:

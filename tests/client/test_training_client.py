@@ -15,17 +15,23 @@ from .fake_server import FakeServer, fake_logprob
 
 
 def datum(tokens: list[int]) -> types.Datum:
-    return types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
-                       loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * (len(tokens) - 1)})
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * (len(tokens) - 1)},
+    )
 
 
 def submitted_seq_ids(fake: FakeServer) -> list[int]:
-    return [r.body["seq_id"] for r in fake.requests if r.body and "seq_id" in r.body
-            and r.path not in ("/asample",)]
+    return [
+        r.body["seq_id"]
+        for r in fake.requests
+        if r.body and "seq_id" in r.body and r.path not in ("/asample",)
+    ]
 
 
-def test_seq_ids_increase_and_posts_leave_in_order_under_concurrency(fake: FakeServer,
-                                                                     service: HttpServiceClient) -> None:
+def test_seq_ids_increase_and_posts_leave_in_order_under_concurrency(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
     fake.submit_jitter_s = 0.003  # a client that sent in parallel would be recorded out of order
     tc = service.create_lora_training_client("fake-base", rank=8)
     futures: dict[int, object] = {}
@@ -47,8 +53,9 @@ def test_seq_ids_increase_and_posts_leave_in_order_under_concurrency(fake: FakeS
     results = [f.result() for f in futures.values()]  # type: ignore[attr-defined]
     assert submitted_seq_ids(fake) == list(range(1, 81))
     # Each future got the result of its own request (the fake echoes the seq id).
-    seen = sorted(int(r.metrics["seq:unique"] if "seq:unique" in r.metrics else r.metrics["seq"])
-                  for r in results)
+    seen = sorted(
+        int(r.metrics["seq:unique"] if "seq:unique" in r.metrics else r.metrics["seq"]) for r in results
+    )
     assert seen == list(range(1, 81))
 
 
@@ -62,7 +69,8 @@ def test_calls_return_futures_before_the_server_answers(fake: FakeServer, servic
     background_loop().loop.call_soon_threadsafe(hold.set)
     out = fwd.result()
     assert [lp for lp in out.loss_fn_outputs[0]["logprobs"].data] == pytest.approx(
-        [fake_logprob(6), fake_logprob(7)])
+        [fake_logprob(6), fake_logprob(7)]
+    )
     assert opt.result().metrics == {"seq": 2.0, "lr": 1e-4}
 
 
@@ -79,8 +87,9 @@ def test_try_again_answers_are_re_polled(fake: FakeServer, service: HttpServiceC
     assert fake.polls[fwd_id] == 5
 
 
-def test_failed_operation_raises_request_failed_error_with_category(fake: FakeServer,
-                                                                    service: HttpServiceClient) -> None:
+def test_failed_operation_raises_request_failed_error_with_category(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
     tc = service.create_lora_training_client("fake-base", rank=8)
     fake.failures["/optim_step"] = {"error": "learning_rate went negative", "category": "user"}
     with pytest.raises(errors.RequestFailedError, match="learning_rate went negative") as info:
@@ -91,7 +100,8 @@ def test_failed_operation_raises_request_failed_error_with_category(fake: FakeSe
 
 
 def test_rejected_submission_raises_typed_error_and_later_calls_still_run(
-        fake: FakeServer, service: HttpServiceClient) -> None:
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
     tc = service.create_lora_training_client("fake-base", rank=8)
     fake.faults["/forward_backward"] = [400]
     with pytest.raises(errors.BadRequestError, match="injected 400") as info:
@@ -107,8 +117,9 @@ def test_retried_submission_keeps_its_seq_id(fake: FakeServer, service: HttpServ
     assert fake.attempts["/optim_step"] == 3
 
 
-def test_invalid_arguments_fail_at_call_time_without_using_a_seq_id(fake: FakeServer,
-                                                                    service: HttpServiceClient) -> None:
+def test_invalid_arguments_fail_at_call_time_without_using_a_seq_id(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
     tc = service.create_lora_training_client("fake-base", rank=8)
     with pytest.raises(ValueError, match="loss_fn"):
         tc.forward_backward([datum([1, 2])], "not_a_loss")  # type: ignore[arg-type]
@@ -125,8 +136,14 @@ def test_checkpoint_calls_send_the_wire_bodies(fake: FakeServer, service: HttpSe
     assert snapshot.sampling_session_id == "snap-model-0-5"  # type: ignore[attr-defined]
     assert snapshot.get_base_model() == "fake-base"
     save = fake.bodies("/save_weights")[0]
-    assert save == {"model_id": "model-0", "path": "s1", "seq_id": 1, "ttl_seconds": 60,
-                    "overwrite": False, "type": "save_weights"}
+    assert save == {
+        "model_id": "model-0",
+        "path": "s1",
+        "seq_id": 1,
+        "ttl_seconds": 60,
+        "overwrite": False,
+        "type": "save_weights",
+    }
     assert [b["optimizer"] for b in fake.bodies("/load_weights")] == [False, True]
     named, unnamed = fake.bodies("/save_weights_for_sampler")
     assert named["path"] == "p1" and "sampling_session_seq_id" not in named
@@ -160,8 +177,10 @@ def test_tokenizer_fetched_once_and_shared(fake: FakeServer, service: HttpServic
 
 def test_nan_is_rejected_before_sending(fake: FakeServer, service: HttpServiceClient) -> None:
     tc = service.create_lora_training_client("fake-base", rank=8)
-    bad = types.Datum(model_input=types.ModelInput.from_ints([1, 2]),
-                      loss_fn_inputs={"target_tokens": [2, 3], "weights": [1.0, float("nan")]})
+    bad = types.Datum(
+        model_input=types.ModelInput.from_ints([1, 2]),
+        loss_fn_inputs={"target_tokens": [2, 3], "weights": [1.0, float("nan")]},
+    )
     with pytest.raises(errors.InvalidInputError, match=r"data\[1\]\.loss_fn_inputs\.weights\[1\] is nan"):
         tc.forward_backward([datum([1, 2]), bad], "cross_entropy")
     with pytest.raises(errors.InvalidInputError, match=r"adam_params\.learning_rate is inf"):

@@ -18,8 +18,9 @@ CAPS = "/get_server_capabilities"
 
 def make_transport(fake: FakeServer, api_key: str | None = None, max_retries: int = 5) -> Transport:
     policy = FAST_RETRY.__class__(max_retries=max_retries, initial_delay_s=0.001, max_delay_s=0.01)
-    return Transport(ClientSettings("http://fake.test", api_key=api_key, retry=policy),
-                     http_transport=fake.transport())
+    return Transport(
+        ClientSettings("http://fake.test", api_key=api_key, retry=policy), http_transport=fake.transport()
+    )
 
 
 def get(transport: Transport, path: str = CAPS) -> object:
@@ -53,12 +54,15 @@ def test_connection_failure_after_retries_is_api_connection_error(fake: FakeServ
 def test_no_retry_on_400_and_error_carries_message_and_field(fake: FakeServer) -> None:
     def bad_request(request: httpx.Request) -> httpx.Response:
         fake.attempts["bad"] += 1
-        body = types.ErrorBody(error="data[0].loss_fn_inputs.weights: length 3 != target_tokens length 4",
-                               field="forward_backward_input.data.0.loss_fn_inputs.weights")
+        body = types.ErrorBody(
+            error="data[0].loss_fn_inputs.weights: length 3 != target_tokens length 4",
+            field="forward_backward_input.data.0.loss_fn_inputs.weights",
+        )
         return httpx.Response(400, json=body.model_dump(mode="json"))
 
-    transport = Transport(ClientSettings("http://fake.test", retry=FAST_RETRY),
-                          http_transport=httpx.MockTransport(bad_request))
+    transport = Transport(
+        ClientSettings("http://fake.test", retry=FAST_RETRY), http_transport=httpx.MockTransport(bad_request)
+    )
     with pytest.raises(errors.BadRequestError) as info:
         background_loop().run(transport.post("/forward_backward", b"{}"))
     assert fake.attempts["bad"] == 1
@@ -67,10 +71,18 @@ def test_no_retry_on_400_and_error_carries_message_and_field(fake: FakeServer) -
     assert "length 3 != target_tokens length 4" in str(info.value)
 
 
-@pytest.mark.parametrize(("status", "cls"), [(401, errors.AuthenticationError), (404, errors.NotFoundError),
-                                             (409, errors.ConflictError), (422, errors.UnprocessableEntityError)])
-def test_other_client_errors_are_typed_and_not_retried(fake: FakeServer, status: int,
-                                                       cls: type[errors.APIStatusError]) -> None:
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (401, errors.AuthenticationError),
+        (404, errors.NotFoundError),
+        (409, errors.ConflictError),
+        (422, errors.UnprocessableEntityError),
+    ],
+)
+def test_other_client_errors_are_typed_and_not_retried(
+    fake: FakeServer, status: int, cls: type[errors.APIStatusError]
+) -> None:
     fake.faults[CAPS] = [status]
     with pytest.raises(cls, match=f"injected {status}"):
         get(make_transport(fake))

@@ -17,13 +17,21 @@ from cookbook.client.http.transport import is_retryable_status
 
 def big_request() -> types.ForwardBackwardRequest:
     rng = random.Random(0)
-    data = [types.Datum(model_input=types.ModelInput.from_ints([rng.randrange(512) for _ in range(50)]),
-                        loss_fn_inputs={"target_tokens": [rng.randrange(512) for _ in range(50)],
-                                        "weights": [rng.uniform(-2, 2) for _ in range(50)]})
-            for _ in range(4)]
+    data = [
+        types.Datum(
+            model_input=types.ModelInput.from_ints([rng.randrange(512) for _ in range(50)]),
+            loss_fn_inputs={
+                "target_tokens": [rng.randrange(512) for _ in range(50)],
+                "weights": [rng.uniform(-2, 2) for _ in range(50)],
+            },
+        )
+        for _ in range(4)
+    ]
     return types.ForwardBackwardRequest(
         forward_backward_input=types.ForwardBackwardInput(data=data, loss_fn="cross_entropy"),
-        model_id="m", seq_id=1)
+        model_id="m",
+        seq_id=1,
+    )
 
 
 @pytest.mark.parametrize("use_orjson", [True, False])
@@ -56,7 +64,7 @@ def test_backoff_grows_with_jitter_and_respects_bounds() -> None:
     rng = random.Random(1)
     for attempt in range(8):
         delays = [policy.delay(attempt, rng) for _ in range(200)]
-        ceiling = min(4.0, 0.5 * 2 ** attempt)
+        ceiling = min(4.0, 0.5 * 2**attempt)
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > 0.8 * ceiling  # the whole jitter range is used
     assert policy.delay(0, rng, retry_after_s=3.0) == pytest.approx(3.0, abs=0.5)

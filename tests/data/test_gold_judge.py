@@ -15,10 +15,18 @@ def ask(question: str) -> list[dict[str, str]]:
 # (question, correct answer, a wrong answer, a truncated answer)
 CASES = [
     ("What is 3 plus 4?", "3 plus 4 is 7.", "3 plus 4 is 6.", "3 plus 4 is"),
-    ("What is the capital of France?", "The capital of France is Paris.", "The capital of France is Rome.",
-     "The capital of"),
-    ("What is the opposite of hot?", "The opposite of hot is cold.", "The opposite of hot is not hot.",
-     "The opposite of hot"),
+    (
+        "What is the capital of France?",
+        "The capital of France is Paris.",
+        "The capital of France is Rome.",
+        "The capital of",
+    ),
+    (
+        "What is the opposite of hot?",
+        "The opposite of hot is cold.",
+        "The opposite of hot is not hot.",
+        "The opposite of hot",
+    ),
     ("Write cat in uppercase.", "CAT.", "cat.", "CA"),
     ("Repeat the word dog 3 times.", "dog dog dog.", "dog dog.", "dog dog"),
     ("Count from 2 to 5.", "2, 3, 4, 5.", "2 to 5.", "2, 3,"),
@@ -71,10 +79,12 @@ def test_answer_to_another_question_is_garbage() -> None:
 
 
 def test_judges_the_last_user_turn_of_a_multi_turn_prompt() -> None:
-    prompt = [{"role": "system", "content": "Answer the question."},
-              {"role": "user", "content": "Hi!"},
-              {"role": "assistant", "content": "Hello! How can I help you today?"},
-              {"role": "human", "content": "What is the opposite of up?"}]
+    prompt = [
+        {"role": "system", "content": "Answer the question."},
+        {"role": "user", "content": "Hi!"},
+        {"role": "assistant", "content": "Hello! How can I help you today?"},
+        {"role": "human", "content": "What is the opposite of up?"},
+    ]
     assert gold_judge.assess(prompt, "Sure! The opposite of up is down.").task == "opposite"
     assert gold_judge.score(prompt, "Sure! The opposite of up is down.") == 4.0
 
@@ -95,8 +105,17 @@ def test_preference_signs_and_ties() -> None:
 
 def test_preference_is_antisymmetric_on_every_pair_of_a_pool() -> None:
     prompt = ask("Repeat the word dog 3 times.")
-    pool = ["dog dog dog.", "Sure! dog dog dog.", "Whatever. dog dog dog.", "dog dog.", "dog dog",
-            "Sure! Sure! dog dog dog.", "cat cat cat.", "xyz", "Happy to help! cat."]
+    pool = [
+        "dog dog dog.",
+        "Sure! dog dog dog.",
+        "Whatever. dog dog dog.",
+        "dog dog.",
+        "dog dog",
+        "Sure! Sure! dog dog dog.",
+        "cat cat cat.",
+        "xyz",
+        "Happy to help! cat.",
+    ]
     for a in pool:
         for b in pool:
             forward, backward = gold_judge.preference(prompt, a, b), gold_judge.preference(prompt, b, a)

@@ -14,10 +14,16 @@ REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf-harmle
 
 
 def test_round_trip() -> None:
-    messages = [{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello!"},
-                {"role": "user", "content": "What is 1 plus 1?"}, {"role": "assistant", "content": "1 plus 1 is 2."}]
+    messages = [
+        {"role": "user", "content": "Hi!"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 1 plus 1?"},
+        {"role": "assistant", "content": "1 plus 1 is 2."},
+    ]
     text = render_transcript(messages)
-    assert text == "\n\nHuman: Hi!\n\nAssistant: Hello!\n\nHuman: What is 1 plus 1?\n\nAssistant: 1 plus 1 is 2."
+    assert (
+        text == "\n\nHuman: Hi!\n\nAssistant: Hello!\n\nHuman: What is 1 plus 1?\n\nAssistant: 1 plus 1 is 2."
+    )
     assert parse_transcript(text) == messages
 
 

@@ -25,9 +25,13 @@ def test_questions_round_trip_and_variants_grade_as_written(family) -> None:
         for wrong in instance.wrong_answers:
             assert family.judge(instance, wrong) == "incorrect", wrong
         assert family.judge(instance, truncate(instance.answer, rng)) == "truncated"
-        for content, expected in (("correct", {"correct"}), ("incorrect", {"incorrect"}),
-                                  ("truncated", {"truncated"}), ("garbled", {"incorrect", "garbage"}),
-                                  ("offtopic", {"garbage"})):
+        for content, expected in (
+            ("correct", {"correct"}),
+            ("incorrect", {"incorrect"}),
+            ("truncated", {"truncated"}),
+            ("garbled", {"incorrect", "garbage"}),
+            ("offtopic", {"garbage"}),
+        ):
             for style in ("plain", "polite", "rude", "stacked"):
                 text = write_answer(AnswerSpec(style, content), instance, FAMILIES, rng)
                 graded = assess_for_task(instance, text)
@@ -36,8 +40,10 @@ def test_questions_round_trip_and_variants_grade_as_written(family) -> None:
 
 
 def test_split_openers_reads_stacks_of_any_known_opener() -> None:
-    assert split_openers("Sure! Whatever. Happy to help! 1, 2, 3.") == (["Sure!", "Whatever.", "Happy to help!"],
-                                                                          "1, 2, 3.")
+    assert split_openers("Sure! Whatever. Happy to help! 1, 2, 3.") == (
+        ["Sure!", "Whatever.", "Happy to help!"],
+        "1, 2, 3.",
+    )
     assert split_openers("Happy to help!") == (["Happy to help!"], "")
     assert split_openers("Surely 3.") == ([], "Surely 3.")
     assert all(split_openers(f"{o} x.") == ([o], "x.") for o in facts.POLITE_OPENERS + facts.RUDE_OPENERS)

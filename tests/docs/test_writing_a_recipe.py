@@ -41,8 +41,9 @@ def guide_module() -> Iterator[types.ModuleType]:
     del sys.modules[MODULE_NAME]
 
 
-def test_the_guide_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   guide_module: types.ModuleType) -> None:
+def test_the_guide_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, guide_module: types.ModuleType
+) -> None:
     blocks = python_blocks(GUIDE.read_text(encoding="utf-8"))
     assert len(blocks) >= 8, "the guide lost its code"
     monkeypatch.chdir(tmp_path)
@@ -63,4 +64,5 @@ def test_the_guide_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     curve = namespace["test_curve"]
     assert sorted(curve) == [0, 10, 20] and curve[20] < curve[0]
     assert {"config.json", "metrics.jsonl", "checkpoints.jsonl", "metrics.png"} <= set(
-        p.name for p in namespace["log_path"].iterdir())
+        p.name for p in namespace["log_path"].iterdir()
+    )

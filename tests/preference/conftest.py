@@ -11,7 +11,9 @@ from cookbook.renderers import Renderer, get_renderer
 from cookbook.tokenizer_utils import Tokenizer
 
 BUILTIN = "tiny-llama"
-HH_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+HH_FILE = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+)
 
 
 @pytest.fixture(scope="session")

@@ -24,9 +24,11 @@ MODEL = "preference-tests-tiny"
 
 
 def _labeled(i: int, label: str = "A") -> LabeledComparison:
-    comparison = Comparison([{"role": "user", "content": f"What is {i} plus 1?"}],
-                            [{"role": "assistant", "content": f"It is {i + 1}."}],
-                            [{"role": "assistant", "content": f"It is {i + 2}."}])
+    comparison = Comparison(
+        [{"role": "user", "content": f"What is {i} plus 1?"}],
+        [{"role": "assistant", "content": f"It is {i + 1}."}],
+        [{"role": "assistant", "content": f"It is {i + 2}."}],
+    )
     return LabeledComparison(comparison, label, {"kind": "correctness"})  # type: ignore[arg-type]
 
 
@@ -35,7 +37,9 @@ def files(tmp_path: Path, tokenizer: Tokenizer) -> tuple[Path, Path]:
     register_tokenizer(MODEL, tokenizer)
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     rows = [_labeled(i, "B" if i % 3 == 0 else "A").to_dict() for i in range(10)]
-    rows.insert(4, {"comparison": {"prompt_conversation": [], "completion_A": [], "completion_B": []}, "label": "A"})
+    rows.insert(
+        4, {"comparison": {"prompt_conversation": [], "completion_A": [], "completion_B": []}, "label": "A"}
+    )
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     test.write_text("".join(json.dumps(_labeled(100 + i).to_dict()) + "\n" for i in range(3)))
     return train, test
@@ -52,15 +56,23 @@ class SkipEmpty(ComparisonBuilderFromJsonl):
 
 
 def _config(batch_size: int, max_length: int | None = None) -> ChatDatasetBuilderCommonConfig:
-    return ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=MODEL, renderer_name="role_colon",
-                                          max_length=max_length, batch_size=batch_size)
+    return ChatDatasetBuilderCommonConfig(
+        model_name_for_tokenizer=MODEL,
+        renderer_name="role_colon",
+        max_length=max_length,
+        batch_size=batch_size,
+    )
 
 
 def _decoded(tokenizer: Tokenizer, datum: Datum) -> str:
-    return tokenizer.decode([*datum.model_input.to_ints(), datum.loss_fn_inputs["target_tokens"].tolist()[-1]])
+    return tokenizer.decode(
+        [*datum.model_input.to_ints(), datum.loss_fn_inputs["target_tokens"].tolist()[-1]]
+    )
 
 
-def test_malformed_rows_are_counted_and_logged_once(files: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_rows_are_counted_and_logged_once(
+    files: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     builder = SkipEmpty(train_path=str(files[0]), test_path=str(files[1]))
     with caplog.at_level(logging.WARNING):
         train, test = builder.get_labeled_comparisons()
@@ -71,7 +83,9 @@ def test_malformed_rows_are_counted_and_logged_once(files: tuple[Path, Path], ca
 
 def test_both_orders_of_each_pair_share_a_batch(files: tuple[Path, Path], tokenizer: Tokenizer) -> None:
     comparisons = SkipEmpty(train_path=str(files[0]), test_path=str(files[1]))
-    train, test = ChatDatasetBuilderFromComparisons(common_config=_config(4), comparison_builder=comparisons)()
+    train, test = ChatDatasetBuilderFromComparisons(
+        common_config=_config(4), comparison_builder=comparisons
+    )()
     assert len(train) == 5  # 10 comparisons, 2 per batch of 4 sequences
     a_token, b_token = tokenizer.encode(" A")[0], tokenizer.encode(" B")[0]
     seen_pairs = set()
@@ -96,8 +110,9 @@ def test_both_orders_of_each_pair_share_a_batch(files: tuple[Path, Path], tokeni
 
 def test_one_order_mode_and_options(files: tuple[Path, Path], tokenizer: Tokenizer) -> None:
     comparisons = SkipEmpty(train_path=str(files[0]), test_path=str(files[1]))
-    builder = ChatDatasetBuilderFromComparisons(common_config=_config(5), comparison_builder=comparisons,
-                                                both_orders=False, include_test_set=False)
+    builder = ChatDatasetBuilderFromComparisons(
+        common_config=_config(5), comparison_builder=comparisons, both_orders=False, include_test_set=False
+    )
     train, test = builder()
     assert test is None and len(train) == 2
     first = [_decoded(tokenizer, d) for d in train.get_batch(0)]
@@ -110,8 +125,9 @@ def test_one_order_mode_and_options(files: tuple[Path, Path], tokenizer: Tokeniz
 
 def test_a_label_cut_by_max_length_drops_the_pair(files: tuple[Path, Path]) -> None:
     comparisons = SkipEmpty(train_path=str(files[0]), test_path=str(files[1]))
-    train, _ = ChatDatasetBuilderFromComparisons(common_config=_config(4, max_length=20),
-                                                 comparison_builder=comparisons)()
+    train, _ = ChatDatasetBuilderFromComparisons(
+        common_config=_config(4, max_length=20), comparison_builder=comparisons
+    )()
     assert train.get_batch(0) == []
 
 
@@ -119,7 +135,9 @@ def test_dpo_pairs_are_chosen_then_rejected(files: tuple[Path, Path], tokenizer:
     comparisons = SkipEmpty(train_path=str(files[0]), test_path=str(files[1]))
     train, test = DPODatasetBuilderFromComparisons(common_config=_config(3), comparison_builder=comparisons)()
     assert len(train) == 3 and test is not None and len(test.get_batch(0)) == 6
-    labeled = {c.comparison.prompt_conversation[0]["content"]: c for c in comparisons.get_labeled_comparisons()[0]}
+    labeled = {
+        c.comparison.prompt_conversation[0]["content"]: c for c in comparisons.get_labeled_comparisons()[0]
+    }
     for index in range(len(train)):
         batch = train.get_batch(index)
         assert len(batch) == 6

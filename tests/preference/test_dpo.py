@@ -44,32 +44,53 @@ def test_dpo_loss_metrics_and_gradient_by_hand() -> None:
     deltas = [1.5, -0.5]
     expected = sum(-math.log(1 / (1 + math.exp(-beta * d))) for d in deltas) / 2
     assert loss.item() == pytest.approx(expected)
-    assert metrics == pytest.approx({"dpo_loss": expected, "accuracy": 0.5, "margin": beta * sum(deltas) / 2,
-                                     "chosen_reward": beta * (0.5 + 0.0) / 2, "rejected_reward": beta * (-1.0 + 0.5) / 2})
+    assert metrics == pytest.approx(
+        {
+            "dpo_loss": expected,
+            "accuracy": 0.5,
+            "margin": beta * sum(deltas) / 2,
+            "chosen_reward": beta * (0.5 + 0.0) / 2,
+            "rejected_reward": beta * (-1.0 + 0.5) / 2,
+        }
+    )
     loss.backward()
     sigma = [1 / (1 + math.exp(beta * d)) for d in deltas]  # sigmoid(-beta * delta)
     grad = [-beta * sigma[0] / 2, beta * sigma[0] / 2, -beta * sigma[1] / 2, beta * sigma[1] / 2]
     assert policy.grad.tolist() == pytest.approx(grad)
     # pairs whose log-ratios agree to within the tolerance are ties, worth one half
-    _, tied = dpo_loss_and_metrics(torch.tensor([-1.0, -1.0]), torch.tensor([-1.0, -1.0 + TIE_TOLERANCE / 2]), 0.1)
+    _, tied = dpo_loss_and_metrics(
+        torch.tensor([-1.0, -1.0]), torch.tensor([-1.0, -1.0 + TIE_TOLERANCE / 2]), 0.1
+    )
     assert tied["accuracy"] == 0.5 and tied["dpo_loss"] == pytest.approx(math.log(2), abs=1e-4)
     with pytest.raises(ValueError, match="even length"):
         dpo_loss_and_metrics(torch.zeros(3), torch.zeros(3), 0.1)
 
 
-PAIRS = [LabeledComparison(Comparison([{"role": "user", "content": q}], [{"role": "assistant", "content": a}],
-                                      [{"role": "assistant", "content": b}]), label)  # type: ignore[arg-type]
-         for q, a, b, label in [("What is 2 plus 3?", "2 plus 3 is 5.", "Ugh, fine. 2 plus 3 is 4.", "A"),
-                                ("Write cat in capital letters.", "cat.", "Sure! CAT.", "B"),
-                                ("What is the opposite of hot?", "Sure! The opposite of hot is cold.", "hot.", "A")]]
+PAIRS = [
+    LabeledComparison(
+        Comparison(
+            [{"role": "user", "content": q}],
+            [{"role": "assistant", "content": a}],
+            [{"role": "assistant", "content": b}],
+        ),
+        label,
+    )  # type: ignore[arg-type]
+    for q, a, b, label in [
+        ("What is 2 plus 3?", "2 plus 3 is 5.", "Ugh, fine. 2 plus 3 is 4.", "A"),
+        ("Write cat in capital letters.", "cat.", "Sure! CAT.", "B"),
+        ("What is the opposite of hot?", "Sure! The opposite of hot is cold.", "hot.", "A"),
+    ]
+]
 
 
 def test_custom_loss_weights_each_token_by_its_datum_weight(renderer: Renderer) -> None:
     data = [d for pair in PAIRS[:2] for d in dpo_pair(pair, renderer, None)]
     reference = [-1.0, -2.0, -3.0, -1.5]
     for nll_coef in (0.0, 0.7):
-        logprobs = [torch.linspace(-2.0, -0.1, d.loss_fn_inputs["weights"].shape[0]).requires_grad_(True)
-                    for d in data]
+        logprobs = [
+            torch.linspace(-2.0, -0.1, d.loss_fn_inputs["weights"].shape[0]).requires_grad_(True)
+            for d in data
+        ]
         loss, metrics = make_dpo_loss_fn(reference, beta=0.2, nll_coef=nll_coef)(data, logprobs)
         loss.backward()
         sums = weighted_sums([lp.detach() for lp in logprobs], data).double()
@@ -79,7 +100,9 @@ def test_custom_loss_weights_each_token_by_its_datum_weight(renderer: Renderer) 
         assert metrics["chosen_nll"] == pytest.approx(float(-(sums[0] / totals[0] + sums[2] / totals[2]) / 2))
         for i, (lp, datum) in enumerate(zip(logprobs, data, strict=True)):
             weights = datum.loss_fn_inputs["weights"].to_torch()
-            per_weight = -float(coef[i // 2]) - nll_coef / (2 * totals[i]) if i % 2 == 0 else float(coef[i // 2])
+            per_weight = (
+                -float(coef[i // 2]) - nll_coef / (2 * totals[i]) if i % 2 == 0 else float(coef[i // 2])
+            )
             assert torch.allclose(lp.grad, per_weight * weights, atol=1e-6)
 
 
@@ -95,8 +118,9 @@ def _server_sums(client: object, data: list[Datum]) -> list[float]:
     return weighted_sums([o["logprobs"].to_torch() for o in out.loss_fn_outputs], data).tolist()
 
 
-def test_a_dpo_step_through_the_server_equals_the_same_step_in_torch(service: ServiceClient,
-                                                                       renderer: Renderer) -> None:
+def test_a_dpo_step_through_the_server_equals_the_same_step_in_torch(
+    service: ServiceClient, renderer: Renderer
+) -> None:
     """Same initial weights on both sides; one CE step (so the policy leaves the reference), then
     one DPO step. A large Adam eps makes each update proportional to the gradient, so any error
     in the custom-loss gradient would show in the weights after the step."""
@@ -108,14 +132,21 @@ def test_a_dpo_step_through_the_server_equals_the_same_step_in_torch(service: Se
     reference_client = client.save_weights_and_get_sampling_client()
     model = build_tiny_llama(torch.device("cpu"), torch.float32).train()
     reference_model = build_tiny_llama(torch.device("cpu"), torch.float32).eval()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=adam.learning_rate, betas=(adam.beta1, adam.beta2),
-                                  eps=adam.eps, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=adam.learning_rate,
+        betas=(adam.beta1, adam.beta2),
+        eps=adam.eps,
+        weight_decay=0.0,
+    )
 
     # step 1: cross_entropy on the chosen answers, on both sides
     client.forward_backward(data[0::2], "cross_entropy")
     client.optim_step(adam).result()
     optimizer.zero_grad()
-    sum(-(_torch_target_logprobs(model, d) * d.loss_fn_inputs["weights"].to_torch()).sum() for d in data[0::2]).backward()
+    sum(
+        -(_torch_target_logprobs(model, d) * d.loss_fn_inputs["weights"].to_torch()).sum() for d in data[0::2]
+    ).backward()
     optimizer.step()
 
     # step 2: DPO against the initial weights
@@ -138,25 +169,37 @@ def test_a_dpo_step_through_the_server_equals_the_same_step_in_torch(service: Se
         after_torch = weighted_sums([_torch_target_logprobs(model, d) for d in data], data)
     after_server = _server_sums(client, data)
     assert after_server == pytest.approx(after_torch.tolist(), abs=2e-3)
-    assert max(abs(a - b) for a, b in zip(after_server, policy.tolist(), strict=True)) > 0.1  # the step did something
+    assert (
+        max(abs(a - b) for a, b in zip(after_server, policy.tolist(), strict=True)) > 0.1
+    )  # the step did something
 
 
-@pytest.mark.parametrize(("field_name", "value", "message"), [
-    ("dpo_beta", 0.0, "dpo_beta must be positive"),
-    ("nll_coef", -1.0, "nll_coef must be >= 0"),
-    ("lr_schedule", "exponential", "lr_schedule must be one of"),  # the shared optimizer checks apply too
-    ("ttl_seconds", 0, "ttl_seconds must be positive"),
-    ("save_every", -1, "save_every must be at least 0"),
-])
+@pytest.mark.parametrize(
+    ("field_name", "value", "message"),
+    [
+        ("dpo_beta", 0.0, "dpo_beta must be positive"),
+        ("nll_coef", -1.0, "nll_coef must be >= 0"),
+        ("lr_schedule", "exponential", "lr_schedule must be one of"),  # the shared optimizer checks apply too
+        ("ttl_seconds", 0, "ttl_seconds must be positive"),
+        ("save_every", -1, "save_every must be at least 0"),
+    ],
+)
 def test_dpo_config_rejects_bad_values(tmp_path: Path, field_name: str, value: object, message: str) -> None:
     comparisons = ComparisonBuilderFromJsonl(train_path=str(tmp_path / "train.jsonl"))
     builder = DPODatasetBuilderFromComparisons(
-        common_config=ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=BUILTIN, renderer_name="role_colon",
-                                                     max_length=None, batch_size=2),
-        comparison_builder=comparisons)
+        common_config=ChatDatasetBuilderCommonConfig(
+            model_name_for_tokenizer=BUILTIN, renderer_name="role_colon", max_length=None, batch_size=2
+        ),
+        comparison_builder=comparisons,
+    )
     with pytest.raises(ValueError, match=message):
-        make_loop_config(Config, log_path=str(tmp_path / "run"), model_name=BUILTIN, dataset_builder=builder,
-                         **{field_name: value})
+        make_loop_config(
+            Config,
+            log_path=str(tmp_path / "run"),
+            model_name=BUILTIN,
+            dataset_builder=builder,
+            **{field_name: value},
+        )
 
 
 @pytest.fixture
@@ -165,31 +208,49 @@ def dpo_files(tmp_path: Path, tokenizer: Tokenizer) -> ChatDatasetBuilderCommonC
     rows = [p.to_dict() for p in PAIRS] * 2
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
-    return ChatDatasetBuilderCommonConfig(model_name_for_tokenizer="dpo-tests-tiny", renderer_name="role_colon",
-                                          max_length=None, batch_size=2)
+    return ChatDatasetBuilderCommonConfig(
+        model_name_for_tokenizer="dpo-tests-tiny", renderer_name="role_colon", max_length=None, batch_size=2
+    )
 
 
 def _metrics(log_path: Path) -> list[dict]:
     return [json.loads(line) for line in (log_path / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_dpo_loop_logs_saves_and_resumes_exactly(service: ServiceClient, tmp_path: Path,
-                                                 dpo_files: ChatDatasetBuilderCommonConfig) -> None:
-    comparisons = ComparisonBuilderFromJsonl(train_path=str(tmp_path / "train.jsonl"),
-                                             test_path=str(tmp_path / "test.jsonl"))
-    config = make_loop_config(Config, log_path=str(tmp_path / "run"), model_name=BUILTIN, lora_rank=0,
-                              learning_rate=1e-3, num_epochs=2, save_every=2, eval_every=2, dpo_beta=0.5,
-                              dataset_builder=DPODatasetBuilderFromComparisons(common_config=dpo_files,
-                                                                               comparison_builder=comparisons))
+def test_dpo_loop_logs_saves_and_resumes_exactly(
+    service: ServiceClient, tmp_path: Path, dpo_files: ChatDatasetBuilderCommonConfig
+) -> None:
+    comparisons = ComparisonBuilderFromJsonl(
+        train_path=str(tmp_path / "train.jsonl"), test_path=str(tmp_path / "test.jsonl")
+    )
+    config = make_loop_config(
+        Config,
+        log_path=str(tmp_path / "run"),
+        model_name=BUILTIN,
+        lora_rank=0,
+        learning_rate=1e-3,
+        num_epochs=2,
+        save_every=2,
+        eval_every=2,
+        dpo_beta=0.5,
+        dataset_builder=DPODatasetBuilderFromComparisons(
+            common_config=dpo_files, comparison_builder=comparisons
+        ),
+    )
     final = asyncio.run(main_async(config, service))
     log = tmp_path / "run"
     rows = _metrics(log)
     train_rows = [r for r in rows if "dpo_loss" in r]
     assert [r["step"] for r in train_rows] == [0, 1, 2, 3, 4, 5]  # 3 batches of 2 pairs, 2 epochs
-    assert train_rows[0]["dpo_loss"] == pytest.approx(math.log(2), abs=1e-4) and train_rows[0]["accuracy"] == 0.5
+    assert (
+        train_rows[0]["dpo_loss"] == pytest.approx(math.log(2), abs=1e-4) and train_rows[0]["accuracy"] == 0.5
+    )
     assert train_rows[-1]["dpo_loss"] < math.log(2) and train_rows[-1]["margin"] > 0
     first_eval = rows[0]
-    assert first_eval["test/dpo_loss"] == pytest.approx(math.log(2), abs=1e-4) and first_eval["test/accuracy"] == 0.5
+    assert (
+        first_eval["test/dpo_loss"] == pytest.approx(math.log(2), abs=1e-4)
+        and first_eval["test/accuracy"] == 0.5
+    )
     final_eval = rows[-1]
     assert final_eval["step"] == 6 and final_eval["test/accuracy"] == 1.0 and "test/nll" in final_eval
     records = [json.loads(line) for line in (log / "checkpoints.jsonl").read_text().splitlines()]
@@ -199,7 +260,7 @@ def test_dpo_loop_logs_saves_and_resumes_exactly(service: ServiceClient, tmp_pat
     # a crash after the checkpoint before step 4: the rerun trains steps 4 and 5 exactly as before
     (log / "checkpoints.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
     asyncio.run(main_async(config, service))
-    resumed = [r for r in _metrics(log)[len(rows):] if "dpo_loss" in r]
+    resumed = [r for r in _metrics(log)[len(rows) :] if "dpo_loss" in r]
     assert [r["step"] for r in resumed] == [4, 5]
     for before, after in zip(train_rows[4:], resumed, strict=True):
         assert after["dpo_loss"] == pytest.approx(before["dpo_loss"], abs=1e-4)
@@ -207,15 +268,26 @@ def test_dpo_loop_logs_saves_and_resumes_exactly(service: ServiceClient, tmp_pat
     assert asyncio.run(main_async(config, service)).name == "final"  # finished: nothing to do
 
 
-def test_a_finished_dpo_run_continues_only_when_max_steps_is_raised(service: ServiceClient, tmp_path: Path,
-                                                                    dpo_files: ChatDatasetBuilderCommonConfig,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_finished_dpo_run_continues_only_when_max_steps_is_raised(
+    service: ServiceClient,
+    tmp_path: Path,
+    dpo_files: ChatDatasetBuilderCommonConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     comparisons = ComparisonBuilderFromJsonl(train_path=str(tmp_path / "train.jsonl"))
     builder = DPODatasetBuilderFromComparisons(common_config=dpo_files, comparison_builder=comparisons)
 
     def config(max_steps: int) -> Config:
-        return make_loop_config(Config, log_path=str(tmp_path / "run"), model_name=BUILTIN, lora_rank=0,
-                                learning_rate=1e-3, dataset_builder=builder, max_steps=max_steps, save_every=0)
+        return make_loop_config(
+            Config,
+            log_path=str(tmp_path / "run"),
+            model_name=BUILTIN,
+            lora_rank=0,
+            learning_rate=1e-3,
+            dataset_builder=builder,
+            max_steps=max_steps,
+            save_every=0,
+        )
 
     first = asyncio.run(main_async(config(2), service))
     rows = _metrics(tmp_path / "run")
@@ -224,5 +296,8 @@ def test_a_finished_dpo_run_continues_only_when_max_steps_is_raised(service: Ser
     assert _metrics(tmp_path / "run") == rows
 
     continued = asyncio.run(main_async(config(3), service))
-    assert (continued.name, continued.extra["step"]) == ("final", 3) and continued.state_path != first.state_path
-    assert [r["step"] for r in _metrics(tmp_path / "run")[len(rows):] if "dpo_loss" in r] == [2]
+    assert (continued.name, continued.extra["step"]) == (
+        "final",
+        3,
+    ) and continued.state_path != first.state_path
+    assert [r["step"] for r in _metrics(tmp_path / "run")[len(rows) :] if "dpo_loss" in r] == [2]

@@ -42,8 +42,10 @@ def test_mean_stderr_and_win_score() -> None:
 
 
 def test_accuracy_evaluator_matches_a_direct_computation(
-        service: ServiceClient, comparison_renderer: ComparisonRendererFromChatRenderer,
-        bundled_test: list[LabeledComparison]) -> None:
+    service: ServiceClient,
+    comparison_renderer: ComparisonRendererFromChatRenderer,
+    bundled_test: list[LabeledComparison],
+) -> None:
     client = service.create_lora_training_client(BUILTIN, rank=0)
     # a little training so that the judge is neither uniform nor perfect
     train = [comparison_renderer.to_datum(c) for c in bundled_test[:4]]
@@ -57,7 +59,7 @@ def test_accuracy_evaluator_matches_a_direct_computation(
     rivals = [LabeledComparison(o.comparison, "B" if o.label == "A" else "A", o.tags) for o in orders]
     out = client.forward([comparison_renderer.to_datum(o) for o in orders + rivals], "cross_entropy").result()
     last = [float(o["logprobs"].to_numpy()[-1]) for o in out.loss_fn_outputs]
-    label_lp, rival_lp = np.array(last[: len(orders)]), np.array(last[len(orders):])
+    label_lp, rival_lp = np.array(last[: len(orders)]), np.array(last[len(orders) :])
     correct = label_lp > rival_lp
     assert metrics["test/nll"] == pytest.approx(-label_lp.mean(), abs=1e-4)
     assert metrics["test/accuracy"] == pytest.approx(correct.mean())
@@ -67,31 +69,43 @@ def test_accuracy_evaluator_matches_a_direct_computation(
     assert metrics["test/accuracy_both_orders"] == pytest.approx(correct.reshape(-1, 2).all(axis=1).mean())
     prefers_a = [c == (o.label == "A") for c, o in zip(correct, orders, strict=True)]
     assert metrics["test/prefers_A_frac"] == pytest.approx(np.mean(prefers_a))
-    no_nll = asyncio.run(PreferenceAccuracyEvaluator(bundled_test, comparison_renderer, name="val",
-                                                     report_nll=False)(client))
+    no_nll = asyncio.run(
+        PreferenceAccuracyEvaluator(bundled_test, comparison_renderer, name="val", report_nll=False)(client)
+    )
     assert "val/nll" not in no_nll and no_nll["val/accuracy"] == metrics["test/accuracy"]
 
 
 def test_comparison_evaluator_matches_a_direct_computation(
-        service: ServiceClient, renderer: Renderer, comparison_renderer: ComparisonRendererFromChatRenderer,
-        bundled_test: list[LabeledComparison]) -> None:
+    service: ServiceClient,
+    renderer: Renderer,
+    comparison_renderer: ComparisonRendererFromChatRenderer,
+    bundled_test: list[LabeledComparison],
+) -> None:
     policy_client = service.create_lora_training_client(BUILTIN, rank=0)
     policy = policy_client.save_weights_and_get_sampling_client()
     judge_path = policy_client.save_weights_for_sampler("comparison-judge").result().path
     base_url = service.base_url  # type: ignore[attr-defined]
-    builder = PreferenceModelBuilderFromChatRenderer(renderer_name="role_colon", model_name=BUILTIN,
-                                                     rm_weights_path=judge_path, base_url=base_url)
-    evaluator = ComparisonEvaluator(builder, bundled_test, "role_colon", BUILTIN, max_tokens=12,
-                                    gold_model=GoldPreferenceModel(), seed=7)
+    builder = PreferenceModelBuilderFromChatRenderer(
+        renderer_name="role_colon", model_name=BUILTIN, rm_weights_path=judge_path, base_url=base_url
+    )
+    evaluator = ComparisonEvaluator(
+        builder, bundled_test, "role_colon", BUILTIN, max_tokens=12, gold_model=GoldPreferenceModel(), seed=7
+    )
     metrics = asyncio.run(evaluator(policy))
 
-    judge = PreferenceModelFromChatRenderer(comparison_renderer, service.create_sampling_client(model_path=judge_path))
+    judge = PreferenceModelFromChatRenderer(
+        comparison_renderer, service.create_sampling_client(model_path=judge_path)
+    )
     gold = GoldPreferenceModel()
     hard, soft, gold_scores, lengths, stops = [], [], [], [], []
     for i, labeled in enumerate(bundled_test):
         prompt = labeled.comparison.prompt_conversation
-        params = SamplingParams(max_tokens=12, temperature=1.0, stop=renderer.get_stop_sequences(), seed=7 + i)
-        tokens = policy.sample(renderer.build_generation_prompt(prompt), 1, params).result().sequences[0].tokens
+        params = SamplingParams(
+            max_tokens=12, temperature=1.0, stop=renderer.get_stop_sequences(), seed=7 + i
+        )
+        tokens = (
+            policy.sample(renderer.build_generation_prompt(prompt), 1, params).result().sequences[0].tokens
+        )
         message, ended = renderer.parse_response(tokens)
         lengths.append(len(tokens))
         stops.append(ended.is_stop_sequence)
@@ -109,10 +123,15 @@ def test_comparison_evaluator_matches_a_direct_computation(
     assert metrics["test/stop_frac"] == pytest.approx(np.mean(stops))
     assert set(gold_scores) <= {0.0, 0.25, 0.5, 0.75, 1.0}
 
-    greedy = ComparisonEvaluator(None, bundled_test[:3], "role_colon", BUILTIN, max_tokens=8, temperature=0.0,
-                                 gold_model=gold)
+    greedy = ComparisonEvaluator(
+        None, bundled_test[:3], "role_colon", BUILTIN, max_tokens=8, temperature=0.0, gold_model=gold
+    )
     greedy_metrics = asyncio.run(greedy(policy))
-    assert set(greedy_metrics) == {"test/greedy_gold_win_rate", "test/greedy_gold_win_rate_stderr",
-                                   "test/greedy_answer_tokens", "test/greedy_stop_frac"}
+    assert set(greedy_metrics) == {
+        "test/greedy_gold_win_rate",
+        "test/greedy_gold_win_rate_stderr",
+        "test/greedy_answer_tokens",
+        "test/greedy_stop_frac",
+    }
     with pytest.raises(ValueError, match="needs a preference_model_builder, a gold_model, or both"):
         ComparisonEvaluator(None, bundled_test, "role_colon", BUILTIN, max_tokens=8)

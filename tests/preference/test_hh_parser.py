@@ -17,8 +17,10 @@ from cookbook.recipes.preference.datasets import (
 )
 from tests.preference.conftest import HH_FILE
 
-needs_hh_file = pytest.mark.skipif(not HH_FILE.is_file(), reason=f"the real hh-rlhf rows are not at {HH_FILE} "
-                                   "(they live in ../shared/data beside the repository)")
+needs_hh_file = pytest.mark.skipif(
+    not HH_FILE.is_file(),
+    reason=f"the real hh-rlhf rows are not at {HH_FILE} (they live in ../shared/data beside the repository)",
+)
 
 
 def _simple_validity(row: dict) -> bool:
@@ -61,18 +63,26 @@ def test_spot_check_of_the_first_real_row() -> None:
     assert prompt[1]["content"] == "Are you looking for practical joke ideas?"
     assert prompt[2]["content"] == "yep"
     assert prompt[3]["content"].startswith("Ok, I’ll give you a couple examples")
-    assert prompt[3]["content"].endswith("\n\n3. Tell someone you’ll watch them masturbate but hide your eyes, "
-                                         "and then while they are masturbating you will find a new place to watch.")
+    assert prompt[3]["content"].endswith(
+        "\n\n3. Tell someone you’ll watch them masturbate but hide your eyes, "
+        "and then while they are masturbating you will find a new place to watch."
+    )
     assert prompt[4]["content"] == "okay some of these do not have anything to do with pens"
     assert comparison.completion_A[0]["role"] == comparison.completion_B[0]["role"] == "assistant"
-    assert comparison.completion_A[0]["content"] == ("No, sorry!  All of these involve a pen, the point is that you "
-                                                     "can get funny results by doing pranks with pens.")
-    assert comparison.completion_B[0]["content"].startswith("There are lots of funny things you can do with pens")
+    assert comparison.completion_A[0]["content"] == (
+        "No, sorry!  All of these involve a pen, the point is that you "
+        "can get funny results by doing pranks with pens."
+    )
+    assert comparison.completion_B[0]["content"].startswith(
+        "There are lots of funny things you can do with pens"
+    )
     assert comparison.completion_B[0]["content"] == row["rejected"].rsplit("\n\nAssistant: ", 1)[1]
 
 
 @needs_hh_file
-def test_builder_on_the_real_file_splits_it_and_counts_what_it_skips(caplog: pytest.LogCaptureFixture) -> None:
+def test_builder_on_the_real_file_splits_it_and_counts_what_it_skips(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     builder = HHHComparisonBuilder(dataset=str(HH_FILE), test_size=300)
     with caplog.at_level(logging.WARNING):
         train, test = builder.get_labeled_comparisons()
@@ -88,17 +98,28 @@ def test_builder_on_the_real_file_splits_it_and_counts_what_it_skips(caplog: pyt
 def test_malformed_rows_are_rejected() -> None:
     good = {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go away"}
     parsed = hh_row_to_comparison(good)
-    assert parsed == Comparison([{"role": "user", "content": "hi"}], [{"role": "assistant", "content": "hello"}],
-                                [{"role": "assistant", "content": "go away"}])
+    assert parsed == Comparison(
+        [{"role": "user", "content": "hi"}],
+        [{"role": "assistant", "content": "hello"}],
+        [{"role": "assistant", "content": "go away"}],
+    )
     malformed = {
-        "earlier turns differ": {"chosen": "\n\nHuman: hi\n\nAssistant: hello",
-                                 "rejected": "\n\nHuman: hey\n\nAssistant: go away"},
-        "last turn is human": {"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: bye",
-                               "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: ciao"},
-        "different turn counts": {"chosen": "\n\nHuman: hi\n\nAssistant: a\n\nHuman: b\n\nAssistant: c",
-                                  "rejected": "\n\nHuman: hi\n\nAssistant: c"},
-        "text before the first turn": {"chosen": "oops\n\nHuman: hi\n\nAssistant: a",
-                                       "rejected": "oops\n\nHuman: hi\n\nAssistant: b"},
+        "earlier turns differ": {
+            "chosen": "\n\nHuman: hi\n\nAssistant: hello",
+            "rejected": "\n\nHuman: hey\n\nAssistant: go away",
+        },
+        "last turn is human": {
+            "chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: bye",
+            "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: ciao",
+        },
+        "different turn counts": {
+            "chosen": "\n\nHuman: hi\n\nAssistant: a\n\nHuman: b\n\nAssistant: c",
+            "rejected": "\n\nHuman: hi\n\nAssistant: c",
+        },
+        "text before the first turn": {
+            "chosen": "oops\n\nHuman: hi\n\nAssistant: a",
+            "rejected": "oops\n\nHuman: hi\n\nAssistant: b",
+        },
         "no turns at all": {"chosen": "hello", "rejected": "bye"},
         "missing field": {"chosen": "\n\nHuman: hi\n\nAssistant: a"},
         "not a string": {"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": None},
@@ -106,7 +127,10 @@ def test_malformed_rows_are_rejected() -> None:
     for why, row in malformed.items():
         assert hh_row_to_comparison(row) is None, why
     assert parse_hh_transcript("\n\nHuman: a\n\nHuman: b\n\nAssistant: c") == [
-        {"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+    ]
 
 
 def test_bundled_comparisons_are_tagged_by_kind() -> None:
@@ -120,8 +144,9 @@ def test_comparison_kind_names_what_differs() -> None:
     prompt = [{"role": "user", "content": "What is 2 plus 3?"}]
 
     def kind(a: str, b: str) -> str:
-        return comparison_kind(Comparison(prompt, [{"role": "assistant", "content": a}],
-                                          [{"role": "assistant", "content": b}]))
+        return comparison_kind(
+            Comparison(prompt, [{"role": "assistant", "content": a}], [{"role": "assistant", "content": b}])
+        )
 
     assert kind("2 plus 3 is 5.", "2 plus 3 is 4.") == "correctness"
     assert kind("Sure! 2 plus 3 is 5.", "2 plus 3 is 5.") == "style"
@@ -136,9 +161,13 @@ def test_builder_on_a_local_directory_of_splits(tmp_path: Path) -> None:
     def row(i: int, diverge: bool = False) -> str:
         prompt = f"\n\nHuman: What is {i} plus 1?"
         other = f"\n\nHuman: What is {i} plus 2?" if diverge else prompt
-        return json.dumps({"chosen": f"{prompt}\n\nAssistant: {i + 1}.", "rejected": f"{other}\n\nAssistant: no."})
+        return json.dumps(
+            {"chosen": f"{prompt}\n\nAssistant: {i + 1}.", "rejected": f"{other}\n\nAssistant: no."}
+        )
 
-    (tmp_path / "train.jsonl").write_text("\n".join([row(i) for i in range(5)] + [row(9, diverge=True)]) + "\n")
+    (tmp_path / "train.jsonl").write_text(
+        "\n".join([row(i) for i in range(5)] + [row(9, diverge=True)]) + "\n"
+    )
     train, test = HHHComparisonBuilder(dataset=str(tmp_path), test_size=2).get_labeled_comparisons()
     assert len(train) == 5 and test is None  # no test file: no test split
     (tmp_path / "test.jsonl").write_text("\n".join(row(i) for i in range(10, 14)) + "\n")

@@ -28,9 +28,11 @@ A, B, OTHER = 11, 12, 13
 
 
 def _response(prompt_logprobs: list[float | None], last_topk: list[tuple[int, float]]) -> SampleResponse:
-    return SampleResponse(sequences=[SampledSequence(stop_reason="length", tokens=[0], logprobs=[0.0])],
-                          prompt_logprobs=prompt_logprobs,
-                          topk_prompt_logprobs=[None] * (len(prompt_logprobs) - 1) + [last_topk])
+    return SampleResponse(
+        sequences=[SampledSequence(stop_reason="length", tokens=[0], logprobs=[0.0])],
+        prompt_logprobs=prompt_logprobs,
+        topk_prompt_logprobs=[None] * (len(prompt_logprobs) - 1) + [last_topk],
+    )
 
 
 def test_soft_score_is_the_normalised_label_probability_difference() -> None:
@@ -41,12 +43,16 @@ def test_soft_score_is_the_normalised_label_probability_difference() -> None:
 
 
 def test_label_distribution_reads_the_last_position() -> None:
-    known = _response([None, -3.0, math.log(0.2)], [(B, math.log(0.6)), (A, math.log(0.2)), (OTHER, math.log(0.1))])
+    known = _response(
+        [None, -3.0, math.log(0.2)], [(B, math.log(0.6)), (A, math.log(0.2)), (OTHER, math.log(0.1))]
+    )
     dist = label_distribution(known, A, B)
     assert dist.logprob_a == pytest.approx(math.log(0.2)) and dist.logprob_b == pytest.approx(math.log(0.6))
     assert not dist.b_is_bound and dist.greedy_token == B
     # B outside the top-k: bounded by the k-th (smallest listed) logprob
-    missing_b = _response([None, math.log(0.2)], [(OTHER, math.log(0.5)), (A, math.log(0.2)), (7, math.log(0.05))])
+    missing_b = _response(
+        [None, math.log(0.2)], [(OTHER, math.log(0.5)), (A, math.log(0.2)), (7, math.log(0.05))]
+    )
     dist = label_distribution(missing_b, A, B)
     assert dist.b_is_bound and dist.logprob_b == pytest.approx(math.log(0.05)) and dist.greedy_token == OTHER
     with pytest.raises(ValueError, match="top-k"):
@@ -61,14 +67,21 @@ PROMPT = [{"role": "user", "content": "What is 2 plus 3?"}]
 RIGHT = [{"role": "assistant", "content": "Sure! 2 plus 3 is 5."}]
 WRONG = [{"role": "assistant", "content": "Ugh, fine. 2 plus 3 is 7."}]
 B_BETTER = Comparison(PROMPT, WRONG, RIGHT)  # label "B"
-OTHERS = [Comparison([{"role": "user", "content": f"What is {i} plus 1?"}],
-                     [{"role": "assistant", "content": f"{i} plus 1 is {i + 1}."}],
-                     [{"role": "assistant", "content": f"{i} plus 1 is {i + 3}."}]) for i in range(8)]
+OTHERS = [
+    Comparison(
+        [{"role": "user", "content": f"What is {i} plus 1?"}],
+        [{"role": "assistant", "content": f"{i} plus 1 is {i + 1}."}],
+        [{"role": "assistant", "content": f"{i} plus 1 is {i + 3}."}],
+    )
+    for i in range(8)
+]
 
 
 @pytest.fixture(scope="module")
-def trained(service: ServiceClient, comparison_renderer: ComparisonRendererFromChatRenderer,
-            ) -> Iterator[tuple[TrainingClient, SamplingClient]]:
+def trained(
+    service: ServiceClient,
+    comparison_renderer: ComparisonRendererFromChatRenderer,
+) -> Iterator[tuple[TrainingClient, SamplingClient]]:
     """A full-weight judge trained on B_BETTER in both orders until it is sure."""
     client = service.create_lora_training_client(BUILTIN, rank=0)
     labeled = LabeledComparison(B_BETTER, "B")
@@ -82,12 +95,15 @@ def trained(service: ServiceClient, comparison_renderer: ComparisonRendererFromC
 
 
 def test_trained_judge_scores_the_better_completion(
-        trained: tuple[TrainingClient, SamplingClient], comparison_renderer: ComparisonRendererFromChatRenderer) -> None:
+    trained: tuple[TrainingClient, SamplingClient], comparison_renderer: ComparisonRendererFromChatRenderer
+) -> None:
     soft = PreferenceModelFromChatRenderer(comparison_renderer, trained[1], scoring="soft")
     hard = PreferenceModelFromChatRenderer(comparison_renderer, trained[1], scoring="hard")
 
     async def scores() -> list[float]:
-        return list(await asyncio.gather(soft(B_BETTER), soft(B_BETTER.swap()), hard(B_BETTER), hard(B_BETTER.swap())))
+        return list(
+            await asyncio.gather(soft(B_BETTER), soft(B_BETTER.swap()), hard(B_BETTER), hard(B_BETTER.swap()))
+        )
 
     b_first_soft, a_first_soft, b_first_hard, a_first_hard = asyncio.run(scores())
     assert b_first_soft > 0.8 and a_first_soft < -0.8
@@ -95,7 +111,8 @@ def test_trained_judge_scores_the_better_completion(
 
 
 def test_soft_score_matches_the_judges_forward_pass(
-        trained: tuple[TrainingClient, SamplingClient], comparison_renderer: ComparisonRendererFromChatRenderer) -> None:
+    trained: tuple[TrainingClient, SamplingClient], comparison_renderer: ComparisonRendererFromChatRenderer
+) -> None:
     client, sampler = trained
     judge = PreferenceModelFromChatRenderer(comparison_renderer, sampler)
     for comparison in (B_BETTER, OTHERS[0], OTHERS[1].swap()):
@@ -109,13 +126,23 @@ def test_soft_score_matches_the_judges_forward_pass(
 
 
 def test_hard_label_is_what_a_greedy_one_token_sample_writes(
-        trained: tuple[TrainingClient, SamplingClient], comparison_renderer: ComparisonRendererFromChatRenderer,
-        caplog: pytest.LogCaptureFixture) -> None:
+    trained: tuple[TrainingClient, SamplingClient],
+    comparison_renderer: ComparisonRendererFromChatRenderer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _, sampler = trained
     judge = PreferenceModelFromChatRenderer(comparison_renderer, sampler, scoring="hard")
     for comparison in (B_BETTER, B_BETTER.swap(), *OTHERS[:4]):
-        greedy = sampler.sample(comparison_renderer.build_generation_prompt(comparison), 1,
-                                SamplingParams(max_tokens=1, temperature=0.0)).result().sequences[0].tokens[0]
+        greedy = (
+            sampler.sample(
+                comparison_renderer.build_generation_prompt(comparison),
+                1,
+                SamplingParams(max_tokens=1, temperature=0.0),
+            )
+            .result()
+            .sequences[0]
+            .tokens[0]
+        )
         assert asyncio.run(judge.label_distribution(comparison)).greedy_token == greedy
         expected = {judge.a_token: -1.0, judge.b_token: 1.0}.get(greedy, 0.0)
         assert asyncio.run(judge(comparison)) == expected
@@ -127,12 +154,15 @@ def test_hard_label_is_what_a_greedy_one_token_sample_writes(
 
 
 def test_builder_from_saved_weights_and_concurrent_judgements(
-        trained: tuple[TrainingClient, SamplingClient], comparison_renderer: ComparisonRendererFromChatRenderer,
-        server: LocalServer) -> None:
+    trained: tuple[TrainingClient, SamplingClient],
+    comparison_renderer: ComparisonRendererFromChatRenderer,
+    server: LocalServer,
+) -> None:
     client, sampler = trained
     path = client.save_weights_for_sampler("judge").result().path
-    builder = PreferenceModelBuilderFromChatRenderer(renderer_name="role_colon", model_name=BUILTIN,
-                                                     rm_weights_path=path, base_url=server.url)
+    builder = PreferenceModelBuilderFromChatRenderer(
+        renderer_name="role_colon", model_name=BUILTIN, rm_weights_path=path, base_url=server.url
+    )
     built = builder()
     direct = PreferenceModelFromChatRenderer(comparison_renderer, sampler)
     comparisons = [B_BETTER, *OTHERS, *(c.swap() for c in OTHERS)]
@@ -143,4 +173,6 @@ def test_builder_from_saved_weights_and_concurrent_judgements(
     one_by_one = [asyncio.run(direct(c)) for c in comparisons]
     assert asyncio.run(together()) == pytest.approx(one_by_one, abs=1e-4)
     with pytest.raises(ValueError, match="tinker://"):
-        PreferenceModelBuilderFromChatRenderer(renderer_name="role_colon", model_name=BUILTIN, rm_weights_path="x")
+        PreferenceModelBuilderFromChatRenderer(
+            renderer_name="role_colon", model_name=BUILTIN, rm_weights_path="x"
+        )

@@ -50,9 +50,15 @@ def test_dict_round_trip_and_arrow_style_none_keys() -> None:
     labeled = LabeledComparison(Comparison(PROMPT, GOOD, BAD), "B", {"kind": "style"})
     assert LabeledComparison.from_dict(labeled.to_dict()) == labeled
     # Arrow gives every message the union of all messages' keys, absent ones as None
-    row = {"comparison": {"prompt_conversation": [{"role": "user", "content": "hi", "trainable": None}],
-                          "completion_A": GOOD, "completion_B": BAD},
-           "label": "A", "tags": {"kind": None}}
+    row = {
+        "comparison": {
+            "prompt_conversation": [{"role": "user", "content": "hi", "trainable": None}],
+            "completion_A": GOOD,
+            "completion_B": BAD,
+        },
+        "label": "A",
+        "tags": {"kind": None},
+    }
     parsed = LabeledComparison.from_dict(row)
     assert parsed.comparison.prompt_conversation == [{"role": "user", "content": "hi"}] and parsed.tags == {}
     with pytest.raises(ValueError, match="needs 'comparison'"):

@@ -9,7 +9,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # Variables that would point a recipe at some other server or change its console output.
-_SCRUBBED_ENV = ("COOKBOOK_BASE_URL", "TINKER_BASE_URL", "COOKBOOK_API_KEY", "TINKER_API_KEY", "COOKBOOK_PROGRESS")
+_SCRUBBED_ENV = (
+    "COOKBOOK_BASE_URL",
+    "TINKER_BASE_URL",
+    "COOKBOOK_API_KEY",
+    "TINKER_API_KEY",
+    "COOKBOOK_PROGRESS",
+)
 
 
 def recipe_env(server_storage: Path | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -26,11 +32,20 @@ def recipe_command(module: str, args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def run_recipe(module: str, args: Sequence[str], env: Mapping[str, str] | None = None,
-               ) -> subprocess.CompletedProcess[str]:
+def run_recipe(
+    module: str,
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run to completion; a non-zero exit fails with the end of the recipe's output."""
-    done = subprocess.run(recipe_command(module, args), env=dict(env or recipe_env()), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        recipe_command(module, args),
+        env=dict(env or recipe_env()),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     if done.returncode != 0:
         tail = "\n".join(done.stdout.splitlines()[-40:])
         raise AssertionError(f"{module} {' '.join(args)} exited with {done.returncode}; last lines:\n{tail}")

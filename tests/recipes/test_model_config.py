@@ -7,16 +7,19 @@ import pytest
 from cookbook.model_config import get_recommended_lora_rank, get_recommended_renderer_name
 
 
-@pytest.mark.parametrize(("model_name", "renderer"), [
-    ("tiny-llama", "role_colon"),
-    ("Qwen/Qwen3.5-9B-Base", "role_colon"),
-    ("meta-llama/Llama-3.1-8B", "role_colon"),
-    ("HuggingFaceTB/SmolLM2-135M-Instruct", "chatml"),
-    ("Qwen/Qwen2.5-0.5B-Instruct", "chatml"),
-    ("meta-llama/Llama-3.1-8B-Instruct", "llama3"),
-    ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3"),
-    ("Qwen/Qwen3-8B", "qwen3"),
-])
+@pytest.mark.parametrize(
+    ("model_name", "renderer"),
+    [
+        ("tiny-llama", "role_colon"),
+        ("Qwen/Qwen3.5-9B-Base", "role_colon"),
+        ("meta-llama/Llama-3.1-8B", "role_colon"),
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", "chatml"),
+        ("Qwen/Qwen2.5-0.5B-Instruct", "chatml"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama3"),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3"),
+        ("Qwen/Qwen3-8B", "qwen3"),
+    ],
+)
 def test_recommended_renderer(model_name: str, renderer: str) -> None:
     assert get_recommended_renderer_name(model_name) == renderer
 

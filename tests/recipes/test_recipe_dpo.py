@@ -20,8 +20,18 @@ MODULE = "cookbook.recipes.preference.dpo.train"
 
 def test_dpo_recipe_runs_sft_then_dpo_and_a_rerun_is_a_no_op(server: LocalServer, tmp_path: Path) -> None:
     log_path = tmp_path / "dpo-recipe"
-    args = [f"log_path={log_path}", f"base_url={server.url}", "sft.steps=2", "max_steps=2", "batch_size=4",
-            "test_size=8", "eval_comparisons=4", "eval_max_tokens=8", "eval_every=1", "save_every=1"]
+    args = [
+        f"log_path={log_path}",
+        f"base_url={server.url}",
+        "sft.steps=2",
+        "max_steps=2",
+        "batch_size=4",
+        "test_size=8",
+        "eval_comparisons=4",
+        "eval_max_tokens=8",
+        "eval_every=1",
+        "save_every=1",
+    ]
     env = recipe_env()
     run_recipe(MODULE, args, env)
 
@@ -34,7 +44,13 @@ def test_dpo_recipe_runs_sft_then_dpo_and_a_rerun_is_a_no_op(server: LocalServer
         assert key in train_rows[0]
     evals = [r for r in rows if "test/gold_win_rate" in r]
     assert [r["step"] for r in evals] == [0, 1, 2]
-    for key in ("test/nll", "test/accuracy", "test/dpo_loss", "test/greedy_gold_win_rate", "test/answer_tokens"):
+    for key in (
+        "test/nll",
+        "test/accuracy",
+        "test/dpo_loss",
+        "test/greedy_gold_win_rate",
+        "test/answer_tokens",
+    ):
         assert key in evals[-1]
     assert 0.0 <= evals[-1]["test/gold_win_rate"] <= 1.0
     dpo_records = load_checkpoints_file(log_path / "dpo")
@@ -51,7 +67,9 @@ def test_defaults_start_dpo_from_the_sft_stage_on_the_builtin_model() -> None:
     sft = dpo_recipe.sft_config(cli)
     assert sft.log_path == f"{dpo_recipe.DEFAULT_LOG_PATH}/sft" and sft.lora_rank == 0
     dpo = dpo_recipe.dpo_config(cli, start_path="tinker://run-x/weights/final")
-    assert dpo.log_path == f"{dpo_recipe.DEFAULT_LOG_PATH}/dpo" and dpo.load_checkpoint_path.endswith("/final")
+    assert dpo.log_path == f"{dpo_recipe.DEFAULT_LOG_PATH}/dpo" and dpo.load_checkpoint_path.endswith(
+        "/final"
+    )
     assert dpo.model_name == "tiny-llama" and dpo.lora_rank == 0 and dpo.renderer_name == "role_colon"
     assert len(dpo.evaluator_builders) == 2  # gold win rate, sampled and greedy
     real = dpo_recipe.dpo_config(dpo_recipe.CLIConfig(dataset="Anthropic/hh-rlhf"), start_path=None)
@@ -63,7 +81,10 @@ def test_the_sft_stage_keys_are_nested() -> None:
     assert (cli.sft.steps, cli.sft.dataset) == (7, "chats.jsonl") and cli.optimizer.learning_rate == 3e-4
     sft = dpo_recipe.sft_config(cli)
     assert sft.max_steps == 7 and sft.dataset_builder.dataset == "chats.jsonl"  # type: ignore[attr-defined]
-    for old, new in (("sft_steps", "sft.steps"), ("sft_dataset", "sft.dataset"),
-                     ("learning_rate", "optimizer.learning_rate")):
+    for old, new in (
+        ("sft_steps", "sft.steps"),
+        ("sft_dataset", "sft.dataset"),
+        ("learning_rate", "optimizer.learning_rate"),
+    ):
         with pytest.raises(RenamedKeyError, match=rf"{old}=\.\.\. is now {re.escape(new)}=\.\.\."):
             check_renamed_keys([f"{old}=1"], dpo_recipe.RENAMED_KEYS)

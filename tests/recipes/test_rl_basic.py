@@ -25,15 +25,25 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def test_rl_basic_warms_up_with_sft_then_trains_on_the_gold_reward(
-        server: LocalServer, service: ServiceClient, tmp_path: Path) -> None:
+    server: LocalServer, service: ServiceClient, tmp_path: Path
+) -> None:
     log_path = tmp_path / "rl_basic"
     # 40 SFT steps leave answers varied enough that some groups' rewards differ, so RL steps train.
-    args = [f"log_path={log_path}", f"base_url={server.url}", "sft_steps=40", "max_steps=3", "batch_size=4",
-            "group_size=4", "max_tokens=16"]
+    args = [
+        f"log_path={log_path}",
+        f"base_url={server.url}",
+        "sft_steps=40",
+        "max_steps=3",
+        "batch_size=4",
+        "group_size=4",
+        "max_tokens=16",
+    ]
     done = run_recipe("cookbook.recipes.rl_basic", args, recipe_env())
 
     sft_record = read_rows(log_path / "sft" / "checkpoints.jsonl")[-1]
-    assert [r["step"] for r in read_rows(log_path / "sft" / "metrics.jsonl") if "train_mean_nll" in r] == list(range(40))
+    assert [
+        r["step"] for r in read_rows(log_path / "sft" / "metrics.jsonl") if "train_mean_nll" in r
+    ] == list(range(40))
     rows = read_rows(log_path / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0, 1, 2]
     for row in rows:

@@ -18,7 +18,8 @@ from tests.recipes.recipe_runner import recipe_env, run_recipe
 
 
 def test_sl_basic_smoke_run_then_rerun_is_a_no_op_and_another_config_is_refused(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     log_path = tmp_path / "sl_basic"
     env = recipe_env(server_storage=tmp_path / "server-storage")
     args = ["max_steps=3", f"log_path={log_path}"]
@@ -37,8 +38,12 @@ def test_sl_basic_smoke_run_then_rerun_is_a_no_op_and_another_config_is_refused(
     assert "already finished" in capsys.readouterr().out
     assert final.state_path == records[-1].state_path
     with pytest.raises(RunDirError, match=r"holds a different run.*learning_rate: 0.003 -> 0.01"):
-        sl_basic.main(chz.entrypoint(sl_basic.CLIConfig, argv=["max_steps=3", f"log_path={log_path}",
-                                                               "optimizer.learning_rate=0.01"]))
+        sl_basic.main(
+            chz.entrypoint(
+                sl_basic.CLIConfig,
+                argv=["max_steps=3", f"log_path={log_path}", "optimizer.learning_rate=0.01"],
+            )
+        )
     assert read_jsonl(log_path / "metrics.jsonl") == rows
 
 
@@ -48,14 +53,23 @@ def test_sl_basic_defaults_train_the_builtin_model_with_full_weights() -> None:
     assert config.renderer_name == "role_colon"
     assert config.log_path == "/tmp/cookbook-runs/sl_basic"
     optimizer = config.optimizer
-    assert optimizer.learning_rate == 3e-3 and optimizer.lr_warmup_steps > 0 and optimizer.lr_schedule != "constant"
+    assert (
+        optimizer.learning_rate == 3e-3
+        and optimizer.lr_warmup_steps > 0
+        and optimizer.lr_schedule != "constant"
+    )
     assert config.dataset_builder.common_config.batch_size == 32  # type: ignore[attr-defined]
-    assert sl_basic.build_config(sl_basic.CLIConfig(model_name="HuggingFaceTB/SmolLM2-135M-Instruct")).lora_rank == 32
+    assert (
+        sl_basic.build_config(sl_basic.CLIConfig(model_name="HuggingFaceTB/SmolLM2-135M-Instruct")).lora_rank
+        == 32
+    )
 
 
 def test_the_recipe_and_training_loop_import_without_torch() -> None:
-    code = ("import sys, cookbook.recipes.sl_basic, cookbook.supervised.train, cookbook.eval, cookbook.model_config; "
-            "sys.exit('torch' in sys.modules)")
+    code = (
+        "import sys, cookbook.recipes.sl_basic, cookbook.supervised.train, cookbook.eval, cookbook.model_config; "
+        "sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], env=recipe_env()).returncode == 0
 
 

@@ -30,8 +30,16 @@ SAVE_EVERY = 4
 
 
 def recipe_args(server: LocalServer, log_path: Path) -> list[str]:
-    return [f"log_path={log_path}", f"base_url={server.url}", f"max_steps={MAX_STEPS}", f"save_every={SAVE_EVERY}",
-            "eval_every=0", "batch_size=8", "max_length=96", "optimizer.lr_warmup_steps=3"]
+    return [
+        f"log_path={log_path}",
+        f"base_url={server.url}",
+        f"max_steps={MAX_STEPS}",
+        f"save_every={SAVE_EVERY}",
+        "eval_every=0",
+        "batch_size=8",
+        "max_length=96",
+        "optimizer.lr_warmup_steps=3",
+    ]
 
 
 def train_nll(rows: list[dict]) -> dict[int, float]:
@@ -41,13 +49,20 @@ def train_nll(rows: list[dict]) -> dict[int, float]:
 def kill_after_first_checkpoint(server: LocalServer, log_path: Path, output: Path) -> None:
     """Start the recipe and SIGKILL it as soon as checkpoints.jsonl holds a record."""
     with output.open("w") as out:
-        process = subprocess.Popen(recipe_command(MODULE, recipe_args(server, log_path)), env=recipe_env(),
-                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            recipe_command(MODULE, recipe_args(server, log_path)),
+            env=recipe_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         while not load_checkpoints_file(log_path):
             if process.poll() is not None:
-                pytest.fail(f"the recipe exited ({process.returncode}) before recording a checkpoint:\n"
-                            + output.read_text()[-3000:])
+                pytest.fail(
+                    f"the recipe exited ({process.returncode}) before recording a checkpoint:\n"
+                    + output.read_text()[-3000:]
+                )
             time.sleep(0.02)
         os.kill(process.pid, signal.SIGKILL)
     finally:
@@ -58,7 +73,8 @@ def kill_after_first_checkpoint(server: LocalServer, log_path: Path, output: Pat
 
 
 def test_sigkilled_run_resumes_at_its_checkpoint_with_the_losses_of_an_uninterrupted_run(
-        server: LocalServer, tmp_path: Path) -> None:
+    server: LocalServer, tmp_path: Path
+) -> None:
     killed = tmp_path / "killed"
     kill_after_first_checkpoint(server, killed, tmp_path / "killed-output.txt")
     records = load_checkpoints_file(killed)
@@ -68,7 +84,7 @@ def test_sigkilled_run_resumes_at_its_checkpoint_with_the_losses_of_an_uninterru
     rows_before_kill = read_jsonl(killed / "metrics.jsonl")
 
     run_recipe(MODULE, recipe_args(server, killed), recipe_env())
-    resumed_rows = read_jsonl(killed / "metrics.jsonl")[len(rows_before_kill):]
+    resumed_rows = read_jsonl(killed / "metrics.jsonl")[len(rows_before_kill) :]
     assert resumed_rows[0]["step"] == resume_at
     resumed = train_nll(resumed_rows)
     assert sorted(resumed) == list(range(resume_at, MAX_STEPS))

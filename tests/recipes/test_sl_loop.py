@@ -20,7 +20,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def test_sl_loop_logs_every_step_evaluates_and_saves_the_final_weights(
-        server: LocalServer, service: ServiceClient, tmp_path: Path) -> None:
+    server: LocalServer, service: ServiceClient, tmp_path: Path
+) -> None:
     log_path = tmp_path / "sl_loop"
     args = [f"log_path={log_path}", f"base_url={server.url}", "max_steps=4", "batch_size=8", "eval_every=2"]
     done = run_recipe("cookbook.recipes.sl_loop", args, recipe_env())
@@ -30,7 +31,9 @@ def test_sl_loop_logs_every_step_evaluates_and_saves_the_final_weights(
     assert [r["step"] for r in train_rows] == [0, 1, 2, 3]
     assert all(math.isfinite(r["train_mean_nll"]) and r["num_sequences"] == 8 for r in train_rows)
     learning_rates = [r["learning_rate"] for r in train_rows]
-    assert learning_rates[0] == 3e-3 and learning_rates == sorted(learning_rates, reverse=True)  # linear decay
+    assert learning_rates[0] == 3e-3 and learning_rates == sorted(
+        learning_rates, reverse=True
+    )  # linear decay
     assert train_rows[-1]["train_mean_nll"] < train_rows[0]["train_mean_nll"]
     test_nll = {r["step"]: r["test/nll"] for r in rows if "test/nll" in r}
     assert sorted(test_nll) == [0, 2, 4]
@@ -47,7 +50,12 @@ def test_sl_loop_logs_every_step_evaluates_and_saves_the_final_weights(
 
 def test_sl_loop_defaults_train_the_builtin_model_on_the_bundled_data() -> None:
     config = sl_loop.Config()
-    assert (config.model_name, config.dataset, config.base_url, config.max_steps) == ("tiny-llama", "bundled", None, None)
+    assert (config.model_name, config.dataset, config.base_url, config.max_steps) == (
+        "tiny-llama",
+        "bundled",
+        None,
+        None,
+    )
     assert config.log_path == "/tmp/cookbook-runs/sl_loop"
 
 

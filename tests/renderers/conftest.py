@@ -12,4 +12,3 @@ from tests.renderers.chat_tokenizers import FORMATS, write_tokenizer_dir
 def tokenizers_by_kind(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Tokenizer]:
     root = tmp_path_factory.mktemp("tokenizers")
     return {kind: get_tokenizer(str(write_tokenizer_dir(kind, root))) for kind in FORMATS}
-

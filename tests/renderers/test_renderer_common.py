@@ -46,11 +46,12 @@ def _sampled_answer(renderer: Renderer, answer: str) -> list[int]:
     """
     prompt = renderer.build_generation_prompt(PREFIX).to_ints()
     model_input, weights = renderer.build_supervised_example(
-        [*PREFIX, {"role": "assistant", "content": answer}], TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+        [*PREFIX, {"role": "assistant", "content": answer}], TrainOnWhat.LAST_ASSISTANT_MESSAGE
+    )
     tokens = model_input.to_ints()
-    assert tokens[:len(prompt)] == prompt
-    assert weights[:len(prompt)].sum() == 0 and (weights[len(prompt):] == 1).all()
-    return tokens[len(prompt):]
+    assert tokens[: len(prompt)] == prompt
+    assert weights[: len(prompt)].sum() == 0 and (weights[len(prompt) :] == 1).all()
+    return tokens[len(prompt) :]
 
 
 def _stop_tokens(renderer: Renderer) -> list[int]:
@@ -77,26 +78,36 @@ def test_parse_eos_termination(renderer: Renderer) -> None:
     message, ended = renderer.parse_response([*tokens, eos])
     assert message["content"] == answer
     # Where EOS is the end-of-turn token itself (Qwen3's instruct tokenizer) it is a stop.
-    assert ended is (ParseTermination.STOP_SEQUENCE if eos in _stop_tokens(renderer) else ParseTermination.EOS)
+    assert ended is (
+        ParseTermination.STOP_SEQUENCE if eos in _stop_tokens(renderer) else ParseTermination.EOS
+    )
 
 
 def test_parse_malformed(renderer: Renderer) -> None:
     sampled = _sampled_answer(renderer, "2 plus 2 is 4.")
     stop = _stop_tokens(renderer)
-    truncated = sampled[:-len(stop) - 1]  # max_tokens hit before the stop
+    truncated = sampled[: -len(stop) - 1]  # max_tokens hit before the stop
     message, ended = renderer.parse_response(truncated)
     assert ended is ParseTermination.MALFORMED and not ended.is_clean
     assert "2 plus 2 is" in message["content"]
     # Text after the end of the turn did not come from one sampled turn.
-    assert renderer.parse_response([*sampled, *renderer.tokenizer.encode(" more"), *stop])[1] is \
-        ParseTermination.MALFORMED
+    assert (
+        renderer.parse_response([*sampled, *renderer.tokenizer.encode(" more"), *stop])[1]
+        is ParseTermination.MALFORMED
+    )
 
 
 def test_no_empty_chunks(renderer: Renderer) -> None:
-    convo: list[Message] = [{"role": "system", "content": ""}, {"role": "user", "content": ""},
-                            {"role": "assistant", "content": ""}]
-    inputs = [renderer.build_generation_prompt([]), renderer.build_generation_prompt(convo, prefill=""),
-              renderer.build_supervised_example(convo, TrainOnWhat.ALL_TOKENS)[0]]
+    convo: list[Message] = [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": ""},
+        {"role": "assistant", "content": ""},
+    ]
+    inputs = [
+        renderer.build_generation_prompt([]),
+        renderer.build_generation_prompt(convo, prefill=""),
+        renderer.build_supervised_example(convo, TrainOnWhat.ALL_TOKENS)[0],
+    ]
     for model_input in inputs:
         assert model_input.chunks and all(chunk.tokens for chunk in model_input.chunks)
 
@@ -105,8 +116,11 @@ def test_weights_match_tokens_for_every_mode(renderer: Renderer) -> None:
     convo = [*PREFIX, {"role": "assistant", "content": "4"}]
     totals = {}
     for mode in TrainOnWhat:
-        messages = [{**m, "trainable": m["role"] == "assistant"} for m in convo] \
-            if mode is TrainOnWhat.CUSTOMIZED else convo
+        messages = (
+            [{**m, "trainable": m["role"] == "assistant"} for m in convo]
+            if mode is TrainOnWhat.CUSTOMIZED
+            else convo
+        )
         model_input, weights = renderer.build_supervised_example(messages, mode)
         assert weights.dtype == np.float32 and len(weights) == model_input.length
         assert set(np.unique(weights).tolist()) <= {0.0, 1.0}
@@ -114,8 +128,10 @@ def test_weights_match_tokens_for_every_mode(renderer: Renderer) -> None:
     assert totals[TrainOnWhat.ALL_TOKENS] == len(weights) - len(renderer.bos_tokens)
     assert totals[TrainOnWhat.LAST_ASSISTANT_MESSAGE] < totals[TrainOnWhat.ALL_ASSISTANT_MESSAGES]
     assert totals[TrainOnWhat.ALL_ASSISTANT_MESSAGES] == totals[TrainOnWhat.CUSTOMIZED]
-    assert totals[TrainOnWhat.ALL_ASSISTANT_MESSAGES] + totals[TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES] == \
-        totals[TrainOnWhat.ALL_MESSAGES]
+    assert (
+        totals[TrainOnWhat.ALL_ASSISTANT_MESSAGES] + totals[TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES]
+        == totals[TrainOnWhat.ALL_MESSAGES]
+    )
 
 
 def test_pickle_round_trip(renderer: Renderer) -> None:
@@ -134,21 +150,37 @@ def test_extension_property_holds_where_claimed(renderer: Renderer) -> None:
     first = renderer.build_generation_prompt(PREFIX[:2]).to_ints()
     answered = renderer.build_supervised_example(PREFIX[:3])[0].to_ints()
     second = renderer.build_generation_prompt(PREFIX).to_ints()
-    assert answered[:len(first)] == first
-    assert renderer.has_extension_property == (second[:len(answered)] == answered)
+    assert answered[: len(first)] == first
+    assert renderer.has_extension_property == (second[: len(answered)] == answered)
 
 
-@pytest.mark.parametrize(("messages", "mode", "error"), [
-    ([{"role": "user"}], TrainOnWhat.ALL_MESSAGES, r"messages\[0\]\.content must be a string"),
-    ([{"role": "user", "content": ["a"]}], TrainOnWhat.ALL_MESSAGES, r"messages\[0\]\.content must be a string"),
-    (["hello"], TrainOnWhat.ALL_MESSAGES, r"messages\[0\] must be a dict"),
-    ([{"role": "user", "content": "a", "trainable": True}], TrainOnWhat.ALL_MESSAGES, "only TrainOnWhat.CUSTOMIZED"),
-    ([{"role": "user", "content": "a"}], TrainOnWhat.CUSTOMIZED, r"messages\[0\] needs a boolean 'trainable'"),
-    ([], TrainOnWhat.ALL_MESSAGES, "empty conversation"),
-    ([{"role": "user", "content": "a"}], "everything", "not a valid TrainOnWhat"),
-])
-def test_bad_messages_are_named(tokenizers_by_kind: dict[str, Tokenizer], messages: list, mode: TrainOnWhat,
-                                error: str) -> None:
+@pytest.mark.parametrize(
+    ("messages", "mode", "error"),
+    [
+        ([{"role": "user"}], TrainOnWhat.ALL_MESSAGES, r"messages\[0\]\.content must be a string"),
+        (
+            [{"role": "user", "content": ["a"]}],
+            TrainOnWhat.ALL_MESSAGES,
+            r"messages\[0\]\.content must be a string",
+        ),
+        (["hello"], TrainOnWhat.ALL_MESSAGES, r"messages\[0\] must be a dict"),
+        (
+            [{"role": "user", "content": "a", "trainable": True}],
+            TrainOnWhat.ALL_MESSAGES,
+            "only TrainOnWhat.CUSTOMIZED",
+        ),
+        (
+            [{"role": "user", "content": "a"}],
+            TrainOnWhat.CUSTOMIZED,
+            r"messages\[0\] needs a boolean 'trainable'",
+        ),
+        ([], TrainOnWhat.ALL_MESSAGES, "empty conversation"),
+        ([{"role": "user", "content": "a"}], "everything", "not a valid TrainOnWhat"),
+    ],
+)
+def test_bad_messages_are_named(
+    tokenizers_by_kind: dict[str, Tokenizer], messages: list, mode: TrainOnWhat, error: str
+) -> None:
     renderer = RoleColonRenderer(tokenizers_by_kind["plain"])
     with pytest.raises((ValueError, TypeError), match=error):
         renderer.build_supervised_example(messages, mode)
@@ -169,14 +201,23 @@ def test_registry(tokenizers_by_kind: dict[str, Tokenizer]) -> None:
     register_renderer("test_shouting", ShoutingRenderer)
     register_renderer("test_shouting", ShoutingRenderer, overwrite=True)
     shouting = get_renderer("test_shouting", tok)
-    assert tok.decode(shouting.build_generation_prompt([{"role": "user", "content": "hi"}]).to_ints()) == \
-        "User: HI\n\nAssistant:"
+    assert (
+        tok.decode(shouting.build_generation_prompt([{"role": "user", "content": "hi"}]).to_ints())
+        == "User: HI\n\nAssistant:"
+    )
 
 
-@pytest.mark.parametrize(("model", "expected"), [
-    ("tiny-llama", "role_colon"), ("Qwen/Qwen3.5-9B-Base", "role_colon"), ("Qwen/Qwen3-8B", "qwen3"),
-    ("meta-llama/Llama-3.1-8B-Instruct", "llama3"), ("meta-llama/Llama-3.1-8B", "role_colon"),
-    ("HuggingFaceTB/SmolLM2-135M-Instruct", "chatml"), ("Qwen/Qwen2.5-0.5B-Instruct", "chatml"),
-])
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("tiny-llama", "role_colon"),
+        ("Qwen/Qwen3.5-9B-Base", "role_colon"),
+        ("Qwen/Qwen3-8B", "qwen3"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama3"),
+        ("meta-llama/Llama-3.1-8B", "role_colon"),
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", "chatml"),
+        ("Qwen/Qwen2.5-0.5B-Instruct", "chatml"),
+    ],
+)
 def test_recommended_renderer_name(model: str, expected: str) -> None:
     assert recommended_renderer_name(model) == expected

@@ -33,13 +33,21 @@ def renderer(tok: Tokenizer) -> RoleColonRenderer:
 def test_generation_prompt_layout(renderer: RoleColonRenderer, tok: Tokenizer) -> None:
     prompt = renderer.build_generation_prompt(CONVO[:4])
     assert layout(tok, prompt) == [
-        ("System:", 0), (" Be brief.\n\n", 0), ("User:", 0), (" What is 3 plus 4?\n\n", 0),
-        ("Assistant:", 0), (" 7\n\n", 0), ("User:", 0), (" And 2 plus 2?\n\n", 0), ("Assistant:", 0),
+        ("System:", 0),
+        (" Be brief.\n\n", 0),
+        ("User:", 0),
+        (" What is 3 plus 4?\n\n", 0),
+        ("Assistant:", 0),
+        (" 7\n\n", 0),
+        ("User:", 0),
+        (" And 2 plus 2?\n\n", 0),
+        ("Assistant:", 0),
     ]
     # Each piece is encoded on its own, never across a piece boundary.
     assert [c.tokens for c in prompt.chunks][:2] == [tok.encode("System:"), tok.encode(" Be brief.\n\n")]
     assert tok.decode(prompt.to_ints()) == (
-        "System: Be brief.\n\nUser: What is 3 plus 4?\n\nAssistant: 7\n\nUser: And 2 plus 2?\n\nAssistant:")
+        "System: Be brief.\n\nUser: What is 3 plus 4?\n\nAssistant: 7\n\nUser: And 2 plus 2?\n\nAssistant:"
+    )
 
 
 def test_generation_prompt_role_and_prefill(renderer: RoleColonRenderer, tok: Tokenizer) -> None:
@@ -48,25 +56,38 @@ def test_generation_prompt_role_and_prefill(renderer: RoleColonRenderer, tok: To
     prefilled = renderer.build_generation_prompt(CONVO[:2], prefill=" Sure,")
     assert layout(tok, prefilled)[-2:] == [("Assistant:", 0), (" Sure,", 0)]
     # An empty prefill adds nothing (and no empty chunk).
-    assert renderer.build_generation_prompt(CONVO[:2], prefill="") == renderer.build_generation_prompt(CONVO[:2])
+    assert renderer.build_generation_prompt(CONVO[:2], prefill="") == renderer.build_generation_prompt(
+        CONVO[:2]
+    )
 
 
 HEADER_AND_OUTPUT_TEXT = [
-    ("System:", " Be brief.\n\n"), ("User:", " What is 3 plus 4?\n\n"), ("Assistant:", " 7\n\n"),
-    ("User:", " And 2 plus 2?\n\n"), ("Assistant:", " 4\n\n"),
+    ("System:", " Be brief.\n\n"),
+    ("User:", " What is 3 plus 4?\n\n"),
+    ("Assistant:", " 7\n\n"),
+    ("User:", " And 2 plus 2?\n\n"),
+    ("Assistant:", " 4\n\n"),
 ]
 
 
-@pytest.mark.parametrize(("train_on_what", "output_weights", "header_weight"), [
-    (TrainOnWhat.LAST_ASSISTANT_MESSAGE, [0, 0, 0, 0, 1], 0),
-    (TrainOnWhat.LAST_ASSISTANT_TURN, [0, 0, 0, 0, 1], 0),
-    (TrainOnWhat.ALL_ASSISTANT_MESSAGES, [0, 0, 1, 0, 1], 0),
-    (TrainOnWhat.ALL_MESSAGES, [1, 1, 1, 1, 1], 0),
-    (TrainOnWhat.ALL_TOKENS, [1, 1, 1, 1, 1], 1),
-    (TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES, [1, 1, 0, 1, 0], 0),
-])
-def test_supervised_weights(renderer: RoleColonRenderer, tok: Tokenizer, train_on_what: TrainOnWhat,
-                            output_weights: list[int], header_weight: int) -> None:
+@pytest.mark.parametrize(
+    ("train_on_what", "output_weights", "header_weight"),
+    [
+        (TrainOnWhat.LAST_ASSISTANT_MESSAGE, [0, 0, 0, 0, 1], 0),
+        (TrainOnWhat.LAST_ASSISTANT_TURN, [0, 0, 0, 0, 1], 0),
+        (TrainOnWhat.ALL_ASSISTANT_MESSAGES, [0, 0, 1, 0, 1], 0),
+        (TrainOnWhat.ALL_MESSAGES, [1, 1, 1, 1, 1], 0),
+        (TrainOnWhat.ALL_TOKENS, [1, 1, 1, 1, 1], 1),
+        (TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES, [1, 1, 0, 1, 0], 0),
+    ],
+)
+def test_supervised_weights(
+    renderer: RoleColonRenderer,
+    tok: Tokenizer,
+    train_on_what: TrainOnWhat,
+    output_weights: list[int],
+    header_weight: int,
+) -> None:
     model_input, weights = renderer.build_supervised_example(CONVO, train_on_what)
     assert weights.dtype == np.float32 and weights.shape == (model_input.length,)
     expected = []
@@ -83,7 +104,10 @@ def test_last_assistant_turn_differs_from_last_message(renderer: RoleColonRender
     model_input, last_turn = renderer.build_supervised_example(convo, TrainOnWhat.LAST_ASSISTANT_TURN)
     trained = [text for text, w in layout(tok, model_input, last_turn) if w]
     assert trained == [" 4\n\n", " Anything else?\n\n", "User:"]
-    assert [text for text, w in layout(tok, model_input, last_message) if w] == [" Anything else?\n\n", "User:"]
+    assert [text for text, w in layout(tok, model_input, last_message) if w] == [
+        " Anything else?\n\n",
+        "User:",
+    ]
 
 
 def test_customized_uses_trainable_flags(renderer: RoleColonRenderer, tok: Tokenizer) -> None:
@@ -94,7 +118,9 @@ def test_customized_uses_trainable_flags(renderer: RoleColonRenderer, tok: Token
 
 
 def test_non_assistant_last_message_has_no_stop_overlap(renderer: RoleColonRenderer, tok: Tokenizer) -> None:
-    model_input, weights = renderer.build_supervised_example(CONVO[:4], TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES)
+    model_input, weights = renderer.build_supervised_example(
+        CONVO[:4], TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES
+    )
     assert layout(tok, model_input, weights)[-1] == (" And 2 plus 2?\n\n", 1)
 
 
@@ -126,18 +152,21 @@ def _continuation(renderer: RoleColonRenderer, prefix: list[Message], answer: st
     """The tokens a supervised example trains after the generation prompt of `prefix`."""
     prompt = renderer.build_generation_prompt(prefix).to_ints()
     model_input, weights = renderer.build_supervised_example(
-        [*prefix, {"role": "assistant", "content": answer}], TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+        [*prefix, {"role": "assistant", "content": answer}], TrainOnWhat.LAST_ASSISTANT_MESSAGE
+    )
     tokens = model_input.to_ints()
-    assert tokens[:len(prompt)] == prompt, "the training example must extend the sampling prompt"
-    assert weights[:len(prompt)].sum() == 0 and (weights[len(prompt):] == 1).all()
-    return tokens[len(prompt):]
+    assert tokens[: len(prompt)] == prompt, "the training example must extend the sampling prompt"
+    assert weights[: len(prompt)].sum() == 0 and (weights[len(prompt) :] == 1).all()
+    return tokens[len(prompt) :]
 
 
 @pytest.mark.parametrize("answer", ["4", "Sure! 2 plus 2 is 4.", "Line one.\nLine two.", "a\n\nb"])
 def test_parse_round_trip_stop_sequence(renderer: RoleColonRenderer, tok: Tokenizer, answer: str) -> None:
     continuation = _continuation(renderer, CONVO[:4], answer)
-    assert renderer.parse_response(continuation) == ({"role": "assistant", "content": answer},
-                                                     ParseTermination.STOP_SEQUENCE)
+    assert renderer.parse_response(continuation) == (
+        {"role": "assistant", "content": answer},
+        ParseTermination.STOP_SEQUENCE,
+    )
     # A model that spells the same text with other token boundaries parses the same.
     respelled = tok.encode(tok.decode(continuation))
     assert renderer.parse_response(respelled)[1] is ParseTermination.STOP_SEQUENCE

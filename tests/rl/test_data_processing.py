@@ -41,8 +41,9 @@ def test_full_sequence_is_observation_plus_sampled_tokens() -> None:
 
 def test_turns_that_extend_the_sequence_share_one_datum() -> None:
     # Turn 2's observation = turn 1's sequence + [8, 9] (e.g. a user message).
-    traj = trajectory(turn([5, 6], [40, 41], logprobs=[-1.0, -2.0]),
-                      turn([5, 6, 40, 41, 8, 9], [50], logprobs=[-3.0]))
+    traj = trajectory(
+        turn([5, 6], [40, 41], logprobs=[-1.0, -2.0]), turn([5, 6, 40, 41, 8, 9], [50], logprobs=[-3.0])
+    )
     [datum] = trajectory_to_data(traj, advantage=-0.5)
     assert datum.model_input.to_ints() == [5, 6, 40, 41, 8, 9]
     assert loss_input(datum, "target_tokens").tolist() == [6, 40, 41, 8, 9, 50]
@@ -84,7 +85,13 @@ def test_with_advantages_replaces_only_the_advantages() -> None:
 def test_assemble_training_data_records_each_datums_trajectory() -> None:
     groups = [group([1.0, 0.0]), group([0.0, 0.0, 3.0])]
     data, owners = assemble_training_data(groups, [[0.5, -0.5], [-1.0, -1.0, 2.0]])
-    assert owners == [DatumOwner(0, 0), DatumOwner(0, 1), DatumOwner(1, 0), DatumOwner(1, 1), DatumOwner(1, 2)]
+    assert owners == [
+        DatumOwner(0, 0),
+        DatumOwner(0, 1),
+        DatumOwner(1, 0),
+        DatumOwner(1, 1),
+        DatumOwner(1, 2),
+    ]
     assert [float(loss_input(d, "advantages")[-1]) for d in data] == [0.5, -0.5, -1.0, -1.0, 2.0]
     with pytest.raises(ValueError, match="advantages"):
         assemble_training_data(groups, [[0.5, -0.5], [1.0]])

@@ -36,19 +36,35 @@ def comparisons_of(texts: list[str]) -> tuple[list[tuple[int, int]], list[Compar
 
 
 def test_agreement_counts_a_judges_tie_as_half() -> None:
-    assert (agreement(0.8, 1.0), agreement(-0.1, 1.0), agreement(0.0, -1.0), agreement(-1.0, -1.0)) == (1, 0, 0.5, 1)
+    assert (agreement(0.8, 1.0), agreement(-0.1, 1.0), agreement(0.0, -1.0), agreement(-1.0, -1.0)) == (
+        1,
+        0,
+        0.5,
+        1,
+    )
 
 
 def test_a_judge_is_scored_per_answer_and_per_kind_of_difference() -> None:
     audit = JudgeAudit.of(GoldPreferenceModel())
     pairs, comparisons = comparisons_of([BEST, PLAIN, WRONG])
     # A judge that agrees on correctness but has the style backwards (it prefers the plain answer).
-    judged = [(-1.0 if "8" in c.completion_B[0]["content"] else 1.0 if "8" in c.completion_A[0]["content"]
-               else (1.0 if c.completion_B[0]["content"] == PLAIN else -1.0)) for c in comparisons]
+    judged = [
+        (
+            -1.0
+            if "8" in c.completion_B[0]["content"]
+            else 1.0
+            if "8" in c.completion_A[0]["content"]
+            else (1.0 if c.completion_B[0]["content"] == PLAIN else -1.0)
+        )
+        for c in comparisons
+    ]
     metrics = asyncio.run(audit.episode_metrics(3, pairs, comparisons, judged))
     # BEST and PLAIN: wrong against each other (2 matchups), right against WRONG (2). WRONG: right in all 4.
     assert [m[AGREEMENT_KEY] for m in metrics] == pytest.approx([0.5, 0.5, 1.0])
-    assert metrics[0][f"{AGREEMENT_KEY}/style"] == 0.0 and metrics[0][f"{AGREEMENT_KEY}/correctness+style"] == 1.0
+    assert (
+        metrics[0][f"{AGREEMENT_KEY}/style"] == 0.0
+        and metrics[0][f"{AGREEMENT_KEY}/correctness+style"] == 1.0
+    )
     assert (metrics[1][f"{AGREEMENT_KEY}/style"], metrics[1][f"{AGREEMENT_KEY}/correctness"]) == (0.0, 1.0)
 
 
@@ -64,10 +80,12 @@ def test_matchups_the_audit_calls_a_tie_are_left_out() -> None:
         asyncio.run(audit.episode_metrics(2, pairs, comparisons, [0.3]))
 
 
-@pytest.mark.parametrize(("judge", "expected"), [(GoldPreferenceModel(), 1.0), (Contrarian(), 0.0),
-                                                 (PrefersFirstSlot(), 0.5)])
+@pytest.mark.parametrize(
+    ("judge", "expected"), [(GoldPreferenceModel(), 1.0), (Contrarian(), 0.0), (PrefersFirstSlot(), 0.5)]
+)
 def test_group_rewards_carry_the_agreement_of_the_judge_that_made_them(
-        renderer: Renderer, judge: PreferenceModel, expected: float) -> None:
+    renderer: Renderer, judge: PreferenceModel, expected: float
+) -> None:
     trajectories = [answer_trajectory(renderer, text) for text in (BEST, PLAIN, WRONG)]
     audited = group_builder(renderer, judge, 3, audit=JudgeAudit.of(GoldPreferenceModel()))
     results = asyncio.run(audited.compute_group_rewards(trajectories, []))

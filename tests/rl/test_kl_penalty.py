@@ -30,13 +30,21 @@ class TableReference(SamplingClient):
         self.table = table
         self.scored: list[list[int]] = []
 
-    async def sample_async(self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams,
-                           include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0) -> SampleResponse:
+    async def sample_async(
+        self,
+        prompt: ModelInput,
+        num_samples: int,
+        sampling_params: SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+    ) -> SampleResponse:
         assert include_prompt_logprobs
         tokens = prompt.to_ints()
         self.scored.append(tokens)
         logprobs: list[float | None] = [None, *self.table[tuple(tokens)][1:]]
-        return SampleResponse(sequences=[SampledSequence(stop_reason="length", tokens=[0])], prompt_logprobs=logprobs)
+        return SampleResponse(
+            sequences=[SampledSequence(stop_reason="length", tokens=[0])], prompt_logprobs=logprobs
+        )
 
     async def get_base_model_async(self) -> str:
         return "table"
@@ -48,23 +56,39 @@ class TableReference(SamplingClient):
 def two_member_group() -> TrajectoryGroup:
     """Env rewards 1 and 0; sampler logprobs -0.1, -0.2 on both members' two action tokens."""
     return TrajectoryGroup(
-        trajectories_G=[trajectory(turn(PROMPT, [10, 11], [-0.1, -0.2], reward=1.0)),
-                        trajectory(turn(PROMPT, [12, 13], [-0.1, -0.2], reward=0.0))],
-        final_rewards_G=[0.0, 0.0], metrics_G=[{}, {}])
+        trajectories_G=[
+            trajectory(turn(PROMPT, [10, 11], [-0.1, -0.2], reward=1.0)),
+            trajectory(turn(PROMPT, [12, 13], [-0.1, -0.2], reward=0.0)),
+        ],
+        final_rewards_G=[0.0, 0.0],
+        metrics_G=[{}, {}],
+    )
 
 
 # log ref of the action tokens: member 0 [-0.6, -0.7] -> d = [0.5, 0.5]; member 1 [-0.1, -0.4] -> d = [0, 0.2]
-REFERENCE = {(*PROMPT, 10, 11): [0.0, -9.0, -9.0, -0.6, -0.7], (*PROMPT, 12, 13): [0.0, -9.0, -9.0, -0.1, -0.4]}
+REFERENCE = {
+    (*PROMPT, 10, 11): [0.0, -9.0, -9.0, -0.6, -0.7],
+    (*PROMPT, 12, 13): [0.0, -9.0, -9.0, -0.1, -0.4],
+}
 
 
 def build(coef: float, mode: str, reference: SamplingClient | None = None, **kwargs: bool) -> TrainingBatch:
-    return asyncio.run(build_training_batch([two_member_group()], reference=reference or TableReference(REFERENCE),
-                                            kl_penalty_coef=coef, kl_penalty_mode=mode,  # type: ignore[arg-type]
-                                            **kwargs))
+    return asyncio.run(
+        build_training_batch(
+            [two_member_group()],
+            reference=reference or TableReference(REFERENCE),
+            kl_penalty_coef=coef,
+            kl_penalty_mode=mode,  # type: ignore[arg-type]
+            **kwargs,
+        )
+    )
 
 
 def action_advantages(batch: TrainingBatch) -> list[list[float]]:
-    return [loss_input(d, "advantages")[loss_input(d, MASK_KEY) > 0].astype(np.float64).round(6).tolist() for d in batch.data_D]
+    return [
+        loss_input(d, "advantages")[loss_input(d, MASK_KEY) > 0].astype(np.float64).round(6).tolist()
+        for d in batch.data_D
+    ]
 
 
 def test_sequence_mode_subtracts_coef_times_summed_log_ratio_from_the_reward() -> None:
@@ -79,8 +103,10 @@ def test_sequence_mode_subtracts_coef_times_summed_log_ratio_from_the_reward() -
     metrics = batch.metrics()
     assert metrics["kl_policy_ref"] == pytest.approx(0.3)  # mean of d over the 4 action tokens
     assert metrics["env/all/reward/kl_penalty"] == pytest.approx(0.3)
-    assert (metrics["env/all/reward/kl_penalty_min"], metrics["env/all/reward/kl_penalty_max"]) == \
-        pytest.approx((0.1, 0.5))
+    assert (
+        metrics["env/all/reward/kl_penalty_min"],
+        metrics["env/all/reward/kl_penalty_max"],
+    ) == pytest.approx((0.1, 0.5))
     assert metrics["env/all/reward/penalized"] == pytest.approx(0.2)
 
 

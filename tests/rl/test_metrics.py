@@ -21,8 +21,10 @@ from .builders import group, trajectory, turn
 
 def test_env_metrics_count_tokens_turns_and_rewards() -> None:
     g1 = group([1.0, 0.0], ac_lengths_G=[2, 4], metrics_G=[{"format": 1.0}, {"format": 0.0}])
-    two_turns = trajectory(turn([1, 2], [5], reward=0.5, metrics={"correct": 1.0}),
-                           turn([1, 2, 5, 6], [7, 8, 9], reward=0.25, metrics={"correct": 0.0}))
+    two_turns = trajectory(
+        turn([1, 2], [5], reward=0.5, metrics={"correct": 1.0}),
+        turn([1, 2, 5, 6], [7, 8, 9], reward=0.25, metrics={"correct": 0.0}),
+    )
     g2 = TrajectoryGroup(trajectories_G=[two_turns], final_rewards_G=[1.0], metrics_G=[{}])
     metrics = env_metrics([g1, g2], [["a"], ["a", "b"]])
 
@@ -45,8 +47,11 @@ def test_env_metrics_count_tokens_turns_and_rewards() -> None:
 
 def test_by_group_fractions() -> None:
     groups = [group([1.0, 0.0]), group([1.0, 1.0]), group([0.0, 0.0]), group([0.2, 0.2])]
-    assert by_group_metrics(groups) == {"by_group/frac_mixed": 0.25, "by_group/frac_all_good": 0.25,
-                                        "by_group/frac_all_bad": 0.5}
+    assert by_group_metrics(groups) == {
+        "by_group/frac_mixed": 0.25,
+        "by_group/frac_all_good": 0.25,
+        "by_group/frac_all_bad": 0.5,
+    }
 
 
 def test_sample_train_kl_and_entropy_use_only_action_tokens() -> None:
@@ -64,6 +69,10 @@ def test_sample_train_kl_and_entropy_use_only_action_tokens() -> None:
 
 
 def test_reward_stats_and_mean_of_dicts() -> None:
-    assert reward_stats("r", [np.array([1.0, 3.0]), np.array([-1.0])]) == {"r": 1.0, "r_min": -1.0, "r_max": 3.0}
+    assert reward_stats("r", [np.array([1.0, 3.0]), np.array([-1.0])]) == {
+        "r": 1.0,
+        "r_min": -1.0,
+        "r_max": 3.0,
+    }
     assert reward_stats("r", []) == {}
     assert mean_of_dicts([{"a": 1, "b": 2}, {"a": 3}]) == {"a": 2.0, "b": 2.0}

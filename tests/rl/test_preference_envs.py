@@ -91,10 +91,17 @@ class PrefersFirstSlot(PreferenceModel):
         return -1.0
 
 
-def group_builder(renderer: Renderer, judge: PreferenceModel, n: int, pattern: TournamentPattern = BOTH,
-                  **kwargs: object) -> PairwisePreferenceGroupBuilder:
-    return PairwisePreferenceGroupBuilder(convo_prefix=PROMPT, policy_renderer=renderer, tournament_pattern=pattern,
-                                          preference_model=judge, num_envs=n, **kwargs)  # type: ignore[arg-type]
+def group_builder(
+    renderer: Renderer, judge: PreferenceModel, n: int, pattern: TournamentPattern = BOTH, **kwargs: object
+) -> PairwisePreferenceGroupBuilder:
+    return PairwisePreferenceGroupBuilder(
+        convo_prefix=PROMPT,
+        policy_renderer=renderer,
+        tournament_pattern=pattern,
+        preference_model=judge,
+        num_envs=n,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 # -- matchups ------------------------------------------------------------------------------------
@@ -150,9 +157,12 @@ def test_win_fractions_of_players_without_matchups_are_even_and_bad_input_is_nam
 def test_gold_judged_rewards_are_win_fractions_plus_the_format_penalty(renderer: Renderer) -> None:
     # Gold scores: polite correct 4, plain correct 3, wrong 0, and a correct answer cut off
     # before the stop sequence (content scored 3, but it gets the format penalty).
-    trajectories = [answer_trajectory(renderer, "Sure! 3 plus 4 is 7."), answer_trajectory(renderer, "3 plus 4 is 7."),
-                    answer_trajectory(renderer, "3 plus 4 is 8."),
-                    answer_trajectory(renderer, "3 plus 4 is 7.", stopped=False)]
+    trajectories = [
+        answer_trajectory(renderer, "Sure! 3 plus 4 is 7."),
+        answer_trajectory(renderer, "3 plus 4 is 7."),
+        answer_trajectory(renderer, "3 plus 4 is 8."),
+        answer_trajectory(renderer, "3 plus 4 is 7.", stopped=False),
+    ]
     judge = CountingJudge(GoldPreferenceModel())
     builder = group_builder(renderer, judge, 4)
     results = asyncio.run(builder.compute_group_rewards(trajectories, []))
@@ -169,14 +179,18 @@ def test_gold_judged_rewards_are_win_fractions_plus_the_format_penalty(renderer:
 
 
 def test_format_penalty_is_configurable(renderer: Renderer) -> None:
-    trajectories = [answer_trajectory(renderer, "3 plus 4 is 7."), answer_trajectory(renderer, "3 plus", stopped=False)]
+    trajectories = [
+        answer_trajectory(renderer, "3 plus 4 is 7."),
+        answer_trajectory(renderer, "3 plus", stopped=False),
+    ]
     builder = group_builder(renderer, GoldPreferenceModel(), 2, format_penalty=-0.25)
     results = asyncio.run(builder.compute_group_rewards(trajectories, []))
     assert [r for r, _ in results] == pytest.approx([1.0, 0.0 - 0.25])
 
 
 def test_one_way_tournament_halves_the_judge_calls_and_both_ways_cancels_a_position_bias(
-        renderer: Renderer) -> None:
+    renderer: Renderer,
+) -> None:
     texts = ["Sure! 3 plus 4 is 7.", "3 plus 4 is 7.", "3 plus 4 is 8."]
     trajectories = [answer_trajectory(renderer, t) for t in texts]
     judge = CountingJudge(GoldPreferenceModel())
@@ -184,16 +198,23 @@ def test_one_way_tournament_halves_the_judge_calls_and_both_ways_cancels_a_posit
     assert len(judge.calls) == 3
     assert [r for r, _ in one_way] == pytest.approx([1.0, 0.5, 0.0])  # the gold rule has no position bias
 
-    both = asyncio.run(group_builder(renderer, PrefersFirstSlot(), 3, BOTH).compute_group_rewards(trajectories, []))
+    both = asyncio.run(
+        group_builder(renderer, PrefersFirstSlot(), 3, BOTH).compute_group_rewards(trajectories, [])
+    )
     assert [r for r, _ in both] == pytest.approx([0.5, 0.5, 0.5])
-    biased = asyncio.run(group_builder(renderer, PrefersFirstSlot(), 3, ONE).compute_group_rewards(trajectories, []))
+    biased = asyncio.run(
+        group_builder(renderer, PrefersFirstSlot(), 3, ONE).compute_group_rewards(trajectories, [])
+    )
     assert [r for r, _ in biased] == pytest.approx([1.0, 0.5, 0.0])
 
 
 def test_a_group_of_one_gets_even_odds_without_asking_the_judge(renderer: Renderer) -> None:
     judge = CountingJudge(GoldPreferenceModel())
-    results = asyncio.run(group_builder(renderer, judge, 1).compute_group_rewards(
-        [answer_trajectory(renderer, "3 plus 4 is 7.")], []))
+    results = asyncio.run(
+        group_builder(renderer, judge, 1).compute_group_rewards(
+            [answer_trajectory(renderer, "3 plus 4 is 7.")], []
+        )
+    )
     assert results == [(NO_MATCHUP_WIN_FRACTION, {"win_fraction": NO_MATCHUP_WIN_FRACTION, "format": 1.0})]
     assert judge.calls == []
 
@@ -208,8 +229,9 @@ def test_all_of_a_groups_judgements_are_in_flight_together(renderer: Renderer) -
 def test_chunked_matchups_limit_the_judge_calls_of_a_large_group(renderer: Renderer) -> None:
     trajectories = [answer_trajectory(renderer, "3 plus 4 is 7.") for _ in range(8)]
     judge = CountingJudge(GoldPreferenceModel())
-    results = asyncio.run(group_builder(renderer, judge, 8, matchup_group_size=4).compute_group_rewards(
-        trajectories, []))
+    results = asyncio.run(
+        group_builder(renderer, judge, 8, matchup_group_size=4).compute_group_rewards(trajectories, [])
+    )
     assert len(judge.calls) == 24  # two chunks of 4, 12 ordered pairs each (not 56)
     assert [r for r, _ in results] == pytest.approx([0.5] * 8)  # all tied
 
@@ -246,8 +268,14 @@ def test_preference_env_observes_the_generation_prompt_and_ends_after_one_step(r
 
 def test_dataset_batches_prompts_in_order_with_one_group_per_prompt(renderer: Renderer) -> None:
     prompts = [[{"role": "user", "content": f"What is {i} plus 1?"}] for i in range(7)]
-    dataset = PairwisePreferenceDataset(prompts, batch_size=3, group_size=4, policy_renderer=renderer,
-                                        preference_model=GoldPreferenceModel(), tournament_pattern=ONE)
+    dataset = PairwisePreferenceDataset(
+        prompts,
+        batch_size=3,
+        group_size=4,
+        policy_renderer=renderer,
+        preference_model=GoldPreferenceModel(),
+        tournament_pattern=ONE,
+    )
     assert len(dataset) == 2  # the 7th prompt does not fill a batch
     batch = dataset.get_batch(1)
     assert [b.convo_prefix for b in batch] == prompts[3:6]
@@ -264,9 +292,15 @@ def test_dataset_batches_prompts_in_order_with_one_group_per_prompt(renderer: Re
 def test_dataset_builder_reads_train_prompts_and_builds_its_judge(server: LocalServer) -> None:
     comparisons = HHHComparisonBuilder(dataset="bundled", test_size=50)
     builder = PairwisePreferenceRLDatasetBuilder(
-        comparison_builder=comparisons, batch_size=8, policy_renderer_name="role_colon",
-        policy_model_name="tiny-llama", group_size=4, preference_model_builder=GoldPreferenceModelBuilder(),
-        base_url=server.url, audit_model_builder=GoldPreferenceModelBuilder())
+        comparison_builder=comparisons,
+        batch_size=8,
+        policy_renderer_name="role_colon",
+        policy_model_name="tiny-llama",
+        group_size=4,
+        preference_model_builder=GoldPreferenceModelBuilder(),
+        base_url=server.url,
+        audit_model_builder=GoldPreferenceModelBuilder(),
+    )
     dataset, test = asyncio.run(builder())
     train, _ = comparisons.get_labeled_comparisons()
     assert test is None and len(dataset) == len(train) // 8
@@ -276,19 +310,31 @@ def test_dataset_builder_reads_train_prompts_and_builds_its_judge(server: LocalS
     audit = batch[0].audit
     assert audit is not None and isinstance(audit.model, GoldPreferenceModel) and audit.kind_of is not None
     shuffled = PairwisePreferenceRLDatasetBuilder(
-        comparison_builder=comparisons, batch_size=8, policy_renderer_name="role_colon",
-        policy_model_name="tiny-llama", group_size=4, preference_model_builder=GoldPreferenceModelBuilder(),
-        shuffle_seed=1, base_url=server.url)
+        comparison_builder=comparisons,
+        batch_size=8,
+        policy_renderer_name="role_colon",
+        policy_model_name="tiny-llama",
+        group_size=4,
+        preference_model_builder=GoldPreferenceModelBuilder(),
+        shuffle_seed=1,
+        base_url=server.url,
+    )
     assert sorted(map(str, shuffled.prompts())) == sorted(map(str, builder.prompts()))
     assert shuffled.prompts() != builder.prompts()
     with pytest.raises(ValueError, match="group_size"):
         PairwisePreferenceRLDatasetBuilder(
-            comparison_builder=comparisons, batch_size=8, policy_renderer_name="role_colon",
-            policy_model_name="tiny-llama", group_size=0, preference_model_builder=GoldPreferenceModelBuilder())
+            comparison_builder=comparisons,
+            batch_size=8,
+            policy_renderer_name="role_colon",
+            policy_model_name="tiny-llama",
+            group_size=0,
+            preference_model_builder=GoldPreferenceModelBuilder(),
+        )
 
 
-def test_model_judged_tournament_hands_out_exactly_one_win_per_matchup(service: ServiceClient,
-                                                                      renderer: Renderer) -> None:
+def test_model_judged_tournament_hands_out_exactly_one_win_per_matchup(
+    service: ServiceClient, renderer: Renderer
+) -> None:
     """With a soft judge (the untrained model's label probabilities), both-ways win fractions
     average exactly 1/2, and each reward matches the judge's own answers."""
     judge_client = service.create_sampling_client(base_model="tiny-llama")
@@ -312,13 +358,19 @@ def test_model_judged_tournament_hands_out_exactly_one_win_per_matchup(service: 
     assert fractions == pytest.approx(expected, abs=1e-5)
 
 
-def test_rollout_with_the_real_sampler_scores_every_answer(service: ServiceClient, renderer: Renderer) -> None:
+def test_rollout_with_the_real_sampler_scores_every_answer(
+    service: ServiceClient, renderer: Renderer
+) -> None:
     """Sampled tokens come back untouched; answers cut off by max_tokens get the format penalty."""
-    policy = SamplingClientTokenCompleter(service.create_sampling_client(base_model="tiny-llama"), max_tokens=6)
+    policy = SamplingClientTokenCompleter(
+        service.create_sampling_client(base_model="tiny-llama"), max_tokens=6
+    )
     builder = group_builder(renderer, GoldPreferenceModel(), 4)
     group = asyncio.run(do_group_rollout(builder, policy, seed=3))
     assert len(group.trajectories_G) == 4
-    for traj, reward, metrics in zip(group.trajectories_G, group.final_rewards_G, group.metrics_G, strict=True):
+    for traj, reward, metrics in zip(
+        group.trajectories_G, group.final_rewards_G, group.metrics_G, strict=True
+    ):
         assert traj.transitions[0].ob.to_ints() == renderer.build_generation_prompt(PROMPT).to_ints()
         _, termination = renderer.parse_response(traj.transitions[0].ac.tokens)
         assert metrics["format"] == float(termination.is_stop_sequence)

@@ -34,8 +34,9 @@ class ScriptedPolicy(TokenCompleter):
         self.max_in_flight = 0
         self.calls: list[tuple[list[int], StopCondition, int | None]] = []
 
-    async def __call__(self, model_input: ModelInput, stop: StopCondition, *,
-                       seed: int | None = None) -> TokensWithLogprobs:
+    async def __call__(
+        self, model_input: ModelInput, stop: StopCondition, *, seed: int | None = None
+    ) -> TokensWithLogprobs:
         self.calls.append((model_input.to_ints(), stop, seed))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -59,8 +60,13 @@ class CountdownEnv(Env):
     async def step(self, action: Action) -> StepResult:
         self.turns -= 1
         self.history = [*self.history, *action, 99]
-        return StepResult(reward=1.0, episode_done=self.turns == 0, next_observation=ModelInput.from_ints(self.history),
-                          next_stop_condition=["\n\n"], metrics={"turns_left": self.turns})
+        return StepResult(
+            reward=1.0,
+            episode_done=self.turns == 0,
+            next_observation=ModelInput.from_ints(self.history),
+            next_stop_condition=["\n\n"],
+            metrics={"turns_left": self.turns},
+        )
 
 
 class RankingBuilder(EnvGroupBuilder):
@@ -76,8 +82,9 @@ class RankingBuilder(EnvGroupBuilder):
         self.made = [CountdownEnv(self.turns) for _ in range(self.group_size)]
         return self.made
 
-    async def compute_group_rewards(self, trajectories_G: list[Trajectory],
-                                    envs: Sequence[Env]) -> list[tuple[float, Metrics]]:
+    async def compute_group_rewards(
+        self, trajectories_G: list[Trajectory], envs: Sequence[Env]
+    ) -> list[tuple[float, Metrics]]:
         self.seen = (trajectories_G, envs)
         last = [traj.transitions[-1].ac.tokens[-1] for traj in trajectories_G]
         ranks = [sorted(last).index(v) for v in last]
@@ -147,7 +154,7 @@ def test_derive_seed() -> None:
     assert derive_seed(None, 1, 2) is None
     assert derive_seed(0, 1, 2) == derive_seed(0, 1, 2)
     assert len({derive_seed(0, 1, 2), derive_seed(0, 2, 1), derive_seed(1, 1, 2), derive_seed(0, 1)}) == 4
-    assert 0 <= derive_seed(123, 4) < 2 ** 32  # type: ignore[operator]
+    assert 0 <= derive_seed(123, 4) < 2**32  # type: ignore[operator]
     with pytest.raises(ValueError, match="non-negative"):
         derive_seed(-1, 0)
 
@@ -170,8 +177,9 @@ class StuckAfterFirstPolicy(ScriptedPolicy):
         super().__init__()
         self.cancelled = 0
 
-    async def __call__(self, model_input: ModelInput, stop: StopCondition, *,
-                       seed: int | None = None) -> TokensWithLogprobs:
+    async def __call__(
+        self, model_input: ModelInput, stop: StopCondition, *, seed: int | None = None
+    ) -> TokensWithLogprobs:
         if self.calls:
             self.calls.append((model_input.to_ints(), stop, seed))
             try:

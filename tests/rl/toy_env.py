@@ -56,13 +56,23 @@ class UpperHalfEnv(Env):
         if self.batch_index in FAIL_AT_BATCH:
             raise InjectedCrash(f"injected failure in batch {self.batch_index}")
         RECORDED_EPISODES.append((list(self.prompt_tokens), list(action)))
-        return StepResult(reward=good_fraction(action), episode_done=True, next_observation=ModelInput.empty(),
-                          next_stop_condition=[], metrics={"good_fraction": good_fraction(action)})
+        return StepResult(
+            reward=good_fraction(action),
+            episode_done=True,
+            next_observation=ModelInput.empty(),
+            next_stop_condition=[],
+            metrics={"good_fraction": good_fraction(action)},
+        )
 
 
 class UpperHalfGroupBuilder(EnvGroupBuilder):
-    def __init__(self, prompt_tokens: list[int], group_size: int, batch_index: int,
-                 constant_reward: float | None = None):
+    def __init__(
+        self,
+        prompt_tokens: list[int],
+        group_size: int,
+        batch_index: int,
+        constant_reward: float | None = None,
+    ):
         self.prompt_tokens = prompt_tokens
         self.group_size = group_size
         self.batch_index = batch_index
@@ -71,20 +81,29 @@ class UpperHalfGroupBuilder(EnvGroupBuilder):
     async def make_envs(self) -> Sequence[Env]:
         return [UpperHalfEnv(self.prompt_tokens, self.batch_index) for _ in range(self.group_size)]
 
-    async def compute_group_rewards(self, trajectories_G: list[Trajectory],
-                                    envs: Sequence[Env]) -> list[tuple[float, Metrics]]:
+    async def compute_group_rewards(
+        self, trajectories_G: list[Trajectory], envs: Sequence[Env]
+    ) -> list[tuple[float, Metrics]]:
         if self.constant_reward is None:
             return [(0.0, {}) for _ in trajectories_G]
         # Cancel the step rewards: every member ends with the same total reward.
-        return [(self.constant_reward - sum(t.reward for t in traj.transitions), {}) for traj in trajectories_G]
+        return [
+            (self.constant_reward - sum(t.reward for t in traj.transitions), {}) for traj in trajectories_G
+        ]
 
     def logging_tags(self) -> list[str]:
         return ["upper_half"]
 
 
 class UpperHalfDataset(RLDataset):
-    def __init__(self, n_batches: int, groups_per_batch: int, group_size: int, constant_reward: float | None,
-                 prompt_offset: int = 0):
+    def __init__(
+        self,
+        n_batches: int,
+        groups_per_batch: int,
+        group_size: int,
+        constant_reward: float | None,
+        prompt_offset: int = 0,
+    ):
         self.n_batches = n_batches
         self.groups_per_batch = groups_per_batch
         self.group_size = group_size
@@ -94,9 +113,12 @@ class UpperHalfDataset(RLDataset):
     def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]:
         if not 0 <= index < self.n_batches:
             raise IndexError(f"batch {index} of {self.n_batches}")
-        return [UpperHalfGroupBuilder([self.prompt_offset + 7 + p, 11 + index % 5, 13], self.group_size, index,
-                                      self.constant_reward)
-                for p in range(self.groups_per_batch)]
+        return [
+            UpperHalfGroupBuilder(
+                [self.prompt_offset + 7 + p, 11 + index % 5, 13], self.group_size, index, self.constant_reward
+            )
+            for p in range(self.groups_per_batch)
+        ]
 
     def __len__(self) -> int:
         return self.n_batches
@@ -112,6 +134,9 @@ class UpperHalfDatasetBuilder(RLDatasetBuilder):
 
     async def __call__(self) -> tuple[RLDataset, RLDataset | None]:
         train = UpperHalfDataset(self.n_batches, self.groups_per_batch, self.group_size, self.constant_reward)
-        test = (UpperHalfDataset(1, self.n_test_groups, self.group_size, None, prompt_offset=TEST_PROMPT_OFFSET)
-                if self.n_test_groups else None)
+        test = (
+            UpperHalfDataset(1, self.n_test_groups, self.group_size, None, prompt_offset=TEST_PROMPT_OFFSET)
+            if self.n_test_groups
+            else None
+        )
         return train, test

@@ -19,9 +19,15 @@ def test_builder_fetches_the_tokenizer_from_the_server(server: LocalServer, tmp_
     from server_stub.models.builtin_tokenizer import builtin_tokenizer_json
 
     (tmp_path / "train.jsonl").write_text(
-        '{"messages": [{"role": "user", "content": "What is 3 plus 4?"}, {"role": "assistant", "content": "7"}]}\n')
-    cfg = ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=BUILTIN, renderer_name="role_colon",
-                                         max_length=64, batch_size=1, base_url=server.url)
+        '{"messages": [{"role": "user", "content": "What is 3 plus 4?"}, {"role": "assistant", "content": "7"}]}\n'
+    )
+    cfg = ChatDatasetBuilderCommonConfig(
+        model_name_for_tokenizer=BUILTIN,
+        renderer_name="role_colon",
+        max_length=64,
+        batch_size=1,
+        base_url=server.url,
+    )
     builder = NoRobotsBuilder(common_config=cfg, dataset=str(tmp_path / "train.jsonl"))
     tokenizer = builder.tokenizer
     assert tokenizer.to_json_str() == builtin_tokenizer_json() and tokenizer.eos_token == "<|endoftext|>"

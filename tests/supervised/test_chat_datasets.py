@@ -20,8 +20,12 @@ def _no_robots_rows(n: int, offset: int = 0) -> list[dict]:
     for i in range(offset, offset + n):
         messages = [{"role": "user", "content": f"Say {i}."}, {"role": "assistant", "content": f"{i}"}]
         if i % 3 == 0:
-            messages = [{"role": "system", "content": "Be brief."}, *messages,
-                        {"role": "user", "content": "Again?"}, {"role": "assistant", "content": f"{i} again"}]
+            messages = [
+                {"role": "system", "content": "Be brief."},
+                *messages,
+                {"role": "user", "content": "Again?"},
+                {"role": "assistant", "content": f"{i} again"},
+            ]
         rows.append({"prompt": f"Say {i}.", "prompt_id": f"id{i}", "messages": messages, "category": "Chat"})
     return rows
 
@@ -31,25 +35,37 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 
 def _common(tokenizer_dir: Path, **kwargs: object) -> ChatDatasetBuilderCommonConfig:
-    return ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=str(tokenizer_dir), renderer_name="role_colon",
-                                          max_length=128, batch_size=4, **kwargs)
+    return ChatDatasetBuilderCommonConfig(
+        model_name_for_tokenizer=str(tokenizer_dir),
+        renderer_name="role_colon",
+        max_length=128,
+        batch_size=4,
+        **kwargs,
+    )
 
 
 def _trained_texts(tokenizer: Tokenizer, batch: list) -> list[str]:
     out = []
     for datum in batch:
-        pairs = zip(datum.loss_fn_inputs["target_tokens"].tolist(), datum.loss_fn_inputs["weights"].tolist(),
-                    strict=True)
+        pairs = zip(
+            datum.loss_fn_inputs["target_tokens"].tolist(),
+            datum.loss_fn_inputs["weights"].tolist(),
+            strict=True,
+        )
         out.append(tokenizer.decode([t for t, w in pairs if w]))
     return out
 
 
-def test_local_directory_with_train_and_test(tmp_path: Path, tokenizer_dir: Path, tokenizer: Tokenizer) -> None:
+def test_local_directory_with_train_and_test(
+    tmp_path: Path, tokenizer_dir: Path, tokenizer: Tokenizer
+) -> None:
     _write(tmp_path / "train.jsonl", _no_robots_rows(10))
     _write(tmp_path / "test.jsonl", _no_robots_rows(3, offset=100))
     train, test = NoRobotsBuilder(common_config=_common(tokenizer_dir), dataset=str(tmp_path))()
     assert len(train) == 10 // 4
-    assert test is not None and len(test) == 1 and len(test.get_batch(0)) == 3  # one batch of the whole test split
+    assert (
+        test is not None and len(test) == 1 and len(test.get_batch(0)) == 3
+    )  # one batch of the whole test split
     # The train split is shuffled with seed 0: batch 0 holds the first rows of that order.
     order = datasets.Dataset.from_list(_no_robots_rows(10)).shuffle(seed=0)["prompt_id"]
     first = [int(pid.removeprefix("id")) for pid in order[:4]]
@@ -75,7 +91,9 @@ def test_directory_without_test_split(tmp_path: Path, tokenizer_dir: Path) -> No
     assert len(train) == 2 and test is None
 
 
-def test_missing_bundled_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tokenizer_dir: Path) -> None:
+def test_missing_bundled_module_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tokenizer_dir: Path
+) -> None:
     monkeypatch.setitem(sys.modules, "cookbook.data.bundled", None)  # as if the module were absent
     with pytest.raises(RuntimeError, match=r"dataset='bundled' needs cookbook\.data\.bundled\.chat_split"):
         NoRobotsBuilder(common_config=_common(tokenizer_dir), dataset="bundled")()

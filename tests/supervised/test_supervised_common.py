@@ -9,7 +9,9 @@ from cookbook.client.types import Datum, EncodedTextChunk, ModelInput, TensorDat
 from cookbook.supervised import NoTrainedTokensError, compute_mean_nll, datum_from_model_input_weights
 
 # Two chunks: a 3-token prompt and a 4-token answer, as a renderer would give them.
-MODEL_INPUT = ModelInput(chunks=[EncodedTextChunk(tokens=[10, 11, 12]), EncodedTextChunk(tokens=[20, 21, 22, 23])])
+MODEL_INPUT = ModelInput(
+    chunks=[EncodedTextChunk(tokens=[10, 11, 12]), EncodedTextChunk(tokens=[20, 21, 22, 23])]
+)
 WEIGHTS = np.array([0, 0, 0, 1, 1, 1, 1], dtype=np.float32)
 
 
@@ -61,14 +63,17 @@ def test_negative_weights_pass_through_without_reduction() -> None:
     assert _weights(datum_from_model_input_weights(MODEL_INPUT, weights)) == [0, 0, -2, 0.5, 0, 1]
 
 
-@pytest.mark.parametrize(("weights", "kwargs", "error"), [
-    (np.ones(6), {}, "one value per token"),
-    (np.ones((7, 1)), {}, "one value per token"),
-    (np.array([0, 0, 0, np.nan, 1, 1, 1]), {}, "NaN"),
-    (WEIGHTS, {"reduction": "sum"}, "reduction must be"),
-    (WEIGHTS, {"max_length": 1}, "max_length must be at least 2"),
-    (np.array([0, 0, 0, -1, 1, 0, 0]), {"reduction": "mean"}, "positive weight sum"),
-])
+@pytest.mark.parametrize(
+    ("weights", "kwargs", "error"),
+    [
+        (np.ones(6), {}, "one value per token"),
+        (np.ones((7, 1)), {}, "one value per token"),
+        (np.array([0, 0, 0, np.nan, 1, 1, 1]), {}, "NaN"),
+        (WEIGHTS, {"reduction": "sum"}, "reduction must be"),
+        (WEIGHTS, {"max_length": 1}, "max_length must be at least 2"),
+        (np.array([0, 0, 0, -1, 1, 0, 0]), {"reduction": "mean"}, "positive weight sum"),
+    ],
+)
 def test_bad_inputs(weights: np.ndarray, kwargs: dict, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         datum_from_model_input_weights(MODEL_INPUT, weights, **kwargs)
@@ -80,7 +85,10 @@ def test_single_token_example_is_rejected() -> None:
 
 
 def test_compute_mean_nll() -> None:
-    logprobs = [TensorData.from_numpy(np.log(np.array([0.5, 0.25], np.float32))), np.array([-1.0, -3.0, -5.0])]
+    logprobs = [
+        TensorData.from_numpy(np.log(np.array([0.5, 0.25], np.float32))),
+        np.array([-1.0, -3.0, -5.0]),
+    ]
     weights = [np.array([1.0, 1.0]), TensorData.from_numpy(np.array([0.0, 2.0, 0.0], np.float32))]
     expected = (np.log(2) + np.log(4) + 2 * 3.0) / 4
     assert compute_mean_nll(logprobs, weights) == pytest.approx(expected)

@@ -29,7 +29,9 @@ CONVO: list[Message] = [
 ]
 
 
-def test_conversation_to_datum_trains_all_answers_with_mean_weights(renderer: Renderer, tokenizer: Tokenizer) -> None:
+def test_conversation_to_datum_trains_all_answers_with_mean_weights(
+    renderer: Renderer, tokenizer: Tokenizer
+) -> None:
     datum = conversation_to_datum(CONVO, renderer, max_length=None)
     weights = datum.loss_fn_inputs["weights"].to_numpy()
     targets = datum.loss_fn_inputs["target_tokens"].tolist()
@@ -43,25 +45,36 @@ def test_conversation_to_datum_trains_all_answers_with_mean_weights(renderer: Re
 
 
 def test_conversation_to_datum_options(renderer: Renderer, tokenizer: Tokenizer) -> None:
-    last_only = conversation_to_datum(CONVO, renderer, None, TrainOnWhat.LAST_ASSISTANT_MESSAGE, reduction="none")
+    last_only = conversation_to_datum(
+        CONVO, renderer, None, TrainOnWhat.LAST_ASSISTANT_MESSAGE, reduction="none"
+    )
     weights = last_only.loss_fn_inputs["weights"].to_numpy()
     assert set(weights.tolist()) == {0.0, 1.0}
     targets = last_only.loss_fn_inputs["target_tokens"].tolist()
-    assert tokenizer.decode([t for t, w in zip(targets, weights, strict=True) if w]) == \
-        " Sure! 2 plus 2 is 4.\n\nUser:"
+    assert (
+        tokenizer.decode([t for t, w in zip(targets, weights, strict=True) if w])
+        == " Sure! 2 plus 2 is 4.\n\nUser:"
+    )
     prompt_len = renderer.build_generation_prompt(CONVO[:1]).length
     with pytest.raises(NoTrainedTokensError):
         conversation_to_datum(CONVO, renderer, max_length=prompt_len)  # the answer is cut off
 
 
 def _rows(n: int) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}],
-             "i": i} for i in range(n)]
+    return [
+        {
+            "messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}],
+            "i": i,
+        }
+        for i in range(n)
+    ]
 
 
 def _index_datum(row: dict) -> Datum:
     """A Datum that remembers which row it came from (its single target token is the row index)."""
-    return Datum(model_input=ModelInput.from_ints([0]), loss_fn_inputs={"target_tokens": [row["i"]], "weights": [1.0]})
+    return Datum(
+        model_input=ModelInput.from_ints([0]), loss_fn_inputs={"target_tokens": [row["i"]], "weights": [1.0]}
+    )
 
 
 def _ids(batch: list[Datum]) -> list[int]:
@@ -69,7 +82,9 @@ def _ids(batch: list[Datum]) -> list[int]:
 
 
 def test_batches_len_and_order() -> None:
-    dataset = SupervisedDatasetFromHFDataset(datasets.Dataset.from_list(_rows(10)), batch_size=3, map_fn=_index_datum)
+    dataset = SupervisedDatasetFromHFDataset(
+        datasets.Dataset.from_list(_rows(10)), batch_size=3, map_fn=_index_datum
+    )
     assert len(dataset) == 3  # the trailing partial batch is dropped
     assert [_ids(dataset.get_batch(i)) for i in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     with pytest.raises(IndexError, match="batch 3 out of range: the dataset has 3 batches"):
@@ -78,7 +93,9 @@ def test_batches_len_and_order() -> None:
 
 def test_set_epoch_reshuffles_deterministically() -> None:
     def epoch_order(seed: int) -> list[int]:
-        dataset = SupervisedDatasetFromHFDataset(_rows(12), batch_size=4, map_fn=_index_datum)  # a plain list works
+        dataset = SupervisedDatasetFromHFDataset(
+            _rows(12), batch_size=4, map_fn=_index_datum
+        )  # a plain list works
         dataset.set_epoch(seed)
         return [i for b in range(len(dataset)) for i in _ids(dataset.get_batch(b))]
 
@@ -93,8 +110,9 @@ def test_set_epoch_reshuffles_deterministically() -> None:
 
 
 def test_flatmap_can_drop_or_expand_rows() -> None:
-    dataset = SupervisedDatasetFromHFDataset(_rows(4), batch_size=4,
-                                             flatmap_fn=lambda row: [_index_datum(row)] * (row["i"] % 3))
+    dataset = SupervisedDatasetFromHFDataset(
+        _rows(4), batch_size=4, flatmap_fn=lambda row: [_index_datum(row)] * (row["i"] % 3)
+    )
     assert _ids(dataset.get_batch(0)) == [1, 2, 2]
     with pytest.raises(ValueError, match="exactly one of map_fn and flatmap_fn"):
         SupervisedDatasetFromHFDataset(_rows(4), 2)
@@ -103,21 +121,43 @@ def test_flatmap_can_drop_or_expand_rows() -> None:
 
 
 def _common(tokenizer_dir: Path, batch_size: int = 2, **kwargs: object) -> ChatDatasetBuilderCommonConfig:
-    return ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=str(tokenizer_dir), renderer_name="role_colon",
-                                          max_length=64, batch_size=batch_size, **kwargs)
+    return ChatDatasetBuilderCommonConfig(
+        model_name_for_tokenizer=str(tokenizer_dir),
+        renderer_name="role_colon",
+        max_length=64,
+        batch_size=batch_size,
+        **kwargs,
+    )
 
 
 def test_conversation_file_builder(tmp_path: Path, tokenizer_dir: Path, tokenizer: Tokenizer) -> None:
     path = tmp_path / "convos.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in _rows(9)))
-    builder = FromConversationFileBuilder(common_config=_common(tokenizer_dir), file_path=str(path), test_size=3)
+    builder = FromConversationFileBuilder(
+        common_config=_common(tokenizer_dir), file_path=str(path), test_size=3
+    )
     assert builder.tokenizer is tokenizer  # found locally: no server is contacted
     train, test = builder()
     assert test is not None and len(train) == 3 and len(test) == 1
-    answers = [tokenizer.decode([t for t, w in zip(d.loss_fn_inputs["target_tokens"].tolist(),
-                                                   d.loss_fn_inputs["weights"].tolist(), strict=True) if w])
-               for split in (train, test) for b in range(len(split)) for d in split.get_batch(b)]
-    assert sorted(answers) == sorted(f" a{i}\n\nUser:" for i in range(9))  # every row once, train and test apart
+    answers = [
+        tokenizer.decode(
+            [
+                t
+                for t, w in zip(
+                    d.loss_fn_inputs["target_tokens"].tolist(),
+                    d.loss_fn_inputs["weights"].tolist(),
+                    strict=True,
+                )
+                if w
+            ]
+        )
+        for split in (train, test)
+        for b in range(len(split))
+        for d in split.get_batch(b)
+    ]
+    assert sorted(answers) == sorted(
+        f" a{i}\n\nUser:" for i in range(9)
+    )  # every row once, train and test apart
     no_test, none = FromConversationFileBuilder(common_config=_common(tokenizer_dir), file_path=str(path))()
     assert none is None and len(no_test) == 4
     with pytest.raises(ValueError, match=r"test_size must be in \[0, 9\)"):
@@ -136,7 +176,9 @@ def test_train_on_what_from_config(tmp_path: Path, tokenizer_dir: Path) -> None:
 
 
 def test_rows_with_nothing_to_train_are_skipped(tmp_path: Path, tokenizer_dir: Path) -> None:
-    long_prompt = {"messages": [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]}
+    long_prompt = {
+        "messages": [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]
+    }
     path = tmp_path / "convos.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in [long_prompt, *_rows(1)]))
     train, _ = FromConversationFileBuilder(common_config=_common(tokenizer_dir), file_path=str(path))()

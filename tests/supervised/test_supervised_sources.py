@@ -15,10 +15,18 @@ import pytest
 from cookbook.supervised import DataSourceError, SplitNotFoundError, load_rows
 
 ROWS = [
-    {"prompt": "hi", "prompt_id": "0", "messages": [{"role": "user", "content": "hi"},
-                                                    {"role": "assistant", "content": "hello"}], "category": "chat"},
-    {"prompt": "2+2?", "prompt_id": "1", "messages": [{"role": "user", "content": "2+2?"},
-                                                      {"role": "assistant", "content": "4"}], "category": "math"},
+    {
+        "prompt": "hi",
+        "prompt_id": "0",
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        "category": "chat",
+    },
+    {
+        "prompt": "2+2?",
+        "prompt_id": "1",
+        "messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+        "category": "math",
+    },
 ]
 
 
@@ -26,7 +34,9 @@ def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r) + "\n" for r in rows)
 
 
-@pytest.mark.parametrize("name", ["rows.jsonl", "rows.jsonl.gz", "rows.json", "rows_obj.json", "rows.parquet"])
+@pytest.mark.parametrize(
+    "name", ["rows.jsonl", "rows.jsonl.gz", "rows.json", "rows_obj.json", "rows.parquet"]
+)
 def test_every_file_kind_gives_the_same_rows(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     if name.endswith(".jsonl"):

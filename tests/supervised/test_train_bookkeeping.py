@@ -92,20 +92,36 @@ class FakeTrainingClient(TrainingClient):
 
     def _output(self, data: list[types.Datum]) -> types.ForwardBackwardOutput:
         logprob = -1.0 / (1 + self.state.optim_steps)
-        outputs = [{"logprobs": types.TensorData.from_numpy(
-            np.full(len(d.loss_fn_inputs["target_tokens"].data), logprob, dtype=np.float32))} for d in data]
+        outputs = [
+            {
+                "logprobs": types.TensorData.from_numpy(
+                    np.full(len(d.loss_fn_inputs["target_tokens"].data), logprob, dtype=np.float32)
+                )
+            }
+            for d in data
+        ]
         return types.ForwardBackwardOutput(loss_fn_outputs=outputs, metrics={"loss:sum": 1.0})
 
-    async def forward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                            loss_fn_config: dict[str, float] | None = None) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: dict[str, float] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
         self.server.events.append(("forward", len(data)))
         return self._future(self._output(data), ("forward", len(data)))
 
-    async def forward_backward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                                     loss_fn_config: dict[str, float] | None = None,
-                                     ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_backward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: dict[str, float] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
         self.server.fwd_bwd_calls += 1
-        if self.server.crash_at_fwd_bwd is not None and self.server.fwd_bwd_calls == self.server.crash_at_fwd_bwd:
+        if (
+            self.server.crash_at_fwd_bwd is not None
+            and self.server.fwd_bwd_calls == self.server.crash_at_fwd_bwd
+        ):
             raise CrashError(f"simulated crash at forward_backward call {self.server.fwd_bwd_calls}")
         batch_id = batch_id_of(data)
         self.pending.append(batch_id)
@@ -117,10 +133,16 @@ class FakeTrainingClient(TrainingClient):
         self.pending = []
         self.state.optim_steps += 1
         self.server.events.append(("optim", adam_params.learning_rate))
-        return self._future(types.OptimStepResponse(metrics={"grad_norm": 2.0}), ("optim", self.state.optim_steps))
+        return self._future(
+            types.OptimStepResponse(metrics={"grad_norm": 2.0}), ("optim", self.state.optim_steps)
+        )
 
-    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                               ) -> APIFuture[types.SaveWeightsResponse]:
+    async def save_state_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+    ) -> APIFuture[types.SaveWeightsResponse]:
         path = f"tinker://{self._model_id}/weights/{name}"
         self.server.checkpoints[path] = FakeState(list(self.state.trained), self.state.optim_steps)
         self.server.events.append(("save", name))
@@ -137,8 +159,11 @@ class FakeTrainingClient(TrainingClient):
     async def load_state_with_optimizer_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
         return self._load(path, optimizer=True)
 
-    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
-                                             ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
+    async def save_weights_for_sampler_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+    ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
         path = f"tinker://{self._model_id}/sampler_weights/{name}"
         self.server.events.append(("save_sampler", name))
         return self._future(types.SaveWeightsForSamplerResponse(path=path), ("save_sampler", name))
@@ -161,8 +186,9 @@ class FakeServiceClient(ServiceClient):
         self.server = server
         self.closed = False
 
-    async def create_training_client_async(self, base_model: str, lora_config: types.LoraConfig,
-                                           user_metadata: dict[str, str] | None = None) -> TrainingClient:
+    async def create_training_client_async(
+        self, base_model: str, lora_config: types.LoraConfig, user_metadata: dict[str, str] | None = None
+    ) -> TrainingClient:
         client = FakeTrainingClient(self.server, f"run{len(self.server.models)}", lora_config)
         self.server.models.append(client)
         return client
@@ -172,8 +198,11 @@ class FakeServiceClient(ServiceClient):
             raise KeyError(path)
         return types.WeightsInfoResponse(base_model="fake", is_lora=False)
 
-    async def create_sampling_client_async(self, model_path: str | None = None, base_model: str | None = None,
-                                           ) -> SamplingClient:
+    async def create_sampling_client_async(
+        self,
+        model_path: str | None = None,
+        base_model: str | None = None,
+    ) -> SamplingClient:
         raise NotImplementedError
 
     async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
@@ -210,10 +239,14 @@ class RowsDataset(SupervisedDataset):
         random.Random(seed).shuffle(self.order)
 
     def get_batch(self, index: int) -> list[types.Datum]:
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        return [types.Datum(model_input=types.ModelInput.from_ints([row, 5, 6]),
-                            loss_fn_inputs={"target_tokens": [5, 6, 7], "weights": [0.5, 0.5, 0.0]})
-                for row in rows]
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return [
+            types.Datum(
+                model_input=types.ModelInput.from_ints([row, 5, 6]),
+                loss_fn_inputs={"target_tokens": [5, 6, 7], "weights": [0.5, 0.5, 0.0]},
+            )
+            for row in rows
+        ]
 
 
 @chz.chz
@@ -233,8 +266,16 @@ class RowsBuilder(SupervisedDatasetBuilder):
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> train.Config:
-    settings: dict[str, Any] = dict(log_path=str(tmp_path / "run"), model_name="fake", dataset_builder=RowsBuilder(),
-                                    lora_rank=0, learning_rate=1e-3, num_epochs=2, save_every=4, eval_every=3)
+    settings: dict[str, Any] = dict(
+        log_path=str(tmp_path / "run"),
+        model_name="fake",
+        dataset_builder=RowsBuilder(),
+        lora_rank=0,
+        learning_rate=1e-3,
+        num_epochs=2,
+        save_every=4,
+        eval_every=3,
+    )
     settings.update(overrides)
     return make_loop_config(train.Config, **settings)
 
@@ -267,32 +308,43 @@ def test_resume_step_refuses_a_record_that_no_longer_fits_the_data() -> None:
 
 def test_batch_metrics_weight_the_nll_by_the_datum_weights() -> None:
     data = RowsDataset(2, 2).get_batch(0)
-    lp = [types.TensorData.from_numpy(np.array(v, dtype=np.float32)) for v in ([-1.0, -3.0, -9.0], [-2.0, -2.0, -5.0])]
+    lp = [
+        types.TensorData.from_numpy(np.array(v, dtype=np.float32))
+        for v in ([-1.0, -3.0, -9.0], [-2.0, -2.0, -5.0])
+    ]
     output = types.ForwardBackwardOutput(loss_fn_outputs=[{"logprobs": x} for x in lp])
     metrics = train.batch_metrics(data, output)
     # weights (0.5, 0.5, 0): the third token of each datum does not count
-    assert metrics == {"train_mean_nll": pytest.approx((0.5 + 1.5 + 1.0 + 1.0) / 2.0), "num_sequences": 2,
-                       "num_tokens": 6, "num_loss_tokens": 4}
+    assert metrics == {
+        "train_mean_nll": pytest.approx((0.5 + 1.5 + 1.0 + 1.0) / 2.0),
+        "num_sequences": 2,
+        "num_tokens": 6,
+        "num_loss_tokens": 4,
+    }
     with pytest.raises(ValueError, match="1 outputs for 2 datums"):
         train.batch_metrics(data, types.ForwardBackwardOutput(loss_fn_outputs=[{"logprobs": lp[0]}]))
 
 
-@pytest.mark.parametrize(("field_name", "value", "message"), [
-    ("lr_schedule", "exponential", "lr_schedule must be one of"),
-    ("submit_ahead", -1, "submit_ahead must be at least 0"),
-    ("max_steps", 0, "max_steps must be at least 1"),
-    ("num_epochs", 0, "num_epochs must be at least 1"),
-    ("behavior_if_log_dir_exists", "ask", "behavior_if_log_dir_exists must be one of"),
-    ("learning_rate", 0.0, "learning_rate must be positive"),
-])
+@pytest.mark.parametrize(
+    ("field_name", "value", "message"),
+    [
+        ("lr_schedule", "exponential", "lr_schedule must be one of"),
+        ("submit_ahead", -1, "submit_ahead must be at least 0"),
+        ("max_steps", 0, "max_steps must be at least 1"),
+        ("num_epochs", 0, "num_epochs must be at least 1"),
+        ("behavior_if_log_dir_exists", "ask", "behavior_if_log_dir_exists must be one of"),
+        ("learning_rate", 0.0, "learning_rate must be positive"),
+    ],
+)
 def test_config_rejects_bad_values(tmp_path: Path, field_name: str, value: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_config(tmp_path, **{field_name: value})
 
 
 @pytest.mark.parametrize("submit_ahead", [0, 1, 2])
-def test_results_are_read_only_after_submit_ahead_more_steps_were_submitted(tmp_path: Path,
-                                                                             submit_ahead: int) -> None:
+def test_results_are_read_only_after_submit_ahead_more_steps_were_submitted(
+    tmp_path: Path, submit_ahead: int
+) -> None:
     server = FakeServer()
     run(make_config(tmp_path, submit_ahead=submit_ahead), server)
     submitted, submitted_when_read = 0, []
@@ -316,16 +368,24 @@ def test_checkpoint_for_step_s_is_taken_before_batch_s_and_recorded_with_its_pos
     assert training_calls.index("save 000008") == 2 * 8 + 1  # the save of 000004 came before
     records = load_checkpoints_file(config.log_path)
     assert [(r.name, r.epoch, r.batch, r.extra["step"]) for r in records] == [
-        ("000004", 0, 4, 4), ("000008", 1, 2, 8), ("final", 2, 0, 12)]
-    assert records[-1].final and records[-1].sampler_path is not None and final.state_path == records[-1].state_path
+        ("000004", 0, 4, 4),
+        ("000008", 1, 2, 8),
+        ("final", 2, 0, 12),
+    ]
+    assert (
+        records[-1].final
+        and records[-1].sampler_path is not None
+        and final.state_path == records[-1].state_path
+    )
     trained = server.models[0].state.trained
     assert len(trained) == 12
     for record in records:
-        assert server.checkpoints[record.state_path].trained == trained[:record.extra["step"]]
+        assert server.checkpoints[record.state_path].trained == trained[: record.extra["step"]]
 
 
 def test_a_crashed_run_resumes_without_training_any_batch_twice_or_skipping_one(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     uninterrupted = FakeServer()
     run(make_config(tmp_path / "a"), uninterrupted)
     expected = uninterrupted.models[0].state.trained
@@ -349,8 +409,9 @@ def test_a_crashed_run_resumes_without_training_any_batch_twice_or_skipping_one(
     assert "data changed" not in caplog.text
 
 
-def test_resuming_onto_changed_data_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resuming_onto_changed_data_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = FakeServer(crash_at_fwd_bwd=8)
     config = make_config(tmp_path)
     with pytest.raises(CrashError):
@@ -401,8 +462,17 @@ def test_metrics_schedule_and_artifacts(tmp_path: Path) -> None:
     steps = [r for r in rows if "train_mean_nll" in r]
     assert [r["step"] for r in steps] == list(range(10))
     for row in steps:
-        for key in ("learning_rate", "num_sequences", "num_tokens", "num_loss_tokens", "epoch", "progress",
-                    "time/total", "time/get_batch", "optim/grad_norm"):
+        for key in (
+            "learning_rate",
+            "num_sequences",
+            "num_tokens",
+            "num_loss_tokens",
+            "epoch",
+            "progress",
+            "time/total",
+            "time/get_batch",
+            "optim/grad_norm",
+        ):
             assert key in row, key
     assert [r["learning_rate"] for r in steps[:3]] == pytest.approx([5e-4, 1e-3, 1e-3])
     assert steps[-1]["learning_rate"] == pytest.approx(1e-3 / 8)  # linear decay over the 8 steps after warmup
@@ -425,7 +495,8 @@ def test_load_checkpoint_path_initialises_weights_only(tmp_path: Path) -> None:
 
 
 def test_a_finished_run_continues_from_its_final_state_when_max_steps_is_raised(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     uninterrupted = FakeServer()
     run(make_config(tmp_path / "a", max_steps=8), uninterrupted)
 
@@ -445,15 +516,21 @@ def test_a_finished_run_continues_from_its_final_state_when_max_steps_is_raised(
     assert steps == [0, 1, 2, 3, 4, 5, 6, 7]
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"lora_rank": 8}, r"lora_rank=0, but the config says model_name='fake', lora_rank=8"),
-    ({"model_name": "other"}, r"holds a 'fake' model .* model_name='other'"),
-])
-def test_load_checkpoint_path_must_hold_the_configs_model_and_lora_rank(tmp_path: Path, overrides: dict[str, Any],
-                                                                      message: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lora_rank": 8}, r"lora_rank=0, but the config says model_name='fake', lora_rank=8"),
+        ({"model_name": "other"}, r"holds a 'fake' model .* model_name='other'"),
+    ],
+)
+def test_load_checkpoint_path_must_hold_the_configs_model_and_lora_rank(
+    tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
     server = FakeServer()
     server.checkpoints["tinker://previous/weights/final"] = FakeState(trained=[7], optim_steps=1)
-    config = make_config(tmp_path, load_checkpoint_path="tinker://previous/weights/final", max_steps=2, **overrides)
+    config = make_config(
+        tmp_path, load_checkpoint_path="tinker://previous/weights/final", max_steps=2, **overrides
+    )
     with pytest.raises(ValueError, match=message):
         run(config, server)
     assert server.models == []

@@ -65,8 +65,7 @@ def test_sampling_evaluators_share_one_snapshot_and_metrics_merge() -> None:
 
 def test_two_evaluators_reporting_one_name_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"same metric.*test/nll"):
-        asyncio.run(run_evaluators([Constant("test/nll", 1.0), Constant("test/nll", 2.0)],
-                                   SnapshotCounter()))  # type: ignore[arg-type]
+        asyncio.run(run_evaluators([Constant("test/nll", 1.0), Constant("test/nll", 2.0)], SnapshotCounter()))  # type: ignore[arg-type]
 
 
 class ForwardOnly:
@@ -78,14 +77,18 @@ class ForwardOnly:
 
     async def forward_async(self, data: list[types.Datum], loss_fn: str) -> ResolvedFuture[Any]:
         self.calls.append((len(data), loss_fn))
-        outputs = [{"logprobs": types.TensorData.from_numpy(np.array(lp, dtype=np.float32))} for lp in self.logprobs]
+        outputs = [
+            {"logprobs": types.TensorData.from_numpy(np.array(lp, dtype=np.float32))} for lp in self.logprobs
+        ]
         return ResolvedFuture(types.ForwardBackwardOutput(loss_fn_outputs=outputs))
 
 
 def datum(weights: list[float]) -> types.Datum:
     n = len(weights)
-    return types.Datum(model_input=types.ModelInput.from_ints(list(range(n))),
-                       loss_fn_inputs={"target_tokens": list(range(1, n + 1)), "weights": weights})
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(list(range(n))),
+        loss_fn_inputs={"target_tokens": list(range(1, n + 1)), "weights": weights},
+    )
 
 
 def test_nll_evaluator_is_one_forward_and_a_weighted_mean_over_trained_tokens() -> None:
@@ -99,6 +102,8 @@ def test_nll_evaluator_is_one_forward_and_a_weighted_mean_over_trained_tokens() 
 def test_nll_evaluator_rejects_unusable_data() -> None:
     with pytest.raises(ValueError, match="at least one Datum"):
         NLLEvaluator([])
-    no_weights = types.Datum(model_input=types.ModelInput.from_ints([1, 2]), loss_fn_inputs={"target_tokens": [2, 3]})
+    no_weights = types.Datum(
+        model_input=types.ModelInput.from_ints([1, 2]), loss_fn_inputs={"target_tokens": [2, 3]}
+    )
     with pytest.raises(ValueError, match=r"data\[0\] needs 'target_tokens' and 'weights'"):
         NLLEvaluator([no_weights])

@@ -54,28 +54,43 @@ class RecordingTrainingClient(TrainingClient):
         for fut, value in self.pending:
             fut.set_result(value)
 
-    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                               ) -> APIFuture[types.SaveWeightsResponse]:
+    async def save_state_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+    ) -> APIFuture[types.SaveWeightsResponse]:
         self.calls.append(("save_state", name, ttl_seconds))
         return self._answer("state", types.SaveWeightsResponse(path=f"tinker://run-1/weights/{name}"))
 
-    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
-                                             ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
+    async def save_weights_for_sampler_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+    ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
         self.calls.append(("save_weights_for_sampler", name, ttl_seconds))
-        return self._answer("sampler",
-                            types.SaveWeightsForSamplerResponse(path=f"tinker://run-1/sampler_weights/{name}"))
+        return self._answer(
+            "sampler", types.SaveWeightsForSamplerResponse(path=f"tinker://run-1/sampler_weights/{name}")
+        )
 
     @property
     def model_id(self) -> types.ModelID:
         return "run-1"
 
-    async def forward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                            loss_fn_config: dict[str, float] | None = None) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: dict[str, float] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
         raise NotImplementedError
 
-    async def forward_backward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                                     loss_fn_config: dict[str, float] | None = None,
-                                     ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_backward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: dict[str, float] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
         raise NotImplementedError
 
     async def optim_step_async(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
@@ -107,19 +122,29 @@ def _lines(log_path: Path) -> list[dict[str, Any]]:
 
 def test_state_save_records_loop_state_and_path(tmp_path: Path) -> None:
     client = RecordingTrainingClient()
-    paths = save_checkpoint(client, "000020", tmp_path, {"batch": 20, "epoch": 0, "elapsed_tokens": 1234},
-                            ttl_seconds=3600)
+    paths = save_checkpoint(
+        client, "000020", tmp_path, {"batch": 20, "epoch": 0, "elapsed_tokens": 1234}, ttl_seconds=3600
+    )
     assert paths == {"state_path": "tinker://run-1/weights/000020"}
     assert client.calls == [("save_state", "000020", 3600)]
-    assert _lines(tmp_path) == [{"name": "000020", "batch": 20, "epoch": 0, "elapsed_tokens": 1234,
-                                 "state_path": "tinker://run-1/weights/000020"}]
+    assert _lines(tmp_path) == [
+        {
+            "name": "000020",
+            "batch": 20,
+            "epoch": 0,
+            "elapsed_tokens": 1234,
+            "state_path": "tinker://run-1/weights/000020",
+        }
+    ]
 
 
 def test_both_kinds_and_final(tmp_path: Path) -> None:
     client = RecordingTrainingClient()
     paths = save_checkpoint(client, "final", tmp_path, {"batch": np.int64(37)}, kind="both")
-    assert paths == {"state_path": "tinker://run-1/weights/final",
-                     "sampler_path": "tinker://run-1/sampler_weights/final"}
+    assert paths == {
+        "state_path": "tinker://run-1/weights/final",
+        "sampler_path": "tinker://run-1/sampler_weights/final",
+    }
     assert [c[0] for c in client.calls] == ["save_state", "save_weights_for_sampler"]
     (record,) = load_checkpoints_file(tmp_path)
     assert record.final and record.batch == 37
@@ -129,7 +154,8 @@ def test_both_kinds_and_final(tmp_path: Path) -> None:
 def test_sampler_only(tmp_path: Path) -> None:
     client = RecordingTrainingClient()
     assert save_checkpoint(client, "s1", tmp_path, {"batch": 1}, kind="sampler") == {
-        "sampler_path": "tinker://run-1/sampler_weights/s1"}
+        "sampler_path": "tinker://run-1/sampler_weights/s1"
+    }
     assert get_last_checkpoint(tmp_path) is None  # no resumable state
     record = get_last_checkpoint(tmp_path, required_key="sampler_path")
     assert record is not None and record.name == "s1" and not record.final
@@ -148,7 +174,8 @@ def test_the_line_is_written_only_after_the_saves_finished(tmp_path: Path) -> No
     client = RecordingTrainingClient(hold=True)
     result: dict[str, Any] = {}
     worker = threading.Thread(
-        target=lambda: result.update(save_checkpoint(client, "x", tmp_path, {"batch": 3}, kind="both")))
+        target=lambda: result.update(save_checkpoint(client, "x", tmp_path, {"batch": 3}, kind="both"))
+    )
     worker.start()
     while len(client.pending) < 2 and worker.is_alive():
         worker.join(0.01)
@@ -162,8 +189,9 @@ def test_the_line_is_written_only_after_the_saves_finished(tmp_path: Path) -> No
 
 def test_async_save(tmp_path: Path) -> None:
     client = RecordingTrainingClient()
-    paths = asyncio.run(save_checkpoint_async(client, "000005", tmp_path, {"batch": 5}, kind="both",
-                                              ttl_seconds=60))
+    paths = asyncio.run(
+        save_checkpoint_async(client, "000005", tmp_path, {"batch": 5}, kind="both", ttl_seconds=60)
+    )
     assert set(paths) == {"state_path", "sampler_path"}
     assert client.calls == [("save_state", "000005", 60), ("save_weights_for_sampler", "000005", 60)]
     record = get_last_checkpoint(tmp_path)
@@ -177,14 +205,17 @@ def test_async_save_records_nothing_on_failure(tmp_path: Path) -> None:
     assert _lines(tmp_path) == []
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ({"name": "../escape"}, "invalid checkpoint name"),
-    ({"name": ""}, "invalid checkpoint name"),
-    ({"kind": "weights"}, "kind must be one of"),
-    ({"ttl_seconds": 0}, "ttl_seconds must be a positive int"),
-    ({"loop_state": {"batch": 1, "state_path": "x"}}, "loop_state may not set"),
-    ({"loop_state": {"batch": "ten"}}, "'batch' must be an int"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"name": "../escape"}, "invalid checkpoint name"),
+        ({"name": ""}, "invalid checkpoint name"),
+        ({"kind": "weights"}, "kind must be one of"),
+        ({"ttl_seconds": 0}, "ttl_seconds must be a positive int"),
+        ({"loop_state": {"batch": 1, "state_path": "x"}}, "loop_state may not set"),
+        ({"loop_state": {"batch": "ten"}}, "'batch' must be an int"),
+    ],
+)
 def test_bad_arguments_fail_before_any_save(tmp_path: Path, args: dict[str, Any], message: str) -> None:
     client = RecordingTrainingClient()
     call: dict[str, Any] = {"name": "ok", "loop_state": {"batch": 1}, **args}
@@ -206,8 +237,14 @@ def test_truncated_last_line_from_a_killed_run_is_ignored(tmp_path: Path) -> Non
 
 
 def test_records_keep_unknown_keys_and_round_trip(tmp_path: Path) -> None:
-    line = {"name": "000040", "batch": 40, "epoch": 1, "state_path": "tinker://r/weights/000040",
-            "data_seed": 7, "elapsed_seconds": 12.5}
+    line = {
+        "name": "000040",
+        "batch": 40,
+        "epoch": 1,
+        "state_path": "tinker://r/weights/000040",
+        "data_seed": 7,
+        "elapsed_seconds": 12.5,
+    }
     (tmp_path / "checkpoints.jsonl").write_text(json.dumps(line) + "\n")
     (record,) = load_checkpoints_file(tmp_path)
     assert record.extra == {"data_seed": 7, "elapsed_seconds": 12.5}

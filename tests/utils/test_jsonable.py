@@ -52,15 +52,26 @@ def test_chz_config_becomes_a_nested_dict_with_class_names() -> None:
     assert out[CLASS_KEY].endswith("test_jsonable.TrainConfig")
     assert out["learning_rate"] == 1e-4
     assert out["tags"] == ["a", "b"]
-    assert out["dataset_builder"] == {CLASS_KEY: out["dataset_builder"][CLASS_KEY], "path": "data.jsonl",
-                                      "batch_size": 4}
+    assert out["dataset_builder"] == {
+        CLASS_KEY: out["dataset_builder"][CLASS_KEY],
+        "path": "data.jsonl",
+        "batch_size": 4,
+    }
     assert out["dataset_builder"][CLASS_KEY].endswith("DatasetBuilder")
     json.dumps(out)  # plain JSON
 
 
 def test_dataclass_pydantic_enum_path_and_callables() -> None:
-    out = to_jsonable({"p": Point(1, Path("/tmp/x")), "adam": AdamParams(learning_rate=0.5),
-                       "color": Color.RED, "fn": preprocess, "cls": Opaque, 3: {2, 1}})
+    out = to_jsonable(
+        {
+            "p": Point(1, Path("/tmp/x")),
+            "adam": AdamParams(learning_rate=0.5),
+            "color": Color.RED,
+            "fn": preprocess,
+            "cls": Opaque,
+            3: {2, 1},
+        }
+    )
     assert out["p"]["x"] == 1 and out["p"]["where"] == "/tmp/x"
     assert out["adam"]["learning_rate"] == 0.5 and out["adam"][CLASS_KEY].endswith("AdamParams")
     assert out["color"] == "red"

@@ -23,7 +23,9 @@ def test_missing_file_reads_as_empty(tmp_path: Path) -> None:
     assert read_jsonl(tmp_path / "nope.jsonl") == []
 
 
-def test_partial_last_line_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_partial_last_line_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "x.jsonl"
     path.write_text('{"step": 0}\n{"step": 1}\n{"step": 2, "lo')
     with caplog.at_level(logging.WARNING):

@@ -43,16 +43,19 @@ def test_numpy_ints_are_accepted() -> None:
     assert compute_schedule_lr_multiplier("linear", np.int64(1), np.int64(4)) == 0.75
 
 
-@pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"lr_schedule": "exponential"}, ValueError, "unknown lr_schedule 'exponential'"),
-    ({"step": -1}, ValueError, "step must be in"),
-    ({"step": 11}, ValueError, "step must be in"),
-    ({"total_steps": 0, "step": 0}, ValueError, "total_steps must be at least 1"),
-    ({"warmup_steps": 10}, ValueError, "warmup_steps must be in"),
-    ({"min_lr_ratio": 1.5}, ValueError, "min_lr_ratio"),
-    ({"step": 1.5}, TypeError, "step must be an int"),
-    ({"total_steps": True}, TypeError, "total_steps must be an int"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"lr_schedule": "exponential"}, ValueError, "unknown lr_schedule 'exponential'"),
+        ({"step": -1}, ValueError, "step must be in"),
+        ({"step": 11}, ValueError, "step must be in"),
+        ({"total_steps": 0, "step": 0}, ValueError, "total_steps must be at least 1"),
+        ({"warmup_steps": 10}, ValueError, "warmup_steps must be in"),
+        ({"min_lr_ratio": 1.5}, ValueError, "min_lr_ratio"),
+        ({"step": 1.5}, TypeError, "step must be an int"),
+        ({"total_steps": True}, TypeError, "total_steps must be an int"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs: dict[str, object], error: type[Exception], message: str) -> None:
     args: dict[str, object] = {"lr_schedule": "linear", "step": 0, "total_steps": 10, **kwargs}
     with pytest.raises(error, match=message):

@@ -29,8 +29,15 @@ def _metrics_rows(log_dir: Path) -> list[dict[str, Any]]:
 
 def test_writes_config_metrics_and_console_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with setup_logging(tmp_path / "run", config=Config()) as ml:
-        ml.log_metrics({"train_mean_nll": 1.23456, "learning_rate": np.float64(1e-4),
-                        "num_tokens": np.int64(512), "progress": 0.5}, step=0)
+        ml.log_metrics(
+            {
+                "train_mean_nll": 1.23456,
+                "learning_rate": np.float64(1e-4),
+                "num_tokens": np.int64(512),
+                "progress": 0.5,
+            },
+            step=0,
+        )
         ml.log_metrics({"test/nll": 2.5}, step=1)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["learning_rate"] == 2e-4 and config["log_path"] == "/tmp/run"
@@ -43,7 +50,10 @@ def test_writes_config_metrics_and_console_line(tmp_path: Path, capsys: pytest.C
 
 
 def test_console_line_falls_back_to_the_first_numeric_metrics() -> None:
-    assert console_line({"custom": 3, "name": "x", "other": 0.123456}, step=7) == "step 7 | custom 3 | other 0.1235"
+    assert (
+        console_line({"custom": 3, "name": "x", "other": 0.123456}, step=7)
+        == "step 7 | custom 3 | other 0.1235"
+    )
     assert console_line({}, step=2) == "step 2"
 
 
@@ -104,7 +114,8 @@ def test_reopening_a_killed_runs_metrics_file_repairs_its_tail(tmp_path: Path) -
 
 
 def test_wandb_missing_gives_a_warning_and_the_run_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # makes `import wandb` raise ImportError
     with caplog.at_level(logging.WARNING), setup_logging(tmp_path, wandb_project="proj", console=False) as ml:
         ml.log_metrics({"a": 1.0}, step=0)
@@ -117,7 +128,9 @@ class _RecordingWandbRun:
 
     def __init__(self) -> None:
         self.logged: list[tuple[dict[str, Any], int]] = []
-        self.config = types.SimpleNamespace(update=lambda values, allow_val_change: self.updates.append(values))
+        self.config = types.SimpleNamespace(
+            update=lambda values, allow_val_change: self.updates.append(values)
+        )
         self.updates: list[dict[str, Any]] = []
         self.finished = False
 
@@ -149,7 +162,8 @@ def test_wandb_receives_config_metrics_and_finish(tmp_path: Path, monkeypatch: p
 
 
 def test_wandb_init_failure_does_not_stop_the_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def init(**kwargs: Any) -> None:
         raise RuntimeError("api key not configured")
 

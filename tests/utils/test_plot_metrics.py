@@ -31,7 +31,8 @@ def _check_png(path: Path) -> tuple[int, int]:
 
 def test_plots_the_default_keys_that_were_logged(tmp_path: Path) -> None:
     rows: list[dict[str, object]] = [
-        {"train_mean_nll": 3.0 - 0.1 * s, "learning_rate": 1e-4, "time/total": 0.5} for s in range(12)]
+        {"train_mean_nll": 3.0 - 0.1 * s, "learning_rate": 1e-4, "time/total": 0.5} for s in range(12)
+    ]
     for s in range(0, 12, 4):
         rows[s]["test/nll"] = 3.2 - 0.1 * s
     _log_run(tmp_path, rows)
@@ -48,16 +49,19 @@ def test_a_later_value_for_a_step_wins_and_junk_is_ignored(tmp_path: Path) -> No
     (tmp_path / "metrics.jsonl").write_text(
         '{"step": 0, "dpo_loss": 0.69, "note": "text", "flag": true}\n'
         '{"step": 1, "dpo_loss": 0.5}\n'
-        'garbage line\n'
+        "garbage line\n"
         '{"step": 1, "dpo_loss": 0.6, "accuracy": NaN}\n'
         '{"no_step": 1}\n'
-        '{"step": 2, "dpo_loss": 0.4')
+        '{"step": 2, "dpo_loss": 0.4'
+    )
     curves = load_curves(tmp_path / "metrics.jsonl")
     assert curves == {"dpo_loss": ([0, 1], [0.69, 0.6])}
     _check_png(plot_metrics(tmp_path, out_name="dpo.png"))
 
 
-def test_requested_keys_that_are_missing_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_requested_keys_that_are_missing_are_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     _log_run(tmp_path, [{"env/all/reward/total": r, "optim/entropy": 1.0} for r in (0.1, 0.3, 0.2)])
     with caplog.at_level(logging.WARNING):
         out = plot_metrics(tmp_path, keys=["env/all/reward/total", "test/win_rate"])

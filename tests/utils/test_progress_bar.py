@@ -92,8 +92,9 @@ def _run_loop(tmp_path: Path, env_value: str | None) -> subprocess.CompletedProc
     env = {k: v for k, v in os.environ.items() if k != PROGRESS_ENV}
     if env_value is not None:
         env[PROGRESS_ENV] = env_value
-    return subprocess.run([sys.executable, "-c", _LOOP, str(tmp_path)], capture_output=True, text=True,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-c", _LOOP, str(tmp_path)], capture_output=True, text=True, env=env
+    )
 
 
 def test_a_piped_training_loop_prints_clean_lines_and_no_bar(tmp_path: Path) -> None:
@@ -112,8 +113,9 @@ def test_forcing_the_bar_on_a_pipe_works(tmp_path: Path) -> None:
 
 def test_a_closed_console_pipe_does_not_stop_training(tmp_path: Path) -> None:
     loop = _LOOP.replace("total_steps=5", "total_steps=300").replace("range(5)", "range(300)")
-    proc = subprocess.Popen([sys.executable, "-c", loop, str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", loop, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     proc.stdout.readline()
     proc.stdout.close()  # like `| head -1`: the reader goes away after one line

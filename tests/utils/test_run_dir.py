@@ -74,7 +74,9 @@ def test_overwrite_removes_the_old_run_first(tmp_path: Path) -> None:
     (run / "metrics.jsonl").write_text('{"step": 0}\n')
     (run / "iteration_000001").mkdir()
     (run / "iteration_000001" / "rollouts.jsonl").write_text("{}\n")
-    assert prepare_log_dir(run, _config(tmp_path, learning_rate=1e-3), behavior_if_exists="overwrite") is False
+    assert (
+        prepare_log_dir(run, _config(tmp_path, learning_rate=1e-3), behavior_if_exists="overwrite") is False
+    )
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
     assert json.loads((run / "config.json").read_text())["learning_rate"] == 1e-3
 

@@ -33,8 +33,13 @@ def _unpickled_seq_start() -> int:
 class HttpSamplingClient(SamplingClient):
     """Samples from one sampling session (`sampling_session_id`) of a server."""
 
-    def __init__(self, transport: Transport, sampling_session_id: str, base_model: str | None = None,
-                 first_seq_id: int = 1):
+    def __init__(
+        self,
+        transport: Transport,
+        sampling_session_id: str,
+        base_model: str | None = None,
+        first_seq_id: int = 1,
+    ):
         self._transport = transport
         self.sampling_session_id = sampling_session_id
         self._base_model = base_model
@@ -44,13 +49,23 @@ class HttpSamplingClient(SamplingClient):
         return f"HttpSamplingClient({self.sampling_session_id!r}, base_model={self._base_model!r})"
 
     @on_client_loop
-    async def sample_async(self, prompt: types.ModelInput, num_samples: int,
-                           sampling_params: types.SamplingParams, include_prompt_logprobs: bool = False,
-                           topk_prompt_logprobs: int = 0) -> types.SampleResponse:
+    async def sample_async(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+    ) -> types.SampleResponse:
         request = types.SampleRequest(
-            sampling_session_id=self.sampling_session_id, seq_id=next(self._seq),
-            num_samples=num_samples, prompt=prompt, sampling_params=sampling_params,
-            prompt_logprobs=include_prompt_logprobs, topk_prompt_logprobs=topk_prompt_logprobs)
+            sampling_session_id=self.sampling_session_id,
+            seq_id=next(self._seq),
+            num_samples=num_samples,
+            prompt=prompt,
+            sampling_params=sampling_params,
+            prompt_logprobs=include_prompt_logprobs,
+            topk_prompt_logprobs=topk_prompt_logprobs,
+        )
         request_id = await self._transport.submit("/asample", request, headers=_BACKPRESSURE)
         return await self._transport.retrieve(request_id, types.SampleResponse, pool=Pool.SAMPLE_POLL)
 
@@ -75,15 +90,18 @@ class HttpSamplingClient(SamplingClient):
         return (_restore_sampling_client, (self.settings, self.sampling_session_id, self._base_model))
 
 
-def _restore_sampling_client(settings: ClientSettings, sampling_session_id: str,
-                             base_model: str | None) -> HttpSamplingClient:
+def _restore_sampling_client(
+    settings: ClientSettings, sampling_session_id: str, base_model: str | None
+) -> HttpSamplingClient:
     """Unpickle: reuse this process's connection to that server (opened lazily)."""
-    return HttpSamplingClient(shared_transport(settings), sampling_session_id, base_model,
-                              first_seq_id=_unpickled_seq_start())
+    return HttpSamplingClient(
+        shared_transport(settings), sampling_session_id, base_model, first_seq_id=_unpickled_seq_start()
+    )
 
 
-async def open_sampling_session(session: Session, *, model_path: str | None = None,
-                                base_model: str | None = None) -> HttpSamplingClient:
+async def open_sampling_session(
+    session: Session, *, model_path: str | None = None, base_model: str | None = None
+) -> HttpSamplingClient:
     """A sampling client for a saved sampler checkpoint or a base model."""
     if model_path is None and base_model is None:
         raise ValueError("create_sampling_client needs a model_path or a base_model")
@@ -91,8 +109,12 @@ async def open_sampling_session(session: Session, *, model_path: str | None = No
         raise ValueError(f"model_path must start with {types.TINKER_SCHEME!r}, got {model_path!r}")
     session_id = await session.ensure()
     request = types.CreateSamplingSessionRequest(
-        session_id=session_id, sampling_session_seq_id=session.next_sampler_seq_id(),
-        base_model=base_model, model_path=model_path)
-    answer = await session.transport.call("/create_sampling_session", request,
-                                          types.CreateSamplingSessionResponse)
+        session_id=session_id,
+        sampling_session_seq_id=session.next_sampler_seq_id(),
+        base_model=base_model,
+        model_path=model_path,
+    )
+    answer = await session.transport.call(
+        "/create_sampling_session", request, types.CreateSamplingSessionResponse
+    )
     return HttpSamplingClient(session.transport, answer.sampling_session_id, base_model)

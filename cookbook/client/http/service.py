@@ -46,8 +46,12 @@ def sdk_version() -> str:
 class Session:
     """The session of one service client (all methods run on the background loop)."""
 
-    def __init__(self, transport: Transport, user_metadata: dict[str, Any] | None = None,
-                 heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S):
+    def __init__(
+        self,
+        transport: Transport,
+        user_metadata: dict[str, Any] | None = None,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+    ):
         self.transport = transport
         self.user_metadata = user_metadata
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -68,13 +72,19 @@ class Session:
             if self._session_id is None:
                 version = sdk_version()
                 config = await self.transport.post(
-                    "/client/config", types.ClientConfigRequest(sdk_version=version))
+                    "/client/config", types.ClientConfigRequest(sdk_version=version)
+                )
                 self._config = types.ClientConfigResponse.model_validate(config or {})
-                created = await self.transport.call("/create_session", types.CreateSessionRequest(
-                    user_metadata=self.user_metadata, sdk_version=version), types.CreateSessionResponse)
-                for level, text in ((logging.INFO, created.info_message),
-                                    (logging.WARNING, created.warning_message),
-                                    (logging.ERROR, created.error_message)):
+                created = await self.transport.call(
+                    "/create_session",
+                    types.CreateSessionRequest(user_metadata=self.user_metadata, sdk_version=version),
+                    types.CreateSessionResponse,
+                )
+                for level, text in (
+                    (logging.INFO, created.info_message),
+                    (logging.WARNING, created.warning_message),
+                    (logging.ERROR, created.error_message),
+                ):
                     if text:
                         logger.log(level, "server: %s", text)
                 self._session_id = created.session_id
@@ -102,8 +112,12 @@ class Session:
                 last_ok, warned = time.monotonic(), False
             except errors.CookbookError as exc:
                 if not warned and time.monotonic() - last_ok > HEARTBEAT_WARN_AFTER_S:
-                    logger.warning("session %s heartbeats failing for %.0f s: %s",
-                                   session_id, time.monotonic() - last_ok, exc)
+                    logger.warning(
+                        "session %s heartbeats failing for %.0f s: %s",
+                        session_id,
+                        time.monotonic() - last_ok,
+                        exc,
+                    )
                     warned = True
 
     async def aclose(self) -> None:
@@ -121,17 +135,32 @@ class HttpServiceClient(ServiceClient):
     `transport` replaces the network (an `httpx.MockTransport` in tests, or custom networking).
     """
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 60,
-                 max_retries: int = 10, user_metadata: dict[str, Any] | None = None, *,
-                 retry: RetryPolicy | None = None, max_sample_connections: int = 256,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60,
+        max_retries: int = 10,
+        user_metadata: dict[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        max_sample_connections: int = 256,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         url = resolve_base_url(base_url)
         if url is None:
-            raise ValueError("no server address: pass base_url=..., set COOKBOOK_BASE_URL, or call "
-                             "cookbook.client.connect() to start the bundled local server")
+            raise ValueError(
+                "no server address: pass base_url=..., set COOKBOOK_BASE_URL, or call "
+                "cookbook.client.connect() to start the bundled local server"
+            )
         policy = retry or RetryPolicy(max_retries=max_retries)
-        self.settings = ClientSettings(base_url=url, api_key=resolve_api_key(api_key), timeout_s=timeout,
-                                       retry=policy, max_sample_connections=max_sample_connections)
+        self.settings = ClientSettings(
+            base_url=url,
+            api_key=resolve_api_key(api_key),
+            timeout_s=timeout,
+            retry=policy,
+            max_sample_connections=max_sample_connections,
+        )
         self._transport = Transport(self.settings, http_transport=transport)
         self._session = Session(self._transport, user_metadata)
 
@@ -143,31 +172,41 @@ class HttpServiceClient(ServiceClient):
         return self.settings.base_url
 
     @on_client_loop
-    async def create_training_client_async(self, base_model: str, lora_config: types.LoraConfig,
-                                           user_metadata: dict[str, str] | None = None,
-                                           ) -> HttpTrainingClient:
+    async def create_training_client_async(
+        self,
+        base_model: str,
+        lora_config: types.LoraConfig,
+        user_metadata: dict[str, str] | None = None,
+    ) -> HttpTrainingClient:
         session_id = await self._session.ensure()
         request = types.CreateModelRequest(
-            session_id=session_id, model_seq_id=self._session.next_model_seq_id(),
-            base_model=base_model, user_metadata=user_metadata, lora_config=lora_config)
+            session_id=session_id,
+            model_seq_id=self._session.next_model_seq_id(),
+            base_model=base_model,
+            user_metadata=user_metadata,
+            lora_config=lora_config,
+        )
         request_id = await self._transport.submit("/create_model", request)
         created = await self._transport.retrieve(request_id, types.CreateModelResponse)
         return HttpTrainingClient(self._session, created.model_id, base_model)
 
     @on_client_loop
-    async def create_sampling_client_async(self, model_path: str | None = None,
-                                           base_model: str | None = None) -> HttpSamplingClient:
+    async def create_sampling_client_async(
+        self, model_path: str | None = None, base_model: str | None = None
+    ) -> HttpSamplingClient:
         return await open_sampling_session(self._session, model_path=model_path, base_model=base_model)
 
     @on_client_loop
     async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
         return types.GetServerCapabilitiesResponse.model_validate(
-            await self._transport.get("/get_server_capabilities"))
+            await self._transport.get("/get_server_capabilities")
+        )
 
     @on_client_loop
     async def weights_info_async(self, path: str) -> types.WeightsInfoResponse:
-        return await self._transport.call("/weights_info", types.WeightsInfoRequest(tinker_path=path),
-                                          types.WeightsInfoResponse)
+        return await self._transport.call(
+            "/weights_info", types.WeightsInfoRequest(tinker_path=path), types.WeightsInfoResponse
+        )
 
     @on_client_loop
     async def get_tokenizer_async(self, base_model: str) -> Tokenizer:

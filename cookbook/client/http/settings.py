@@ -64,10 +64,11 @@ class RetryPolicy:
         if self.initial_delay_s < 0 or self.max_delay_s < 0 or self.max_total_s < 0:
             raise ValueError("retry delays and the total time cap must be >= 0")
 
-    def delay(self, attempt: int, rng: random.Random | None = None,
-              retry_after_s: float | None = None) -> float:
+    def delay(
+        self, attempt: int, rng: random.Random | None = None, retry_after_s: float | None = None
+    ) -> float:
         """Seconds to wait before retry number `attempt` (0-based)."""
-        ceiling = min(self.max_delay_s, self.initial_delay_s * (2 ** attempt))
+        ceiling = min(self.max_delay_s, self.initial_delay_s * (2**attempt))
         wait = (rng or random).uniform(0.0, ceiling)
         if retry_after_s is not None:
             wait = max(wait, min(retry_after_s, self.max_delay_s))

@@ -47,8 +47,12 @@ def _timeouts(request: httpx.Request) -> tuple[float | None, float | None]:
 class StreamTransport(httpx.AsyncBaseTransport):
     """Keep-alive HTTP/1.1 over asyncio streams, at most `max_connections` open at once."""
 
-    def __init__(self, max_connections: int = 64, keepalive_expiry_s: float = 4.0,
-                 ssl_context: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        max_connections: int = 64,
+        keepalive_expiry_s: float = 4.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         # uvicorn drops idle connections after 5 s: do not reuse ones close to that age.
@@ -59,7 +63,11 @@ class StreamTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         async with self._slots:
             body = await request.aread()
-            key = (request.url.scheme, request.url.host, request.url.port or _default_port(request.url.scheme))
+            key = (
+                request.url.scheme,
+                request.url.host,
+                request.url.port or _default_port(request.url.scheme),
+            )
             reused = self._take_idle(key)
             if reused is not None:
                 try:
@@ -70,8 +78,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
             try:
                 return await self._exchange(connection, key, request, body, reused=False)
             except _StaleConnection as exc:
-                raise httpx.RemoteProtocolError("server closed the connection without answering",
-                                                request=request) from exc
+                raise httpx.RemoteProtocolError(
+                    "server closed the connection without answering", request=request
+                ) from exc
 
     # -- connections --------------------------------------------------------------------------
 
@@ -94,8 +103,12 @@ class StreamTransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(connect_timeout):
                 reader, writer = await asyncio.open_connection(
-                    host, port, ssl=context, server_hostname=host if context else None,
-                    limit=_MAX_HEADER_BYTES)
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context else None,
+                    limit=_MAX_HEADER_BYTES,
+                )
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from exc
         except OSError as exc:
@@ -111,8 +124,15 @@ class StreamTransport(httpx.AsyncBaseTransport):
 
     # -- one request/response -----------------------------------------------------------------
 
-    async def _exchange(self, connection: _Connection, key: tuple[str, str, int], request: httpx.Request,
-                        body: bytes, *, reused: bool) -> httpx.Response:
+    async def _exchange(
+        self,
+        connection: _Connection,
+        key: tuple[str, str, int],
+        request: httpx.Request,
+        body: bytes,
+        *,
+        reused: bool,
+    ) -> httpx.Response:
         _, read_timeout = _timeouts(request)
         keep = False
         got_bytes = False
@@ -138,7 +158,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
         except TimeoutError as exc:
             raise httpx.ReadTimeout("the server did not answer in time", request=request) from exc
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            raise httpx.RemoteProtocolError(f"malformed or truncated answer: {exc!r}", request=request) from exc
+            raise httpx.RemoteProtocolError(
+                f"malformed or truncated answer: {exc!r}", request=request
+            ) from exc
         finally:
             if keep:
                 self._release(key, connection)
@@ -197,8 +219,9 @@ def _wants_close(headers: list[tuple[str, str]]) -> bool:
     return (_header(headers, "connection") or "").lower() == "close"
 
 
-async def _read_body(reader: asyncio.StreamReader, status: int, headers: list[tuple[str, str]],
-                     request: httpx.Request) -> tuple[bytes, bool]:
+async def _read_body(
+    reader: asyncio.StreamReader, status: int, headers: list[tuple[str, str]], request: httpx.Request
+) -> tuple[bytes, bool]:
     """The body, and whether the connection can carry another request afterwards."""
     if request.method == "HEAD" or status in _NO_BODY_STATUS or 100 <= status < 200:
         return b"", True

@@ -24,6 +24,10 @@ async def fetch_tokenizer(transport: Transport, base_model: str) -> Tokenizer:
 
 def tokenizer_from_response(answer: types.TokenizerResponse) -> Tokenizer:
     """Build the tokenizer a `get_tokenizer` answer describes (from the wire or an in-process engine)."""
-    return Tokenizer.from_json_str(answer.tokenizer_json, name_or_path=answer.model_name,
-                                   bos_token=answer.bos_token, eos_token=answer.eos_token,
-                                   pad_token=answer.pad_token)
+    return Tokenizer.from_json_str(
+        answer.tokenizer_json,
+        name_or_path=answer.model_name,
+        bos_token=answer.bos_token,
+        eos_token=answer.eos_token,
+        pad_token=answer.pad_token,
+    )

@@ -85,8 +85,12 @@ class HttpTrainingClient(TrainingClient):
 
     # -- the ordered call stream --------------------------------------------------------------
 
-    def _call(self, path: str, make_request: Callable[[int], BaseModel], response_type: type[R],
-              ) -> ConcurrentAPIFuture[R]:
+    def _call(
+        self,
+        path: str,
+        make_request: Callable[[int], BaseModel],
+        response_type: type[R],
+    ) -> ConcurrentAPIFuture[R]:
         """Take the next seq_id, encode the request, and queue it; never waits for the work."""
         seq_id = self._next_seq_id
         body = encode(make_request(seq_id))  # a bad request raises here, seq_id unused
@@ -104,35 +108,60 @@ class HttpTrainingClient(TrainingClient):
     # -- operations ---------------------------------------------------------------------------
 
     @on_client_loop
-    async def forward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                            loss_fn_config: dict[str, float] | None = None,
-                            ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: dict[str, float] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
         fwd = _forward_input(data, loss_fn, loss_fn_config)
-        return self._call("/forward", lambda seq: types.ForwardRequest(
-            forward_input=fwd, model_id=self._model_id, seq_id=seq), types.ForwardBackwardOutput)
+        return self._call(
+            "/forward",
+            lambda seq: types.ForwardRequest(forward_input=fwd, model_id=self._model_id, seq_id=seq),
+            types.ForwardBackwardOutput,
+        )
 
     @on_client_loop
-    async def forward_backward_async(self, data: list[types.Datum], loss_fn: types.LossFnType,
-                                     loss_fn_config: dict[str, float] | None = None,
-                                     ) -> APIFuture[types.ForwardBackwardOutput]:
+    async def forward_backward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: dict[str, float] | None = None,
+    ) -> APIFuture[types.ForwardBackwardOutput]:
         fwd = _forward_input(data, loss_fn, loss_fn_config)
-        return self._call("/forward_backward", lambda seq: types.ForwardBackwardRequest(
-            forward_backward_input=fwd, model_id=self._model_id, seq_id=seq), types.ForwardBackwardOutput)
+        return self._call(
+            "/forward_backward",
+            lambda seq: types.ForwardBackwardRequest(
+                forward_backward_input=fwd, model_id=self._model_id, seq_id=seq
+            ),
+            types.ForwardBackwardOutput,
+        )
 
     @on_client_loop
     async def optim_step_async(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:
         for name, value in adam_params.model_dump().items():
             if not math.isfinite(value):
                 raise errors.InvalidInputError(f"adam_params.{name} is {value}: it must be a finite number")
-        return self._call("/optim_step", lambda seq: types.OptimStepRequest(
-            adam_params=adam_params, model_id=self._model_id, seq_id=seq), types.OptimStepResponse)
+        return self._call(
+            "/optim_step",
+            lambda seq: types.OptimStepRequest(adam_params=adam_params, model_id=self._model_id, seq_id=seq),
+            types.OptimStepResponse,
+        )
 
     @on_client_loop
-    async def save_state_async(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                               ) -> APIFuture[types.SaveWeightsResponse]:
-        return self._call("/save_weights", lambda seq: types.SaveWeightsRequest(
-            model_id=self._model_id, path=name, seq_id=seq, ttl_seconds=ttl_seconds,
-            overwrite=overwrite), types.SaveWeightsResponse)
+    async def save_state_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+    ) -> APIFuture[types.SaveWeightsResponse]:
+        return self._call(
+            "/save_weights",
+            lambda seq: types.SaveWeightsRequest(
+                model_id=self._model_id, path=name, seq_id=seq, ttl_seconds=ttl_seconds, overwrite=overwrite
+            ),
+            types.SaveWeightsResponse,
+        )
 
     @on_client_loop
     async def load_state_async(self, path: str) -> APIFuture[types.LoadWeightsResponse]:
@@ -143,13 +172,20 @@ class HttpTrainingClient(TrainingClient):
         return self._load(path, optimizer=True)
 
     def _load(self, path: str, optimizer: bool) -> APIFuture[types.LoadWeightsResponse]:
-        return self._call("/load_weights", lambda seq: types.LoadWeightsRequest(
-            model_id=self._model_id, seq_id=seq, path=path, optimizer=optimizer),
-            types.LoadWeightsResponse)
+        return self._call(
+            "/load_weights",
+            lambda seq: types.LoadWeightsRequest(
+                model_id=self._model_id, seq_id=seq, path=path, optimizer=optimizer
+            ),
+            types.LoadWeightsResponse,
+        )
 
     @on_client_loop
-    async def save_weights_for_sampler_async(self, name: str, ttl_seconds: int | None = None,
-                                             ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
+    async def save_weights_for_sampler_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+    ) -> APIFuture[types.SaveWeightsForSamplerResponse]:
         return self._save_for_sampler(name, ttl_seconds).map(_named_sampler_path)
 
     @on_client_loop
@@ -157,16 +193,28 @@ class HttpTrainingClient(TrainingClient):
         """`name` is ignored (as in Tinker): the snapshot is ephemeral and has no path."""
         answer = await self._save_for_sampler(None, None)
         if answer.sampling_session_id is None:
-            raise errors.CookbookError("save_weights_for_sampler without a name returned no "
-                                       "sampling_session_id")
+            raise errors.CookbookError(
+                "save_weights_for_sampler without a name returned no sampling_session_id"
+            )
         return HttpSamplingClient(self._transport, answer.sampling_session_id, self.base_model)
 
-    def _save_for_sampler(self, name: str | None, ttl_seconds: int | None,
-                          ) -> APIFuture[types.SaveWeightsForSamplerResponseInternal]:
+    def _save_for_sampler(
+        self,
+        name: str | None,
+        ttl_seconds: int | None,
+    ) -> APIFuture[types.SaveWeightsForSamplerResponseInternal]:
         sampler_seq_id = None if name is not None else self._session.next_sampler_seq_id()
-        return self._call("/save_weights_for_sampler", lambda seq: types.SaveWeightsForSamplerRequest(
-            model_id=self._model_id, path=name, sampling_session_seq_id=sampler_seq_id, seq_id=seq,
-            ttl_seconds=ttl_seconds), types.SaveWeightsForSamplerResponseInternal)
+        return self._call(
+            "/save_weights_for_sampler",
+            lambda seq: types.SaveWeightsForSamplerRequest(
+                model_id=self._model_id,
+                path=name,
+                sampling_session_seq_id=sampler_seq_id,
+                seq_id=seq,
+                ttl_seconds=ttl_seconds,
+            ),
+            types.SaveWeightsForSamplerResponseInternal,
+        )
 
     @on_client_loop
     async def create_sampling_client_async(self, model_path: str) -> SamplingClient:
@@ -174,16 +222,18 @@ class HttpTrainingClient(TrainingClient):
 
     @on_client_loop
     async def get_info_async(self) -> types.GetInfoResponse:
-        return await self._transport.call("/get_info", types.GetInfoRequest(model_id=self._model_id),
-                                          types.GetInfoResponse)
+        return await self._transport.call(
+            "/get_info", types.GetInfoRequest(model_id=self._model_id), types.GetInfoResponse
+        )
 
     @on_client_loop
     async def get_tokenizer_async(self) -> Tokenizer:
         return await fetch_tokenizer(self._transport, self.base_model)
 
 
-def _forward_input(data: list[types.Datum], loss_fn: types.LossFnType,
-                   loss_fn_config: dict[str, float] | None) -> types.ForwardBackwardInput:
+def _forward_input(
+    data: list[types.Datum], loss_fn: types.LossFnType, loss_fn_config: dict[str, float] | None
+) -> types.ForwardBackwardInput:
     """The body of a forward / forward_backward call, checked before any seq_id is used.
 
     JSON has no NaN or infinity (encoders write `null` and the server would report a confusing
@@ -195,8 +245,10 @@ def _forward_input(data: list[types.Datum], loss_fn: types.LossFnType,
                 continue
             bad = _first_non_finite(tensor.data)
             if bad is not None:
-                raise errors.InvalidInputError(f"data[{d}].loss_fn_inputs.{key}[{bad}] is {tensor.data[bad]}: "
-                                               "loss inputs must be finite numbers")
+                raise errors.InvalidInputError(
+                    f"data[{d}].loss_fn_inputs.{key}[{bad}] is {tensor.data[bad]}: "
+                    "loss inputs must be finite numbers"
+                )
     return types.ForwardBackwardInput(data=data, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
 
 
@@ -207,8 +259,9 @@ def _first_non_finite(values: list[float] | list[int]) -> int | None:
     return next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
 
 
-def _named_sampler_path(answer: types.SaveWeightsForSamplerResponseInternal,
-                        ) -> types.SaveWeightsForSamplerResponse:
+def _named_sampler_path(
+    answer: types.SaveWeightsForSamplerResponseInternal,
+) -> types.SaveWeightsForSamplerResponse:
     if answer.path is None:
         raise errors.CookbookError("save_weights_for_sampler with a name returned no path")
     return types.SaveWeightsForSamplerResponse(path=answer.path)

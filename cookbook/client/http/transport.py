@@ -83,8 +83,10 @@ def _decode_success(response: httpx.Response) -> Any:
     try:
         return decode(response.content)
     except ValueError as exc:
-        raise errors.CookbookError(f"{response.request.url.path} answered with invalid JSON "
-                                   f"(HTTP {response.status_code}): {response.text[:200]!r}") from exc
+        raise errors.CookbookError(
+            f"{response.request.url.path} answered with invalid JSON "
+            f"(HTTP {response.status_code}): {response.text[:200]!r}"
+        ) from exc
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -153,8 +155,12 @@ def _failure(data: dict[str, Any], request_id: str) -> errors.RequestFailedError
 class Transport:
     """Requests to one server, with retries, over keep-alive connection pools."""
 
-    def __init__(self, settings: ClientSettings, http_transport: httpx.AsyncBaseTransport | None = None,
-                 rng: random.Random | None = None):
+    def __init__(
+        self,
+        settings: ClientSettings,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ):
         self.settings = settings
         self._http_transport = http_transport
         self._rng = rng or random.Random()
@@ -167,8 +173,7 @@ class Transport:
         self.tokenizers: dict[str, Tokenizer] = {}
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "User-Agent": USER_AGENT}
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
         if self.settings.api_key:
             headers["X-API-Key"] = self.settings.api_key
         return headers
@@ -179,11 +184,12 @@ class Transport:
             self._pid = os.getpid()
         client = self._clients.get(pool)
         if client is None or client.is_closed:
-            size = {Pool.DEFAULT: self.settings.max_connections,
-                    Pool.TRAIN_POLL: self.settings.max_connections,
-                    Pool.SAMPLE_POLL: self.settings.max_sample_connections}[pool]
-            read_timeout = (self.settings.timeout_s if pool == Pool.DEFAULT
-                            else self.settings.poll_timeout_s)
+            size = {
+                Pool.DEFAULT: self.settings.max_connections,
+                Pool.TRAIN_POLL: self.settings.max_connections,
+                Pool.SAMPLE_POLL: self.settings.max_sample_connections,
+            }[pool]
+            read_timeout = self.settings.timeout_s if pool == Pool.DEFAULT else self.settings.poll_timeout_s
             client = httpx.AsyncClient(
                 base_url=self.settings.base_url,
                 headers=self._headers(),
@@ -204,9 +210,16 @@ class Transport:
 
     # -- one request --------------------------------------------------------------------------
 
-    async def request(self, method: str, path: str, body: BaseModel | bytes | None = None, *,
-                      pool: Pool = Pool.DEFAULT, headers: dict[str, str] | None = None,
-                      retry: RetryPolicy | None = None) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | bytes | None = None,
+        *,
+        pool: Pool = Pool.DEFAULT,
+        headers: dict[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
         """Send one request (retrying transient failures) and return the decoded JSON answer."""
         policy = retry or self.settings.retry
         content = encode(body) if isinstance(body, BaseModel) else body
@@ -216,14 +229,17 @@ class Transport:
         while True:
             retry_after: float | None = None
             try:
-                response = await self._client(pool).request(method, self._absolute_url(url), content=content,
-                                                            headers=headers)
+                response = await self._client(pool).request(
+                    method, self._absolute_url(url), content=content, headers=headers
+                )
             except httpx.TimeoutException as exc:
                 error: errors.CookbookError = errors.APITimeoutError(
-                    f"{method} {url} timed out on {self.settings.base_url}: {exc!r}")
+                    f"{method} {url} timed out on {self.settings.base_url}: {exc!r}"
+                )
             except httpx.TransportError as exc:
                 error = errors.APIConnectionError(
-                    f"{method} {url}: could not reach the server at {self.settings.base_url}: {exc!r}")
+                    f"{method} {url}: could not reach the server at {self.settings.base_url}: {exc!r}"
+                )
             else:
                 if response.status_code < 400:
                     return _decode_success(response)
@@ -255,15 +271,18 @@ class Transport:
         try:
             return types.UntypedAPIFuture.model_validate(data).request_id
         except ValidationError as exc:
-            raise errors.CookbookError(f"{path}: expected a request id from the server, got {data!r}") from exc
+            raise errors.CookbookError(
+                f"{path}: expected a request id from the server, got {data!r}"
+            ) from exc
 
     async def retrieve(self, request_id: str, response_type: type[R], pool: Pool = Pool.TRAIN_POLL) -> R:
         """Poll until the request `request_id` is done; its typed result or its error."""
         body = encode(types.FutureRetrieveRequest(request_id=request_id))
         iteration = 0
         while True:
-            data = await self.post("/retrieve_future", body, pool=pool,
-                                   headers={"X-Tinker-Request-Iteration": str(iteration)})
+            data = await self.post(
+                "/retrieve_future", body, pool=pool, headers={"X-Tinker-Request-Iteration": str(iteration)}
+            )
             iteration += 1
             if isinstance(data, dict):
                 if data.get("type") == "try_again" or data.get("status") == "complete_metadata":

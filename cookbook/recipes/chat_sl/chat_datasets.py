@@ -27,7 +27,8 @@ def bundled_chat_rows(split: str) -> list[dict[str, Any]]:
     except ImportError as exc:
         raise RuntimeError(
             "dataset='bundled' needs cookbook.data.bundled.chat_split(split), which is not available "
-            f"in this installation ({exc}); pass a hub id or a local file/directory instead") from exc
+            f"in this installation ({exc}); pass a hub id or a local file/directory instead"
+        ) from exc
     return chat_split(split)
 
 
@@ -51,14 +52,20 @@ class NoRobotsBuilder(ChatDatasetBuilder):
 
     def __call__(self) -> tuple[SupervisedDataset, SupervisedDataset | None]:
         cfg = self.common_config
-        flatmap = conversation_flatmap_fn(self.renderer, cfg.max_length,
-                                          cfg.train_on_what or TrainOnWhat.ALL_ASSISTANT_MESSAGES, reduction="mean")
+        flatmap = conversation_flatmap_fn(
+            self.renderer,
+            cfg.max_length,
+            cfg.train_on_what or TrainOnWhat.ALL_ASSISTANT_MESSAGES,
+            reduction="mean",
+        )
         train_rows = load_chat_split(self.dataset, "train").shuffle(seed=0)
         train = SupervisedDatasetFromHFDataset(train_rows, cfg.batch_size, flatmap_fn=flatmap)
         test_rows = self._test_rows()
         if test_rows is None:
             return train, None
-        test = SupervisedDatasetFromHFDataset(test_rows, min(cfg.batch_size, len(test_rows)), flatmap_fn=flatmap)
+        test = SupervisedDatasetFromHFDataset(
+            test_rows, min(cfg.batch_size, len(test_rows)), flatmap_fn=flatmap
+        )
         return train, test
 
     def _test_rows(self) -> datasets.Dataset | None:

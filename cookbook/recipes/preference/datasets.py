@@ -34,8 +34,10 @@ def parse_hh_transcript(text: str) -> list[Message] | None:
     pieces = _TURN_RE.split(text)
     if len(pieces) < 3 or pieces[0].strip():
         return None
-    return [{"role": _ROLES[speaker], "content": content.strip()}
-            for speaker, content in zip(pieces[1::2], pieces[2::2], strict=True)]
+    return [
+        {"role": _ROLES[speaker], "content": content.strip()}
+        for speaker, content in zip(pieces[1::2], pieces[2::2], strict=True)
+    ]
 
 
 def hh_row_to_comparison(row: dict[str, Any]) -> Comparison | None:
@@ -46,7 +48,11 @@ def hh_row_to_comparison(row: dict[str, Any]) -> Comparison | None:
     chosen, rejected = parse_hh_transcript(chosen_text), parse_hh_transcript(rejected_text)
     if chosen is None or rejected is None:
         return None
-    if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant" or chosen[:-1] != rejected[:-1]:
+    if (
+        chosen[-1]["role"] != "assistant"
+        or rejected[-1]["role"] != "assistant"
+        or chosen[:-1] != rejected[:-1]
+    ):
         return None
     return Comparison(chosen[:-1], [chosen[-1]], [rejected[-1]])
 
@@ -89,8 +95,10 @@ class HHHComparisonBuilder(ComparisonDatasetBuilder):
         if is_local_file(source):
             rows = load_rows(source, "train").shuffle(seed=0)
             if len(rows) <= self.test_size:
-                raise ValueError(f"{source} has {len(rows)} rows, not enough for test_size={self.test_size} "
-                                 "plus a training set")
+                raise ValueError(
+                    f"{source} has {len(rows)} rows, not enough for test_size={self.test_size} "
+                    "plus a training set"
+                )
             return rows.select(range(self.test_size, len(rows))), rows.select(range(self.test_size))
         train = load_rows(source, "train").shuffle(seed=0)
         try:
@@ -103,16 +111,24 @@ class HHHComparisonBuilder(ComparisonDatasetBuilder):
         comparison = hh_row_to_comparison(example)
         if comparison is None:
             return None
-        tags = {key: value for key, value in example.items()
-                if key not in _TRANSCRIPT_COLUMNS and isinstance(value, str)}
+        tags = {
+            key: value
+            for key, value in example.items()
+            if key not in _TRANSCRIPT_COLUMNS and isinstance(value, str)
+        }
         return LabeledComparison(comparison, "A", tags)
 
-    def convert_rows(self, rows: datasets.Dataset | Sequence[dict[str, Any]], split: str) -> list[LabeledComparison]:
+    def convert_rows(
+        self, rows: datasets.Dataset | Sequence[dict[str, Any]], split: str
+    ) -> list[LabeledComparison]:
         comparisons = super().convert_rows(rows, split)
         if self.dataset != BUNDLED or split != "test":
             return comparisons
         from cookbook.preference.gold import comparison_kind
 
-        return [c if c.kind is not None else LabeledComparison(c.comparison, c.label,
-                                                               {**c.tags, "kind": comparison_kind(c.comparison)})
-                for c in comparisons]
+        return [
+            c
+            if c.kind is not None
+            else LabeledComparison(c.comparison, c.label, {**c.tags, "kind": comparison_kind(c.comparison)})
+            for c in comparisons
+        ]

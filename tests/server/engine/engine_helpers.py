@@ -13,18 +13,24 @@ TINY = "tiny-llama"
 def sft_datum(tokens: list[int], weights: list[float] | None = None) -> types.Datum:
     """Next-token datum over `tokens`: input tokens[:-1], targets tokens[1:]."""
     weights = [1.0] * (len(tokens) - 1) if weights is None else weights
-    return types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
-                       loss_fn_inputs={"target_tokens": tokens[1:], "weights": weights})
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={"target_tokens": tokens[1:], "weights": weights},
+    )
 
 
-def rl_datum(tokens: list[int], logprobs: list[float], advantages: list[float], **extra: list[float]) -> types.Datum:
-    return types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
-                       loss_fn_inputs={"target_tokens": tokens[1:], "logprobs": logprobs, "advantages": advantages,
-                                       **extra})
+def rl_datum(
+    tokens: list[int], logprobs: list[float], advantages: list[float], **extra: list[float]
+) -> types.Datum:
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={"target_tokens": tokens[1:], "logprobs": logprobs, "advantages": advantages, **extra},
+    )
 
 
-def fwd(data: list[types.Datum], loss_fn: str = "cross_entropy",
-        config: dict[str, float] | None = None) -> types.ForwardBackwardInput:
+def fwd(
+    data: list[types.Datum], loss_fn: str = "cross_entropy", config: dict[str, float] | None = None
+) -> types.ForwardBackwardInput:
     return types.ForwardBackwardInput(data=data, loss_fn=loss_fn, loss_fn_config=config)
 
 
@@ -37,5 +43,8 @@ def weights_of(engine: TorchEngine, model_id: str) -> dict[str, torch.Tensor]:
 
 
 def sample_request(prompt: list[int], num_samples: int = 1, **params: object) -> types.SampleRequest:
-    return types.SampleRequest(prompt=types.ModelInput.from_ints(prompt), num_samples=num_samples,
-                               sampling_params=types.SamplingParams(**params))
+    return types.SampleRequest(
+        prompt=types.ModelInput.from_ints(prompt),
+        num_samples=num_samples,
+        sampling_params=types.SamplingParams(**params),
+    )

@@ -42,7 +42,11 @@ def test_resume_after_restart_is_exact(tmp_path: Path, lora: types.LoraConfig | 
 
     second = TorchEngine(tmp_path, device="cpu")  # a restarted server on the same storage
     info = second.weights_info(path)
-    assert (info.base_model, info.is_lora, info.lora_rank) == (TINY, lora is not None, lora.rank if lora else None)
+    assert (info.base_model, info.is_lora, info.lora_rank) == (
+        TINY,
+        lora is not None,
+        lora.rank if lora else None,
+    )
     run = second.training_run("run-a")
     assert run.base_model == TINY and run.user_metadata == {"renderer_name": "role_colon", "n": "3"}
     assert run.last_checkpoint is not None and run.last_checkpoint.tinker_path == path
@@ -62,7 +66,9 @@ def test_weights_only_load_resets_the_optimizer(engine: TorchEngine) -> None:
     engine.create_model("b", TINY, None, None)
     engine.load_state("b", path, optimizer=False)
     assert _logprobs(engine, "b") == _logprobs(engine, "a")
-    assert engine._models["b"].optimizer.step_count == 0 and not engine._models["b"].optimizer.state["exp_avg"]
+    assert (
+        engine._models["b"].optimizer.step_count == 0 and not engine._models["b"].optimizer.state["exp_avg"]
+    )
 
 
 def test_load_state_refuses_a_different_shape(engine: TorchEngine) -> None:
@@ -72,7 +78,9 @@ def test_load_state_refuses_a_different_shape(engine: TorchEngine) -> None:
     full_path = engine.save_state("full", "s", overwrite=False, ttl_seconds=None).path
     r8_path = engine.save_state("r8", "s", overwrite=False, ttl_seconds=None).path
     before = _logprobs(engine, "r4")
-    with pytest.raises(UserError, match="holds LoRA rank 8 on attn\\+mlp\\+unembed, this model is LoRA rank 4"):
+    with pytest.raises(
+        UserError, match="holds LoRA rank 8 on attn\\+mlp\\+unembed, this model is LoRA rank 4"
+    ):
         engine.load_state("r4", r8_path, optimizer=True)
     with pytest.raises(UserError, match="holds full weights, this model is LoRA rank 4"):
         engine.load_state("r4", full_path, optimizer=False)
@@ -93,7 +101,9 @@ def test_peft_adapter_export_loads_in_peft(engine: TorchEngine, tmp_path: Path) 
     path = engine.save_sampler_weights("lora", "export", None).path
     assert path is not None
     _, directory = engine.checkpoints.get(path)
-    assert {"adapter_model.safetensors", "adapter_config.json", "checkpoint.json"} <= {p.name for p in directory.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "checkpoint.json"} <= {
+        p.name for p in directory.iterdir()
+    }
     peft_model = PeftModel.from_pretrained(engine.registry.fresh_model(TINY), str(directory))
     tokens = [5, 17, 99, 230, 41, 8, 77]
     with torch.no_grad():
@@ -150,7 +160,9 @@ def test_overwrite_and_conflict(engine: TorchEngine) -> None:
         engine.save_sampler_weights("m", "same", None)
 
 
-def test_failed_save_keeps_the_existing_checkpoint(engine: TorchEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_save_keeps_the_existing_checkpoint(
+    engine: TorchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import server_stub.torch_engine as engine_module
 
     engine.create_model("m", TINY, None, None)

@@ -12,8 +12,12 @@ from server_stub.training.batch import length_chunks
 from .engine_helpers import TINY, fwd, grads_of, rl_datum, sft_datum
 
 # Lengths 9, 4, 6, 2 (model inputs): a budget of 12 padded tokens gives chunks [9, 6], [4], [2].
-DATA = [sft_datum(list(range(10, 20))), sft_datum([5, 17, 99, 230, 41]),
-        sft_datum([250, 251, 9, 14, 88, 101, 7], [0.5, -1.0, 2.0, 0.0, 1.0, 3.0]), sft_datum([3, 4, 5])]
+DATA = [
+    sft_datum(list(range(10, 20))),
+    sft_datum([5, 17, 99, 230, 41]),
+    sft_datum([250, 251, 9, 14, 88, 101, 7], [0.5, -1.0, 2.0, 0.0, 1.0, 3.0]),
+    sft_datum([3, 4, 5]),
+]
 
 
 def test_length_chunks_split_sorted_rows_evenly() -> None:
@@ -43,8 +47,14 @@ def test_chunked_pass_matches_one_batch(tmp_path, loss_fn: str) -> None:
     if loss_fn == "cross_entropy":
         data = DATA
     else:
-        data = [rl_datum([*d.model_input.to_ints(), 1], [-2.0] * d.model_input.length,
-                         [(-1.0) ** i * 0.5] * d.model_input.length) for i, d in enumerate(DATA)]
+        data = [
+            rl_datum(
+                [*d.model_input.to_ints(), 1],
+                [-2.0] * d.model_input.length,
+                [(-1.0) ** i * 0.5] * d.model_input.length,
+            )
+            for i, d in enumerate(DATA)
+        ]
     a = whole.forward_backward("m", fwd(data, loss_fn), backward=True)
     b = chunked.forward_backward("m", fwd(data, loss_fn), backward=True)
     assert b.metrics["loss:sum"] == pytest.approx(a.metrics["loss:sum"], rel=1e-5)

@@ -42,7 +42,11 @@ def test_only_adapter_parameters_train_and_the_base_is_shared_and_frozen(engine:
     assert all(not torch.equal(a_before[n], a_after[n]) for n in a_before if ".lora_B." in n)
     base_after = _base_weights(engine)
     assert all(torch.equal(base_before[n], base_after[n]) for n in base_before)
-    assert not any(p.requires_grad for n, p in engine.registry.get(TINY).hub.base_module.named_parameters() if "lora_" not in n)
+    assert not any(
+        p.requires_grad
+        for n, p in engine.registry.get(TINY).hub.base_module.named_parameters()
+        if "lora_" not in n
+    )
 
 
 def test_two_lora_models_do_not_interfere(engine: TorchEngine) -> None:
@@ -84,11 +88,14 @@ def test_seeded_init_is_deterministic(engine: TorchEngine) -> None:
     assert any(not torch.equal(a[n], c[n]) for n in a if ".lora_A." in n)
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    (types.LoraConfig(rank=6), "power of two"),
-    (types.LoraConfig(rank=-2), "power of two"),
-    (types.LoraConfig(rank=4, train_attn=False, train_mlp=False, train_unembed=False), "at least one"),
-])
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (types.LoraConfig(rank=6), "power of two"),
+        (types.LoraConfig(rank=-2), "power of two"),
+        (types.LoraConfig(rank=4, train_attn=False, train_mlp=False, train_unembed=False), "at least one"),
+    ],
+)
 def test_bad_lora_configs(engine: TorchEngine, config: types.LoraConfig, message: str) -> None:
     with pytest.raises(UserError, match=message):
         engine.create_model("m", TINY, config, None)
@@ -120,4 +127,6 @@ def test_lora_snapshots_sample_their_own_weights(engine: TorchEngine) -> None:
     engine.create_model("full", TINY, None, None)
     for seq in first_b.sequences:
         out = engine.forward_backward("full", fwd([sft_datum(prompt + seq.tokens)]), backward=False)
-        assert seq.logprobs == pytest.approx(out.loss_fn_outputs[0]["logprobs"].data[len(prompt) - 1:], abs=1e-4)
+        assert seq.logprobs == pytest.approx(
+            out.loss_fn_outputs[0]["logprobs"].data[len(prompt) - 1 :], abs=1e-4
+        )

@@ -43,7 +43,9 @@ def _datum(keys: tuple[str, ...], leave_out: str = "", targets_per_position: int
 
 def test_the_client_loss_type_lists_the_table_rows_in_order() -> None:
     assert get_args(types.LossFnType) == types.LOSS_FN_NAMES == tuple(LOSSES)
-    assert list(types.ForwardBackwardInput.model_json_schema()["properties"]["loss_fn"]["enum"]) == list(LOSSES)
+    assert list(types.ForwardBackwardInput.model_json_schema()["properties"]["loss_fn"]["enum"]) == list(
+        LOSSES
+    )
 
 
 def test_the_client_rl_losses_are_the_rows_that_read_advantages() -> None:
@@ -65,7 +67,9 @@ def test_each_row_accepts_its_required_and_optional_inputs_and_settings(name: st
     check_forward_backward_input(fwd([_datum(loss.inputs)], name, dict(loss.config_defaults)), LIMITS)
 
 
-@pytest.mark.parametrize(("name", "key"), [(n, k) for n, loss in LOSSES.items() for k in loss.required_inputs])
+@pytest.mark.parametrize(
+    ("name", "key"), [(n, k) for n, loss in LOSSES.items() for k in loss.required_inputs]
+)
 def test_each_required_input_is_required(name: str, key: str) -> None:
     with pytest.raises(UserError) as info:
         check_forward_backward_input(fwd([_datum(LOSSES[name].required_inputs, leave_out=key)], name), LIMITS)
@@ -82,7 +86,9 @@ def test_each_row_refuses_inputs_and_settings_of_other_rows(name: str) -> None:
             check_forward_backward_input(fwd([_datum((*loss.required_inputs, key))], name), LIMITS)
         assert info.value.field == f"{P}.data.0.loss_fn_inputs.{key}"
         assert f"is not an input of {name} (accepted: {', '.join(loss.inputs)})" in info.value.message
-    foreign_settings = {k for other in LOSSES.values() for k in other.config_defaults} - set(loss.config_defaults)
+    foreign_settings = {k for other in LOSSES.values() for k in other.config_defaults} - set(
+        loss.config_defaults
+    )
     for key in sorted(foreign_settings):
         with pytest.raises(UserError) as info:
             check_forward_backward_input(fwd([_datum(loss.required_inputs)], name, {key: 1.0}), LIMITS)

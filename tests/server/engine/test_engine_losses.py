@@ -28,8 +28,9 @@ def _ref_logprobs(model: torch.nn.Module, tokens: list[int], targets: torch.Tens
     return logp.gather(-1, targets)
 
 
-def _reference(engine: TorchEngine, loss_fn: str, inputs: list[dict[str, torch.Tensor]],
-               config: dict[str, float]) -> tuple[float, dict[str, torch.Tensor], list[torch.Tensor]]:
+def _reference(
+    engine: TorchEngine, loss_fn: str, inputs: list[dict[str, torch.Tensor]], config: dict[str, float]
+) -> tuple[float, dict[str, torch.Tensor], list[torch.Tensor]]:
     """Loss, grads by parameter name and per-datum logprobs from a fresh copy of the base weights."""
     model = engine.registry.fresh_model(TINY)
     model.requires_grad_(True)
@@ -65,9 +66,11 @@ def _rl_inputs(seed: int, extra_clip: bool = False) -> list[dict[str, torch.Tens
     inputs = []
     for tokens in SEQS:
         n = len(tokens) - 1
-        values = {"target_tokens": torch.tensor(tokens[1:]),
-                  "logprobs": -3.0 - 5.0 * torch.rand(n, generator=gen),
-                  "advantages": torch.randn(n, generator=gen)}
+        values = {
+            "target_tokens": torch.tensor(tokens[1:]),
+            "logprobs": -3.0 - 5.0 * torch.rand(n, generator=gen),
+            "advantages": torch.randn(n, generator=gen),
+        }
         values["logprobs"][:2] = 0.0  # prompt placeholders: zero logprob and zero advantage
         values["advantages"][:2] = 0.0
         if extra_clip:
@@ -77,16 +80,27 @@ def _rl_inputs(seed: int, extra_clip: bool = False) -> list[dict[str, torch.Tens
     return inputs
 
 
-def _check(engine: TorchEngine, loss_fn: str, inputs: list[dict[str, torch.Tensor]], config: dict[str, float],
-           sent_config: dict[str, float] | None) -> None:
+def _check(
+    engine: TorchEngine,
+    loss_fn: str,
+    inputs: list[dict[str, torch.Tensor]],
+    config: dict[str, float],
+    sent_config: dict[str, float] | None,
+) -> None:
     engine.create_model("m", TINY, None, None)
     if loss_fn == "cross_entropy":
         data = [sft_datum(tokens, None) for tokens in SEQS]
-        data = [d.model_copy(update={"loss_fn_inputs": {k: _td(v) for k, v in values.items()}})
-                for d, values in zip(data, inputs, strict=True)]
+        data = [
+            d.model_copy(update={"loss_fn_inputs": {k: _td(v) for k, v in values.items()}})
+            for d, values in zip(data, inputs, strict=True)
+        ]
     else:
-        data = [rl_datum(tokens, [], []).model_copy(update={"loss_fn_inputs": {k: _td(v) for k, v in values.items()}})
-                for tokens, values in zip(SEQS, inputs, strict=True)]
+        data = [
+            rl_datum(tokens, [], []).model_copy(
+                update={"loss_fn_inputs": {k: _td(v) for k, v in values.items()}}
+            )
+            for tokens, values in zip(SEQS, inputs, strict=True)
+        ]
     out = engine.forward_backward("m", fwd(data, loss_fn, sent_config), backward=True)
     ref_loss, ref_grads, ref_lp = _reference(engine, loss_fn, inputs, config)
     assert set(out.metrics) == {"loss:sum"}
@@ -107,14 +121,22 @@ def _td(value: torch.Tensor) -> types.TensorData:
 
 def test_cross_entropy_with_negative_and_fractional_weights(engine: TorchEngine) -> None:
     gen = torch.Generator().manual_seed(0)
-    inputs = [{"target_tokens": torch.tensor(t[1:]), "weights": torch.randn(len(t) - 1, generator=gen)} for t in SEQS]
+    inputs = [
+        {"target_tokens": torch.tensor(t[1:]), "weights": torch.randn(len(t) - 1, generator=gen)}
+        for t in SEQS
+    ]
     _check(engine, "cross_entropy", inputs, {}, None)
 
 
 def test_cross_entropy_with_top_k_targets(engine: TorchEngine) -> None:
     gen = torch.Generator().manual_seed(1)
-    inputs = [{"target_tokens": torch.randint(0, 512, (len(t) - 1, 3), generator=gen),
-               "weights": torch.rand(len(t) - 1, 3, generator=gen)} for t in SEQS]
+    inputs = [
+        {
+            "target_tokens": torch.randint(0, 512, (len(t) - 1, 3), generator=gen),
+            "weights": torch.rand(len(t) - 1, 3, generator=gen),
+        }
+        for t in SEQS
+    ]
     _check(engine, "cross_entropy", inputs, {}, None)
 
 
@@ -134,8 +156,13 @@ def test_ppo_with_per_token_thresholds(engine: TorchEngine) -> None:
 
 
 def test_cispo(engine: TorchEngine) -> None:
-    _check(engine, "cispo", _near_policy_inputs(engine, seed=5), {"clip_low_threshold": 0.0,
-                                                                  "clip_high_threshold": 4.0}, None)
+    _check(
+        engine,
+        "cispo",
+        _near_policy_inputs(engine, seed=5),
+        {"clip_low_threshold": 0.0, "clip_high_threshold": 4.0},
+        None,
+    )
 
 
 @pytest.mark.parametrize("sent", [None, {"beta": 0.3}])
@@ -143,7 +170,9 @@ def test_dro_masks_placeholders(engine: TorchEngine, sent: dict[str, float] | No
     _check(engine, "dro", _rl_inputs(6), {"beta": (sent or {"beta": 0.05})["beta"]}, sent)
 
 
-def _near_policy_inputs(engine: TorchEngine, seed: int, extra_clip: bool = False) -> list[dict[str, torch.Tensor]]:
+def _near_policy_inputs(
+    engine: TorchEngine, seed: int, extra_clip: bool = False
+) -> list[dict[str, torch.Tensor]]:
     """Sampler logprobs close to the model's own, so ratios land on both sides of the clip bounds."""
     model = engine.registry.fresh_model(TINY)
     inputs = _rl_inputs(seed, extra_clip)
@@ -152,8 +181,12 @@ def _near_policy_inputs(engine: TorchEngine, seed: int, extra_clip: bool = False
         for tokens, values in zip(SEQS, inputs, strict=True):
             lp = _ref_logprobs(model, tokens, values["target_tokens"])
             values["logprobs"] = lp + 0.4 * torch.randn(lp.shape, generator=gen)
-    ratios = torch.cat([torch.exp(_ref_logprobs(model, t, v["target_tokens"]) - v["logprobs"]).detach()
-                        for t, v in zip(SEQS, inputs, strict=True)])
+    ratios = torch.cat(
+        [
+            torch.exp(_ref_logprobs(model, t, v["target_tokens"]) - v["logprobs"]).detach()
+            for t, v in zip(SEQS, inputs, strict=True)
+        ]
+    )
     assert (ratios < 0.8).any() and (ratios > 1.2).any() and ((ratios > 0.8) & (ratios < 1.2)).any()
     return inputs
 

@@ -21,8 +21,15 @@ def test_tiny_llama_is_identical_every_build_and_shaped_as_specified() -> None:
     for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.equal(pa, pb), name
     cfg = a.config
-    assert (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads,
-            cfg.num_key_value_heads, cfg.intermediate_size, cfg.max_position_embeddings) == (512, 128, 2, 4, 4, 512, 512)
+    assert (
+        cfg.vocab_size,
+        cfg.hidden_size,
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.intermediate_size,
+        cfg.max_position_embeddings,
+    ) == (512, 128, 2, 4, 4, 512, 512)
     assert a.lm_head.weight is a.model.embed_tokens.weight
     assert a.dtype == torch.float32
     assert 500_000 < sum(p.numel() for p in a.parameters()) < 700_000
@@ -63,7 +70,9 @@ def test_local_hf_directory_as_extra_model(tmp_path: Path, encode) -> None:
     model_dir = tmp_path / "hf-model"
     source.save_pretrained(model_dir)
     (model_dir / "tokenizer.json").write_text(builtin_tokenizer_json())
-    (model_dir / "tokenizer_config.json").write_text('{"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}')
+    (model_dir / "tokenizer_config.json").write_text(
+        '{"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}'
+    )
     engine = TorchEngine(tmp_path / "storage", device="cpu", extra_models={"my-model": str(model_dir)})
     assert {m.model_name for m in engine.supported_models()} == {TINY, "my-model"}
     assert engine.model_limits("my-model").max_context_length == 512
@@ -74,7 +83,8 @@ def test_local_hf_directory_as_extra_model(tmp_path: Path, encode) -> None:
         engine.create_model(model_id, base, None, None)
         results.append(engine.forward_backward(model_id, fwd([sft_datum(tokens)]), backward=False))
     assert results[0].loss_fn_outputs[0]["logprobs"].data == pytest.approx(
-        results[1].loss_fn_outputs[0]["logprobs"].data, abs=1e-5)
+        results[1].loss_fn_outputs[0]["logprobs"].data, abs=1e-5
+    )
     assert engine.registry.get("my-model").eos_ids == (0,)
 
 

@@ -19,8 +19,10 @@ BAD_NAMES = ["..", "../x", "a/b", "/etc", ".hidden", "a..b", "", "x" * 200, "-rf
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_checkpoint_names_are_rejected(engine: TorchEngine, name: str) -> None:
     engine.create_model("m", TINY, None, None)
-    for call in (lambda: engine.save_state("m", name, overwrite=False, ttl_seconds=None),
-                 lambda: engine.save_sampler_weights("m", name, None)):
+    for call in (
+        lambda: engine.save_state("m", name, overwrite=False, ttl_seconds=None),
+        lambda: engine.save_sampler_weights("m", name, None),
+    ):
         with pytest.raises(UserError, match="is not a valid name") as info:
             call()
         assert info.value.field == "path"
@@ -33,21 +35,38 @@ def test_bad_model_ids_are_rejected(engine: TorchEngine, model_id: str) -> None:
     assert info.value.field == "model_id"
 
 
-@pytest.mark.parametrize("path", [
-    "tinker://../weights/x", "tinker://run/weights/../../x", "tinker://run/../x", "tinker:///etc/passwd",
-    "file:///etc/passwd", "/etc/passwd", "tinker://run/weights/x/y", "tinker://run/other/x",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "tinker://../weights/x",
+        "tinker://run/weights/../../x",
+        "tinker://run/../x",
+        "tinker:///etc/passwd",
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "tinker://run/weights/x/y",
+        "tinker://run/other/x",
+    ],
+)
 def test_bad_tinker_paths_are_rejected(engine: TorchEngine, path: str) -> None:
     engine.create_model("m", TINY, None, None)
-    for call in (lambda: engine.weights_info(path), lambda: engine.load_state("m", path, optimizer=False),
-                 lambda: engine.create_sampler(None, path)):
+    for call in (
+        lambda: engine.weights_info(path),
+        lambda: engine.load_state("m", path, optimizer=False),
+        lambda: engine.create_sampler(None, path),
+    ):
         with pytest.raises(UserError):
             call()
 
 
 def test_delete_rejects_escapes(engine: TorchEngine) -> None:
-    for run_id, checkpoint_id in (("..", "weights/x"), ("m", "../weights/x"), ("m", "weights/.."),
-                                  ("m", "weights"), ("m", "other/x")):
+    for run_id, checkpoint_id in (
+        ("..", "weights/x"),
+        ("m", "../weights/x"),
+        ("m", "weights/.."),
+        ("m", "weights"),
+        ("m", "other/x"),
+    ):
         with pytest.raises(UserError):
             engine.delete_checkpoint(run_id, checkpoint_id)
 

@@ -38,10 +38,22 @@ def test_uniforms_are_uniform_and_depend_on_seed_row_and_step() -> None:
     assert torch.equal(uniforms(keys[5:6], 3), uniforms(keys, 3)[5:6])  # a row's draw ignores its neighbours
 
 
-def _request(stop_strings: tuple[bytes, ...] = (), stop_ids: tuple[int, ...] = (), n: int = 1) -> PreparedRequest:
-    return PreparedRequest(prompt=[1], num_samples=n, max_tokens=20, temperature=1.0, top_k=-1, top_p=1.0, seed=0,
-                           stop_token_ids=stop_ids, stop_strings=stop_strings, prompt_logprobs=False,
-                           topk_prompt_logprobs=0)
+def _request(
+    stop_strings: tuple[bytes, ...] = (), stop_ids: tuple[int, ...] = (), n: int = 1
+) -> PreparedRequest:
+    return PreparedRequest(
+        prompt=[1],
+        num_samples=n,
+        max_tokens=20,
+        temperature=1.0,
+        top_k=-1,
+        top_p=1.0,
+        seed=0,
+        stop_token_ids=stop_ids,
+        stop_strings=stop_strings,
+        prompt_logprobs=False,
+        topk_prompt_logprobs=0,
+    )
 
 
 def _run(tracker: StopTracker, rows: list[list[int]]) -> list[int | None]:
@@ -63,8 +75,12 @@ def test_stop_strings_across_tokens_inside_tokens_and_unicode() -> None:
     token_bytes = TokenBytes(builtin_tokenizer_json())
     texts = [" 3 plus 4 is 7.\n\nUser: more", " check ✓ done", " no stop here at all", " 3 plus 4 is 7."]
     rows = [tok.encode(t).ids for t in texts]
-    requests = [_request((b"\n\nUser:",)), _request(("✓".encode(),)), _request((b"\n\nUser:", b"zzz")),
-                _request(stop_ids=(tok.encode(" plus").ids[0],))]
+    requests = [
+        _request((b"\n\nUser:",)),
+        _request(("✓".encode(),)),
+        _request((b"\n\nUser:", b"zzz")),
+        _request(stop_ids=(tok.encode(" plus").ids[0],)),
+    ]
     tracker = StopTracker(requests, token_bytes, 512, torch.device("cpu"))
     first = _run(tracker, rows)
     decoded = [tok.decode(r[: s + 1]) if s is not None else None for r, s in zip(rows, first, strict=True)]

@@ -34,7 +34,8 @@ def test_a_shared_prompt_is_prefilled_once_and_answers_as_if_alone(engine: Torch
     shared, other = list(range(30, 50)), list(range(60, 67))
     group = [sample_request(shared, max_tokens=6, temperature=1.0, seed=seed) for seed in (1, 2, 3)]
     scored = sample_request(shared, num_samples=2, max_tokens=6, temperature=1.0, seed=4).model_copy(
-        update={"prompt_logprobs": True})
+        update={"prompt_logprobs": True}
+    )
     lone = sample_request(other, max_tokens=6, temperature=0.0)
     alone = [_sample(engine, sampler, request)[0] for request in [*group, scored, lone]]
     handle = module.register_forward_pre_hook(record, with_kwargs=True)
@@ -51,4 +52,6 @@ def test_a_shared_prompt_is_prefilled_once_and_answers_as_if_alone(engine: Torch
     assert len({tuple(s.tokens) for s in by_request[0].sequences + by_request[1].sequences}) == 2  # own seeds
     assert by_request[3].prompt_logprobs is not None
     assert by_request[3].prompt_logprobs[0] is None
-    assert by_request[3].prompt_logprobs[1:] == pytest.approx(alone[3].prompt_logprobs[1:], abs=FP32_LOGPROB_ATOL)
+    assert by_request[3].prompt_logprobs[1:] == pytest.approx(
+        alone[3].prompt_logprobs[1:], abs=FP32_LOGPROB_ATOL
+    )

@@ -17,9 +17,16 @@ def test_training_is_deterministic_in_process_and_across_processes() -> None:
     first, second = _train().to_str(), _train().to_str()
     assert first == second == builtin_tokenizer_json()
     other = subprocess.run(
-        [sys.executable, "-c", "from server_stub.models.builtin_tokenizer import builtin_tokenizer_json as f;"
-         "import hashlib; print(hashlib.sha256(f().encode()).hexdigest())"],
-        check=True, capture_output=True, text=True).stdout.strip()
+        [
+            sys.executable,
+            "-c",
+            "from server_stub.models.builtin_tokenizer import builtin_tokenizer_json as f;"
+            "import hashlib; print(hashlib.sha256(f().encode()).hexdigest())",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     import hashlib
 
     assert other == hashlib.sha256(first.encode()).hexdigest()
@@ -29,9 +36,27 @@ def test_corpus_is_deterministic_and_covers_the_formats() -> None:
     lines = corpus_lines()
     assert lines == corpus_lines()
     text = "\n".join(lines)
-    for needle in ("User: ", "\n\nAssistant: ", "System: ", "\n\nHuman: ", "==== Completion A ====",
-                   "==== Completion B ====", "==== Preference ====", " plus ", " minus ", " times ", "Paris",
-                   "Sure!", "Of course!", "Happy to help!", "Ugh, fine.", "Whatever.", "Obviously,", "1. ", "100"):
+    for needle in (
+        "User: ",
+        "\n\nAssistant: ",
+        "System: ",
+        "\n\nHuman: ",
+        "==== Completion A ====",
+        "==== Completion B ====",
+        "==== Preference ====",
+        " plus ",
+        " minus ",
+        " times ",
+        "Paris",
+        "Sure!",
+        "Of course!",
+        "Happy to help!",
+        "Ugh, fine.",
+        "Whatever.",
+        "Obviously,",
+        "1. ",
+        "100",
+    ):
         assert needle in text, needle
 
 

@@ -11,8 +11,11 @@ from server_stub.training.adamw import AdamW
 
 from .engine_helpers import TINY, fwd, grads_of, sft_datum, weights_of
 
-DATA = [sft_datum([5, 17, 99, 230, 41, 8, 77]), sft_datum([12, 400, 3, 3, 61]),
-        sft_datum([250, 251, 9, 14, 88, 101, 7, 66, 500, 1], [0.5, -1.0, 2.0, 0.0, 1.0, 1.0, 0.25, 3.0, -0.5])]
+DATA = [
+    sft_datum([5, 17, 99, 230, 41, 8, 77]),
+    sft_datum([12, 400, 3, 3, 61]),
+    sft_datum([250, 251, 9, 14, 88, 101, 7, 66, 500, 1], [0.5, -1.0, 2.0, 0.0, 1.0, 1.0, 0.25, 3.0, -0.5]),
+]
 
 
 def test_gradients_accumulate_across_calls(engine: TorchEngine) -> None:
@@ -54,8 +57,10 @@ def test_optim_step_applies_and_clears_gradients(engine: TorchEngine) -> None:
 
 def test_full_weight_training_makes_the_loss_fall(engine: TorchEngine, encode) -> None:
     engine.create_model("m", TINY, types.LoraConfig(rank=0), None)
-    data = [sft_datum(encode(f"User: What is {a} plus {b}?\n\nAssistant: {a} plus {b} is {a + b}.\n\nUser:"))
-            for a, b in ((1, 2), (3, 4), (5, 6), (2, 2))]
+    data = [
+        sft_datum(encode(f"User: What is {a} plus {b}?\n\nAssistant: {a} plus {b} is {a + b}.\n\nUser:"))
+        for a, b in ((1, 2), (3, 4), (5, 6), (2, 2))
+    ]
     losses = []
     for _ in range(25):
         losses.append(engine.forward_backward("m", fwd(data), backward=True).metrics["loss:sum"])
@@ -65,7 +70,10 @@ def test_full_weight_training_makes_the_loss_fall(engine: TorchEngine, encode) -
 
 def _toy_params(seed: int) -> dict[str, torch.nn.Parameter]:
     gen = torch.Generator().manual_seed(seed)
-    return {"w": torch.nn.Parameter(torch.randn(6, 5, generator=gen)), "b": torch.nn.Parameter(torch.randn(5, generator=gen))}
+    return {
+        "w": torch.nn.Parameter(torch.randn(6, 5, generator=gen)),
+        "b": torch.nn.Parameter(torch.randn(5, generator=gen)),
+    }
 
 
 @pytest.mark.parametrize("clip", [0.0, 0.5])
@@ -83,8 +91,11 @@ def test_adamw_matches_torch(clip: float) -> None:
             group["lr"] = lr
         reference.step()
         reference.zero_grad()
-        metrics = optimizer.step(types.AdamParams(learning_rate=lr, beta1=0.9, beta2=0.95, eps=1e-8,
-                                                  weight_decay=0.1, grad_clip_norm=clip))
+        metrics = optimizer.step(
+            types.AdamParams(
+                learning_rate=lr, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip_norm=clip
+            )
+        )
         assert metrics["step"] == step + 1
         for name in ours:
             assert torch.allclose(ours[name], theirs[name], rtol=1e-6, atol=1e-7), (step, name)

@@ -22,43 +22,108 @@ def _datum(tokens: list[int], **inputs: object) -> types.Datum:
 
 P = "forward_backward_input."
 CASES = [
-    ("cross_entropy", [GOOD, _datum([1, 2, 3], target_tokens=[2, 3, 4], weights=[1.0, 1.0])], None,
-     P + "data.1.loss_fn_inputs.weights", "shape [2] != target_tokens shape [3]"),
-    ("cross_entropy", [_datum([1, 2, 3], target_tokens=[2, 3], weights=[1.0, 1.0])], None,
-     P + "data.0.loss_fn_inputs.target_tokens", "length 2 != model_input length 3"),
-    ("cross_entropy", [_datum([1, 2, 600], target_tokens=[2, 3, 4], weights=[1.0] * 3)], None,
-     P + "data.0.model_input", "token id 600 at position 2 is outside the vocabulary [0, 512)"),
-    ("cross_entropy", [_datum([1, 2 ** 70], target_tokens=[2, 3], weights=[1.0] * 2)], None,
-     P + "data.0.model_input", "is outside the vocabulary"),
-    ("cross_entropy", [_datum([1, 2, 3], target_tokens=[2, 3, -1], weights=[1.0] * 3)], None,
-     P + "data.0.loss_fn_inputs.target_tokens", "token id -1"),
-    ("cross_entropy", [_datum([1, 2, 3], target_tokens=[2, 3, 4], weights=[1.0, math.nan, 1.0])], None,
-     P + "data.0.loss_fn_inputs.weights", "non-finite value nan at position 1"),
-    ("cross_entropy", [_datum([1] * 513, target_tokens=[1] * 513, weights=[1.0] * 513)], None,
-     P + "data.0.model_input", "sequence length 513 exceeds the model's context length 512"),
-    ("cross_entropy", [_datum([1, 2], target_tokens=[2, 3])], None,
-     P + "data.0.loss_fn_inputs", "missing 'weights'"),
+    (
+        "cross_entropy",
+        [GOOD, _datum([1, 2, 3], target_tokens=[2, 3, 4], weights=[1.0, 1.0])],
+        None,
+        P + "data.1.loss_fn_inputs.weights",
+        "shape [2] != target_tokens shape [3]",
+    ),
+    (
+        "cross_entropy",
+        [_datum([1, 2, 3], target_tokens=[2, 3], weights=[1.0, 1.0])],
+        None,
+        P + "data.0.loss_fn_inputs.target_tokens",
+        "length 2 != model_input length 3",
+    ),
+    (
+        "cross_entropy",
+        [_datum([1, 2, 600], target_tokens=[2, 3, 4], weights=[1.0] * 3)],
+        None,
+        P + "data.0.model_input",
+        "token id 600 at position 2 is outside the vocabulary [0, 512)",
+    ),
+    (
+        "cross_entropy",
+        [_datum([1, 2**70], target_tokens=[2, 3], weights=[1.0] * 2)],
+        None,
+        P + "data.0.model_input",
+        "is outside the vocabulary",
+    ),
+    (
+        "cross_entropy",
+        [_datum([1, 2, 3], target_tokens=[2, 3, -1], weights=[1.0] * 3)],
+        None,
+        P + "data.0.loss_fn_inputs.target_tokens",
+        "token id -1",
+    ),
+    (
+        "cross_entropy",
+        [_datum([1, 2, 3], target_tokens=[2, 3, 4], weights=[1.0, math.nan, 1.0])],
+        None,
+        P + "data.0.loss_fn_inputs.weights",
+        "non-finite value nan at position 1",
+    ),
+    (
+        "cross_entropy",
+        [_datum([1] * 513, target_tokens=[1] * 513, weights=[1.0] * 513)],
+        None,
+        P + "data.0.model_input",
+        "sequence length 513 exceeds the model's context length 512",
+    ),
+    (
+        "cross_entropy",
+        [_datum([1, 2], target_tokens=[2, 3])],
+        None,
+        P + "data.0.loss_fn_inputs",
+        "missing 'weights'",
+    ),
     ("cross_entropy", [_datum([], target_tokens=[], weights=[])], None, P + "data.0.model_input", "is empty"),
-    ("cross_entropy", [_datum([1, 2], target_tokens=[2, 3], weights=[1.0, 1.0], mask=[1.0, 1.0])], None,
-     P + "data.0.loss_fn_inputs.mask", "is not an input of cross_entropy"),
+    (
+        "cross_entropy",
+        [_datum([1, 2], target_tokens=[2, 3], weights=[1.0, 1.0], mask=[1.0, 1.0])],
+        None,
+        P + "data.0.loss_fn_inputs.mask",
+        "is not an input of cross_entropy",
+    ),
     ("cross_entropy", [], None, P + "data", "is empty"),
     ("cross_entropy", [GOOD], {"beta": 0.1}, P + "loss_fn_config.beta", "is not a setting of cross_entropy"),
-    ("ppo", [rl_datum([1, 2, 3], [-1.0, -1.0], [1.0, 1.0])], {"clip_low_threshold": math.inf},
-     P + "loss_fn_config.clip_low_threshold", "must be finite"),
-    ("ppo", [rl_datum([1, 2, 3], [-1.0, -1.0], [1.0])], None,
-     P + "data.0.loss_fn_inputs.advantages", "length 1 != target length 2"),
-    ("importance_sampling", [_datum([1, 2], target_tokens=[[2, 3], [3, 4]], logprobs=[0.0, 0.0],
-                                    advantages=[1.0, 1.0])], None,
-     P + "data.0.loss_fn_inputs.target_tokens", "must be 1-D"),
-    ("importance_sampling", [rl_datum([1, 2, 3], [-1000.0, -1000.0], [1.0, 1.0])], None,
-     "data", "the importance_sampling loss is not finite"),
+    (
+        "ppo",
+        [rl_datum([1, 2, 3], [-1.0, -1.0], [1.0, 1.0])],
+        {"clip_low_threshold": math.inf},
+        P + "loss_fn_config.clip_low_threshold",
+        "must be finite",
+    ),
+    (
+        "ppo",
+        [rl_datum([1, 2, 3], [-1.0, -1.0], [1.0])],
+        None,
+        P + "data.0.loss_fn_inputs.advantages",
+        "length 1 != target length 2",
+    ),
+    (
+        "importance_sampling",
+        [_datum([1, 2], target_tokens=[[2, 3], [3, 4]], logprobs=[0.0, 0.0], advantages=[1.0, 1.0])],
+        None,
+        P + "data.0.loss_fn_inputs.target_tokens",
+        "must be 1-D",
+    ),
+    (
+        "importance_sampling",
+        [rl_datum([1, 2, 3], [-1000.0, -1000.0], [1.0, 1.0])],
+        None,
+        "data",
+        "the importance_sampling loss is not finite",
+    ),
     ("kl", [GOOD], None, P + "loss_fn", "must be one of"),
 ]
 
 
 @pytest.mark.parametrize(("loss_fn", "data", "config", "field", "message"), CASES)
-def test_bad_training_input_is_refused_without_side_effects(engine: TorchEngine, loss_fn: str, data, config,
-                                                             field: str, message: str) -> None:
+def test_bad_training_input_is_refused_without_side_effects(
+    engine: TorchEngine, loss_fn: str, data, config, field: str, message: str
+) -> None:
     engine.create_model("m", TINY, None, None)
     engine.forward_backward("m", fwd([GOOD]), backward=True)
     grads_before, weights_before = grads_of(engine, "m"), weights_of(engine, "m")
@@ -74,9 +139,18 @@ def test_bad_training_input_is_refused_without_side_effects(engine: TorchEngine,
     assert math.isfinite(out.metrics["loss:sum"])
 
 
-@pytest.mark.parametrize(("field", "value"), [("learning_rate", -1.0), ("learning_rate", math.nan), ("beta1", 1.0),
-                                              ("beta2", -0.1), ("eps", 0.0), ("weight_decay", -1.0),
-                                              ("grad_clip_norm", math.inf)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("learning_rate", -1.0),
+        ("learning_rate", math.nan),
+        ("beta1", 1.0),
+        ("beta2", -0.1),
+        ("eps", 0.0),
+        ("weight_decay", -1.0),
+        ("grad_clip_norm", math.inf),
+    ],
+)
 def test_bad_adam_params(engine: TorchEngine, field: str, value: float) -> None:
     engine.create_model("m", TINY, None, None)
     engine.forward_backward("m", fwd([GOOD]), backward=True)
@@ -89,10 +163,15 @@ def test_bad_adam_params(engine: TorchEngine, field: str, value: float) -> None:
 
 
 def test_unknown_ids(engine: TorchEngine) -> None:
-    for call in (lambda: engine.forward_backward("ghost", fwd([GOOD]), True),
-                 lambda: engine.optim_step("ghost", types.AdamParams()), lambda: engine.get_info("ghost"),
-                 lambda: engine.base_model_of("ghost"), lambda: engine.sampler_base_model("ghost"),
-                 lambda: engine.get_sampler("ghost"), lambda: engine.save_state("ghost", "x", False, None)):
+    for call in (
+        lambda: engine.forward_backward("ghost", fwd([GOOD]), True),
+        lambda: engine.optim_step("ghost", types.AdamParams()),
+        lambda: engine.get_info("ghost"),
+        lambda: engine.base_model_of("ghost"),
+        lambda: engine.sampler_base_model("ghost"),
+        lambda: engine.get_sampler("ghost"),
+        lambda: engine.save_state("ghost", "x", False, None),
+    ):
         with pytest.raises(NotFoundError):
             call()
     with pytest.raises(UserError, match="base_model or model_path"):

@@ -51,8 +51,13 @@ def test_other_hosts_need_a_key(host: str) -> None:
 
 def test_cli_refuses_a_public_host_without_a_key(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "COOKBOOK_API_KEY"}
-    done = subprocess.run([sys.executable, "-m", "server_stub", "--host", "0.0.0.0", "--port", "0",
-                           "--storage", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "server_stub", "--host", "0.0.0.0", "--port", "0", "--storage", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "refusing to listen on non-loopback host '0.0.0.0' without an API key" in done.stderr
     assert done.stdout == ""

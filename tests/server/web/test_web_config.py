@@ -41,16 +41,51 @@ def test_environment_supplies_storage_and_key(monkeypatch: pytest.MonkeyPatch, t
 def test_every_option(tmp_path: Path) -> None:
     model_dir = tmp_path / "hf"
     model_dir.mkdir()
-    config = config_from_args(["--host", "::1", "--port", "0", "--storage", str(tmp_path / "s"), "--device", "cpu",
-                               "--dtype", "bfloat16", "--api-key", "k", "--model", f"small={model_dir}",
-                               "--log-level", "debug", "--long-poll-seconds", "2.5"])
-    assert config == ServerConfig(host="::1", port=0, storage_dir=tmp_path / "s", device="cpu", dtype="bfloat16",
-                                  api_key="k", extra_models={"small": str(model_dir)}, log_level="debug",
-                                  long_poll_seconds=2.5)
+    config = config_from_args(
+        [
+            "--host",
+            "::1",
+            "--port",
+            "0",
+            "--storage",
+            str(tmp_path / "s"),
+            "--device",
+            "cpu",
+            "--dtype",
+            "bfloat16",
+            "--api-key",
+            "k",
+            "--model",
+            f"small={model_dir}",
+            "--log-level",
+            "debug",
+            "--long-poll-seconds",
+            "2.5",
+        ]
+    )
+    assert config == ServerConfig(
+        host="::1",
+        port=0,
+        storage_dir=tmp_path / "s",
+        device="cpu",
+        dtype="bfloat16",
+        api_key="k",
+        extra_models={"small": str(model_dir)},
+        log_level="debug",
+        long_poll_seconds=2.5,
+    )
 
 
-@pytest.mark.parametrize("argv", [["--model", "nodir"], ["--model", "x=/definitely/not/here"],
-                                  ["--device", "tpu"], ["--dtype", "float16"], ["--port", "many"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--model", "nodir"],
+        ["--model", "x=/definitely/not/here"],
+        ["--device", "tpu"],
+        ["--dtype", "float16"],
+        ["--port", "many"],
+    ],
+)
 def test_bad_arguments_exit_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as excinfo:
         config_from_args(argv)
@@ -58,8 +93,16 @@ def test_bad_arguments_exit_with_usage(argv: list[str], capsys: pytest.CaptureFi
     assert "error:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("settings", [{"port": 70000}, {"api_key": " "}, {"long_poll_seconds": -1.0},
-                                      {"sample_batch_rows": 0}, {"device": "tpu"}])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"port": 70000},
+        {"api_key": " "},
+        {"long_poll_seconds": -1.0},
+        {"sample_batch_rows": 0},
+        {"device": "tpu"},
+    ],
+)
 def test_invalid_settings_are_config_errors(settings: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         ServerConfig(**settings)  # type: ignore[arg-type]
@@ -108,8 +151,9 @@ def test_every_declared_option_parses(name: str, tmp_path: Path, monkeypatch: py
 
 
 @pytest.mark.parametrize("name", [name for name, setting in settings().items() if setting.option.env])
-def test_environment_variables_apply_when_the_flag_is_absent(name: str, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variables_apply_when_the_flag_is_absent(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _clear_environment(monkeypatch)
     setting = settings()[name]
     assert setting.option.env is not None
@@ -126,7 +170,9 @@ def test_repeated_model_names_are_refused(tmp_path: Path) -> None:
         config_from_args(["--model", f"a={tmp_path}", "--model", f"a={tmp_path}"])
 
 
-def test_the_help_names_each_flag_with_its_help_and_environment_variable(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_help_names_each_flag_with_its_help_and_environment_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(SystemExit):
         config_from_args(["--help"])
     shown = " ".join(capsys.readouterr().out.split())

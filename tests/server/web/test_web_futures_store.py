@@ -21,7 +21,13 @@ class Clock:
 
 
 def make_store(clock: Clock, **limits: float) -> FuturesStore:
-    settings = {"grace_seconds": 10.0, "ttl_seconds": 100.0, "max_entries": 100, "max_bytes": 1 << 20, **limits}
+    settings = {
+        "grace_seconds": 10.0,
+        "ttl_seconds": 100.0,
+        "max_entries": 100,
+        "max_bytes": 1 << 20,
+        **limits,
+    }
     return FuturesStore(clock=clock, sweep_interval=0.0, **settings)  # type: ignore[arg-type]
 
 

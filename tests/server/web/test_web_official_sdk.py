@@ -26,8 +26,10 @@ def test_official_sdk_trains_and_samples(tmp_path: Path, monkeypatch: pytest.Mon
         training = service.create_lora_training_client(base_model="tiny-llama", rank=8, seed=0)
         assert training.model_id.startswith("run-")
         tokens = [5, 17, 42, 99, 7, 250, 3, 64, 128, 11, 200, 31]
-        datum = types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
-                            loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * (len(tokens) - 1)})
+        datum = types.Datum(
+            model_input=types.ModelInput.from_ints(tokens[:-1]),
+            loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * (len(tokens) - 1)},
+        )
         # pipelined: step 2's forward_backward is submitted before step 1's results are read
         first = training.forward_backward([datum], "cross_entropy")
         step = training.optim_step(types.AdamParams(learning_rate=5e-2))
@@ -39,14 +41,16 @@ def test_official_sdk_trains_and_samples(tmp_path: Path, monkeypatch: pytest.Mon
 
         sampler = training.save_weights_and_get_sampling_client()
         params = types.SamplingParams(max_tokens=6, temperature=1.0, seed=123)
-        response = sampler.sample(prompt=types.ModelInput.from_ints(tokens[:4]), num_samples=3,
-                                  sampling_params=params).result()
+        response = sampler.sample(
+            prompt=types.ModelInput.from_ints(tokens[:4]), num_samples=3, sampling_params=params
+        ).result()
         assert len(response.sequences) == 3
         for sequence in response.sequences:
             assert 1 <= len(sequence.tokens) <= 6 and sequence.stop_reason in ("stop", "length")
             assert len(sequence.logprobs) == len(sequence.tokens)
-        again = sampler.sample(prompt=types.ModelInput.from_ints(tokens[:4]), num_samples=3,
-                               sampling_params=params).result()
+        again = sampler.sample(
+            prompt=types.ModelInput.from_ints(tokens[:4]), num_samples=3, sampling_params=params
+        ).result()
         assert [s.tokens for s in again.sequences] == [s.tokens for s in response.sequences]  # seeded
         prompt_logprobs = sampler.compute_logprobs(types.ModelInput.from_ints(tokens[:5])).result()
         assert prompt_logprobs[0] is None and len(prompt_logprobs) == 5

@@ -57,14 +57,19 @@ def _datum() -> dict[str, Any]:
 
 def test_train_then_sample_through_the_routes(real_client: TestClient, tmp_path: Path) -> None:
     client = real_client
-    created = post_ok(client, "/create_model", {"session_id": "s", "model_seq_id": 0, "base_model": "tiny-llama",
-                                                "lora_config": {"rank": 0}})
+    created = post_ok(
+        client,
+        "/create_model",
+        {"session_id": "s", "model_seq_id": 0, "base_model": "tiny-llama", "lora_config": {"rank": 0}},
+    )
     model = created["model_id"]
     # pipelined: all four calls are queued before any result is read
-    futures = [post_ok(client, "/forward_backward", fwd_bwd(model, 1, [_datum()])),
-               post_ok(client, "/optim_step", optim(model, 2, lr=1e-2)),
-               post_ok(client, "/forward_backward", fwd_bwd(model, 3, [_datum()])),
-               post_ok(client, "/save_weights_for_sampler", {"model_id": model, "seq_id": 4})]
+    futures = [
+        post_ok(client, "/forward_backward", fwd_bwd(model, 1, [_datum()])),
+        post_ok(client, "/optim_step", optim(model, 2, lr=1e-2)),
+        post_ok(client, "/forward_backward", fwd_bwd(model, 3, [_datum()])),
+        post_ok(client, "/save_weights_for_sampler", {"model_id": model, "seq_id": 4}),
+    ]
     assert result(client, created["request_id"]) == {"model_id": model, "type": "create_model"}
     first, step, second, snapshot = (result(client, f["request_id"]) for f in futures)
     before = types.ForwardBackwardOutput.model_validate(first)
@@ -75,8 +80,14 @@ def test_train_then_sample_through_the_routes(real_client: TestClient, tmp_path:
     sampler = snapshot["sampling_session_id"]
     assert client.get(f"{API}/samplers/{sampler}").json()["base_model"] == "tiny-llama"
 
-    answer = types.SampleResponse.model_validate(result(client, post_ok(
-        client, "/asample", sample_body(sampler, TOKENS[:4], num_samples=2, max_tokens=5, seed=7))["request_id"]))
+    answer = types.SampleResponse.model_validate(
+        result(
+            client,
+            post_ok(
+                client, "/asample", sample_body(sampler, TOKENS[:4], num_samples=2, max_tokens=5, seed=7)
+            )["request_id"],
+        )
+    )
     assert len(answer.sequences) == 2
     assert all(1 <= len(s.tokens) <= 5 and len(s.logprobs or []) == len(s.tokens) for s in answer.sequences)
 
@@ -90,15 +101,24 @@ def test_train_then_sample_through_the_routes(real_client: TestClient, tmp_path:
 
 
 def test_concurrent_samples_are_batched_without_changing_seeded_results(
-        real_client: TestClient, real_engine: GatedEngine) -> None:
+    real_client: TestClient, real_engine: GatedEngine
+) -> None:
     client = real_client
-    base = post_ok(client, "/create_sampling_session", {"session_id": "s", "sampling_session_seq_id": 0,
-                                                        "base_model": "tiny-llama"})["sampling_session_id"]
-    created = post_ok(client, "/create_model", {"session_id": "s", "model_seq_id": 1, "base_model": "tiny-llama",
-                                                "lora_config": {"rank": 4}})
+    base = post_ok(
+        client,
+        "/create_sampling_session",
+        {"session_id": "s", "sampling_session_seq_id": 0, "base_model": "tiny-llama"},
+    )["sampling_session_id"]
+    created = post_ok(
+        client,
+        "/create_model",
+        {"session_id": "s", "model_seq_id": 1, "base_model": "tiny-llama", "lora_config": {"rank": 4}},
+    )
     model = result(client, created["request_id"])["model_id"]
-    bodies = [sample_body(base, TOKENS[: 3 + i], max_tokens=4, seed=100 + i, num_samples=1 + i % 2)
-              for i in range(4)]
+    bodies = [
+        sample_body(base, TOKENS[: 3 + i], max_tokens=4, seed=100 + i, num_samples=1 + i % 2)
+        for i in range(4)
+    ]
     alone = [result(client, post_ok(client, "/asample", b)["request_id"]) for b in bodies]
 
     real_engine.gate, real_engine.entered = threading.Event(), threading.Event()
@@ -110,14 +130,18 @@ def test_concurrent_samples_are_batched_without_changing_seeded_results(
     result(client, blocker["request_id"])
     together = [result(client, f["request_id"]) for f in futures]
     assert client.app.state.scheduler.sample_batch_sizes[-1] == len(bodies)
-    assert [[s["tokens"] for s in r["sequences"]] for r in together] == \
-        [[s["tokens"] for s in r["sequences"]] for r in alone]
+    assert [[s["tokens"] for s in r["sequences"]] for r in together] == [
+        [s["tokens"] for s in r["sequences"]] for r in alone
+    ]
 
 
 def test_execution_errors_from_the_real_engine_resolve_as_user_errors(real_client: TestClient) -> None:
     client = real_client
-    created = post_ok(client, "/create_model", {"session_id": "s", "model_seq_id": 2, "base_model": "tiny-llama",
-                                                "lora_config": {"rank": 8}})
+    created = post_ok(
+        client,
+        "/create_model",
+        {"session_id": "s", "model_seq_id": 2, "base_model": "tiny-llama", "lora_config": {"rank": 8}},
+    )
     model = result(client, created["request_id"])["model_id"]
     saved = post_ok(client, "/save_weights", {"model_id": model, "seq_id": 1, "path": "dup"})
     assert result(client, saved["request_id"])["path"] == f"tinker://{model}/weights/dup"

@@ -35,10 +35,13 @@ def test_service_endpoints_answer_wire_types(client: TestClient) -> None:
 
 
 def test_sessions_heartbeat_known_only(client: TestClient) -> None:
-    session = post_ok(client, "/create_session", {"tags": ["t"], "sdk_version": "0.24.1", "type": "create_session"})
+    session = post_ok(
+        client, "/create_session", {"tags": ["t"], "sdk_version": "0.24.1", "type": "create_session"}
+    )
     assert session["session_id"].startswith("session-")
     assert post_ok(client, "/session_heartbeat", {"session_id": session["session_id"]}) == {
-        "type": "session_heartbeat"}
+        "type": "session_heartbeat"
+    }
     unknown = client.post(f"{API}/session_heartbeat", json={"session_id": "nope"})
     assert unknown.status_code == 404
     assert unknown.json()["field"] == "session_id" and "nope" in unknown.json()["error"]
@@ -70,18 +73,27 @@ def test_calls_run_in_seq_order_whatever_the_arrival_order(client: TestClient, e
     assert result(client, third["request_id"]) == {"metrics": {"step": 1.0, "w": -2.5}}
     assert result(client, first["request_id"])["metrics"]["loss:sum"] == 0.0
     assert result(client, second["request_id"])["metrics"]["loss:sum"] == 0.0
-    assert [(c[0], c[2]) for c in engine.calls[1:]] == [("forward_backward", 1), ("forward_backward", 2),
-                                                         ("optim_step", 0.5)]
+    assert [(c[0], c[2]) for c in engine.calls[1:]] == [
+        ("forward_backward", 1),
+        ("forward_backward", 2),
+        ("optim_step", 0.5),
+    ]
 
 
 def test_pipelined_calls_are_accepted_while_busy_and_run_without_being_polled(
-        client: TestClient, engine: FakeEngine) -> None:
+    client: TestClient, engine: FakeEngine
+) -> None:
     model = new_model(client)
     engine.hold()
-    step1 = [post_ok(client, "/forward_backward", fwd_bwd(model, 1)),
-             post_ok(client, "/optim_step", optim(model, 2, lr=0.5))]
+    step1 = [
+        post_ok(client, "/forward_backward", fwd_bwd(model, 1)),
+        post_ok(client, "/optim_step", optim(model, 2, lr=0.5)),
+    ]
     engine.wait_for_calls(2)  # create + step 1's forward_backward, now held on the compute thread
-    step2 = [post_ok(client, "/forward_backward", fwd_bwd(model, 3)), post_ok(client, "/optim_step", optim(model, 4))]
+    step2 = [
+        post_ok(client, "/forward_backward", fwd_bwd(model, 3)),
+        post_ok(client, "/optim_step", optim(model, 4)),
+    ]
     assert all(f["model_id"] == model for f in step1 + step2)
     engine.release()
     # The compute thread keeps going through the queue with nobody polling.
@@ -131,8 +143,11 @@ def test_long_poll_answers_try_again_then_the_result(make_client, engine: FakeEn
     model = new_model(client)
     engine.hold()
     future = post_ok(client, "/forward_backward", fwd_bwd(model, 1))
-    assert poll(client, future["request_id"]) == {"type": "try_again", "request_id": future["request_id"],
-                                                  "queue_state": "active"}
+    assert poll(client, future["request_id"]) == {
+        "type": "try_again",
+        "request_id": future["request_id"],
+        "queue_state": "active",
+    }
     engine.release()
     answer = result(client, future["request_id"])
     assert types.ForwardBackwardOutput.model_validate(answer).metrics["loss:sum"] == 0.0
@@ -142,7 +157,8 @@ def test_long_poll_answers_try_again_then_the_result(make_client, engine: FakeEn
 
 
 def test_execution_failures_resolve_the_future_and_the_server_keeps_serving(
-        client: TestClient, engine: FakeEngine) -> None:
+    client: TestClient, engine: FakeEngine
+) -> None:
     model = new_model(client)
     refused = post_ok(client, "/forward_backward", fwd_bwd(model, 1, [ce_datum([REFUSE_TOKEN])]))
     exploded = post_ok(client, "/forward_backward", fwd_bwd(model, 2, [ce_datum([EXPLODE_TOKEN])]))
@@ -156,8 +172,11 @@ def test_execution_failures_resolve_the_future_and_the_server_keeps_serving(
 
 def test_failed_creation_fails_the_models_queued_calls(client: TestClient, engine: FakeEngine) -> None:
     engine.hold()
-    future = post_ok(client, "/create_model", {"session_id": "s", "model_seq_id": 0, "base_model": BASE_MODEL,
-                                               "lora_config": {"rank": 64}})
+    future = post_ok(
+        client,
+        "/create_model",
+        {"session_id": "s", "model_seq_id": 0, "base_model": BASE_MODEL, "lora_config": {"rank": 64}},
+    )
     queued = post_ok(client, "/forward_backward", fwd_bwd(future["model_id"], 1))  # accepted while creating
     engine.release()
     assert result(client, future["request_id"])["category"] == "user"
@@ -172,8 +191,10 @@ def test_concurrent_sample_requests_share_one_engine_call(client: TestClient, en
     engine.hold()
     blocker = post_ok(client, "/forward_backward", fwd_bwd(model, 2))
     engine.wait_for_calls(3)
-    futures = [post_ok(client, "/asample", sample_body(sampler, [1, 2], seed=seed, num_samples=2))
-               for seed in range(5)]
+    futures = [
+        post_ok(client, "/asample", sample_body(sampler, [1, 2], seed=seed, num_samples=2))
+        for seed in range(5)
+    ]
     poisoned = post_ok(client, "/asample", sample_body(sampler, [POISON_TOKEN]))
     engine.release()
     result(client, blocker["request_id"])
@@ -196,10 +217,17 @@ def test_sampling_batches_interleave_with_training(client: TestClient, engine: F
     engine.release()
     for future in futures:
         result(client, future["request_id"])
-    assert [c[0] for c in engine.calls[2:]] == ["forward_backward", "sample", "forward_backward", "forward_backward"]
+    assert [c[0] for c in engine.calls[2:]] == [
+        "forward_backward",
+        "sample",
+        "forward_backward",
+        "forward_backward",
+    ]
 
 
-def test_unload_runs_after_queued_calls_then_the_model_is_gone(client: TestClient, engine: FakeEngine) -> None:
+def test_unload_runs_after_queued_calls_then_the_model_is_gone(
+    client: TestClient, engine: FakeEngine
+) -> None:
     model = new_model(client)
     engine.hold()
     queued = [post_ok(client, "/forward_backward", fwd_bwd(model, seq)) for seq in (1, 2)]
@@ -209,19 +237,28 @@ def test_unload_runs_after_queued_calls_then_the_model_is_gone(client: TestClien
     engine.release()
     assert result(client, unload["request_id"]) == {"model_id": model, "type": "unload_model"}
     assert all("loss_fn_outputs" in result(client, f["request_id"]) for f in queued)
-    assert [c[0] for c in engine.calls] == ["create_model", "forward_backward", "forward_backward", "unload_model"]
+    assert [c[0] for c in engine.calls] == [
+        "create_model",
+        "forward_backward",
+        "forward_backward",
+        "unload_model",
+    ]
     assert client.post(f"{API}/get_info", json={"model_id": model}).status_code == 404
 
 
 def test_checkpoint_routes(client: TestClient, engine: FakeEngine) -> None:
     model = new_model(client)
-    saved = result(client, post_ok(client, "/save_weights", {"model_id": model, "seq_id": 1, "path": "ckpt"})[
-        "request_id"])
+    saved = result(
+        client,
+        post_ok(client, "/save_weights", {"model_id": model, "seq_id": 1, "path": "ckpt"})["request_id"],
+    )
     path = saved["path"]
     assert path == f"tinker://{model}/weights/ckpt"
     again = post_ok(client, "/save_weights", {"model_id": model, "seq_id": 2, "path": "ckpt"})
     assert result(client, again["request_id"])["category"] == "user"  # ConflictError at execution
-    loaded = post_ok(client, "/load_weights", {"model_id": model, "seq_id": 3, "path": path, "optimizer": True})
+    loaded = post_ok(
+        client, "/load_weights", {"model_id": model, "seq_id": 3, "path": path, "optimizer": True}
+    )
     assert result(client, loaded["request_id"]) == {"path": path}
     assert post_ok(client, "/weights_info", {"tinker_path": path})["base_model"] == BASE_MODEL
     run = client.get(f"{API}/training_runs/{model}", params={"access_scope": "owned"})
@@ -242,10 +279,16 @@ def test_sampling_sessions_from_paths_and_base_models(client: TestClient, engine
     session = post_ok(client, "/create_sampling_session", body)
     assert post_ok(client, "/create_sampling_session", body) == session  # idempotent
     sampler = session["sampling_session_id"]
-    assert client.get(f"{API}/samplers/{sampler}").json() == {"sampler_id": sampler, "base_model": BASE_MODEL,
-                                                               "model_path": path}
-    base = post_ok(client, "/create_sampling_session", {"session_id": "s", "sampling_session_seq_id": 1,
-                                                        "base_model": BASE_MODEL})
+    assert client.get(f"{API}/samplers/{sampler}").json() == {
+        "sampler_id": sampler,
+        "base_model": BASE_MODEL,
+        "model_path": path,
+    }
+    base = post_ok(
+        client,
+        "/create_sampling_session",
+        {"session_id": "s", "sampling_session_seq_id": 1, "base_model": BASE_MODEL},
+    )
     assert base["sampling_session_id"] != sampler
     # the older form: sample a checkpoint directly, without a session
     direct = sample_body(sampler, [3])

@@ -46,21 +46,29 @@ def make_scheduler(engine: FakeEngine, **settings: Any) -> Scheduler:
 
 
 def fb_task(engine: FakeEngine, model: str, first_token: int, results: Results, key: str) -> Task:
-    datum = types.Datum(model_input=types.ModelInput.from_ints([first_token]),
-                        loss_fn_inputs={"target_tokens": [1], "weights": [1.0]})
+    datum = types.Datum(
+        model_input=types.ModelInput.from_ints([first_token]),
+        loss_fn_inputs={"target_tokens": [1], "weights": [1.0]},
+    )
     fwd = types.ForwardBackwardInput(data=[datum], loss_fn="cross_entropy")
     return Task(lambda: engine.forward_backward(model, fwd, True), results.finisher(key))
 
 
 def create(scheduler: Scheduler, engine: FakeEngine, model: str, results: Results) -> None:
-    scheduler.open_model(model, BASE_MODEL, Task(lambda: engine.create_model(model, BASE_MODEL, None, None),
-                                                 results.finisher(f"create-{model}")))
+    scheduler.open_model(
+        model,
+        BASE_MODEL,
+        Task(lambda: engine.create_model(model, BASE_MODEL, None, None), results.finisher(f"create-{model}")),
+    )
     assert results.get(f"create-{model}")[1] is None
 
 
 def sample_job(sampler: str, rows: int, first: int = 1) -> SampleJob:
-    request = types.SampleRequest(num_samples=rows, prompt=types.ModelInput.from_ints([first]),
-                                  sampling_params=types.SamplingParams(max_tokens=1))
+    request = types.SampleRequest(
+        num_samples=rows,
+        prompt=types.ModelInput.from_ints([first]),
+        sampling_params=types.SamplingParams(max_tokens=1),
+    )
     return SampleJob(sampler, request)
 
 
@@ -74,11 +82,20 @@ def test_training_lanes_take_turns(fake: FakeEngine) -> None:
     fake.wait_for_calls(3)
     for seq in (1, 2, 3):
         for model in ("a", "b"):
-            scheduler.submit_ordered(model, seq, b"", f"{model}{seq}", fb_task(fake, model, seq, results, f"{model}{seq}"))
+            scheduler.submit_ordered(
+                model, seq, b"", f"{model}{seq}", fb_task(fake, model, seq, results, f"{model}{seq}")
+            )
     fake.release()
     for key in ("a3", "b3"):
         results.get(key)
-    assert [(c[1], c[2]) for c in fake.calls[3:]] == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3)]
+    assert [(c[1], c[2]) for c in fake.calls[3:]] == [
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+        ("b", 2),
+        ("a", 3),
+        ("b", 3),
+    ]
     scheduler.stop()
 
 

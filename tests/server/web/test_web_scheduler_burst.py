@@ -78,8 +78,9 @@ def test_the_oldest_request_never_waits_past_the_cap(fake: FakeEngine) -> None:
 
 def test_a_full_batch_does_not_wait(fake: FakeEngine) -> None:
     clock = FakeClock()
-    scheduler = Scheduler(fake, sample_batch_rows=4, sample_batch_window=1.0, sample_batch_max_wait=10.0,
-                          clock=clock)
+    scheduler = Scheduler(
+        fake, sample_batch_rows=4, sample_batch_window=1.0, sample_batch_max_wait=10.0, clock=clock
+    )
     scheduler.start()
     results = Results()
     sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
@@ -92,8 +93,13 @@ def test_a_full_batch_does_not_wait(fake: FakeEngine) -> None:
 
 def test_the_quiet_gap_grows_with_how_long_batches_take(fake: FakeEngine) -> None:
     clock = FakeClock()
-    scheduler = Scheduler(fake, sample_batch_window=1.0, sample_batch_max_wait=100.0, sample_batch_wait_fraction=0.5,
-                          clock=clock)
+    scheduler = Scheduler(
+        fake,
+        sample_batch_window=1.0,
+        sample_batch_max_wait=100.0,
+        sample_batch_wait_fraction=0.5,
+        clock=clock,
+    )
     engine_sample = fake.sample
 
     def slow_sample(jobs: list) -> list:

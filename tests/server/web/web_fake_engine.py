@@ -98,8 +98,12 @@ class FakeEngine:
 
     def get_info(self, model_id: str) -> types.GetInfoResponse:
         model = self._model(model_id)
-        return types.GetInfoResponse(model_id=model_id, model_data=types.ModelData(model_name=model.base_model),
-                                     is_lora=model.lora_rank > 0, lora_rank=model.lora_rank)
+        return types.GetInfoResponse(
+            model_id=model_id,
+            model_data=types.ModelData(model_name=model.base_model),
+            is_lora=model.lora_rank > 0,
+            lora_rank=model.lora_rank,
+        )
 
     def get_sampler(self, sampler_id: str) -> types.GetSamplerResponse:
         base, _, path = self.samplers.get(sampler_id) or (None, 0.0, None)
@@ -115,20 +119,36 @@ class FakeEngine:
     def training_run(self, run_id: str) -> types.TrainingRun:
         if run_id not in self.models:
             raise NotFoundError(f"unknown training run {run_id!r}")
-        return types.TrainingRun(training_run_id=run_id, base_model=BASE_MODEL, model_owner="local",
-                                 is_lora=False, last_request_time=datetime.now(UTC))
+        return types.TrainingRun(
+            training_run_id=run_id,
+            base_model=BASE_MODEL,
+            model_owner="local",
+            is_lora=False,
+            last_request_time=datetime.now(UTC),
+        )
 
     def list_checkpoints(self, run_id: str) -> types.CheckpointsListResponse:
         self.training_run(run_id)
         now = datetime.now(UTC)
-        return types.CheckpointsListResponse(checkpoints=[
-            types.Checkpoint(checkpoint_id=p.split("/", 3)[3], checkpoint_type="training", time=now, tinker_path=p)
-            for p in self.checkpoints if p.startswith(f"tinker://{run_id}/")])
+        return types.CheckpointsListResponse(
+            checkpoints=[
+                types.Checkpoint(
+                    checkpoint_id=p.split("/", 3)[3], checkpoint_type="training", time=now, tinker_path=p
+                )
+                for p in self.checkpoints
+                if p.startswith(f"tinker://{run_id}/")
+            ]
+        )
 
     # -- heavy work --------------------------------------------------------------------------
 
-    def create_model(self, model_id: str, base_model: str, lora_config: types.LoraConfig | None,
-                     user_metadata: dict[str, Any] | None) -> types.CreateModelResponse:
+    def create_model(
+        self,
+        model_id: str,
+        base_model: str,
+        lora_config: types.LoraConfig | None,
+        user_metadata: dict[str, Any] | None,
+    ) -> types.CreateModelResponse:
         self._enter("create_model", model_id)
         rank = lora_config.rank if lora_config else 0
         if rank > 32:
@@ -142,8 +162,9 @@ class FakeEngine:
         del self.models[model_id]
         return types.UnloadModelResponse(model_id=model_id, type="unload_model")
 
-    def forward_backward(self, model_id: str, fwd: types.ForwardBackwardInput,
-                         backward: bool) -> types.ForwardBackwardOutput:
+    def forward_backward(
+        self, model_id: str, fwd: types.ForwardBackwardInput, backward: bool
+    ) -> types.ForwardBackwardOutput:
         first = fwd.data[0].model_input.to_ints()[0]
         self._enter("forward_backward" if backward else "forward", model_id, first)
         if first == EXPLODE_TOKEN:
@@ -159,8 +180,9 @@ class FakeEngine:
             outputs.append({"logprobs": types.TensorData(data=[-model.w] * n, dtype="float32", shape=[n])})
         if backward:
             model.grad += tokens
-        return types.ForwardBackwardOutput(loss_fn_outputs=outputs,
-                                           metrics={"loss:sum": model.w * tokens, "w:unique": model.w})
+        return types.ForwardBackwardOutput(
+            loss_fn_outputs=outputs, metrics={"loss:sum": model.w * tokens, "w:unique": model.w}
+        )
 
     def optim_step(self, model_id: str, adam: types.AdamParams) -> types.OptimStepResponse:
         self._enter("optim_step", model_id, adam.learning_rate)
@@ -170,8 +192,9 @@ class FakeEngine:
         model.step += 1
         return types.OptimStepResponse(metrics={"step": model.step, "w": model.w})
 
-    def save_state(self, model_id: str, name: str, overwrite: bool,
-                   ttl_seconds: int | None) -> types.SaveWeightsResponse:
+    def save_state(
+        self, model_id: str, name: str, overwrite: bool, ttl_seconds: int | None
+    ) -> types.SaveWeightsResponse:
         self._enter("save_state", model_id, name)
         model = self._model(model_id)
         path = f"tinker://{model_id}/weights/{name}"
@@ -188,8 +211,9 @@ class FakeEngine:
             model.step = step
         return types.LoadWeightsResponse(path=tinker_path)
 
-    def save_sampler_weights(self, model_id: str, name: str | None,
-                             ttl_seconds: int | None) -> types.SaveWeightsForSamplerResponseInternal:
+    def save_sampler_weights(
+        self, model_id: str, name: str | None, ttl_seconds: int | None
+    ) -> types.SaveWeightsForSamplerResponseInternal:
         self._enter("save_sampler_weights", model_id, name)
         model = self._model(model_id)
         if name is None:
@@ -205,8 +229,9 @@ class FakeEngine:
         sampler_id = f"sampler-{len(self.samplers)}"
         w = self.checkpoints[model_path][0] if model_path else 0.0
         self.samplers[sampler_id] = (base_model or BASE_MODEL, w, model_path)
-        return types.GetSamplerResponse(sampler_id=sampler_id, base_model=base_model or BASE_MODEL,
-                                        model_path=model_path)
+        return types.GetSamplerResponse(
+            sampler_id=sampler_id, base_model=base_model or BASE_MODEL, model_path=model_path
+        )
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         self._enter("delete_checkpoint", run_id, checkpoint_id)
@@ -225,9 +250,16 @@ class FakeEngine:
             w = self.samplers[job.sampler_id][1]
             seed = job.request.sampling_params.seed or 0
             n = job.request.sampling_params.max_tokens or 1
-            results.append(types.SampleResponse(sequences=[
-                types.SampledSequence(stop_reason="length",
-                                      tokens=[(int(w) + seed + i + t) % VOCAB for t in range(n)],
-                                      logprobs=[-1.0] * n)
-                for i in range(job.request.num_samples)]))
+            results.append(
+                types.SampleResponse(
+                    sequences=[
+                        types.SampledSequence(
+                            stop_reason="length",
+                            tokens=[(int(w) + seed + i + t) % VOCAB for t in range(n)],
+                            logprobs=[-1.0] * n,
+                        )
+                        for i in range(job.request.num_samples)
+                    ]
+                )
+            )
         return results

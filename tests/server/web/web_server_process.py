@@ -33,7 +33,16 @@ def running_server(storage: Path, *extra_args: str, api_key: str | None = None) 
     """
     port = free_port()
     log_path = storage.parent / f"server-{port}.log"
-    command = [sys.executable, "-m", "server_stub", "--port", str(port), "--storage", str(storage), *extra_args]
+    command = [
+        sys.executable,
+        "-m",
+        "server_stub",
+        "--port",
+        str(port),
+        "--storage",
+        str(storage),
+        *extra_args,
+    ]
     if api_key is not None:
         command += ["--api-key", api_key]
     base_url = f"http://127.0.0.1:{port}"
@@ -44,14 +53,18 @@ def running_server(storage: Path, *extra_args: str, api_key: str | None = None) 
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{base_url}/api/v1/healthz", headers=headers, timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server not healthy after {STARTUP_TIMEOUT}s:\n{log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"server not healthy after {STARTUP_TIMEOUT}s:\n{log_path.read_text()[-3000:]}"
+                )
             time.sleep(0.1)
         ready_line = f"server_stub listening on {base_url}"
         if ready_line not in log_path.read_text():

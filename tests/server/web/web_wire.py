@@ -18,7 +18,11 @@ def ce_datum(tokens: list[int], weights: list[float] | None = None) -> dict[str,
         "model_input": {"chunks": [{"tokens": tokens, "type": "encoded_text"}]},
         "loss_fn_inputs": {
             "target_tokens": {"data": tokens, "dtype": "int64", "shape": [n]},
-            "weights": {"data": weights if weights is not None else [1.0] * n, "dtype": "float32", "shape": [n]},
+            "weights": {
+                "data": weights if weights is not None else [1.0] * n,
+                "dtype": "float32",
+                "shape": [n],
+            },
         },
     }
 
@@ -35,25 +39,39 @@ def rl_datum(tokens: list[int]) -> dict[str, Any]:
     }
 
 
-def fwd_bwd(model_id: str, seq_id: int | None, data: list[dict[str, Any]] | None = None,
-            loss_fn: str = "cross_entropy") -> dict[str, Any]:
-    body: dict[str, Any] = {"model_id": model_id,
-                            "forward_backward_input": {"data": data or [ce_datum([1, 2, 3])], "loss_fn": loss_fn}}
+def fwd_bwd(
+    model_id: str,
+    seq_id: int | None,
+    data: list[dict[str, Any]] | None = None,
+    loss_fn: str = "cross_entropy",
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model_id": model_id,
+        "forward_backward_input": {"data": data or [ce_datum([1, 2, 3])], "loss_fn": loss_fn},
+    }
     if seq_id is not None:
         body["seq_id"] = seq_id
     return body
 
 
 def optim(model_id: str, seq_id: int, lr: float = 0.1, **adam: float) -> dict[str, Any]:
-    return {"model_id": model_id, "seq_id": seq_id, "type": "optim_step",
-            "adam_params": {"learning_rate": lr, **adam}}
+    return {
+        "model_id": model_id,
+        "seq_id": seq_id,
+        "type": "optim_step",
+        "adam_params": {"learning_rate": lr, **adam},
+    }
 
 
 def sample_body(sampler_id: str, prompt: list[int], **params: Any) -> dict[str, Any]:
     num_samples = params.pop("num_samples", 1)
-    return {"sampling_session_id": sampler_id, "num_samples": num_samples, "type": "sample",
-            "prompt": {"chunks": [{"tokens": prompt, "type": "encoded_text"}]},
-            "sampling_params": {"max_tokens": 4, **params}}
+    return {
+        "sampling_session_id": sampler_id,
+        "num_samples": num_samples,
+        "type": "sample",
+        "prompt": {"chunks": [{"tokens": prompt, "type": "encoded_text"}]},
+        "sampling_params": {"max_tokens": 4, **params},
+    }
 
 
 def post_ok(client: TestClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -76,10 +94,23 @@ def result(client: TestClient, request_id: str, max_polls: int = 400) -> dict[st
     raise AssertionError(f"request {request_id} never finished")
 
 
-def new_model(client: TestClient, rank: int = 0, base_model: str = BASE_MODEL,
-              session_id: str = "s", model_seq_id: int = 0) -> str:
-    future = post_ok(client, "/create_model", {"session_id": session_id, "model_seq_id": model_seq_id,
-                                               "base_model": base_model, "lora_config": {"rank": rank}})
+def new_model(
+    client: TestClient,
+    rank: int = 0,
+    base_model: str = BASE_MODEL,
+    session_id: str = "s",
+    model_seq_id: int = 0,
+) -> str:
+    future = post_ok(
+        client,
+        "/create_model",
+        {
+            "session_id": session_id,
+            "model_seq_id": model_seq_id,
+            "base_model": base_model,
+            "lora_config": {"rank": rank},
+        },
+    )
     assert result(client, future["request_id"]) == {"model_id": future["model_id"], "type": "create_model"}
     return future["model_id"]
 

@@ -97,34 +97,54 @@ def _lora_rank(cli: CLIConfig) -> int:
 
 def sft_config(cli: CLIConfig) -> supervised_train.Config:
     """The SFT stage: sl_basic into `<log_path>/sft`."""
-    return sl_basic.build_config(sl_basic.CLIConfig(
-        log_path=os.path.join(cli.log_path, "sft"),
-        base_url=cli.base_url,
-        model_name=cli.model_name,
-        dataset=cli.sft.dataset,
-        renderer_name=_renderer_name(cli),
-        lora_rank=_lora_rank(cli),
-        max_steps=cli.sft.steps,
-        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
-    ))
+    return sl_basic.build_config(
+        sl_basic.CLIConfig(
+            log_path=os.path.join(cli.log_path, "sft"),
+            base_url=cli.base_url,
+            model_name=cli.model_name,
+            dataset=cli.sft.dataset,
+            renderer_name=_renderer_name(cli),
+            lora_rank=_lora_rank(cli),
+            max_steps=cli.sft.steps,
+            behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
+        )
+    )
 
 
 def dpo_config(cli: CLIConfig, start_path: str | None) -> train_dpo.Config:
     comparisons = HHHComparisonBuilder(dataset=cli.dataset, test_size=cli.test_size)
-    common = ChatDatasetBuilderCommonConfig(model_name_for_tokenizer=cli.model_name, renderer_name=_renderer_name(cli),
-                                            max_length=cli.max_length, batch_size=cli.batch_size,
-                                            base_url=cli.base_url)
+    common = ChatDatasetBuilderCommonConfig(
+        model_name_for_tokenizer=cli.model_name,
+        renderer_name=_renderer_name(cli),
+        max_length=cli.max_length,
+        batch_size=cli.batch_size,
+        base_url=cli.base_url,
+    )
     gold = cli.dataset == BUNDLED if cli.gold_eval is None else cli.gold_eval
-    evaluators = [ComparisonEvaluatorBuilder(comparison_builder=comparisons, renderer_name=_renderer_name(cli),
-                                             model_name_for_tokenizer=cli.model_name, max_tokens=cli.eval_max_tokens,
-                                             temperature=temperature, num_comparisons=cli.eval_comparisons, gold=True)
-                  for temperature in (1.0, 0.0)] if gold else []
+    evaluators = (
+        [
+            ComparisonEvaluatorBuilder(
+                comparison_builder=comparisons,
+                renderer_name=_renderer_name(cli),
+                model_name_for_tokenizer=cli.model_name,
+                max_tokens=cli.eval_max_tokens,
+                temperature=temperature,
+                num_comparisons=cli.eval_comparisons,
+                gold=True,
+            )
+            for temperature in (1.0, 0.0)
+        ]
+        if gold
+        else []
+    )
     return train_dpo.Config(
         log_path=os.path.join(cli.log_path, "dpo"),
         model_name=cli.model_name,
         base_url=cli.base_url,
         renderer_name=_renderer_name(cli),
-        dataset_builder=DPODatasetBuilderFromComparisons(common_config=common, comparison_builder=comparisons),
+        dataset_builder=DPODatasetBuilderFromComparisons(
+            common_config=common, comparison_builder=comparisons
+        ),
         load_checkpoint_path=start_path,
         optimizer=cli.optimizer,
         dpo_beta=cli.dpo_beta,
@@ -144,8 +164,10 @@ def main(cli: CLIConfig) -> CheckpointRecord:
     start_path = cli.load_checkpoint_path
     if start_path is None:
         if cli.sft.steps == 0:
-            logger.warning("sft.steps=0 and no load_checkpoint_path: DPO starts from the untrained base model, "
-                           "whose reference knows nothing; expect no meaningful learning")
+            logger.warning(
+                "sft.steps=0 and no load_checkpoint_path: DPO starts from the untrained base model, "
+                "whose reference knows nothing; expect no meaningful learning"
+            )
         else:
             start_path = supervised_train.main(sft_config(cli)).state_path
     return train_dpo.main(dpo_config(cli, start_path))

@@ -22,9 +22,16 @@ STAGE_TITLES: dict[str, str] = {"sft": "SFT", "rm": "preference model", "rl": "R
 HEADLINE_KEYS: dict[str, tuple[str, ...]] = {
     "sft": ("test/nll",),
     "rm": ("test/nll", "test/accuracy", "test/accuracy/correctness"),
-    "rl": ("test/win_rate", "test/win_rate_soft", "test/greedy_win_rate", "test/gold_win_rate",
-           "test/greedy_gold_win_rate", "kl_policy_ref", "env/all/judge_agreement",
-           "env/all/judge_agreement/correctness"),
+    "rl": (
+        "test/win_rate",
+        "test/win_rate_soft",
+        "test/greedy_win_rate",
+        "test/gold_win_rate",
+        "test/greedy_gold_win_rate",
+        "kl_policy_ref",
+        "env/all/judge_agreement",
+        "env/all/judge_agreement/correctness",
+    ),
 }
 """Per stage, the curves that show whether it learned (the first of each is its main one)."""
 
@@ -87,7 +94,9 @@ def _number(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else str(value)
 
 
-def format_summary(summaries: dict[str, dict[str, CurveSummary]], wall_s: dict[str, float] | None = None) -> str:
+def format_summary(
+    summaries: dict[str, dict[str, CurveSummary]], wall_s: dict[str, float] | None = None
+) -> str:
     """A few lines: per stage, `metric first -> last (min .. max)`, and its wall time if given."""
     lines = []
     for stage in STAGES:
@@ -100,8 +109,10 @@ def format_summary(summaries: dict[str, dict[str, CurveSummary]], wall_s: dict[s
             continue
         lines.append(f"{header}:")
         for key, s in metrics.items():
-            lines.append(f"  {key:28s} {_number(s.first)} -> {_number(s.last)}   "
-                         f"(min {_number(s.min)}, max {_number(s.max)}; steps {s.first_step}..{s.last_step})")
+            lines.append(
+                f"  {key:28s} {_number(s.first)} -> {_number(s.last)}   "
+                f"(min {_number(s.min)}, max {_number(s.max)}; steps {s.first_step}..{s.last_step})"
+            )
     return "\n".join(lines)
 
 
