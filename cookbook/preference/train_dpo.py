@@ -34,9 +34,8 @@ from cookbook.supervised.train import (
     checkpoint_name,
     loop_state,
     optim_metrics,
+    plan_epochs,
     position_of_step,
-    resume_step,
-    total_training_steps,
 )
 from cookbook.supervised.types import SupervisedDataset
 from cookbook.utils.checkpoints import FINAL_NAME, CheckpointRecord, save_checkpoint_async
@@ -172,18 +171,14 @@ async def _reference(
 async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:
     """Train (or resume, or continue) the DPO run described by `config`; returns its "final" checkpoint record."""
     run = TrainingRun(config, service_client, step_key="step")
-    if (done := run.already_finished(config.max_steps)) is not None:
-        return done
-    train_set, test_set = config.dataset_builder()
-    total_steps = total_training_steps(len(train_set), config.num_epochs, config.max_steps)
-    if (done := run.already_finished(total_steps)) is not None:
-        return done
-    start_step = resume_step(run.last, len(train_set)) if run.last is not None else 0
-    run.check_start(start_step, total_steps)
+    plan = plan_epochs(run, config)
+    if isinstance(plan, CheckpointRecord):
+        return plan
     async with run:
         client = await run.create_training_client()
         reference = await _reference(config, run.service, client, resumed=run.last is not None)
         evaluators = build_evaluators(config.evaluator_builders)
+        test_set = plan.test_set
         test_data = (
             []
             if test_set is None
@@ -191,15 +186,10 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
         )
         if test_data:
             evaluators.append(DPOTestEvaluator(test_data, reference, config.dpo_beta))
-        logger.info(
-            "DPO on %s: steps %d..%d of %d (%d batches per epoch)",
-            config.model_name,
-            start_step,
-            total_steps - 1,
-            total_steps,
-            len(train_set),
+        logger.info(plan.describe("DPO", config.model_name))
+        loop = _DPORun(
+            config, run, client, reference, plan.train_set, evaluators, plan.start_step, plan.total_steps
         )
-        loop = _DPORun(config, run, client, reference, train_set, evaluators, start_step, total_steps)
         return await loop.train()
 
 

@@ -115,6 +115,39 @@ def resume_step(record: CheckpointRecord, n_batches: int) -> int:
     return step
 
 
+@dataclass
+class EpochPlan:
+    """What a run over epochs of a supervised dataset trains in this invocation."""
+
+    train_set: SupervisedDataset
+    test_set: SupervisedDataset | None
+    start_step: int
+    total_steps: int
+
+    def describe(self, what: str, model_name: str) -> str:
+        return (
+            f"{what} on {model_name}: steps {self.start_step}..{self.total_steps - 1} of "
+            f"{self.total_steps} ({len(self.train_set)} batches per epoch)"
+        )
+
+
+def plan_epochs(run: TrainingRun, config: SupervisedRunConfig) -> EpochPlan | CheckpointRecord:
+    """The data and step range of `run` (SFT and DPO alike), or its final record when it has nothing to do.
+
+    The finished-run rule is asked twice: first before the data is built (a finished run needs none),
+    then against the run's real length (max_steps may exceed the data).
+    """
+    if (done := run.already_finished(config.max_steps)) is not None:
+        return done
+    train_set, test_set = config.dataset_builder()
+    total_steps = total_training_steps(len(train_set), config.num_epochs, config.max_steps)
+    if (done := run.already_finished(total_steps)) is not None:
+        return done
+    start_step = resume_step(run.last, len(train_set)) if run.last is not None else 0
+    run.check_start(start_step, total_steps)
+    return EpochPlan(train_set, test_set, start_step, total_steps)
+
+
 def checkpoint_name(step: int) -> str:
     return f"{step:06d}"
 
@@ -303,28 +336,18 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
     is given; a client made here is closed at the end.
     """
     run = TrainingRun(config, service_client, step_key="step")
-    if (done := run.already_finished(config.max_steps)) is not None:
-        return done
-    train_set, test_set = config.dataset_builder()
-    total_steps = total_training_steps(len(train_set), config.num_epochs, config.max_steps)
-    if (done := run.already_finished(total_steps)) is not None:
-        return done
-    start_step = resume_step(run.last, len(train_set)) if run.last is not None else 0
-    run.check_start(start_step, total_steps)
+    plan = plan_epochs(run, config)
+    if isinstance(plan, CheckpointRecord):
+        return plan
     evaluators = build_evaluators(config.evaluator_builders)
-    if test_set is not None:
-        evaluators.append(NLLEvaluator.from_dataset(test_set, name="test"))
+    if plan.test_set is not None:
+        evaluators.append(NLLEvaluator.from_dataset(plan.test_set, name="test"))
     async with run:
         training_client = await run.create_training_client()
-        logger.info(
-            "training %s: steps %d..%d of %d (%d batches per epoch)",
-            config.model_name,
-            start_step,
-            total_steps - 1,
-            total_steps,
-            len(train_set),
+        logger.info(plan.describe("training", config.model_name))
+        loop = _SupervisedRun(
+            config, run, training_client, plan.train_set, evaluators, plan.start_step, plan.total_steps
         )
-        loop = _SupervisedRun(config, run, training_client, train_set, evaluators, start_step, total_steps)
         return await loop.train()
 
 
