@@ -31,13 +31,13 @@ from cookbook.preference.dpo_evaluator import DPOTestEvaluator
 from cookbook.preference.dpo_loss import DPO_METRICS, make_dpo_loss_fn, reference_sums
 from cookbook.supervised.loop_config import SupervisedRunConfig
 from cookbook.supervised.train import (
+    EpochPlan,
     checkpoint_name,
     loop_state,
     optim_metrics,
     plan_epochs,
     position_of_step,
 )
-from cookbook.supervised.types import SupervisedDataset
 from cookbook.utils.checkpoints import FINAL_NAME, CheckpointRecord, save_checkpoint_async
 from cookbook.utils.optimizer_config import OptimizerConfig, optimizer_defaults
 from cookbook.utils.progress import TrainingProgress
@@ -83,20 +83,18 @@ class _DPORun:
         run: TrainingRun,
         client: TrainingClient,
         reference: SamplingClient,
-        train_set: SupervisedDataset,
+        plan: EpochPlan,
         evaluators: list[Evaluator],
-        start_step: int,
-        total_steps: int,
     ):
         self.config = config
         self.run = run
         self.client = client
         self.reference = reference
-        self.train_set = train_set
-        self.n_batches = len(train_set)
+        self.train_set = plan.train_set
+        self.n_batches = len(plan.train_set)
         self.evaluators = evaluators
-        self.start_step = start_step
-        self.total_steps = total_steps
+        self.start_step = plan.start_step
+        self.total_steps = plan.total_steps
 
     async def train(self) -> CheckpointRecord:
         with TrainingProgress(self.total_steps, initial_step=self.start_step, desc="dpo") as progress:
@@ -187,9 +185,7 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
         if test_data:
             evaluators.append(DPOTestEvaluator(test_data, reference, config.dpo_beta))
         logger.info(plan.describe("DPO", config.model_name))
-        loop = _DPORun(
-            config, run, client, reference, plan.train_set, evaluators, plan.start_step, plan.total_steps
-        )
+        loop = _DPORun(config, run, client, reference, plan, evaluators)
         return await loop.train()
 
 

@@ -221,20 +221,18 @@ class _SupervisedRun:
         config: Config,
         run: TrainingRun,
         training_client: TrainingClient,
-        train_set: SupervisedDataset,
+        plan: EpochPlan,
         evaluators: list[Evaluator],
-        start_step: int,
-        total_steps: int,
     ):
         self.config = config
         self.run = run
         self.resumed_from = run.last
         self.client = training_client
-        self.train_set = train_set
-        self.n_batches = len(train_set)
+        self.train_set = plan.train_set
+        self.n_batches = len(plan.train_set)
         self.evaluators = evaluators
-        self.start_step = start_step
-        self.total_steps = total_steps
+        self.start_step = plan.start_step
+        self.total_steps = plan.total_steps
 
     async def train(self) -> CheckpointRecord:
         in_flight: deque[_InFlightStep] = deque()
@@ -345,9 +343,7 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
     async with run:
         training_client = await run.create_training_client()
         logger.info(plan.describe("training", config.model_name))
-        loop = _SupervisedRun(
-            config, run, training_client, plan.train_set, evaluators, plan.start_step, plan.total_steps
-        )
+        loop = _SupervisedRun(config, run, training_client, plan, evaluators)
         return await loop.train()
 
 
