@@ -105,18 +105,21 @@ def test_compute_logprobs_equals_our_client(sdk_report: dict[str, Any], own_repo
     assert theirs[1:] == pytest.approx(ours[1:], **TOLERANCE)
 
 
-# How each SDK version ends a session, and what the server then answers its heartbeat.
+# How each SDK version ends its session, and whether the server still takes new models under it.
 CLOSE_BEHAVIOUR = {
-    "0.24.1": ("closed locally", 200),  # 0.24 never tells the server
-    "0.38.0": ("finished", 410),  # 0.38 finishes the session; a 410 stops its heartbeats
+    "0.24.1": ("closed locally", True),  # 0.24 never tells the server
+    "0.38.0": ("finished", False),  # 0.38 finishes the session on the server
 }
 
 
 def test_service_client_closed(sdk_report: dict[str, Any], sdk_server: LocalServer) -> None:
     close = sdk_report["close"]
-    heartbeat = httpx.post(
-        f"{sdk_server.url}/api/v1/session_heartbeat",
-        json={"session_id": close["session_id"]},
+    create = httpx.post(
+        f"{sdk_server.url}/api/v1/create_model",
+        json={"session_id": close["session_id"], "model_seq_id": 1000, "base_model": BASE_MODEL},
         headers={"X-API-Key": API_KEY},
     )
-    assert (close["how"], heartbeat.status_code) == CLOSE_BEHAVIOUR[sdk_report["sdk_version"]]
+    assert create.status_code in (200, 400), create.text
+    if create.status_code == 400:
+        assert "finished" in create.json()["error"]
+    assert (close["how"], create.status_code == 200) == CLOSE_BEHAVIOUR[sdk_report["sdk_version"]]
