@@ -636,11 +636,18 @@ class SupportedModel(WireModel):
     max_context_length: int | None = None
 
 
+# Request bodies a server reads: JSON always; "protobuf" for forward_backward (the 0.38 SDK's wire).
+WIRE_FORMAT_JSON = "json"
+WIRE_FORMAT_PROTOBUF = "protobuf"
+
+
 class GetServerCapabilitiesResponse(WireModel):
     supported_models: list[SupportedModel]
-    # Our extension: the media types forward_backward bodies may be sent in (Content-Type) and
-    # retrieve_future answers training and sampling results in (Accept). None: JSON only.
+    # Our extension: the request bodies this server reads; None (an older server, or Tinker's): JSON only.
     wire_formats: list[str] | None = None
+
+    def speaks(self, wire_format: str) -> bool:
+        return wire_format in (self.wire_formats or [WIRE_FORMAT_JSON])
 
 
 class HealthResponse(WireModel):
