@@ -2,9 +2,9 @@
 
 Routes only parse and validate, hand heavy work to the scheduler, and answer: long operations
 answer `UntypedAPIFuture` at once and their result comes from `retrieve_future` (long-polled);
-cheap metadata is answered directly from the engine. Bodies are parsed by hand (not FastAPI's
-body injection) so a schema error can still name its field in an `ErrorBody` with status 400 and
-so a rejected training call can still release its seq id.
+cheap metadata is answered directly from the engine. Bodies are read and parsed by hand (not
+FastAPI's body injection) so a schema error can still name its field in an `ErrorBody` with status
+400 and so a refused training call, whatever its body, still releases its seq id.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from cookbook.client import types
-from server_stub import validation
+from server_stub import sequence_key, validation
 from server_stub.auth import ApiKeyMiddleware
 from server_stub.config import ServerConfig
 from server_stub.engine import Engine, ModelLimits, NotFoundError, SampleJob, UserError
 from server_stub.errors import install_error_handlers
 from server_stub.futures_store import FuturesStore, Succeeded, UnknownRequestError
+from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
+from server_stub.request_body import ReceivedBody, receive
 from server_stub.scheduler import Scheduler, Task
+from server_stub.sequence_key import SequenceKey
 from server_stub.sessions import SessionRegistry
+from server_stub.training_pass import TrainingPass, pass_format
 
 M = TypeVar("M", bound=types.WireModel)
 JSON = "application/json"
@@ -82,8 +86,13 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    async def read(request: Request) -> ReceivedBody:
+        return await receive(
+            request.stream(), request.headers.get("content-encoding"), config.max_request_bytes
+        )
+
     async def body(request: Request, model: type[M]) -> M:
-        return validation.parse_wire(await request.body(), model)
+        return validation.parse_wire((await read(request)).accepted(), model)
 
     def base_model_of(model_id: str) -> str:
         try:
@@ -94,37 +103,53 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 raise NotFoundError(f"unknown model {model_id!r}", field="model_id") from None
             return base
 
+    def engine_knows_run(run_id: str) -> bool:
+        try:
+            engine.training_run(run_id)
+        except NotFoundError:
+            return False
+        return True
+
     def new_model_id() -> str:
         while True:
             model_id = f"run-{secrets.token_hex(4)}"
-            if model_id in issued_model_ids:
-                continue
-            try:
-                engine.training_run(model_id)
-            except NotFoundError:
+            if model_id not in issued_model_ids and not engine_knows_run(model_id):
                 issued_model_ids.add(model_id)
                 return model_id
 
+    def digest_of(received: ReceivedBody) -> bytes:
+        return hashlib.blake2b(received.content + received.tail, digest_size=16).digest()
+
+    def decode_ordered(
+        received: ReceivedBody,
+        decode: Callable[[bytes], M],
+        key_of_refused: Callable[[ReceivedBody], SequenceKey | None],
+    ) -> M:
+        """A training call's body decoded; one that is refused still releases the seq id it carried."""
+        try:
+            return decode(received.accepted())
+        except Exception as err:
+            key = key_of_refused(received)
+            if key is not None and key[1] >= 1:
+                try:
+                    base_model_of(key[0])
+                    scheduler.reject_ordered(key[0], key[1], digest_of(received), err)
+                except NotFoundError:
+                    pass
+            raise
+
+    def json_body(model: type[M]) -> Callable[[bytes], M]:
+        return lambda raw: validation.parse_wire(raw, model)
+
     def enqueue_ordered(
-        raw: bytes,
-        model: type[M],
+        received: ReceivedBody,
+        req: M,
         check: Callable[[M, ModelLimits], None],
         run: Callable[[M], types.WireModel],
         label: str,
     ) -> Response:
-        """Validate a training call and queue it in its model's seq order (see scheduler)."""
-        digest = hashlib.blake2b(raw, digest_size=16).digest()
-        try:
-            req = validation.parse_wire(raw, model)
-        except UserError as err:
-            key = validation.sequence_key(raw)
-            if key is not None and key[1] >= 1:
-                try:
-                    base_model_of(key[0])
-                    scheduler.reject_ordered(key[0], key[1], digest, err)
-                except NotFoundError:
-                    pass
-            raise
+        """Validate a decoded training call and queue it in its model's seq order (see scheduler)."""
+        digest = digest_of(received)
         model_id: str = validation.require_model_id(getattr(req, "model_id", None))
         base = base_model_of(model_id)
         seq_id = validation.require_seq_id(getattr(req, "seq_id", None))
@@ -133,7 +158,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             return wire(types.UntypedAPIFuture(request_id=existing, model_id=model_id))
         try:
             check(req, engine.model_limits(base))
-        except UserError as err:
+        except Exception as err:
             scheduler.reject_ordered(model_id, seq_id, digest, err)
             raise
         request_id = store.open(model_id)
@@ -178,7 +203,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.post("/client/config")
     async def client_config() -> Response:
-        return wire(types.ClientConfigResponse())
+        return wire(types.ClientConfigResponse(proto_compress_fwdbwd=config.compress_forward_backward))
 
     @api.post("/client/dynamic_config")
     async def dynamic_config() -> Response:
@@ -199,6 +224,18 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         sessions.heartbeat((await body(request, types.SessionHeartbeatRequest)).session_id)
         return wire(types.SessionHeartbeatResponse())
 
+    @api.post("/sessions/{session_id}/finish")
+    async def finish_session(session_id: str, request: Request) -> Response:
+        req = await body(request, types.FinishSessionRequest)
+        session = sessions.finish(session_id, req.reason.type, req.detail)
+        assert session.finished is not None
+        reason, detail = session.finished
+        return wire(
+            types.FinishSessionResponse(
+                session_id=session_id, reason=types.SessionFinishReason(type=reason), detail=detail
+            )
+        )
+
     @api.get("/get_server_capabilities")
     async def get_server_capabilities() -> Response:
         return wire(types.GetServerCapabilitiesResponse(supported_models=engine.supported_models()))
@@ -217,6 +254,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         previous = sessions.recall(key)
         if previous is not None:
             return wire(previous)
+        sessions.check_open(req.session_id)
         engine.model_limits(req.base_model)
         validation.check_create_model(req)
         model_id = new_model_id()
@@ -235,30 +273,41 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def get_info(request: Request) -> Response:
         return wire(engine.get_info((await body(request, types.GetInfoRequest)).model_id))
 
+    async def ordered_json(
+        request: Request,
+        model: type[M],
+        check: Callable[[M, ModelLimits], None],
+        run: Callable[[M], types.WireModel],
+        label: str,
+    ) -> Response:
+        received = await read(request)
+        req = decode_ordered(received, json_body(model), sequence_key.from_json)
+        return enqueue_ordered(received, req, check, run, label)
+
+    async def training_pass(request: Request, forward_only_route: bool) -> Response:
+        received = await read(request)
+        reader = pass_format(request.headers.get("content-type"), forward_only_route)
+        req = decode_ordered(received, reader.decode, reader.key_of_refused)
+        return enqueue_ordered(
+            received,
+            req,
+            TrainingPass.check,
+            lambda r: engine.forward_backward(r.model_id, r.fwd, backward=r.backward),
+            "forward_backward" if req.backward else "forward",
+        )
+
     @api.post("/forward")
     async def forward(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
-            types.ForwardRequest,
-            validation.check_forward,
-            lambda r: engine.forward_backward(r.model_id, r.forward_input, backward=False),
-            "forward",
-        )
+        return await training_pass(request, forward_only_route=True)
 
     @api.post("/forward_backward")
     async def forward_backward(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
-            types.ForwardBackwardRequest,
-            validation.check_forward_backward,
-            lambda r: engine.forward_backward(r.model_id, r.forward_backward_input, backward=True),
-            "forward_backward",
-        )
+        return await training_pass(request, forward_only_route=False)
 
     @api.post("/optim_step")
     async def optim_step(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
+        return await ordered_json(
+            request,
             types.OptimStepRequest,
             validation.check_optim_step,
             lambda r: engine.optim_step(r.model_id, r.adam_params),
@@ -267,8 +316,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.post("/save_weights")
     async def save_weights(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
+        return await ordered_json(
+            request,
             types.SaveWeightsRequest,
             validation.check_save_weights,
             lambda r: engine.save_state(r.model_id, r.path or "", r.overwrite, r.ttl_seconds),
@@ -277,8 +326,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.post("/save_weights_for_sampler")
     async def save_weights_for_sampler(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
+        return await ordered_json(
+            request,
             types.SaveWeightsForSamplerRequest,
             validation.check_save_weights_for_sampler,
             lambda r: engine.save_sampler_weights(r.model_id, r.path, r.ttl_seconds),
@@ -289,11 +338,42 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         validation.check_load_weights(req, limits)
         engine.weights_info(req.path)  # 404 for an unknown checkpoint
 
+    def load_as_new_model(req: types.LoadWeightsRequest) -> Response:
+        """SDK 0.38 creates a training client from a checkpoint with one load_weights and no model id."""
+        validation.parse_tinker_path(req.path, "path")
+        key = ("create_model", req.session_id, req.model_seq_id)
+        previous = sessions.recall(key)
+        if previous is not None:
+            return wire(previous)
+        info = engine.weights_info(req.path)  # 404 for an unknown checkpoint
+        session_id, model_seq_id = validation.check_load_as_new_model(req, info.base_model)
+        sessions.check_open(session_id)
+        engine.model_limits(info.base_model)  # 404 for a base model this server does not serve
+        model_id = validation.check_safe_name(model_id_for(session_id, model_seq_id), "session_id")
+        if scheduler.lane_base_model(model_id) is not None or engine_knows_run(model_id):
+            raise UserError(f"training run {model_id!r} exists already", field="model_seq_id")
+        request_id = store.open(model_id)
+        create = Task(
+            lambda: create_from_checkpoint(
+                engine, model_id, req.path, info, req.optimizer, req.user_metadata
+            ),
+            store.finisher(request_id),
+            "load_weights",
+        )
+        scheduler.open_model(model_id, info.base_model, create)
+        answer = types.UntypedAPIFuture(request_id=request_id, model_id=model_id)
+        sessions.remember(key, answer)
+        return wire(answer)
+
     @api.post("/load_weights")
     async def load_weights(request: Request) -> Response:
+        received = await read(request)
+        req = decode_ordered(received, json_body(types.LoadWeightsRequest), sequence_key.from_json)
+        if req.model_id is None:
+            return load_as_new_model(req)
         return enqueue_ordered(
-            await request.body(),
-            types.LoadWeightsRequest,
+            received,
+            req,
             check_load,
             lambda r: engine.load_state(r.model_id or "", r.path, r.optimizer),
             "load_weights",
@@ -346,6 +426,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/create_sampling_session")
     async def create_sampling_session(request: Request) -> Response:
         req = await body(request, types.CreateSamplingSessionRequest)
+        sessions.check_open(req.session_id)
         sampler_id = await shared_sampler(
             ("sampler", req.session_id, req.sampling_session_seq_id), req.base_model, req.model_path
         )
@@ -372,7 +453,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         except BaseException:
             store.discard(request_id)
             raise
-        return wire(types.UntypedAPIFuture(request_id=request_id))
+        sequence_ids = [f"{request_id}:{index}" for index in range(req.num_samples)]
+        return wire(types.UntypedAPIFuture(request_id=request_id, sample_sequence_ids=sequence_ids))
 
     # -- futures -----------------------------------------------------------------------------
 
