@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,21 +21,21 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from cookbook.client import types
-from server_stub import sequence_key, validation
+from server_stub import result_formats, sequence_key, training_pass, validation
 from server_stub.auth import ApiKeyMiddleware
 from server_stub.config import ServerConfig
 from server_stub.engine import Engine, ModelLimits, NotFoundError, SampleJob, UserError
 from server_stub.errors import install_error_handlers
-from server_stub.futures_store import FuturesStore, Succeeded, UnknownRequestError
+from server_stub.futures_store import Failed, FuturesStore, Succeeded, UnknownRequestError
 from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
-from server_stub.request_body import ReceivedBody, receive
+from server_stub.request_body import ReceivedBody, UnsupportedMediaError, receive
 from server_stub.scheduler import Scheduler, Task
-from server_stub.sequence_key import SequenceKey
 from server_stub.sessions import SessionRegistry
-from server_stub.training_pass import TrainingPass, pass_format
+from server_stub.training_pass import TrainingPass
 
 M = TypeVar("M", bound=types.WireModel)
-JSON = "application/json"
+JSON = result_formats.JSON
+logger = logging.getLogger("server_stub.app")
 
 
 def wire(model: types.WireModel) -> Response:
@@ -87,12 +88,27 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     # -- helpers -----------------------------------------------------------------------------
 
     async def read(request: Request) -> ReceivedBody:
+        headers = request.headers
         return await receive(
-            request.stream(), request.headers.get("content-encoding"), config.max_request_bytes
+            request.stream(),
+            headers.get("content-type"),
+            headers.get("content-encoding"),
+            config.max_request_bytes,
         )
 
+    def json_body(model: type[M]) -> Callable[[ReceivedBody], M]:
+        def decode(received: ReceivedBody) -> M:
+            raw = received.accepted()
+            if received.protobuf:
+                raise UnsupportedMediaError(
+                    "this route reads JSON; only forward_backward also reads protobuf", field="Content-Type"
+                )
+            return validation.parse_wire(raw, model)
+
+        return decode
+
     async def body(request: Request, model: type[M]) -> M:
-        return validation.parse_wire((await read(request)).accepted(), model)
+        return json_body(model)(await read(request))
 
     def base_model_of(model_id: str) -> str:
         try:
@@ -120,16 +136,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     def digest_of(received: ReceivedBody) -> bytes:
         return hashlib.blake2b(received.content + received.tail, digest_size=16).digest()
 
-    def decode_ordered(
-        received: ReceivedBody,
-        decode: Callable[[bytes], M],
-        key_of_refused: Callable[[ReceivedBody], SequenceKey | None],
-    ) -> M:
+    def decode_ordered(received: ReceivedBody, decode: Callable[[ReceivedBody], M]) -> M:
         """A training call's body decoded; one that is refused still releases the seq id it carried."""
         try:
-            return decode(received.accepted())
+            return decode(received)
         except Exception as err:
-            key = key_of_refused(received)
+            key = sequence_key.of_refused(received)
             if key is not None and key[1] >= 1:
                 try:
                     base_model_of(key[0])
@@ -137,9 +149,6 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 except NotFoundError:
                     pass
             raise
-
-    def json_body(model: type[M]) -> Callable[[bytes], M]:
-        return lambda raw: validation.parse_wire(raw, model)
 
     def enqueue_ordered(
         received: ReceivedBody,
@@ -238,7 +247,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.get("/get_server_capabilities")
     async def get_server_capabilities() -> Response:
-        return wire(types.GetServerCapabilitiesResponse(supported_models=engine.supported_models()))
+        return wire(
+            types.GetServerCapabilitiesResponse(
+                supported_models=engine.supported_models(), wire_formats=result_formats.WIRE_FORMATS
+            )
+        )
 
     @api.post("/get_tokenizer")
     async def get_tokenizer(request: Request) -> Response:
@@ -281,13 +294,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         label: str,
     ) -> Response:
         received = await read(request)
-        req = decode_ordered(received, json_body(model), sequence_key.from_json)
+        req = decode_ordered(received, json_body(model))
         return enqueue_ordered(received, req, check, run, label)
 
-    async def training_pass(request: Request, forward_only_route: bool) -> Response:
+    async def training_call(request: Request, forward_only_route: bool) -> Response:
         received = await read(request)
-        reader = pass_format(request.headers.get("content-type"), forward_only_route)
-        req = decode_ordered(received, reader.decode, reader.key_of_refused)
+        req = decode_ordered(received, lambda body: training_pass.decode(body, forward_only_route))
         return enqueue_ordered(
             received,
             req,
@@ -298,11 +310,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.post("/forward")
     async def forward(request: Request) -> Response:
-        return await training_pass(request, forward_only_route=True)
+        return await training_call(request, forward_only_route=True)
 
     @api.post("/forward_backward")
     async def forward_backward(request: Request) -> Response:
-        return await training_pass(request, forward_only_route=False)
+        return await training_call(request, forward_only_route=False)
 
     @api.post("/optim_step")
     async def optim_step(request: Request) -> Response:
@@ -368,7 +380,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/load_weights")
     async def load_weights(request: Request) -> Response:
         received = await read(request)
-        req = decode_ordered(received, json_body(types.LoadWeightsRequest), sequence_key.from_json)
+        req = decode_ordered(received, json_body(types.LoadWeightsRequest))
         if req.model_id is None:
             return load_as_new_model(req)
         return enqueue_ordered(
@@ -467,8 +479,20 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             raise NotFoundError(str(exc), field="request_id") from None
         if outcome is None:
             return wire(types.TryAgainResponse(request_id=req.request_id, queue_state="active"))
-        content = outcome.body if isinstance(outcome, Succeeded) else outcome.body()
-        return Response(content=content, media_type=JSON)
+        if not isinstance(outcome, Succeeded):
+            return Response(content=outcome.body(), media_type=JSON)
+        media_type = outcome.media_type
+        if outcome.result is not None:
+            media_type = result_formats.answer_format(outcome.result, request.headers.get("accept"))
+        try:
+            content = await store.body(req.request_id, outcome, media_type)
+        except (
+            Exception
+        ) as exc:  # a result that cannot be written fails its request; polling again won't help
+            logger.exception("writing the result of %s as %s failed", req.request_id, media_type)
+            failed = Failed(f"{type(exc).__name__}: {exc}", types.RequestErrorCategory.Server)
+            return Response(content=failed.body(), media_type=JSON)
+        return Response(content=content, media_type=media_type)
 
     app.include_router(api)
     return app
