@@ -84,6 +84,13 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     if config.api_key is not None:  # without a key the check passes everything: leave it off the path
         app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
     api = APIRouter(prefix="/api/v1")
+    ordered_routes: list[str] = []
+    app.state.ordered_routes = ordered_routes
+
+    def ordered_post(path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A route whose calls carry a seq_id and run in their model's seq order."""
+        ordered_routes.append(api.prefix + path)
+        return api.post(path)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -308,15 +315,15 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "forward_backward" if req.backward else "forward",
         )
 
-    @api.post("/forward")
+    @ordered_post("/forward")
     async def forward(request: Request) -> Response:
         return await training_call(request, forward_only_route=True)
 
-    @api.post("/forward_backward")
+    @ordered_post("/forward_backward")
     async def forward_backward(request: Request) -> Response:
         return await training_call(request, forward_only_route=False)
 
-    @api.post("/optim_step")
+    @ordered_post("/optim_step")
     async def optim_step(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -326,7 +333,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "optim_step",
         )
 
-    @api.post("/save_weights")
+    @ordered_post("/save_weights")
     async def save_weights(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -336,7 +343,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "save_weights",
         )
 
-    @api.post("/save_weights_for_sampler")
+    @ordered_post("/save_weights_for_sampler")
     async def save_weights_for_sampler(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -377,7 +384,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         sessions.remember(key, answer)
         return wire(answer)
 
-    @api.post("/load_weights")
+    @ordered_post("/load_weights")
     async def load_weights(request: Request) -> Response:
         received = await read(request)
         req = decode_ordered(received, json_body(types.LoadWeightsRequest))
