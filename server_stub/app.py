@@ -1,4 +1,6 @@
-"""The FastAPI routes of the Tinker JSON wire (SDK 0.24.x) under /api/v1.
+"""The FastAPI routes of the Tinker wire under /api/v1: the JSON wire of SDK 0.24 and the 0.38 wire,
+which sends forward_backward as protobuf and asks for protobuf results (see training_pass.py and
+result_formats.py).
 
 Routes only parse and validate, hand heavy work to the scheduler, and answer: long operations
 answer `UntypedAPIFuture` at once and their result comes from `retrieve_future` (long-polled);
@@ -73,7 +75,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         finally:
             scheduler.stop(timeout=10)
 
-    app = FastAPI(title="server_stub", summary="Local training server (Tinker JSON wire)", lifespan=lifespan)
+    app = FastAPI(title="server_stub", summary="Local training server (Tinker wire)", lifespan=lifespan)
     app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = (
         engine,
         scheduler,
