@@ -245,9 +245,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/sessions/{session_id}/finish")
     async def finish_session(session_id: str, request: Request) -> Response:
         req = await body(request, types.FinishSessionRequest)
-        session = sessions.finish(session_id, req.reason.type, req.detail)
-        assert session.finished is not None
-        reason, detail = session.finished
+        reason, detail = sessions.finish(session_id, req.reason.type, req.detail)
         return wire(
             types.FinishSessionResponse(
                 session_id=session_id, reason=types.SessionFinishReason(type=reason), detail=detail
@@ -495,9 +493,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             media_type = result_formats.answer_format(outcome.result, request.headers.get("accept"))
         try:
             content = await store.body(req.request_id, outcome, media_type)
-        except (
-            Exception
-        ) as exc:  # a result that cannot be written fails its request; polling again won't help
+        except Exception as exc:
+            # A result that cannot be written fails its request: polling again would not help.
             logger.exception("writing the result of %s as %s failed", req.request_id, media_type)
             failed = Failed(f"{type(exc).__name__}: {exc}", types.RequestErrorCategory.Server)
             return Response(content=failed.body(), media_type=JSON)
