@@ -1,4 +1,6 @@
-"""The FastAPI routes of the Tinker JSON wire (SDK 0.24.x) under /api/v1.
+"""The FastAPI routes of the Tinker wire under /api/v1: the JSON wire of SDK 0.24 and the 0.38 wire,
+which sends forward_backward as protobuf and asks for protobuf results (see training_pass.py and
+result_formats.py).
 
 Routes only parse and validate, hand heavy work to the scheduler, and answer: long operations
 answer `UntypedAPIFuture` at once and their result comes from `retrieve_future` (long-polled);
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,21 +23,21 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from cookbook.client import types
-from server_stub import sequence_key, validation
+from server_stub import result_formats, sequence_key, training_pass, validation
 from server_stub.auth import ApiKeyMiddleware
 from server_stub.config import ServerConfig
 from server_stub.engine import Engine, ModelLimits, NotFoundError, SampleJob, UserError
 from server_stub.errors import install_error_handlers
-from server_stub.futures_store import FuturesStore, Succeeded, UnknownRequestError
+from server_stub.futures_store import Failed, FuturesStore, Succeeded, UnknownRequestError
 from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
-from server_stub.request_body import ReceivedBody, receive
+from server_stub.request_body import ReceivedBody, UnsupportedMediaError, receive
 from server_stub.scheduler import Scheduler, Task
-from server_stub.sequence_key import SequenceKey
 from server_stub.sessions import SessionRegistry
-from server_stub.training_pass import TrainingPass, pass_format
+from server_stub.training_pass import TrainingPass
 
 M = TypeVar("M", bound=types.WireModel)
-JSON = "application/json"
+JSON = result_formats.JSON
+logger = logging.getLogger("server_stub.app")
 
 
 def wire(model: types.WireModel) -> Response:
@@ -72,7 +75,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         finally:
             scheduler.stop(timeout=10)
 
-    app = FastAPI(title="server_stub", summary="Local training server (Tinker JSON wire)", lifespan=lifespan)
+    app = FastAPI(title="server_stub", summary="Local training server (Tinker wire)", lifespan=lifespan)
     app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = (
         engine,
         scheduler,
@@ -83,16 +86,38 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     if config.api_key is not None:  # without a key the check passes everything: leave it off the path
         app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
     api = APIRouter(prefix="/api/v1")
+    ordered_routes: list[str] = []
+    app.state.ordered_routes = ordered_routes
+
+    def ordered_post(path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A route whose calls carry a seq_id and run in their model's seq order."""
+        ordered_routes.append(api.prefix + path)
+        return api.post(path)
 
     # -- helpers -----------------------------------------------------------------------------
 
     async def read(request: Request) -> ReceivedBody:
+        headers = request.headers
         return await receive(
-            request.stream(), request.headers.get("content-encoding"), config.max_request_bytes
+            request.stream(),
+            headers.get("content-type"),
+            headers.get("content-encoding"),
+            config.max_request_bytes,
         )
 
+    def json_body(model: type[M]) -> Callable[[ReceivedBody], M]:
+        def decode(received: ReceivedBody) -> M:
+            raw = received.accepted()
+            if received.protobuf:
+                raise UnsupportedMediaError(
+                    "this route reads JSON; only forward_backward also reads protobuf", field="Content-Type"
+                )
+            return validation.parse_wire(raw, model)
+
+        return decode
+
     async def body(request: Request, model: type[M]) -> M:
-        return validation.parse_wire((await read(request)).accepted(), model)
+        return json_body(model)(await read(request))
 
     def base_model_of(model_id: str) -> str:
         try:
@@ -120,16 +145,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     def digest_of(received: ReceivedBody) -> bytes:
         return hashlib.blake2b(received.content + received.tail, digest_size=16).digest()
 
-    def decode_ordered(
-        received: ReceivedBody,
-        decode: Callable[[bytes], M],
-        key_of_refused: Callable[[ReceivedBody], SequenceKey | None],
-    ) -> M:
+    def decode_ordered(received: ReceivedBody, decode: Callable[[ReceivedBody], M]) -> M:
         """A training call's body decoded; one that is refused still releases the seq id it carried."""
         try:
-            return decode(received.accepted())
+            return decode(received)
         except Exception as err:
-            key = key_of_refused(received)
+            key = sequence_key.of_refused(received)
             if key is not None and key[1] >= 1:
                 try:
                     base_model_of(key[0])
@@ -137,9 +158,6 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 except NotFoundError:
                     pass
             raise
-
-    def json_body(model: type[M]) -> Callable[[bytes], M]:
-        return lambda raw: validation.parse_wire(raw, model)
 
     def enqueue_ordered(
         received: ReceivedBody,
@@ -227,9 +245,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/sessions/{session_id}/finish")
     async def finish_session(session_id: str, request: Request) -> Response:
         req = await body(request, types.FinishSessionRequest)
-        session = sessions.finish(session_id, req.reason.type, req.detail)
-        assert session.finished is not None
-        reason, detail = session.finished
+        reason, detail = sessions.finish(session_id, req.reason.type, req.detail)
         return wire(
             types.FinishSessionResponse(
                 session_id=session_id, reason=types.SessionFinishReason(type=reason), detail=detail
@@ -238,7 +254,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.get("/get_server_capabilities")
     async def get_server_capabilities() -> Response:
-        return wire(types.GetServerCapabilitiesResponse(supported_models=engine.supported_models()))
+        return wire(
+            types.GetServerCapabilitiesResponse(
+                supported_models=engine.supported_models(), wire_formats=result_formats.WIRE_FORMATS
+            )
+        )
 
     @api.post("/get_tokenizer")
     async def get_tokenizer(request: Request) -> Response:
@@ -281,13 +301,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         label: str,
     ) -> Response:
         received = await read(request)
-        req = decode_ordered(received, json_body(model), sequence_key.from_json)
+        req = decode_ordered(received, json_body(model))
         return enqueue_ordered(received, req, check, run, label)
 
-    async def training_pass(request: Request, forward_only_route: bool) -> Response:
+    async def training_call(request: Request, forward_only_route: bool) -> Response:
         received = await read(request)
-        reader = pass_format(request.headers.get("content-type"), forward_only_route)
-        req = decode_ordered(received, reader.decode, reader.key_of_refused)
+        req = decode_ordered(received, lambda body: training_pass.decode(body, forward_only_route))
         return enqueue_ordered(
             received,
             req,
@@ -296,15 +315,15 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "forward_backward" if req.backward else "forward",
         )
 
-    @api.post("/forward")
+    @ordered_post("/forward")
     async def forward(request: Request) -> Response:
-        return await training_pass(request, forward_only_route=True)
+        return await training_call(request, forward_only_route=True)
 
-    @api.post("/forward_backward")
+    @ordered_post("/forward_backward")
     async def forward_backward(request: Request) -> Response:
-        return await training_pass(request, forward_only_route=False)
+        return await training_call(request, forward_only_route=False)
 
-    @api.post("/optim_step")
+    @ordered_post("/optim_step")
     async def optim_step(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -314,7 +333,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "optim_step",
         )
 
-    @api.post("/save_weights")
+    @ordered_post("/save_weights")
     async def save_weights(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -324,7 +343,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "save_weights",
         )
 
-    @api.post("/save_weights_for_sampler")
+    @ordered_post("/save_weights_for_sampler")
     async def save_weights_for_sampler(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -365,10 +384,10 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         sessions.remember(key, answer)
         return wire(answer)
 
-    @api.post("/load_weights")
+    @ordered_post("/load_weights")
     async def load_weights(request: Request) -> Response:
         received = await read(request)
-        req = decode_ordered(received, json_body(types.LoadWeightsRequest), sequence_key.from_json)
+        req = decode_ordered(received, json_body(types.LoadWeightsRequest))
         if req.model_id is None:
             return load_as_new_model(req)
         return enqueue_ordered(
@@ -467,8 +486,19 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             raise NotFoundError(str(exc), field="request_id") from None
         if outcome is None:
             return wire(types.TryAgainResponse(request_id=req.request_id, queue_state="active"))
-        content = outcome.body if isinstance(outcome, Succeeded) else outcome.body()
-        return Response(content=content, media_type=JSON)
+        if not isinstance(outcome, Succeeded):
+            return Response(content=outcome.body(), media_type=JSON)
+        media_type = outcome.media_type
+        if outcome.result is not None:
+            media_type = result_formats.answer_format(outcome.result, request.headers.get("accept"))
+        try:
+            content = await store.body(req.request_id, outcome, media_type)
+        except Exception as exc:
+            # A result that cannot be written fails its request: polling again would not help.
+            logger.exception("writing the result of %s as %s failed", req.request_id, media_type)
+            failed = Failed(f"{type(exc).__name__}: {exc}", types.RequestErrorCategory.Server)
+            return Response(content=failed.body(), media_type=JSON)
+        return Response(content=content, media_type=media_type)
 
     app.include_router(api)
     return app

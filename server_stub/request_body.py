@@ -9,10 +9,11 @@ client writes its model and seq id at one end of the body or the other.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import zstandard
 
+from cookbook.client.proto import PROTOBUF_CONTENT_TYPE
 from server_stub.engine import UserError
 
 KEPT_BYTES = 64 * 1024  # of each end of a refused body
@@ -23,7 +24,9 @@ class PayloadTooLargeError(UserError):
     status_code = 413
 
 
-class UnsupportedEncodingError(UserError):
+class UnsupportedMediaError(UserError):
+    """A body in a Content-Type or Content-Encoding this route does not read."""
+
     status_code = 415
 
 
@@ -34,6 +37,7 @@ class ReceivedBody:
     content: bytes
     refusal: UserError | None = None
     tail: bytes = b""  # the last bytes of a body refused for its size (its start is in `content`)
+    protobuf: bool = False  # its Content-Type says protobuf (else it is read as JSON)
 
     def accepted(self) -> bytes:
         """The whole body; raises the refusal when there is one."""
@@ -103,23 +107,32 @@ def _unzstd(data: bytes, limit: int) -> ReceivedBody:
     return ReceivedBody(bytes(out))
 
 
-async def receive(stream: AsyncIterable[bytes], content_encoding: str | None, limit: int) -> ReceivedBody:
+def is_protobuf(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() == PROTOBUF_CONTENT_TYPE
+
+
+async def receive(
+    stream: AsyncIterable[bytes], content_type: str | None, content_encoding: str | None, limit: int
+) -> ReceivedBody:
     """Read a body of at most `limit` bytes (compressed and decompressed) in `content_encoding`."""
     data, ends = await _read(stream, limit)
     encoding = (content_encoding or "identity").strip().lower()
     if ends is not None:
         refusal = _too_large(f"the body ({ends.size} bytes)", limit)
         if encoding == "zstd":  # only the start of a compressed body can be read back
-            return ReceivedBody(_unzstd(ends.head, limit).content, refusal)
-        return ReceivedBody(ends.head, refusal, ends.tail)
-    if encoding == "identity":
-        return ReceivedBody(data)
-    if encoding == "zstd":
-        return _unzstd(data, limit)
-    return ReceivedBody(
-        b"",
-        UnsupportedEncodingError(
-            f"Content-Encoding {content_encoding!r} is not supported (send identity or zstd)",
-            field="Content-Encoding",
-        ),
-    )
+            received = ReceivedBody(_unzstd(ends.head, limit).content, refusal)
+        else:
+            received = ReceivedBody(ends.head, refusal, ends.tail)
+    elif encoding == "identity":
+        received = ReceivedBody(data)
+    elif encoding == "zstd":
+        received = _unzstd(data, limit)
+    else:
+        received = ReceivedBody(
+            b"",
+            UnsupportedMediaError(
+                f"Content-Encoding {content_encoding!r} is not supported (send identity or zstd)",
+                field="Content-Encoding",
+            ),
+        )
+    return replace(received, protobuf=is_protobuf(content_type))

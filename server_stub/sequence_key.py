@@ -1,12 +1,12 @@
-"""The model id and seq id of a training call whose body was refused, read from whatever of it is readable.
+"""The model id and seq id of a JSON training call whose body was refused, from whatever of it is readable.
 
 A model runs its calls strictly in seq id order, so a refused call must still give back its seq id,
 or every later call of that model would wait for it. A refused body may be anything: JSON with a
-wrong type deep inside, JSON nested too deep to parse, protobuf that does not parse, a body cut
-at the size limit. So the key is read the way the body allows: the two fields alone through
-pydantic (the same lax rules a good body's parse applies); failing that, a scan of the JSON's
-top-level keys, forward from its start and backward from its end; for protobuf, a walk over the
-message's top-level fields, which skips the nested ones it cannot parse by their length.
+wrong type deep inside, JSON nested too deep to parse, a body cut at the size limit. So the key is
+read the way the body allows: the two fields alone through pydantic (the same lax rules a good
+body's parse applies); failing that, a scan of the top-level keys, forward from the body's start
+and backward from its end. A body sent as protobuf is first walked field by field
+(`cookbook.client.proto.forward_backward_sequence_key`), then, in case it was mislabelled, read as JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cookbook.client import types
+from cookbook.client import proto, types
 from server_stub.request_body import KEPT_BYTES, ReceivedBody
 
 SequenceKey = tuple[str, int]
@@ -154,43 +154,10 @@ def from_json(body: ReceivedBody) -> SequenceKey | None:
     return _checked({**_top_level_backward(end), **_top_level_forward(head)})
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    """A base-128 varint at `at`: (value, position after it); IndexError when cut off."""
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, at
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def from_protobuf(body: ReceivedBody, model_id_field: int, seq_id_field: int) -> SequenceKey | None:
-    """The key of a refused protobuf body: its top-level fields, read until the first that is cut or bad."""
-    data, at = body.content, 0
-    fields: dict[str, Any] = {}
-    try:
-        while at < len(data):
-            tag, at = _varint(data, at)
-            number, wire_type = tag >> 3, tag & 7
-            if wire_type == 0:
-                value, at = _varint(data, at)
-                if number == seq_id_field:
-                    fields["seq_id"] = value - (1 << 64) if value >= 1 << 63 else value
-            elif wire_type == 2:
-                length, at = _varint(data, at)
-                if at + length > len(data):
-                    break
-                if number == model_id_field:
-                    fields["model_id"] = data[at : at + length].decode("utf-8")
-                at += length
-            elif wire_type in (1, 5):
-                at += 8 if wire_type == 1 else 4
-            else:
-                break
-    except (IndexError, ValueError):
-        pass
-    return _checked(fields)
+def of_refused(body: ReceivedBody) -> SequenceKey | None:
+    """The model id and seq id a refused training call carried, when they can be read."""
+    if body.protobuf:
+        key = proto.forward_backward_sequence_key(body.content)
+        if key is not None:
+            return key
+    return from_json(body)

@@ -7,16 +7,14 @@ Each decodes to one `TrainingPass`, which names its fields the way its body spel
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from cookbook.client import types
-from server_stub import sequence_key, validation
-from server_stub.engine import ModelLimits
-from server_stub.request_body import ReceivedBody
-from server_stub.sequence_key import SequenceKey
+from pydantic import ValidationError
 
-PROTOBUF = "application/x-protobuf"
+from cookbook.client import proto, types
+from server_stub import validation
+from server_stub.engine import ModelLimits, UserError
+from server_stub.request_body import ReceivedBody
 
 
 @dataclass(frozen=True)
@@ -31,14 +29,6 @@ class TrainingPass:
         validation.check_forward_backward_input(self.fwd, limits, self.where)
 
 
-@dataclass(frozen=True)
-class PassFormat:
-    """How one route reads one body format: the decoder, and the key reader for a refused body."""
-
-    decode: Callable[[bytes], TrainingPass]
-    key_of_refused: Callable[[ReceivedBody], SequenceKey | None]
-
-
 def _from_json_forward_backward(raw: bytes) -> TrainingPass:
     req = validation.parse_wire(raw, types.ForwardBackwardRequest)
     return TrainingPass(req.model_id, req.seq_id, req.forward_backward_input, True, "forward_backward_input")
@@ -49,14 +39,23 @@ def _from_json_forward(raw: bytes) -> TrainingPass:
     return TrainingPass(req.model_id, req.seq_id, req.forward_input, False, "forward_input")
 
 
-def is_protobuf(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() == PROTOBUF
+def _from_protobuf(raw: bytes, forward_only_route: bool) -> TrainingPass:
+    try:
+        req = proto.forward_backward_request_from_proto(raw)
+    except proto.ProtobufDecodeError as exc:
+        if isinstance(exc.__cause__, ValidationError):  # the loss name or its settings
+            raise validation.schema_error(exc.__cause__, "ForwardBackwardRequest") from None
+        raise UserError(f"protobuf body: {exc}", field=exc.field or "body") from None
+    except Exception as exc:  # whatever else a hostile message provokes is still the body's fault
+        raise UserError(f"protobuf body does not decode: {type(exc).__name__}: {exc}", field="body") from None
+    if isinstance(req, types.ForwardRequest):
+        return TrainingPass(req.model_id, req.seq_id, req.forward_input, False, "")
+    return TrainingPass(req.model_id, req.seq_id, req.forward_backward_input, not forward_only_route, "")
 
 
-def pass_format(content_type: str | None, forward_only_route: bool) -> PassFormat:
-    """The reader for a body of `content_type` sent to /forward (`forward_only_route`) or /forward_backward."""
-    if is_protobuf(content_type):
-        raise NotImplementedError
-    return PassFormat(
-        _from_json_forward if forward_only_route else _from_json_forward_backward, sequence_key.from_json
-    )
+def decode(body: ReceivedBody, forward_only_route: bool) -> TrainingPass:
+    """The call in a body sent to /forward (`forward_only_route`) or /forward_backward, JSON or protobuf."""
+    raw = body.accepted()
+    if body.protobuf:
+        return _from_protobuf(raw, forward_only_route)
+    return _from_json_forward(raw) if forward_only_route else _from_json_forward_backward(raw)
