@@ -6,7 +6,7 @@ arrays through numpy; `compression` handles zstd bodies; `sequence_key` finds wh
 broken body was. Both the client and the server import this package; it never imports torch.
 """
 
-from cookbook.client.proto.compression import decode_content, zstd_compress, zstd_decompress
+from cookbook.client.proto.compression import ZSTD, decode_content, zstd_compress, zstd_decompress
 from cookbook.client.proto.convert import (
     PROTOBUF_CONTENT_TYPE,
     RESULT_CODECS,
@@ -24,6 +24,7 @@ from cookbook.client.proto.sequence_key import forward_backward_sequence_key
 __all__ = [
     "PROTOBUF_CONTENT_TYPE",
     "RESULT_CODECS",
+    "ZSTD",
     "ProtobufDecodeError",
     "ResultCodec",
     "decode_content",

@@ -8,6 +8,7 @@ dtypes `TensorData` knows, as the official SDK does: int32 to int64, bfloat16 to
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,10 +87,12 @@ def values_from_bytes(raw: bytes, wire_dtype: int, field: str) -> np.ndarray:
     return values.astype(_DECODED_NUMPY[row.decoded], copy=False)
 
 
-def int32_bytes(tokens: list[int] | np.ndarray) -> bytes:
+def int32_bytes(tokens: list[int]) -> bytes:
     """Token ids as int32 little-endian bytes (the wire's form for tokens)."""
-    array = np.asarray(tokens, dtype=np.int64)
-    return values_to_bytes(array, INT32)
+    try:
+        return np.array(tokens, dtype="<i4").tobytes()
+    except OverflowError as exc:
+        raise ValueError("a token id does not fit in int32") from exc
 
 
 def int32_list(raw: bytes, field: str) -> list[int]:
@@ -123,7 +126,7 @@ def tensor_data_from_proto(message: Any, field: str) -> types.TensorData:
     if row is None:
         raise ProtobufDecodeError(f"unknown or unset dtype {message.dtype}", f"{field}.dtype")
     shape = list(message.shape) or None
-    if shape is not None and min(shape) < 0:
+    if shape is not None and any(size < 0 for size in shape):
         raise ProtobufDecodeError(f"negative size in shape {shape}", f"{field}.shape")
     if message.WhichOneof("encoding") == "sparse_csr":
         csr = message.sparse_csr
@@ -139,7 +142,7 @@ def tensor_data_from_proto(message: Any, field: str) -> types.TensorData:
             sparse_col_indices=col.tolist(),
         )
     values = values_from_bytes(message.dense, message.dtype, f"{field}.dense")
-    if shape is not None and int(np.prod(shape)) != values.size:
+    if shape is not None and math.prod(shape) != values.size:
         raise ProtobufDecodeError(f"shape {shape} does not hold {values.size} values", f"{field}.shape")
     return types.TensorData.model_construct(data=values.tolist(), dtype=row.decoded, shape=shape)
 
@@ -189,7 +192,7 @@ def batched_tensor_to_arrays(message: Any, num_datums: int, field: str) -> list[
             "offsets must rise from 0 to the data's length in whole values", f"{field}.offsets"
         )
     trailing = list(message.trailing_shape)
-    per_row = int(np.prod(trailing)) if trailing else 1
+    per_row = math.prod(trailing)
     bounds = (offsets // itemsize).tolist()
     arrays = []
     for start, end in itertools.pairwise(bounds):
