@@ -11,6 +11,7 @@ schema under no_robots' name.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,3 +68,10 @@ def make_workspace(root: Path) -> CookbookWorkspace:
     save_tiny_model(workspace.model_dir)
     save_chat_dataset(workspace.dataset_dir)
     return workspace
+
+
+if __name__ == "__main__":
+    # python -m tests.official_sdk.cookbook_workspace DIR: a workspace to try the cookbook by hand
+    made = make_workspace(Path(sys.argv[1]).resolve())
+    print(f"serve:  python -m server_stub --api-key tml-local --model {COOKBOOK_MODEL}={made.model_dir}")
+    print(f"then, from {made.root}, run a cookbook recipe with model_name={COOKBOOK_MODEL}")

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from cookbook.client import types
+from cookbook.client.http import HttpServiceClient
 from cookbook.client.local_server import LocalServer
 
 from .conftest import API_KEY, sdk_env
-from .cookbook_workspace import COOKBOOK_MODEL, DATASET_ROWS, make_workspace
+from .cookbook_workspace import COOKBOOK_MODEL, CookbookWorkspace, make_workspace
 from .sdk_environments import sdk_python
 
 COOKBOOK_SDK = "0.38.0"
@@ -35,35 +37,60 @@ def recipe_env(base_url: str, scratch: Path) -> dict[str, str]:
     return env
 
 
+def run_sl_basic(
+    python: Path, workspace: CookbookWorkspace, log_path: Path, env: dict[str, str], answer: str = ""
+) -> None:
+    """The recipe's own command line; `answer` is what a user types when asked about an existing log dir."""
+    command = [
+        str(python),
+        "-m",
+        "tinker_cookbook.recipes.sl_basic",
+        f"model_name={COOKBOOK_MODEL}",
+        f"log_path={log_path}",
+    ]
+    done = subprocess.run(command, cwd=workspace.root, env=env, input=answer, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-6000:]
+
+
 @pytest.mark.slow
-def test_sl_basic_recipe_trains_unchanged(tmp_path: Path) -> None:
+def test_sl_basic_recipe_trains_and_resumes_unchanged(tmp_path: Path) -> None:
     python = sdk_python(COOKBOOK_SDK)
     workspace = make_workspace(tmp_path / "workspace")
     log_path = tmp_path / "run"
     serve_as = ["--model", f"{COOKBOOK_MODEL}={workspace.model_dir}"]
     with LocalServer(tmp_path / "storage", api_key=API_KEY, extra_args=serve_as) as server:
-        command = [
-            str(python),
-            "-m",
-            "tinker_cookbook.recipes.sl_basic",
-            f"model_name={COOKBOOK_MODEL}",
-            f"log_path={log_path}",
-        ]
-        done = subprocess.run(
-            command,
-            cwd=workspace.root,
-            env=recipe_env(server.url, tmp_path),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, f"{done.stderr[-6000:]}\nend of the server's log:\n{server.log_tail()}"
+        env = recipe_env(server.url, tmp_path)
+        try:
+            run_sl_basic(python, workspace, log_path, env)
+            # Run again on the same log dir and answer "resume": the run is complete, so the recipe
+            # only recreates its training client from the last state (with its Adam state) and stops.
+            run_sl_basic(python, workspace, log_path, env, answer="resume\n")
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\nend of the server's log:\n{server.log_tail()}") from None
 
-    steps = [json.loads(line) for line in (log_path / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in steps] == list(range(DATASET_ROWS["train"] // BATCH_SIZE))
-    for row in steps:
-        assert math.isfinite(row["train_mean_nll"]) and row["train_mean_nll"] > 0
-        assert row["num_sequences"] == BATCH_SIZE
-    assert math.isfinite(steps[0]["test/nll"])  # the evaluator ran before the first step
-    final = [json.loads(line) for line in (log_path / "checkpoints.jsonl").read_text().splitlines()][-1]
-    assert final["state_path"].startswith("tinker://") and final["sampler_path"].startswith("tinker://")
+        steps = [json.loads(line) for line in (log_path / "metrics.jsonl").read_text().splitlines()]
+        assert [row["progress"] for row in steps] == [0.5, 1.0]  # two batches of 128, one epoch
+        for row in steps:
+            assert row["num_sequences"] == BATCH_SIZE
+            assert math.isfinite(row["train_mean_nll"]) and row["train_mean_nll"] > 0
+            assert row["grad_norm"] > 0  # the server's optim_step metrics reached the recipe
+        assert math.isfinite(steps[0]["test/nll"])  # the evaluator scored the test split before step 1
+        checkpoints = [json.loads(line) for line in (log_path / "checkpoints.jsonl").read_text().splitlines()]
+        final = checkpoints[-1]
+        log = (log_path / "logs.log").read_text()
+        assert f"Resumed training from {final['state_path']}" in log
+        assert "Training was already complete; nothing to do" in log
+        # The renderer check on resume read the renderer name back from the run's user_metadata.
+        for complaint in (
+            "Could not fetch renderer metadata",
+            "has no renderer metadata",
+            "Renderer mismatch",
+        ):
+            assert complaint not in log
+
+        # The recipe's final sampler checkpoint serves our own client too.
+        with HttpServiceClient(server.url, api_key=API_KEY) as service:
+            sampler = service.create_sampling_client(model_path=final["sampler_path"])
+            params = types.SamplingParams(max_tokens=4, temperature=0.0)
+            response = sampler.sample(types.ModelInput.from_ints([5, 17]), 1, params).result()
+            assert len(response.sequences[0].tokens) >= 1
