@@ -4,22 +4,44 @@ The cookbook names its models and data sets by their Hub ids and looks for a loc
 that name first: `get_tokenizer("meta-llama/Llama-3.2-1B")` reads ./meta-llama/Llama-3.2-1B and
 `datasets.load_dataset("HuggingFaceH4/no_robots")` reads ./HuggingFaceH4/no_robots. A workspace
 holds the built-in tiny model saved as a Hugging Face directory under the cookbook's model name
-(the server serves the same directory under that name) and the bundled chat data in no_robots'
-schema under no_robots' name.
+(the server serves the same directory under that name) and the bundled data, whose rows already
+have the schemas of no_robots and hh-rlhf, under those data sets' names.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # A name in the cookbook's model table whose renderer (role_colon) needs no special tokens.
 COOKBOOK_MODEL = "meta-llama/Llama-3.2-1B"
-COOKBOOK_DATASET = "HuggingFaceH4/no_robots"
-# sl_basic's batch is 128 rows: two training steps, one evaluation batch.
-DATASET_ROWS = {"train": 256, "test": 128}
+
+
+@dataclass(frozen=True)
+class LocalDataset:
+    rows: Callable[[str], list[dict[str, Any]]]  # split -> the bundled rows of that split
+    sizes: dict[str, int]  # rows written per split
+
+
+def _bundled(kind: str) -> Callable[[str], list[dict[str, Any]]]:
+    def rows(split: str) -> list[dict[str, Any]]:
+        from cookbook.data import bundled
+
+        return bundled.chat_split(split) if kind == "chat" else bundled.comparison_split(split)
+
+    return rows
+
+
+COOKBOOK_DATASETS: dict[str, LocalDataset] = {
+    # sl_basic's batch is 128 rows: two training steps and one evaluation batch.
+    "HuggingFaceH4/no_robots": LocalDataset(_bundled("chat"), {"train": 256, "test": 128}),
+    # The RLHF pipeline's preference and RL stages, at a batch of 16.
+    "Anthropic/hh-rlhf": LocalDataset(_bundled("comparisons"), {"train": 64, "test": 16}),
+}
 
 
 @dataclass(frozen=True)
@@ -29,10 +51,6 @@ class CookbookWorkspace:
     @property
     def model_dir(self) -> Path:
         return self.root / COOKBOOK_MODEL
-
-    @property
-    def dataset_dir(self) -> Path:
-        return self.root / COOKBOOK_DATASET
 
 
 def save_tiny_model(directory: Path) -> None:
@@ -53,20 +71,19 @@ def save_tiny_model(directory: Path) -> None:
     (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
 
 
-def save_chat_dataset(directory: Path) -> None:
-    """The bundled chat rows (already in no_robots' schema) as train.jsonl and test.jsonl."""
-    from cookbook.data.bundled import chat_split
-
+def save_dataset(directory: Path, dataset: LocalDataset) -> None:
+    """One JSONL file per split, named after it (train.jsonl, test.jsonl)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for split, rows in DATASET_ROWS.items():
-        lines = (json.dumps(row) for row in chat_split(split)[:rows])
+    for split, size in dataset.sizes.items():
+        lines = (json.dumps(row) for row in dataset.rows(split)[:size])
         (directory / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
 
 
 def make_workspace(root: Path) -> CookbookWorkspace:
     workspace = CookbookWorkspace(root)
     save_tiny_model(workspace.model_dir)
-    save_chat_dataset(workspace.dataset_dir)
+    for name, dataset in COOKBOOK_DATASETS.items():
+        save_dataset(root / name, dataset)
     return workspace
 
 
