@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +15,7 @@ from cookbook.client.http import HttpServiceClient
 from cookbook.client.local_server import LocalServer
 
 from . import sdk_scenario
-from .sdk_environments import SDK_ENVIRONMENTS, sdk_python
-
-# The official SDK refuses a key that does not start with "tml-".
-API_KEY = "tml-local"
-
-
-def sdk_env() -> dict[str, str]:
-    """The environment of an official SDK's process: no telemetry, and none of this project on its path."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["TINKER_TELEMETRY"] = "0"
-    return env
+from .sdk_environments import API_KEY, SDK_ENVIRONMENTS, sdk_env, sdk_python
 
 
 @pytest.fixture(scope="session")

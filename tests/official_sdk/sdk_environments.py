@@ -3,7 +3,7 @@
 0.24.1 is pyproject's dev extra, so it is this interpreter. Any other version gets a virtual
 environment of its own under ~/.cache/rlhf-cookbook, made on first use from the pinned files at
 the repository root and remade when those files change; the first test that needs one waits for
-pip (about a minute with a warm pip cache).
+pip (a minute or two).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The official SDK refuses a key that does not start with "tml-".
+API_KEY = "tml-local"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ SDK_ENVIRONMENTS: dict[str, SdkEnvironment] = {
 }
 
 
+def sdk_env() -> dict[str, str]:
+    """The environment of an official SDK's process: no telemetry, and none of this project on its path."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["TINKER_TELEMETRY"] = "0"
+    return env
+
+
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "rlhf-cookbook"
@@ -68,7 +77,13 @@ def sdk_python(version: str) -> Path:
 def _recipe(env: SdkEnvironment) -> str:
     """Everything the environment is made from; a change to any of it remakes the environment."""
     assert env.requirements is not None and env.constraints is not None
-    parts = [sys.version, env.requirements.read_text(), env.constraints.read_text(), *env.no_deps]
+    parts = [
+        sys.base_prefix,
+        sys.version,
+        env.requirements.read_text(),
+        env.constraints.read_text(),
+        *env.no_deps,
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

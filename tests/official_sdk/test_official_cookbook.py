@@ -22,9 +22,8 @@ from cookbook.client import types
 from cookbook.client.http import HttpServiceClient
 from cookbook.client.local_server import LocalServer
 
-from .conftest import API_KEY, sdk_env
 from .cookbook_workspace import COOKBOOK_DATASETS, COOKBOOK_MODEL, CookbookWorkspace, make_workspace
-from .sdk_environments import sdk_python
+from .sdk_environments import API_KEY, sdk_env, sdk_python
 
 pytestmark = pytest.mark.slow
 COOKBOOK_SDK = "0.38.0"

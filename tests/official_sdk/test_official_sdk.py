@@ -14,7 +14,7 @@ import pytest
 
 from cookbook.client.local_server import LocalServer
 
-from .conftest import API_KEY
+from .sdk_environments import API_KEY
 from .sdk_scenario import BASE_MODEL, SCORED, SEQUENCES, STATE_NAME
 
 # Both clients ask one server for the same computation: only float32 summation order may differ.
