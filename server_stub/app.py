@@ -1,4 +1,6 @@
-"""The FastAPI routes of the Tinker JSON wire (SDK 0.24.x) under /api/v1.
+"""The FastAPI routes of the Tinker wire under /api/v1: the JSON wire of SDK 0.24 and the 0.38 wire,
+which sends forward_backward as protobuf and asks for protobuf results (see training_pass.py and
+result_formats.py).
 
 Routes only parse and validate, hand heavy work to the scheduler, and answer: long operations
 answer `UntypedAPIFuture` at once and their result comes from `retrieve_future` (long-polled);
@@ -73,7 +75,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         finally:
             scheduler.stop(timeout=10)
 
-    app = FastAPI(title="server_stub", summary="Local training server (Tinker JSON wire)", lifespan=lifespan)
+    app = FastAPI(title="server_stub", summary="Local training server (Tinker wire)", lifespan=lifespan)
     app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = (
         engine,
         scheduler,
@@ -84,6 +86,13 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     if config.api_key is not None:  # without a key the check passes everything: leave it off the path
         app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
     api = APIRouter(prefix="/api/v1")
+    ordered_routes: list[str] = []
+    app.state.ordered_routes = ordered_routes
+
+    def ordered_post(path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A route whose calls carry a seq_id and run in their model's seq order."""
+        ordered_routes.append(api.prefix + path)
+        return api.post(path)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -236,9 +245,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/sessions/{session_id}/finish")
     async def finish_session(session_id: str, request: Request) -> Response:
         req = await body(request, types.FinishSessionRequest)
-        session = sessions.finish(session_id, req.reason.type, req.detail)
-        assert session.finished is not None
-        reason, detail = session.finished
+        reason, detail = sessions.finish(session_id, req.reason.type, req.detail)
         return wire(
             types.FinishSessionResponse(
                 session_id=session_id, reason=types.SessionFinishReason(type=reason), detail=detail
@@ -308,15 +315,15 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "forward_backward" if req.backward else "forward",
         )
 
-    @api.post("/forward")
+    @ordered_post("/forward")
     async def forward(request: Request) -> Response:
         return await training_call(request, forward_only_route=True)
 
-    @api.post("/forward_backward")
+    @ordered_post("/forward_backward")
     async def forward_backward(request: Request) -> Response:
         return await training_call(request, forward_only_route=False)
 
-    @api.post("/optim_step")
+    @ordered_post("/optim_step")
     async def optim_step(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -326,7 +333,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "optim_step",
         )
 
-    @api.post("/save_weights")
+    @ordered_post("/save_weights")
     async def save_weights(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -336,7 +343,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "save_weights",
         )
 
-    @api.post("/save_weights_for_sampler")
+    @ordered_post("/save_weights_for_sampler")
     async def save_weights_for_sampler(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -377,7 +384,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         sessions.remember(key, answer)
         return wire(answer)
 
-    @api.post("/load_weights")
+    @ordered_post("/load_weights")
     async def load_weights(request: Request) -> Response:
         received = await read(request)
         req = decode_ordered(received, json_body(types.LoadWeightsRequest))
@@ -486,9 +493,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             media_type = result_formats.answer_format(outcome.result, request.headers.get("accept"))
         try:
             content = await store.body(req.request_id, outcome, media_type)
-        except (
-            Exception
-        ) as exc:  # a result that cannot be written fails its request; polling again won't help
+        except Exception as exc:
+            # A result that cannot be written fails its request: polling again would not help.
             logger.exception("writing the result of %s as %s failed", req.request_id, media_type)
             failed = Failed(f"{type(exc).__name__}: {exc}", types.RequestErrorCategory.Server)
             return Response(content=failed.body(), media_type=JSON)

@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m server_stub`: one flag per ServerConfig field."""
     parser = argparse.ArgumentParser(
         prog="python -m server_stub",
-        description="Local training server speaking the Tinker JSON wire (SDK 0.24.x).",
+        description="Local training server speaking the Tinker wire (official SDK 0.24 and 0.38, and ours).",
     )
     for setting in settings().values():
         parser.add_argument(setting.flag, **setting.argument())

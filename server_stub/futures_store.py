@@ -4,8 +4,9 @@ Every long operation gets a request id at once and an entry here. The compute th
 entry (from its own thread, through the event loop), and `retrieve_future` waits on it for up to
 the long-poll time. Results are serialized once, on the compute thread, in their natural format
 (see result_formats.py), so polling is cheap; a client that asks for the other format gets it
-encoded once, on first request. Memory is bounded: a fetched result is kept for a grace period (a client whose connection
-dropped may poll again), an unfetched one until a TTL, and both give way to count/byte caps.
+encoded once, on first request. Memory is bounded: a fetched result is kept for a grace period
+(a client whose connection dropped may poll again), an unfetched one until a TTL, and both give
+way to count/byte caps.
 All state is touched only on the event loop thread; the only cross-thread entry point is the
 callable `finisher()` returns.
 """

@@ -70,12 +70,12 @@ class SessionRegistry:
         self._sessions.move_to_end(session_id)
         return session
 
-    def finish(self, session_id: str, reason: str, detail: str | None) -> Session:
-        """Mark the session done; a later finish keeps the first reason (the SDK's rule)."""
+    def finish(self, session_id: str, reason: str, detail: str | None) -> tuple[str, str | None]:
+        """Mark the session done; a later finish keeps the first (reason, detail), the SDK's rule."""
         session = self.heartbeat(session_id)
         if session.finished is None:
             session.finished = (reason, detail)
-        return session
+        return session.finished
 
     def check_open(self, session_id: str | None) -> None:
         """Refuse new work under a finished session; ids this server never issued pass, as they always have."""

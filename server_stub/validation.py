@@ -73,7 +73,9 @@ def _join(prefix: str, name: str) -> str:
 
 def unknown_loss(name: str, field: str = "loss_fn") -> UserError:
     """A loss this server does not implement (the official SDK also knows gspo, stable_reinforce, custom)."""
-    return _fail(field, f"loss {name!r} is not implemented by this server; supported: {', '.join(LOSSES)}")
+    return _fail(
+        field, f"must be one of {', '.join(LOSSES)}, got {name!r} (a loss this server does not implement)"
+    )
 
 
 def check_optimizer_config(config: types.OptimizerConfig | None, field: str = "optimizer_config") -> None:
