@@ -5,8 +5,11 @@ facts: same package, message names, field numbers, types and labels as the offic
 so bytes are interchangeable. No generated code and no `protoc`: the rows become a
 `FileDescriptorProto`, loaded into a private descriptor pool (it never clashes with the official
 SDK's copy in the default pool when both live in one process), and `message_factory` makes the
-classes. `tests/client/proto/test_schema_compat.py` checks the table against the official SDK's
-own descriptor, field by field.
+classes. `tests/client/proto/test_schema_compat.py` keeps it in step with the official SDK: the
+descriptor must equal the newest SDK's (pinned in `tests/client/proto/official_sdk.py`) exactly, and
+read every field of 0.24.1's. To follow a newer SDK, raise that pin: the test names each message
+that differs, and the fix is rows in this table (and, for a field the server should act on, a
+converter change).
 
 A field's spec reads like `.proto`: `[repeated | optional | oneof <group>] <type>`, where a type is
 a scalar (`bytes`, `int32`, ...), `map<string, V>`, or another message or enum of this file.

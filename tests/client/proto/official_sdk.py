@@ -38,7 +38,7 @@ def installed_site() -> Path:
 
 def install_newest(site: Path) -> Path:
     """`tinker==0.38.0` (its files only, no dependencies) in `site`, installed once."""
-    if not (site / _PB2).exists():
+    if not (site / f"tinker-{NEWEST_VERSION}.dist-info" / "RECORD").exists():  # pip writes it last
         site.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
@@ -48,6 +48,7 @@ def install_newest(site: Path) -> Path:
                 "install",
                 "-q",
                 "--no-deps",
+                "--upgrade",  # replaces what an interrupted install left
                 "--target",
                 str(site),
                 f"tinker=={NEWEST_VERSION}",
