@@ -1,16 +1,19 @@
-"""The FastAPI routes of the Tinker JSON wire (SDK 0.24.x) under /api/v1.
+"""The FastAPI routes of the Tinker wire under /api/v1: the JSON wire of SDK 0.24 and the 0.38 wire,
+which sends forward_backward as protobuf and asks for protobuf results (see training_pass.py and
+result_formats.py).
 
 Routes only parse and validate, hand heavy work to the scheduler, and answer: long operations
 answer `UntypedAPIFuture` at once and their result comes from `retrieve_future` (long-polled);
-cheap metadata is answered directly from the engine. Bodies are parsed by hand (not FastAPI's
-body injection) so a schema error can still name its field in an `ErrorBody` with status 400 and
-so a rejected training call can still release its seq id.
+cheap metadata is answered directly from the engine. Bodies are read and parsed by hand (not
+FastAPI's body injection) so a schema error can still name its field in an `ErrorBody` with status
+400 and so a refused training call, whatever its body, still releases its seq id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,17 +23,21 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from cookbook.client import types
-from server_stub import validation
+from server_stub import result_formats, sequence_key, training_pass, validation
 from server_stub.auth import ApiKeyMiddleware
 from server_stub.config import ServerConfig
 from server_stub.engine import Engine, ModelLimits, NotFoundError, SampleJob, UserError
 from server_stub.errors import install_error_handlers
-from server_stub.futures_store import FuturesStore, Succeeded, UnknownRequestError
+from server_stub.futures_store import Failed, FuturesStore, Succeeded, UnknownRequestError
+from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
+from server_stub.request_body import ReceivedBody, UnsupportedMediaError, receive
 from server_stub.scheduler import Scheduler, Task
 from server_stub.sessions import SessionRegistry
+from server_stub.training_pass import TrainingPass
 
 M = TypeVar("M", bound=types.WireModel)
-JSON = "application/json"
+JSON = result_formats.JSON
+logger = logging.getLogger("server_stub.app")
 
 
 def wire(model: types.WireModel) -> Response:
@@ -68,7 +75,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         finally:
             scheduler.stop(timeout=10)
 
-    app = FastAPI(title="server_stub", summary="Local training server (Tinker JSON wire)", lifespan=lifespan)
+    app = FastAPI(title="server_stub", summary="Local training server (Tinker wire)", lifespan=lifespan)
     app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = (
         engine,
         scheduler,
@@ -79,11 +86,38 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     if config.api_key is not None:  # without a key the check passes everything: leave it off the path
         app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
     api = APIRouter(prefix="/api/v1")
+    ordered_routes: list[str] = []
+    app.state.ordered_routes = ordered_routes
+
+    def ordered_post(path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A route whose calls carry a seq_id and run in their model's seq order."""
+        ordered_routes.append(api.prefix + path)
+        return api.post(path)
 
     # -- helpers -----------------------------------------------------------------------------
 
+    async def read(request: Request) -> ReceivedBody:
+        headers = request.headers
+        return await receive(
+            request.stream(),
+            headers.get("content-type"),
+            headers.get("content-encoding"),
+            config.max_request_bytes,
+        )
+
+    def json_body(model: type[M]) -> Callable[[ReceivedBody], M]:
+        def decode(received: ReceivedBody) -> M:
+            raw = received.accepted()
+            if received.protobuf:
+                raise UnsupportedMediaError(
+                    "this route reads JSON; only forward_backward also reads protobuf", field="Content-Type"
+                )
+            return validation.parse_wire(raw, model)
+
+        return decode
+
     async def body(request: Request, model: type[M]) -> M:
-        return validation.parse_wire(await request.body(), model)
+        return json_body(model)(await read(request))
 
     def base_model_of(model_id: str) -> str:
         try:
@@ -94,37 +128,46 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 raise NotFoundError(f"unknown model {model_id!r}", field="model_id") from None
             return base
 
+    def engine_knows_run(run_id: str) -> bool:
+        try:
+            engine.training_run(run_id)
+        except NotFoundError:
+            return False
+        return True
+
     def new_model_id() -> str:
         while True:
             model_id = f"run-{secrets.token_hex(4)}"
-            if model_id in issued_model_ids:
-                continue
-            try:
-                engine.training_run(model_id)
-            except NotFoundError:
+            if model_id not in issued_model_ids and not engine_knows_run(model_id):
                 issued_model_ids.add(model_id)
                 return model_id
 
+    def digest_of(received: ReceivedBody) -> bytes:
+        return hashlib.blake2b(received.content + received.tail, digest_size=16).digest()
+
+    def decode_ordered(received: ReceivedBody, decode: Callable[[ReceivedBody], M]) -> M:
+        """A training call's body decoded; one that is refused still releases the seq id it carried."""
+        try:
+            return decode(received)
+        except Exception as err:
+            key = sequence_key.of_refused(received)
+            if key is not None and key[1] >= 1:
+                try:
+                    base_model_of(key[0])
+                    scheduler.reject_ordered(key[0], key[1], digest_of(received), err)
+                except NotFoundError:
+                    pass
+            raise
+
     def enqueue_ordered(
-        raw: bytes,
-        model: type[M],
+        received: ReceivedBody,
+        req: M,
         check: Callable[[M, ModelLimits], None],
         run: Callable[[M], types.WireModel],
         label: str,
     ) -> Response:
-        """Validate a training call and queue it in its model's seq order (see scheduler)."""
-        digest = hashlib.blake2b(raw, digest_size=16).digest()
-        try:
-            req = validation.parse_wire(raw, model)
-        except UserError as err:
-            key = validation.sequence_key(raw)
-            if key is not None and key[1] >= 1:
-                try:
-                    base_model_of(key[0])
-                    scheduler.reject_ordered(key[0], key[1], digest, err)
-                except NotFoundError:
-                    pass
-            raise
+        """Validate a decoded training call and queue it in its model's seq order (see scheduler)."""
+        digest = digest_of(received)
         model_id: str = validation.require_model_id(getattr(req, "model_id", None))
         base = base_model_of(model_id)
         seq_id = validation.require_seq_id(getattr(req, "seq_id", None))
@@ -133,7 +176,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             return wire(types.UntypedAPIFuture(request_id=existing, model_id=model_id))
         try:
             check(req, engine.model_limits(base))
-        except UserError as err:
+        except Exception as err:
             scheduler.reject_ordered(model_id, seq_id, digest, err)
             raise
         request_id = store.open(model_id)
@@ -178,7 +221,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.post("/client/config")
     async def client_config() -> Response:
-        return wire(types.ClientConfigResponse())
+        return wire(types.ClientConfigResponse(proto_compress_fwdbwd=config.compress_forward_backward))
 
     @api.post("/client/dynamic_config")
     async def dynamic_config() -> Response:
@@ -199,9 +242,23 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         sessions.heartbeat((await body(request, types.SessionHeartbeatRequest)).session_id)
         return wire(types.SessionHeartbeatResponse())
 
+    @api.post("/sessions/{session_id}/finish")
+    async def finish_session(session_id: str, request: Request) -> Response:
+        req = await body(request, types.FinishSessionRequest)
+        reason, detail = sessions.finish(session_id, req.reason.type, req.detail)
+        return wire(
+            types.FinishSessionResponse(
+                session_id=session_id, reason=types.SessionFinishReason(type=reason), detail=detail
+            )
+        )
+
     @api.get("/get_server_capabilities")
     async def get_server_capabilities() -> Response:
-        return wire(types.GetServerCapabilitiesResponse(supported_models=engine.supported_models()))
+        return wire(
+            types.GetServerCapabilitiesResponse(
+                supported_models=engine.supported_models(), wire_formats=result_formats.WIRE_FORMATS
+            )
+        )
 
     @api.post("/get_tokenizer")
     async def get_tokenizer(request: Request) -> Response:
@@ -217,6 +274,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         previous = sessions.recall(key)
         if previous is not None:
             return wire(previous)
+        sessions.check_open(req.session_id)
         engine.model_limits(req.base_model)
         validation.check_create_model(req)
         model_id = new_model_id()
@@ -235,50 +293,60 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def get_info(request: Request) -> Response:
         return wire(engine.get_info((await body(request, types.GetInfoRequest)).model_id))
 
-    @api.post("/forward")
+    async def ordered_json(
+        request: Request,
+        model: type[M],
+        check: Callable[[M, ModelLimits], None],
+        run: Callable[[M], types.WireModel],
+        label: str,
+    ) -> Response:
+        received = await read(request)
+        req = decode_ordered(received, json_body(model))
+        return enqueue_ordered(received, req, check, run, label)
+
+    async def training_call(request: Request, forward_only_route: bool) -> Response:
+        received = await read(request)
+        req = decode_ordered(received, lambda body: training_pass.decode(body, forward_only_route))
+        return enqueue_ordered(
+            received,
+            req,
+            TrainingPass.check,
+            lambda r: engine.forward_backward(r.model_id, r.fwd, backward=r.backward),
+            "forward_backward" if req.backward else "forward",
+        )
+
+    @ordered_post("/forward")
     async def forward(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
-            types.ForwardRequest,
-            validation.check_forward,
-            lambda r: engine.forward_backward(r.model_id, r.forward_input, backward=False),
-            "forward",
-        )
+        return await training_call(request, forward_only_route=True)
 
-    @api.post("/forward_backward")
+    @ordered_post("/forward_backward")
     async def forward_backward(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
-            types.ForwardBackwardRequest,
-            validation.check_forward_backward,
-            lambda r: engine.forward_backward(r.model_id, r.forward_backward_input, backward=True),
-            "forward_backward",
-        )
+        return await training_call(request, forward_only_route=False)
 
-    @api.post("/optim_step")
+    @ordered_post("/optim_step")
     async def optim_step(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
+        return await ordered_json(
+            request,
             types.OptimStepRequest,
             validation.check_optim_step,
             lambda r: engine.optim_step(r.model_id, r.adam_params),
             "optim_step",
         )
 
-    @api.post("/save_weights")
+    @ordered_post("/save_weights")
     async def save_weights(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
+        return await ordered_json(
+            request,
             types.SaveWeightsRequest,
             validation.check_save_weights,
             lambda r: engine.save_state(r.model_id, r.path or "", r.overwrite, r.ttl_seconds),
             "save_weights",
         )
 
-    @api.post("/save_weights_for_sampler")
+    @ordered_post("/save_weights_for_sampler")
     async def save_weights_for_sampler(request: Request) -> Response:
-        return enqueue_ordered(
-            await request.body(),
+        return await ordered_json(
+            request,
             types.SaveWeightsForSamplerRequest,
             validation.check_save_weights_for_sampler,
             lambda r: engine.save_sampler_weights(r.model_id, r.path, r.ttl_seconds),
@@ -289,11 +357,42 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         validation.check_load_weights(req, limits)
         engine.weights_info(req.path)  # 404 for an unknown checkpoint
 
-    @api.post("/load_weights")
+    def load_as_new_model(req: types.LoadWeightsRequest) -> Response:
+        """SDK 0.38 creates a training client from a checkpoint with one load_weights and no model id."""
+        validation.parse_tinker_path(req.path, "path")
+        key = ("create_model", req.session_id, req.model_seq_id)
+        previous = sessions.recall(key)
+        if previous is not None:
+            return wire(previous)
+        info = engine.weights_info(req.path)  # 404 for an unknown checkpoint
+        session_id, model_seq_id = validation.check_load_as_new_model(req, info.base_model)
+        sessions.check_open(session_id)
+        engine.model_limits(info.base_model)  # 404 for a base model this server does not serve
+        model_id = validation.check_safe_name(model_id_for(session_id, model_seq_id), "session_id")
+        if scheduler.lane_base_model(model_id) is not None or engine_knows_run(model_id):
+            raise UserError(f"training run {model_id!r} exists already", field="model_seq_id")
+        request_id = store.open(model_id)
+        create = Task(
+            lambda: create_from_checkpoint(
+                engine, model_id, req.path, info, req.optimizer, req.user_metadata
+            ),
+            store.finisher(request_id),
+            "load_weights",
+        )
+        scheduler.open_model(model_id, info.base_model, create)
+        answer = types.UntypedAPIFuture(request_id=request_id, model_id=model_id)
+        sessions.remember(key, answer)
+        return wire(answer)
+
+    @ordered_post("/load_weights")
     async def load_weights(request: Request) -> Response:
+        received = await read(request)
+        req = decode_ordered(received, json_body(types.LoadWeightsRequest))
+        if req.model_id is None:
+            return load_as_new_model(req)
         return enqueue_ordered(
-            await request.body(),
-            types.LoadWeightsRequest,
+            received,
+            req,
             check_load,
             lambda r: engine.load_state(r.model_id or "", r.path, r.optimizer),
             "load_weights",
@@ -346,6 +445,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/create_sampling_session")
     async def create_sampling_session(request: Request) -> Response:
         req = await body(request, types.CreateSamplingSessionRequest)
+        sessions.check_open(req.session_id)
         sampler_id = await shared_sampler(
             ("sampler", req.session_id, req.sampling_session_seq_id), req.base_model, req.model_path
         )
@@ -372,7 +472,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         except BaseException:
             store.discard(request_id)
             raise
-        return wire(types.UntypedAPIFuture(request_id=request_id))
+        sequence_ids = [f"{request_id}:{index}" for index in range(req.num_samples)]
+        return wire(types.UntypedAPIFuture(request_id=request_id, sample_sequence_ids=sequence_ids))
 
     # -- futures -----------------------------------------------------------------------------
 
@@ -385,8 +486,19 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             raise NotFoundError(str(exc), field="request_id") from None
         if outcome is None:
             return wire(types.TryAgainResponse(request_id=req.request_id, queue_state="active"))
-        content = outcome.body if isinstance(outcome, Succeeded) else outcome.body()
-        return Response(content=content, media_type=JSON)
+        if not isinstance(outcome, Succeeded):
+            return Response(content=outcome.body(), media_type=JSON)
+        media_type = outcome.media_type
+        if outcome.result is not None:
+            media_type = result_formats.answer_format(outcome.result, request.headers.get("accept"))
+        try:
+            content = await store.body(req.request_id, outcome, media_type)
+        except Exception as exc:
+            # A result that cannot be written fails its request: polling again would not help.
+            logger.exception("writing the result of %s as %s failed", req.request_id, media_type)
+            failed = Failed(f"{type(exc).__name__}: {exc}", types.RequestErrorCategory.Server)
+            return Response(content=failed.body(), media_type=JSON)
+        return Response(content=content, media_type=media_type)
 
     app.include_router(api)
     return app

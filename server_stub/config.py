@@ -38,7 +38,19 @@ class Option:
     flag: str = ""  # empty: --the-field-name
     env: str | None = None  # read when the flag is not given (an empty value counts as unset)
     metavar: str | None = None
-    parse: Callable[[str], Any] | None = None  # for a dict field: one NAME=VALUE argument -> (name, value)
+    parse: Callable[[str], Any] | None = (
+        None  # one argument's text -> value (a dict field: NAME=VALUE -> (name, value))
+    )
+
+
+def _boolean(text: str) -> bool:
+    """A yes/no flag's text: true/false, yes/no, on/off or 1/0."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _model_spec(text: str) -> tuple[str, str]:
@@ -106,6 +118,19 @@ class ServerConfig:
     ] = 0.5
     max_pending_samples: Annotated[int, Option("at most this many sample requests wait for a batch")] = 10_000
     max_num_samples: Annotated[int, Option("the largest num_samples one sample request may ask for")] = 256
+    # Well above what a client sends: the official SDK splits forward_backward at 5 MB of protobuf.
+    max_request_bytes: Annotated[
+        int, Option("refuse request bodies larger than this (compressed or not) with 413")
+    ] = 256 * 1024 * 1024
+    compress_forward_backward: Annotated[
+        bool,
+        Option(
+            "ask official SDKs (0.38+) to zstd-compress forward_backward bodies, which saves bandwidth "
+            "to a remote server at some CPU cost on both ends",
+            metavar="true|false",
+            parse=_boolean,
+        ),
+    ] = False
     max_seq_ahead: Annotated[
         int, Option("a training call may arrive at most this many seq ids ahead of the next one to run")
     ] = 100_000
@@ -145,6 +170,7 @@ class ServerConfig:
                 self.max_pending_samples,
                 self.max_num_samples,
                 self.max_seq_ahead,
+                self.max_request_bytes,
             )
             < 1
         ):
@@ -183,7 +209,8 @@ class Setting:
     def argument(self) -> dict[str, Any]:
         """argparse settings: choices for a Literal, a repeatable flag for a dict, else one parsed value."""
         default = self.default()
-        shown = f"${self.option.env}, else {default or 'none'}" if self.option.env else default or "none"
+        value = "none" if default is None or default == {} else default
+        shown = f"${self.option.env}, else {value}" if self.option.env else value
         common = {
             "dest": self.declared.name,
             "metavar": self.option.metavar,
@@ -214,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m server_stub`: one flag per ServerConfig field."""
     parser = argparse.ArgumentParser(
         prog="python -m server_stub",
-        description="Local training server speaking the Tinker JSON wire (SDK 0.24.x).",
+        description="Local training server speaking the Tinker wire (official SDK 0.24 and 0.38, and ours).",
     )
     for setting in settings().values():
         parser.add_argument(setting.flag, **setting.argument())

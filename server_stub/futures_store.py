@@ -2,9 +2,11 @@
 
 Every long operation gets a request id at once and an entry here. The compute thread resolves the
 entry (from its own thread, through the event loop), and `retrieve_future` waits on it for up to
-the long-poll time. Results are serialized to JSON once, on the compute thread, so polling is
-cheap. Memory is bounded: a fetched result is kept for a grace period (a client whose connection
-dropped may poll again), an unfetched one until a TTL, and both give way to count/byte caps.
+the long-poll time. Results are serialized once, on the compute thread, in their natural format
+(see result_formats.py), so polling is cheap; a client that asks for the other format gets it
+encoded once, on first request. Memory is bounded: a fetched result is kept for a grace period
+(a client whose connection dropped may poll again), an unfetched one until a TTL, and both give
+way to count/byte caps.
 All state is touched only on the event loop thread; the only cross-thread entry point is the
 callable `finisher()` returns.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cookbook.client import types
+from server_stub import result_formats
 from server_stub.engine import UserError
 
 logger = logging.getLogger("server_stub.futures")
@@ -32,9 +35,20 @@ LOW_WATER = 0.9  # a store over a cap sheds results down to this fraction of it
 
 @dataclass(frozen=True)
 class Succeeded:
-    """The typed response, already serialized."""
+    """The typed response, already serialized (in `media_type`); other formats are made on request."""
 
     body: bytes
+    media_type: str = result_formats.JSON
+    result: types.WireModel | None = field(default=None, compare=False)
+    others: dict[str, bytes] = field(default_factory=dict, compare=False)  # media type -> body
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(body) for body in self.others.values())
+
+    def encoded(self, media_type: str) -> bytes | None:
+        """The body in `media_type`, if it has been made."""
+        return self.body if media_type == self.media_type else self.others.get(media_type)
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,12 @@ def outcome_of(result: Any, exc: BaseException | None) -> Outcome:
             return Failed(
                 f"engine returned {type(result).__name__}, not a response", types.RequestErrorCategory.Server
             )
-        return Succeeded(result.model_dump_json(exclude_none=True).encode())
+        media_type = result_formats.natural_format(result)
+        try:
+            body = result_formats.encode(result, media_type)
+        except Exception as exc:
+            return outcome_of(None, exc)
+        return Succeeded(body, media_type, result)
     if isinstance(exc, UserError):
         message = exc.message
         if exc.field and not message.startswith(exc.field):
@@ -83,7 +102,7 @@ class _Entry:
     @property
     def size(self) -> int:
         if isinstance(self.outcome, Succeeded):
-            return len(self.outcome.body)
+            return self.outcome.size
         return 256 if self.outcome is not None else 0
 
 
@@ -187,6 +206,21 @@ class FuturesStore:
         if entry.fetched is None:
             entry.fetched = self._clock()
         return entry.outcome
+
+    async def body(self, request_id: str, outcome: Succeeded, media_type: str) -> bytes:
+        """`outcome` (of `request_id`) in `media_type`, encoded off the event loop when first asked for."""
+        body = outcome.encoded(media_type)
+        if body is not None:
+            return body
+        if outcome.result is None:
+            raise ValueError(f"this result is kept as {outcome.media_type} only")
+        body = await asyncio.to_thread(result_formats.encode, outcome.result, media_type)
+        if outcome.encoded(media_type) is None:
+            outcome.others[media_type] = body
+            entry = self._finished.get(request_id)
+            if entry is not None and entry.outcome is outcome:  # still counted against the byte cap
+                self._finished_bytes += len(body)
+        return body
 
     def pending_count(self) -> int:
         return len(self._entries) - len(self._finished)

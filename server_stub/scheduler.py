@@ -70,7 +70,7 @@ class _SampleTask:
 class _Seen:
     digest: bytes
     request_id: str | None
-    error: UserError | None = None
+    error: Exception | None = None
 
 
 @dataclass
@@ -207,8 +207,10 @@ class Scheduler:
             lane.pending[seq_id] = task
             self._cond.notify()
 
-    def reject_ordered(self, model_id: str, seq_id: int, digest: bytes, error: UserError) -> None:
-        """Mark a seq id consumed by a request refused at POST time, so later calls do not wait."""
+    def reject_ordered(self, model_id: str, seq_id: int, digest: bytes, error: Exception) -> None:
+        """Mark a seq id consumed by a request refused at POST time, so later calls do not wait.
+
+        A retry of the same body gets `error` again."""
         with self._cond:
             lane = self._lane_for(model_id)
             if seq_id in lane.seen or seq_id < lane.next_seq or lane.closed:

@@ -1,6 +1,7 @@
 """Client sessions, and what each session already asked for (so retried POSTs are idempotent).
 
-A client (the official SDK or ours) opens one session per ServiceClient and heartbeats it. Its
+A client (the official SDK or ours) opens one session per ServiceClient, heartbeats it, and (SDK
+0.38+) finishes it when closed; a finished session creates no more models or samplers. Its
 create_model / create_sampling_session calls carry (session_id, per-session seq id); a retried
 POST with the same pair must not create a second model or sampler, so the registry remembers the
 answer for each pair (bounded: the oldest records go first).
@@ -15,7 +16,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from server_stub.engine import NotFoundError
+from server_stub.engine import NotFoundError, UserError
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Session:
     user_metadata: dict[str, Any] | None
     created: float
     last_heartbeat: float
+    finished: tuple[str, str | None] | None = None  # (reason, detail), set once
 
 
 class SessionRegistry:
@@ -67,6 +69,22 @@ class SessionRegistry:
         session.last_heartbeat = self._clock()
         self._sessions.move_to_end(session_id)
         return session
+
+    def finish(self, session_id: str, reason: str, detail: str | None) -> tuple[str, str | None]:
+        """Mark the session done; a later finish keeps the first (reason, detail), the SDK's rule."""
+        session = self.heartbeat(session_id)
+        if session.finished is None:
+            session.finished = (reason, detail)
+        return session.finished
+
+    def check_open(self, session_id: str | None) -> None:
+        """Refuse new work under a finished session; ids this server never issued pass, as they always have."""
+        session = self._sessions.get(session_id) if session_id is not None else None
+        if session is not None and session.finished is not None:
+            raise UserError(
+                f"session {session_id!r} is finished ({session.finished[0]}); open a new session",
+                field="session_id",
+            )
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)

@@ -13,7 +13,6 @@ Each check raises `UserError` (400) or `NotFoundError` (404) from the engine con
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 
 from cookbook.client import types
 from server_stub.engine import ModelLimits, UserError
+from server_stub.training.adamw import OPTIMIZER
 from server_stub.training.losses import LOSSES, PER_TARGET_INPUTS, TARGET_INPUT, Loss
 
 M = TypeVar("M", bound=types.WireModel)
@@ -35,36 +35,27 @@ SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 # ---------------------------------------------------------------------------------------------
 
 
+def schema_error(exc: ValidationError, what: str) -> UserError:
+    """A wire type's validation failure as a UserError naming the first field at fault."""
+    first = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in first["loc"]]
+    field = ".".join(loc) or None
+    if first["type"] == "json_invalid":
+        return UserError(f"malformed JSON body: {first['msg']}", field="body")
+    if loc and loc[-1] == "loss_fn" and isinstance(first.get("input"), str):
+        return unknown_loss(first["input"], field or "loss_fn")
+    more = exc.error_count() - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    prefix = f"{field}: " if field else f"{what}: "
+    return UserError(f"{prefix}{first['msg']}{suffix}", field=field)
+
+
 def parse_wire(raw: bytes, model: type[M]) -> M:
     """Parse a JSON body into a wire type; any problem is a UserError naming the field."""
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        if first["type"] == "json_invalid":
-            raise UserError(f"malformed JSON body: {first['msg']}", field="body") from None
-        more = exc.error_count() - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        prefix = f"{field}: " if field else f"{model.__name__}: "
-        raise UserError(f"{prefix}{first['msg']}{suffix}", field=field) from None
-
-
-def sequence_key(raw: bytes) -> tuple[str, int] | None:
-    """(model_id, seq_id) from a body that failed schema validation, when both are readable.
-
-    Lets the server mark that seq_id consumed so the model's later calls do not wait for it.
-    """
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(body, dict):
-        return None
-    model_id, seq_id = body.get("model_id"), body.get("seq_id")
-    if isinstance(model_id, str) and isinstance(seq_id, int) and not isinstance(seq_id, bool):
-        return model_id, seq_id
-    return None
+        raise schema_error(exc, model.__name__) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,6 +65,24 @@ def sequence_key(raw: bytes) -> tuple[str, int] | None:
 
 def _fail(field: str, problem: str) -> UserError:
     return UserError(f"{field}: {problem}", field=field)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def unknown_loss(name: str, field: str = "loss_fn") -> UserError:
+    """A loss this server does not implement (the official SDK also knows gspo, stable_reinforce, custom)."""
+    return _fail(
+        field, f"must be one of {', '.join(LOSSES)}, got {name!r} (a loss this server does not implement)"
+    )
+
+
+def check_optimizer_config(config: types.OptimizerConfig | None, field: str = "optimizer_config") -> None:
+    if config is not None and config.type != OPTIMIZER:
+        raise _fail(
+            f"{field}.type", f"optimizer {config.type!r} is not supported; this server runs {OPTIMIZER}"
+        )
 
 
 def require_seq_id(seq_id: int | None, field: str = "seq_id") -> int:
@@ -199,7 +208,7 @@ def _tensor_shape(tensor: types.TensorData, field: str) -> list[int]:
 
 
 def _check_datum(datum: types.Datum, index: int, loss: Loss, limits: ModelLimits, prefix: str) -> None:
-    where = f"{prefix}.data.{index}"
+    where = _join(prefix, f"data.{index}")
     tokens = datum.model_input.to_ints()
     length = len(tokens)
     if length == 0:
@@ -259,12 +268,12 @@ def check_forward_backward_input(
     and finite values."""
     loss = LOSSES.get(fwd.loss_fn)
     if loss is None:
-        raise _fail(f"{prefix}.loss_fn", f"must be one of {', '.join(LOSSES)}, got {fwd.loss_fn!r}")
+        raise unknown_loss(fwd.loss_fn, _join(prefix, "loss_fn"))
     if not fwd.data:
-        raise _fail(f"{prefix}.data", "is empty: send at least one Datum")
+        raise _fail(_join(prefix, "data"), "is empty: send at least one Datum")
     settings = loss.config_defaults
     for key, value in (fwd.loss_fn_config or {}).items():
-        field = f"{prefix}.loss_fn_config.{key}"
+        field = _join(prefix, f"loss_fn_config.{key}")
         if key not in settings:
             raise _fail(
                 field,
@@ -343,14 +352,7 @@ def check_sample_request(req: types.SampleRequest, limits: ModelLimits, max_num_
 
 def check_create_model(req: types.CreateModelRequest) -> None:
     check_lora_config(req.lora_config)
-
-
-def check_forward(req: types.ForwardRequest, limits: ModelLimits) -> None:
-    check_forward_backward_input(req.forward_input, limits, "forward_input")
-
-
-def check_forward_backward(req: types.ForwardBackwardRequest, limits: ModelLimits) -> None:
-    check_forward_backward_input(req.forward_backward_input, limits)
+    check_optimizer_config(req.optimizer_config)
 
 
 def check_optim_step(req: types.OptimStepRequest, limits: ModelLimits) -> None:
@@ -372,6 +374,29 @@ def check_save_weights_for_sampler(req: types.SaveWeightsForSamplerRequest, limi
 
 def check_load_weights(req: types.LoadWeightsRequest, limits: ModelLimits) -> None:
     parse_tinker_path(req.path, "path")
+    check_optimizer_config(req.optimizer_config)
+
+
+def check_load_as_new_model(req: types.LoadWeightsRequest, checkpoint_base_model: str) -> tuple[str, int]:
+    """A load that creates its training model (no model_id): what the new model needs.
+
+    Returns the (session_id, model_seq_id) that name the new model."""
+    if req.session_id is None or req.model_seq_id is None:
+        raise _fail(
+            "model_id",
+            "give model_id and seq_id to load into a live model, or session_id and model_seq_id "
+            "to create a training model from the checkpoint",
+        )
+    if req.base_model is not None and req.base_model != checkpoint_base_model:
+        raise _fail(
+            "base_model", f"{req.base_model!r} differs from the checkpoint's {checkpoint_base_model!r}"
+        )
+    if req.optimizer and req.optimizer_config is not None:
+        raise _fail(
+            "optimizer_config", "the checkpoint's optimizer state is loaded; leave optimizer_config out"
+        )
+    check_optimizer_config(req.optimizer_config)
+    return req.session_id, req.model_seq_id
 
 
 def check_sampler_source(base_model: str | None, model_path: str | None) -> None:

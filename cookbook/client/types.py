@@ -266,12 +266,19 @@ class LoraConfig(WireModel):
     train_attn: bool = True
 
 
+class OptimizerConfig(WireModel):
+    """Which optimizer a new training model gets (SDK 0.38+ sends it); this server runs AdamW only."""
+
+    type: str = "adamw"
+
+
 class CreateModelRequest(WireModel):
     session_id: str
     model_seq_id: int
     base_model: str
     user_metadata: dict[str, Any] | None = None
     lora_config: LoraConfig | None = None
+    optimizer_config: OptimizerConfig | None = None
     type: Literal["create_model"] = "create_model"
 
 
@@ -352,6 +359,9 @@ class SaveWeightsForSamplerResponse(WireModel):
 
 
 class LoadWeightsRequest(WireModel):
+    """Into a live model (`model_id` + `seq_id`), or, with `session_id` + `model_seq_id` instead, into a
+    new training model made from the checkpoint, whose id is `{session_id}:train:{model_seq_id}`."""
+
     model_id: ModelID | None = None
     seq_id: int | None = None
     session_id: str | None = None
@@ -360,6 +370,7 @@ class LoadWeightsRequest(WireModel):
     user_metadata: dict[str, Any] | None = None
     path: str
     optimizer: bool
+    optimizer_config: OptimizerConfig | None = None
     weights_access_token: str | None = None
     type: Literal["load_weights"] = "load_weights"
 
@@ -522,9 +533,11 @@ class ClientConfigRequest(WireModel):
 
 
 class ClientConfigResponse(WireModel):
-    """Feature flags for clients. Ours keep the official SDK on the pure-JSON path."""
+    """Feature flags for clients: SDK 0.24 stays on the JSON wire; 0.38 sends forward_backward as
+    protobuf whatever they say, and the flags for services this server lacks stay off."""
 
     pjwt_auth_enabled: bool = False
+    credential_default_source: str = "api_key"
     parallel_fwdbwd_chunks: bool = True
     fwdbwd_max_chunk_len: int = 1024
     fwdbwd_max_chunk_bytes_count: int = 5_000_000
@@ -536,6 +549,9 @@ class ClientConfigResponse(WireModel):
     sample_no_retries: bool = False
     use_pyqwest_transport: bool = False
     create_model_via_load_weights: bool = False
+    sample_use_retrieve_futures: bool = False
+    custom_loss_server_side: bool = False
+    sample_join_sampling_session: bool = False
 
 
 class DynamicConfigResponse(WireModel):
@@ -567,11 +583,30 @@ class SessionHeartbeatResponse(WireModel):
     type: Literal["session_heartbeat"] = "session_heartbeat"
 
 
+class SessionFinishReason(WireModel):
+    type: str  # the SDK sends "success", "errored" or "interrupted"
+
+
+class FinishSessionRequest(WireModel):
+    """`POST /sessions/{session_id}/finish`: the client is done with its session (first reason wins)."""
+
+    reason: SessionFinishReason
+    detail: str | None = None
+
+
+class FinishSessionResponse(WireModel):
+    session_id: str
+    reason: SessionFinishReason
+    detail: str | None = None
+
+
 class UntypedAPIFuture(WireModel):
     """What every long operation answers at once: the id to pass to retrieve_future."""
 
     request_id: RequestID
     model_id: ModelID | None = None
+    # asample only: one id per requested sample, in the order of the response's sequences.
+    sample_sequence_ids: list[str] | None = None
 
 
 class FutureRetrieveRequest(WireModel):
@@ -601,8 +636,18 @@ class SupportedModel(WireModel):
     max_context_length: int | None = None
 
 
+# Request bodies a server reads: JSON always; "protobuf" for forward_backward (the 0.38 SDK's wire).
+WIRE_FORMAT_JSON = "json"
+WIRE_FORMAT_PROTOBUF = "protobuf"
+
+
 class GetServerCapabilitiesResponse(WireModel):
     supported_models: list[SupportedModel]
+    # Our extension: the request bodies this server reads; None (an older server, or Tinker's): JSON only.
+    wire_formats: list[str] | None = None
+
+    def speaks(self, wire_format: str) -> bool:
+        return wire_format in (self.wire_formats or [WIRE_FORMAT_JSON])
 
 
 class HealthResponse(WireModel):

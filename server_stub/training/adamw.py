@@ -17,6 +17,7 @@ from server_stub.engine import UserError
 if TYPE_CHECKING:
     import torch
 
+OPTIMIZER = "adamw"  # the optimizer's name on the wire (create_model's optimizer_config.type)
 STATE_KEYS = ("exp_avg", "exp_avg_sq", "master")
 
 

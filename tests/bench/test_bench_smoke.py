@@ -28,6 +28,7 @@ from bench import (  # noqa: E402
     bench_rlhf_pipeline,
     bench_sampling,
     bench_training,
+    bench_wire,
     common,
 )
 from cookbook.client.local_server import LocalServer  # noqa: E402
@@ -106,6 +107,22 @@ def test_overhead_bench_prints_the_round_trip_floor(
     calls = data["overhead"]["calls"]
     assert all(spread_is_positive(call["wall_ms"]) for call in calls.values())
     assert math.isfinite(data["overhead"]["http_minus_in_process_ms"])
+
+
+@pytest.mark.usefixtures("keep_threads")
+def test_wire_bench_prints_json_and_binary_wires_vs_in_process(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, data = run_quick(bench_wire.main, server, tmp_path / "wire.json", capsys)
+    assert "ratio binary/in-proc" in out and "ratio JSON/in-proc" in out and "encode request ms" in out
+    cases = data["wire"]["cases"]
+    assert [c["case"]["lora_rank"] for c in cases] == [case.lora_rank for case in bench_wire.QUICK_CASES]
+    for case in cases:
+        assert spread_is_positive(case["throughput_ratio_protobuf_over_json"])
+        for wire in bench_wire.WIRES:
+            assert spread_is_positive(case[wire]["throughput_ratio_over_in_process"])
+            assert math.isfinite(case[wire]["call_overhead_ms"]["median"])
+            assert case["codec"][wire]["request_bytes"] > 0 and case["codec"][wire]["decode_result_ms"] > 0
 
 
 def test_service_bench_runs_as_a_module_and_prints_the_summary(server: LocalServer, tmp_path: Path) -> None:

@@ -4,6 +4,10 @@ It speaks the same routes and bodies as the real server but computes nothing rea
 simple functions of the request (e.g. logprobs = -0.01 * token id), which is all the client
 tests need to check ordering, polling, retries and error mapping. Real-server behaviour is
 covered by the integration tests.
+
+With `protobuf=True` it also speaks the binary wire as the real server does: its capabilities
+list protobuf, it reads protobuf forward_backward bodies (recorded as their JSON equivalent), and
+answers protobuf results to polls whose Accept asks for them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from cookbook.client import types
+from cookbook.client import proto, types
 
 FAKE_TOKENIZER_JSON = json.dumps(
     {
@@ -75,6 +79,8 @@ class FakeServer:
     release_when_pending: int = 0  # hold sample results until this many asample are pending
     max_polls_per_request: int = 100_000
     answer_delay_s: float = 0.0  # every answer is held this long (a slow server)
+    protobuf: bool = False  # speaks the binary wire too
+    client_config: dict[str, Any] = field(default_factory=lambda: {"sample_max_concurrent_requests": 2000})
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -85,6 +91,8 @@ class FakeServer:
         self.attempts: Counter[str] = Counter()
         self.hold_submissions: asyncio.Event | None = None  # set from the client's loop
         self.answers_held = 0  # requests being held by answer_delay_s right now
+        self.result_types: dict[str, type[types.WireModel]] = {}
+        self.protobuf_answers = 0
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -102,7 +110,7 @@ class FakeServer:
             finally:
                 self.answers_held -= 1
         path = request.url.path.removeprefix("/api/v1")
-        body = json.loads(request.content) if request.content else None
+        body = self._body(request)
         self.attempts[path] += 1
         if self.faults[path]:
             fault = self.faults[path].pop(0)
@@ -116,7 +124,9 @@ class FakeServer:
             await self.hold_submissions.wait()
         self.requests.append(Recorded(request.method, path, body, request.headers))
         if path == "/retrieve_future":
-            return await self._retrieve(body["request_id"])
+            return await self._retrieve(body["request_id"], request.headers.get("accept", ""))
+        if path == "/forward_backward" and "forward_input" in body:  # a protobuf forward_only call
+            return self._accept("/forward", body)
         if path in self._futures:
             return self._accept(path, body)
         handler = self._direct.get(path)
@@ -126,8 +136,20 @@ class FakeServer:
             return httpx.Response(200, json={"sampler_id": path.rsplit("/", 1)[1], "base_model": "fake-base"})
         return httpx.Response(404, json={"error": f"no route {path}", "category": "user"})
 
+    def _body(self, request: httpx.Request) -> Any:
+        """The request body as JSON values; a protobuf forward_backward as its JSON equivalent."""
+        if not request.content:
+            return None
+        if request.headers.get("content-type") != proto.PROTOBUF_CONTENT_TYPE:
+            return json.loads(request.content)
+        raw = proto.decode_content(
+            request.content, request.headers.get("content-encoding"), max_bytes=1 << 26
+        )
+        return proto.forward_backward_request_from_proto(raw).model_dump(mode="json", exclude_none=True)
+
     def _accept(self, path: str, body: Any) -> httpx.Response:
         request_id = f"req-{next(self._ids)}"
+        self.result_types[request_id] = self._result_types.get(path, types.WireModel)
         if path in self.failures:
             self.results[request_id] = self.failures[path]
         else:
@@ -138,7 +160,7 @@ class FakeServer:
             self.max_pending_samples = max(self.max_pending_samples, len(self.pending_samples))
         return httpx.Response(200, json={"request_id": request_id, "model_id": body.get("model_id")})
 
-    async def _retrieve(self, request_id: str) -> httpx.Response:
+    async def _retrieve(self, request_id: str, accept: str) -> httpx.Response:
         if request_id not in self.results:
             return httpx.Response(404, json={"error": f"unknown request {request_id}", "category": "user"})
         self.polls[request_id] += 1
@@ -151,7 +173,13 @@ class FakeServer:
                 200, json={"type": "try_again", "request_id": request_id, "queue_state": "active"}
             )
         self.pending_samples.discard(request_id)
-        return httpx.Response(200, json=self.results[request_id])
+        result = self.results[request_id]
+        codec = proto.RESULT_CODECS.get(self.result_types[request_id])
+        if self.protobuf and codec and proto.PROTOBUF_CONTENT_TYPE in accept and "error" not in result:
+            self.protobuf_answers += 1
+            content = codec.encode(self.result_types[request_id].model_validate(result))
+            return httpx.Response(200, content=content, headers={"Content-Type": proto.PROTOBUF_CONTENT_TYPE})
+        return httpx.Response(200, json=result)
 
     # -- long operations (answer a request id, result later) ----------------------------------
 
@@ -216,14 +244,21 @@ class FakeServer:
         "/asample": _sample,
     }
 
+    _result_types: ClassVar[dict[str, type[types.WireModel]]] = {
+        "/forward": types.ForwardBackwardOutput,
+        "/forward_backward": types.ForwardBackwardOutput,
+        "/asample": types.SampleResponse,
+    }
+
     # -- direct answers -----------------------------------------------------------------------
 
     _direct: ClassVar[dict[str, Any]] = {
-        "/client/config": lambda self, b: {"sample_max_concurrent_requests": 2000},
+        "/client/config": lambda self, b: self.client_config,
         "/create_session": lambda self, b: {"session_id": "sess-1", "type": "create_session"},
         "/session_heartbeat": lambda self, b: {"type": "session_heartbeat"},
         "/get_server_capabilities": lambda self, b: {
-            "supported_models": [{"model_name": "fake-base", "max_context_length": 64}]
+            "supported_models": [{"model_name": "fake-base", "max_context_length": 64}],
+            **({"wire_formats": ["json", "protobuf"]} if self.protobuf else {}),
         },
         "/get_info": lambda self, b: {
             "model_id": b["model_id"],

@@ -1,4 +1,4 @@
-"""The HTTP implementation of the client SDK (httpx, Tinker 0.24 JSON wire)."""
+"""The HTTP implementation of the client SDK (httpx; the Tinker JSON wire and its protobuf form)."""
 
 from cookbook.client.http.sampling import HttpSamplingClient
 from cookbook.client.http.service import HttpServiceClient

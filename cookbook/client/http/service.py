@@ -21,7 +21,13 @@ import httpx
 from cookbook.client import errors, types
 from cookbook.client.abstract import ServiceClient
 from cookbook.client.http.sampling import HttpSamplingClient, open_sampling_session
-from cookbook.client.http.settings import ClientSettings, RetryPolicy, resolve_api_key, resolve_base_url
+from cookbook.client.http.settings import (
+    ClientSettings,
+    RetryPolicy,
+    WireSetting,
+    resolve_api_key,
+    resolve_base_url,
+)
 from cookbook.client.http.tokenizers import fetch_tokenizer
 from cookbook.client.http.training import HttpTrainingClient
 from cookbook.client.http.transport import Transport
@@ -133,6 +139,8 @@ class HttpServiceClient(ServiceClient):
     """Talks to a server at `base_url` ($COOKBOOK_BASE_URL / $TINKER_BASE_URL by default).
 
     `transport` replaces the network (an `httpx.MockTransport` in tests, or custom networking).
+    `wire` picks how training calls travel: "auto" (protobuf when the server reads it), "protobuf"
+    or "json".
     """
 
     def __init__(
@@ -146,6 +154,7 @@ class HttpServiceClient(ServiceClient):
         retry: RetryPolicy | None = None,
         max_sample_connections: int = 256,
         transport: httpx.AsyncBaseTransport | None = None,
+        wire: WireSetting = "auto",
     ):
         url = resolve_base_url(base_url)
         if url is None:
@@ -160,6 +169,7 @@ class HttpServiceClient(ServiceClient):
             timeout_s=timeout,
             retry=policy,
             max_sample_connections=max_sample_connections,
+            wire=wire,
         )
         self._transport = Transport(self.settings, http_transport=transport)
         self._session = Session(self._transport, user_metadata)
@@ -188,6 +198,7 @@ class HttpServiceClient(ServiceClient):
         )
         request_id = await self._transport.submit("/create_model", request)
         created = await self._transport.retrieve(request_id, types.CreateModelResponse)
+        await self._transport.resolve_wire()  # before the model's first call picks its wire
         return HttpTrainingClient(self._session, created.model_id, base_model)
 
     @on_client_loop

@@ -13,8 +13,13 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass, field
+from typing import Literal, TypeAlias, get_args
 
 API_PREFIX = "/api/v1"
+# How forward/forward_backward and their results travel: "protobuf" (the 0.38 SDK's binary wire),
+# "json" (the 0.24 wire), or "auto": protobuf when the server's capabilities list it, else JSON.
+WireSetting: TypeAlias = Literal["auto", "json", "protobuf"]
+WIRE_SETTINGS: tuple[str, ...] = get_args(WireSetting)
 BASE_URL_ENV_VARS = ("COOKBOOK_BASE_URL", "TINKER_BASE_URL")
 API_KEY_ENV_VARS = ("COOKBOOK_API_KEY", "TINKER_API_KEY")
 
@@ -90,12 +95,15 @@ class ClientSettings:
     # Connections per pool. Each in-flight sample holds one long-poll connection.
     max_sample_connections: int = 256
     max_connections: int = 64
+    wire: WireSetting = "auto"
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {self.timeout_s}")
         if self.max_sample_connections < 1 or self.max_connections < 1:
             raise ValueError("connection pool sizes must be >= 1")
+        if self.wire not in WIRE_SETTINGS:
+            raise ValueError(f"wire must be one of {WIRE_SETTINGS}, got {self.wire!r}")
 
     @property
     def poll_timeout_s(self) -> float:

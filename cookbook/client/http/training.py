@@ -4,6 +4,10 @@ Every call runs on the client's background loop: it checks its arguments, takes 
 encodes its body and queues the submission, then returns a future at once. The submissions leave
 in seq_id order (`SequenceGate`), and each result is polled independently, so a loop can submit
 step k+1 before it reads step k and the server always has work queued.
+
+On the binary wire (the transport says when), forward and forward_backward go as one protobuf
+`forward_backward` message (a forward sets `forward_only`), zstd-compressed when the server's client
+config asks for it; every other call stays JSON.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
-from cookbook.client import errors, types
+from cookbook.client import errors, proto, types
 from cookbook.client.abstract import SamplingClient, TrainingClient
 from cookbook.client.futures import APIFuture, ConcurrentAPIFuture
 from cookbook.client.http.sampling import HttpSamplingClient, open_sampling_session
@@ -28,6 +32,12 @@ if TYPE_CHECKING:
     from cookbook.client.http.service import Session
 
 R = TypeVar("R", bound=BaseModel)
+# A request body and the headers it needs beyond the transport's defaults.
+Body: TypeAlias = tuple[bytes, dict[str, str] | None]
+
+
+def json_body(request: BaseModel) -> Body:
+    return encode(request), None
 
 
 class SequenceGate:
@@ -90,20 +100,57 @@ class HttpTrainingClient(TrainingClient):
         path: str,
         make_request: Callable[[int], BaseModel],
         response_type: type[R],
+        make_body: Callable[[BaseModel], Body] = json_body,
     ) -> ConcurrentAPIFuture[R]:
         """Take the next seq_id, encode the request, and queue it; never waits for the work."""
         seq_id = self._next_seq_id
-        body = encode(make_request(seq_id))  # a bad request raises here, seq_id unused
+        body, headers = make_body(make_request(seq_id))  # a bad request raises here, seq_id unused
         self._next_seq_id += 1
-        return ConcurrentAPIFuture(background_loop().submit(self._send(seq_id, path, body, response_type)))
+        return ConcurrentAPIFuture(
+            background_loop().submit(self._send(seq_id, path, body, headers, response_type))
+        )
 
-    async def _send(self, seq_id: int, path: str, body: bytes, response_type: type[R]) -> R:
+    async def _send(
+        self, seq_id: int, path: str, body: bytes, headers: dict[str, str] | None, response_type: type[R]
+    ) -> R:
         await self._gate.wait_turn(seq_id)
         try:
-            request_id = await self._transport.submit(path, body)
+            request_id = await self._transport.submit(path, body, headers=headers)
         finally:
             self._gate.advance(seq_id)
         return await self._transport.retrieve(request_id, response_type)
+
+    def _protobuf_body(self, request: BaseModel) -> Body:
+        assert isinstance(request, (types.ForwardBackwardRequest, types.ForwardRequest))
+        try:
+            body = proto.forward_backward_request_to_proto(request)
+        except ValueError as exc:
+            raise errors.InvalidInputError(f"cannot encode the request as protobuf: {exc}") from exc
+        headers = {"Content-Type": proto.PROTOBUF_CONTENT_TYPE}
+        if self._session.config.proto_compress_fwdbwd:
+            body = proto.zstd_compress(body)
+            headers["Content-Encoding"] = proto.ZSTD
+        return body, headers
+
+    def _forward_call(
+        self, fwd: types.ForwardBackwardInput, backward: bool
+    ) -> APIFuture[types.ForwardBackwardOutput]:
+        """forward (`backward=False`) or forward_backward, on the wire the transport chose."""
+
+        def make_request(seq: int) -> BaseModel:
+            if backward:
+                return types.ForwardBackwardRequest(
+                    forward_backward_input=fwd, model_id=self._model_id, seq_id=seq
+                )
+            return types.ForwardRequest(forward_input=fwd, model_id=self._model_id, seq_id=seq)
+
+        if self._transport.protobuf_requests:
+            return self._call(
+                "/forward_backward", make_request, types.ForwardBackwardOutput, self._protobuf_body
+            )
+        return self._call(
+            "/forward_backward" if backward else "/forward", make_request, types.ForwardBackwardOutput
+        )
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -114,12 +161,7 @@ class HttpTrainingClient(TrainingClient):
         loss_fn: types.LossFnType,
         loss_fn_config: dict[str, float] | None = None,
     ) -> APIFuture[types.ForwardBackwardOutput]:
-        fwd = _forward_input(data, loss_fn, loss_fn_config)
-        return self._call(
-            "/forward",
-            lambda seq: types.ForwardRequest(forward_input=fwd, model_id=self._model_id, seq_id=seq),
-            types.ForwardBackwardOutput,
-        )
+        return self._forward_call(_forward_input(data, loss_fn, loss_fn_config), backward=False)
 
     @on_client_loop
     async def forward_backward_async(
@@ -128,14 +170,7 @@ class HttpTrainingClient(TrainingClient):
         loss_fn: types.LossFnType,
         loss_fn_config: dict[str, float] | None = None,
     ) -> APIFuture[types.ForwardBackwardOutput]:
-        fwd = _forward_input(data, loss_fn, loss_fn_config)
-        return self._call(
-            "/forward_backward",
-            lambda seq: types.ForwardBackwardRequest(
-                forward_backward_input=fwd, model_id=self._model_id, seq_id=seq
-            ),
-            types.ForwardBackwardOutput,
-        )
+        return self._forward_call(_forward_input(data, loss_fn, loss_fn_config), backward=True)
 
     @on_client_loop
     async def optim_step_async(self, adam_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]:

@@ -18,6 +18,11 @@ A long operation is a POST answered at once with a request id (`submit`); its re
 Bodies are encoded with orjson when it is installed (several times faster than the alternatives
 on the big int/float lists training sends) and with pydantic's own encoder otherwise; both write
 the same JSON, and, as the Tinker wire does, leave out fields that are None.
+
+The binary wire (`cookbook.client.proto`): unless the settings say `wire="json"`, a poll for a
+result that has a protobuf form asks for it (`Accept`), and whatever comes back is decoded by its
+Content-Type, so an older server's JSON answer still works. Whether forward_backward bodies may
+be sent as protobuf is the server's to say (its capabilities), learned once per connection.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from cookbook.client import errors, types
+from cookbook.client import errors, proto, types
 from cookbook.client.http.settings import API_PREFIX, ClientSettings, RetryPolicy
 from cookbook.client.http.stream_transport import StreamTransport
 
@@ -50,6 +55,8 @@ R = TypeVar("R", bound=BaseModel)
 USER_AGENT = "cookbook-client/0.1"
 _MAX_CACHED_URLS = 64
 RETRYABLE_STATUS = frozenset({408, 429})
+# Results with a protobuf form: asked for as protobuf, JSON still accepted (try_again, errors, old servers).
+_ACCEPT_PROTOBUF = {"Accept": f"{proto.PROTOBUF_CONTENT_TYPE}, application/json"}
 
 
 class Pool(StrEnum):
@@ -78,8 +85,11 @@ def decode(raw: bytes) -> Any:
 
 
 def _decode_success(response: httpx.Response) -> Any:
+    """The JSON answer as Python values; a protobuf answer as its bytes."""
     if not response.content:
         return None
+    if response.headers.get("content-type", "").startswith(proto.PROTOBUF_CONTENT_TYPE):
+        return response.content
     try:
         return decode(response.content)
     except ValueError as exc:
@@ -149,6 +159,22 @@ def _failure(data: dict[str, Any], request_id: str) -> errors.RequestFailedError
     return errors.RequestFailedError(str(data["error"]), request_id=request_id, category=category)
 
 
+def _decode_protobuf_result(
+    raw: bytes, codec: proto.ResultCodec[Any] | None, request_id: str, response_type: type[R]
+) -> R:
+    if codec is None:
+        raise errors.CookbookError(
+            f"request {request_id}: the server answered protobuf for a {response_type.__name__}, "
+            "which has no protobuf form here"
+        )
+    try:
+        return codec.decode(raw)
+    except proto.ProtobufDecodeError as exc:
+        raise errors.CookbookError(
+            f"request {request_id}: the server's protobuf result is not a {response_type.__name__}: {exc}"
+        ) from exc
+
+
 # -- the transport ------------------------------------------------------------------------------
 
 
@@ -171,6 +197,9 @@ class Transport:
         self._urls: dict[str, httpx.URL] = {}
         # Base model name -> tokenizer; fetched once per server connection.
         self.tokenizers: dict[str, Tokenizer] = {}
+        # Whether forward_backward bodies go as protobuf; None until the server is asked (wire="auto").
+        self._protobuf_requests: bool | None = {"json": False, "protobuf": True}.get(settings.wire)
+        self._wire_lock: asyncio.Lock | None = None
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
@@ -278,12 +307,14 @@ class Transport:
     async def retrieve(self, request_id: str, response_type: type[R], pool: Pool = Pool.TRAIN_POLL) -> R:
         """Poll until the request `request_id` is done; its typed result or its error."""
         body = encode(types.FutureRetrieveRequest(request_id=request_id))
+        codec = proto.RESULT_CODECS.get(response_type) if self.settings.wire != "json" else None
         iteration = 0
         while True:
-            data = await self.post(
-                "/retrieve_future", body, pool=pool, headers={"X-Tinker-Request-Iteration": str(iteration)}
-            )
+            headers = {"X-Tinker-Request-Iteration": str(iteration), **(_ACCEPT_PROTOBUF if codec else {})}
+            data = await self.post("/retrieve_future", body, pool=pool, headers=headers)
             iteration += 1
+            if isinstance(data, bytes):
+                return _decode_protobuf_result(data, codec, request_id, response_type)
             if isinstance(data, dict):
                 if data.get("type") == "try_again" or data.get("status") == "complete_metadata":
                     continue
@@ -295,6 +326,32 @@ class Transport:
                 raise errors.CookbookError(
                     f"request {request_id}: the server's result is not a {response_type.__name__}: {exc}"
                 ) from exc
+
+    # -- which wire ---------------------------------------------------------------------------
+
+    @property
+    def protobuf_requests(self) -> bool:
+        """Whether forward_backward bodies go as protobuf (JSON until `resolve_wire` has asked)."""
+        return bool(self._protobuf_requests)
+
+    async def resolve_wire(self) -> bool:
+        """For wire="auto", ask the server once whether it reads protobuf bodies; the answer."""
+        if self._protobuf_requests is None:
+            if self._wire_lock is None:
+                self._wire_lock = asyncio.Lock()
+            async with self._wire_lock:
+                if self._protobuf_requests is None:
+                    self._protobuf_requests = await self._server_reads_protobuf()
+        return self._protobuf_requests
+
+    async def _server_reads_protobuf(self) -> bool:
+        try:
+            capabilities = types.GetServerCapabilitiesResponse.model_validate(
+                await self.get("/get_server_capabilities")
+            )
+        except (errors.APIStatusError, ValidationError):  # a server without our capabilities: JSON
+            return False
+        return capabilities.speaks(types.WIRE_FORMAT_PROTOBUF)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -12,17 +12,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from .web_fake_engine import BASE_MODEL, CONTEXT, VOCAB
-from .web_wire import API, ce_datum, fwd_bwd, new_model, optim, post_ok, result, rl_datum, sample_body
+from .web_wire import (
+    API,
+    ORDERED_ROUTES,
+    ce_datum,
+    fwd_bwd,
+    new_model,
+    optim,
+    post_ok,
+    result,
+    rl_datum,
+    sample_body,
+)
 
 SEQ = 3  # seq ids 1 and 2 are used by the setup below
-ORDERED_ROUTES = (
-    "/forward",
-    "/forward_backward",
-    "/optim_step",
-    "/save_weights",
-    "/save_weights_for_sampler",
-    "/load_weights",
-)
 
 
 @dataclass

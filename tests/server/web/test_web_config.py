@@ -116,7 +116,13 @@ def _sample_text(setting: Setting, tmp_path: Path) -> str:
     if get_origin(kind) is dict:
         (tmp_path / "hf").mkdir(exist_ok=True)
         return f"small={tmp_path / 'hf'}"
-    samples: dict[Any, str] = {str: "sample", int: "7", float: "0.75", Path: str(tmp_path / "elsewhere")}
+    samples: dict[Any, str] = {
+        str: "sample",
+        int: "7",
+        float: "0.75",
+        bool: "false" if setting.default() else "true",
+        Path: str(tmp_path / "elsewhere"),
+    }
     return samples[kind]
 
 

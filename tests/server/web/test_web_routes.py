@@ -29,7 +29,10 @@ def test_service_endpoints_answer_wire_types(client: TestClient) -> None:
     assert post_ok(client, "/client/dynamic_config", {"sdk_version": "x"}) == {"refresh_interval_sec": 300}
     assert post_ok(client, "/telemetry", {"events": [{"anything": 1}]}) == {"status": "accepted"}
     caps = client.get(f"{API}/get_server_capabilities").json()
-    assert caps == {"supported_models": [{"model_name": BASE_MODEL, "max_context_length": CONTEXT}]}
+    assert caps == {
+        "supported_models": [{"model_name": BASE_MODEL, "max_context_length": CONTEXT}],
+        "wire_formats": ["json", "protobuf"],
+    }
     tok = post_ok(client, "/get_tokenizer", {"model_name": BASE_MODEL})
     assert tok["model_name"] == BASE_MODEL and tok["eos_token"] == "<eos>"
 

@@ -1,4 +1,4 @@
-"""Request bodies and polling helpers shared by the web-layer tests (plain JSON, as on the wire)."""
+"""Request bodies and polling helpers shared by the web-layer tests (JSON as on the wire, and protobuf)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,21 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from cookbook.client import proto, types
+
 from .web_fake_engine import BASE_MODEL
 
 API = "/api/v1"
+PROTOBUF = proto.PROTOBUF_CONTENT_TYPE
+# The routes whose calls run in their model's seq_id order.
+ORDERED_ROUTES = (
+    "/forward",
+    "/forward_backward",
+    "/optim_step",
+    "/save_weights",
+    "/save_weights_for_sampler",
+    "/load_weights",
+)
 
 
 def ce_datum(tokens: list[int], weights: list[float] | None = None) -> dict[str, Any]:
@@ -52,6 +64,27 @@ def fwd_bwd(
     if seq_id is not None:
         body["seq_id"] = seq_id
     return body
+
+
+def proto_fwd_bwd(
+    model_id: str,
+    seq_id: int,
+    data: list[dict[str, Any]] | None = None,
+    loss_fn: str = "cross_entropy",
+    forward_only: bool = False,
+) -> bytes:
+    """The protobuf body SDK 0.38 sends to /forward_backward (a forward is `forward_only`)."""
+    body = fwd_bwd(model_id, seq_id, data, loss_fn)
+    if forward_only:
+        body["forward_input"] = body.pop("forward_backward_input")
+        return proto.forward_backward_request_to_proto(types.ForwardRequest.model_validate(body))
+    return proto.forward_backward_request_to_proto(types.ForwardBackwardRequest.model_validate(body))
+
+
+def post_proto(client: TestClient, path: str, body: bytes, **headers: str) -> dict[str, Any]:
+    response = client.post(API + path, content=body, headers={"content-type": PROTOBUF, **headers})
+    assert response.status_code == 200, (path, response.status_code, response.text)
+    return response.json()
 
 
 def optim(model_id: str, seq_id: int, lr: float = 0.1, **adam: float) -> dict[str, Any]:
