@@ -2,11 +2,11 @@
 
 `schema` builds the `tinker_public` messages from one table (no generated code, no protoc);
 `convert` turns the project's wire types into those messages' bytes and back; `tensors` moves
-arrays through numpy; `compression` handles zstd bodies; `sequence_key` finds whose call a
+arrays through numpy; `compression` writes zstd bodies; `sequence_key` finds whose call a
 broken body was. Both the client and the server import this package; it never imports torch.
 """
 
-from cookbook.client.proto.compression import ZSTD, decode_content, zstd_compress, zstd_decompress
+from cookbook.client.proto.compression import ZSTD, zstd_compress
 from cookbook.client.proto.convert import (
     PROTOBUF_CONTENT_TYPE,
     RESULT_CODECS,
@@ -27,7 +27,6 @@ __all__ = [
     "ZSTD",
     "ProtobufDecodeError",
     "ResultCodec",
-    "decode_content",
     "forward_backward_output_from_proto",
     "forward_backward_output_to_proto",
     "forward_backward_request_from_proto",
@@ -36,5 +35,4 @@ __all__ = [
     "sample_response_from_proto",
     "sample_response_to_proto",
     "zstd_compress",
-    "zstd_decompress",
 ]

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
-from .official_sdk import DEFAULT_SITE, NEWEST_VERSION, SITE_ENV_VAR, install_newest, installed_site
+from .official_sdk import INSTALLED_VERSION, NEWEST_VERSION, OfficialSdk, official_sdk
 
 
 @pytest.fixture(scope="session")
-def sdk_newest_site() -> Path:
-    """tinker 0.38.0's files, installed with pip into a cache directory on first use."""
-    site = Path(os.environ.get(SITE_ENV_VAR) or DEFAULT_SITE)
-    try:
-        return install_newest(site)
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"could not pip install tinker=={NEWEST_VERSION}: {exc.stderr[-500:]}")
+def sdk_newest() -> OfficialSdk:
+    """tinker 0.38.0 in its pinned environment (made on first use; a failed pip install fails the tests)."""
+    return official_sdk(NEWEST_VERSION)
 
 
 @pytest.fixture(scope="session")
-def sdk_installed_site() -> Path:
-    return installed_site()
+def sdk_installed() -> OfficialSdk:
+    return official_sdk(INSTALLED_VERSION)
 
 
-@pytest.fixture(scope="session", params=["installed", "newest"])
-def sdk_site(request: pytest.FixtureRequest) -> Path:
-    """Each official SDK version in turn: 0.24.1 (the venv's) and 0.38.0."""
-    name = "sdk_installed_site" if request.param == "installed" else "sdk_newest_site"
-    return request.getfixturevalue(name)
+@pytest.fixture(scope="session", params=[INSTALLED_VERSION, NEWEST_VERSION])
+def sdk(request: pytest.FixtureRequest) -> OfficialSdk:
+    """Each official SDK version in turn."""
+    return request.getfixturevalue("sdk_installed" if request.param == INSTALLED_VERSION else "sdk_newest")

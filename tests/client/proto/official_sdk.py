@@ -1,63 +1,46 @@
 """The official Tinker SDK, as an outside reference for the binary wire tests.
 
-Two versions: 0.24.1, installed in the venv (the `[dev]` extra), and 0.38.0, the newest, which is
-installed with `pip install --no-deps --target` into a cache directory outside the repository
-(`$COOKBOOK_TINKER038_SITE` names one that is already there). It is never imported into the test
-process (two versions of one package cannot share a process): its schema is read from the source
-of `tinker_public_pb2.py`, and its converters run in a child process (`official_codec.py`).
+Two versions: 0.24.1 (this venv's, the `[dev]` extra) and 0.38.0, the newest, in the pinned
+environment of tests/official_sdk/sdk_environments.py (made on first use). Neither is imported into
+the test process: a schema is read from the source of `tinker_public_pb2.py`, and the converters
+run in that version's own interpreter (`official_codec.py`).
 """
 
 from __future__ import annotations
 
 import ast
 import base64
-import importlib.util
 import json
-import os
 import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import descriptor_pb2
 
+from tests.official_sdk.sdk_environments import sdk_env, sdk_python
+
+INSTALLED_VERSION = "0.24.1"
 NEWEST_VERSION = "0.38.0"
-SITE_ENV_VAR = "COOKBOOK_TINKER038_SITE"
-DEFAULT_SITE = Path.home() / ".cache" / "rlhf-cookbook" / f"tinker-{NEWEST_VERSION}"
 _CODEC_SCRIPT = Path(__file__).with_name("official_codec.py")
 _PB2 = Path("tinker") / "proto" / "tinker_public_pb2.py"
 
 
-def installed_site() -> Path:
-    """The site-packages directory of the venv's own `tinker` (0.24.1)."""
-    spec = importlib.util.find_spec("tinker")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the official tinker SDK is not installed (pip install -e '.[dev]')")
-    return Path(spec.origin).parent.parent
+@dataclass(frozen=True)
+class OfficialSdk:
+    """One official SDK version: an interpreter that imports it, and the directory it is installed in."""
+
+    python: Path
+    site: Path
 
 
-def install_newest(site: Path) -> Path:
-    """`tinker==0.38.0` (its files only, no dependencies) in `site`, installed once."""
-    if not (site / f"tinker-{NEWEST_VERSION}.dist-info" / "RECORD").exists():  # pip writes it last
-        site.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-deps",
-                "--upgrade",  # replaces what an interrupted install left
-                "--target",
-                str(site),
-                f"tinker=={NEWEST_VERSION}",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    return site
+def official_sdk(version: str) -> OfficialSdk:
+    python = sdk_python(version)
+    where = "import pathlib, tinker; print(pathlib.Path(tinker.__file__).parent.parent)"
+    found = subprocess.run(
+        [str(python), "-c", where], env=sdk_env(), capture_output=True, text=True, check=True
+    )
+    return OfficialSdk(python=python, site=Path(found.stdout.strip()))
 
 
 def file_descriptor(site: Path) -> descriptor_pb2.FileDescriptorProto:
@@ -74,15 +57,14 @@ def file_descriptor(site: Path) -> descriptor_pb2.FileDescriptorProto:
     raise RuntimeError(f"no serialized descriptor in {site / _PB2}")
 
 
-def run_codec(site: Path, commands: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Commands for the official converters of the SDK in `site`, answered by key (bytes as base64)."""
-    env = {**os.environ, "PYTHONPATH": str(site)}
+def run_codec(sdk: OfficialSdk, commands: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Commands for the official converters of `sdk`, answered by key (bytes as base64)."""
     done = subprocess.run(
-        [sys.executable, str(_CODEC_SCRIPT)],
+        [str(sdk.python), str(_CODEC_SCRIPT)],
         input=json.dumps(commands),
         capture_output=True,
         text=True,
-        env=env,
+        env=sdk_env(),
         check=False,
     )
     if done.returncode != 0:

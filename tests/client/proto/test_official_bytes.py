@@ -22,7 +22,7 @@ from cookbook.client.proto import (
 )
 
 from . import random_wire
-from .official_sdk import b64, run_codec, unb64
+from .official_sdk import OfficialSdk, b64, run_codec, unb64
 
 REQUEST_SEEDS = range(4)
 OUTPUT_SEEDS = range(4)
@@ -98,11 +98,11 @@ _answers_by_site: dict[Path, dict[str, Any]] = {}
 
 
 @pytest.fixture
-def official(sdk_site: Path) -> dict[str, Any]:
+def official(sdk: OfficialSdk) -> dict[str, Any]:
     """The official converters' answers to every case, for the SDK version under test."""
-    if sdk_site not in _answers_by_site:
-        _answers_by_site[sdk_site] = run_codec(sdk_site, _commands())
-    return _answers_by_site[sdk_site]
+    if sdk.site not in _answers_by_site:
+        _answers_by_site[sdk.site] = run_codec(sdk, _commands())
+    return _answers_by_site[sdk.site]
 
 
 @pytest.mark.parametrize("seed", REQUEST_SEEDS)

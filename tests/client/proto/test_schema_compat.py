@@ -7,13 +7,11 @@ label in ours (0.38 renamed a message and a field, which the bytes do not carry,
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from google.protobuf import descriptor_pb2, text_format
 
 from cookbook.client.proto import schema
 
-from .official_sdk import file_descriptor
+from .official_sdk import OfficialSdk, file_descriptor
 
 _Message = descriptor_pb2.DescriptorProto
 
@@ -28,8 +26,8 @@ def test_table_builds_the_same_descriptor_it_loads() -> None:
     assert _ours() == schema.file_descriptor_proto()
 
 
-def test_schema_equals_the_newest_official_schema(sdk_newest_site: Path) -> None:
-    theirs = file_descriptor(sdk_newest_site)
+def test_schema_equals_the_newest_official_schema(sdk_newest: OfficialSdk) -> None:
+    theirs = file_descriptor(sdk_newest.site)
     ours = _ours()
     for name in {m.name for m in theirs.message_type} | {m.name for m in ours.message_type}:
         assert text_format.MessageToString(_message(ours, name)) == text_format.MessageToString(
@@ -83,8 +81,8 @@ def _check_reads(
             assert mine.type_name == field.type_name, where
 
 
-def test_schema_reads_everything_the_installed_official_schema_writes(sdk_installed_site: Path) -> None:
-    theirs = file_descriptor(sdk_installed_site)
+def test_schema_reads_everything_the_installed_official_schema_writes(sdk_installed: OfficialSdk) -> None:
+    theirs = file_descriptor(sdk_installed.site)
     ours = _ours()
     assert theirs.package == ours.package
     for enum in theirs.enum_type:
