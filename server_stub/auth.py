@@ -62,6 +62,8 @@ class ApiKeyMiddleware:
             return
         problem = f"missing {header} header" if presented is None else f"wrong API key in {header} header"
         if scope["path"].startswith(openai_errors.ROUTE_PREFIX):
+            if presented is None:
+                problem = "missing API key: send Authorization: Bearer KEY (or X-API-Key)"
             response = openai_errors.openai_error(
                 401, problem, kind=openai_errors.AUTHENTICATION, code="invalid_api_key"
             )

@@ -42,6 +42,8 @@ class ChatFormat:
         self.token_bytes = TokenBytes(files.tokenizer_json)
         self.uses_template = files.chat_template is not None
         self.stop_strings: tuple[str, ...] = () if self.uses_template else (ROLE_COLON_STOP,)
+        # role_colon writes " content": the space separates header and answer, it is not the answer
+        self.answer_prefix = "" if self.uses_template else " "
 
     def render(self, messages: Sequence[ChatMessage]) -> list[int]:
         """The prompt that asks the model for the next assistant message."""

@@ -39,9 +39,11 @@ def read_answer(
     sequence: types.SampledSequence,
     table: Sequence[bytes],
     stop_strings: Sequence[str],
+    answer_prefix: str,
     with_logprobs: bool,
 ) -> Answer:
-    """A stopped turn ended at the first stop string, or else at its last token (an EOS or stop id)."""
+    """The answer after the format's `answer_prefix` and before the turn's stop: a stopped turn ended
+    at the first stop string, or else at its last token (an EOS or stop id)."""
     tokens = sequence.tokens
     pieces = [table[t] if 0 <= t < len(table) else b"" for t in tokens]
     stopped = sequence.stop_reason == "stop"
@@ -50,6 +52,7 @@ def read_answer(
     if stopped:
         found = [at for at in (whole.find(s.encode()) for s in stop_strings) if at >= 0]
         end = min(found) if found else end - (len(pieces[-1]) if pieces else 0)
+    start = len(answer_prefix.encode()) if whole[:end].startswith(answer_prefix.encode()) else 0
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     deltas: list[str] = []
     logprobs: list[dict[str, Any]] = []
@@ -57,7 +60,7 @@ def read_answer(
     for index, piece in enumerate(pieces):
         if offset >= end:
             break
-        deltas.append(decoder.decode(piece[: end - offset]))
+        deltas.append(decoder.decode(piece[max(0, start - offset) : end - offset]))
         if with_logprobs and sequence.logprobs is not None:
             logprobs.append(
                 {

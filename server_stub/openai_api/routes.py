@@ -136,7 +136,10 @@ def openai_router(
             raise OpenAIRequestError(exc.message, "model", 404, "model_not_found") from None
         result = await sample(sampler_id, sample_request)
         table = chat.token_bytes.table
-        answers = [read_answer(seq, table, all_stops, bool(req.logprobs)) for seq in result.sequences]
+        answers = [
+            read_answer(seq, table, all_stops, chat.answer_prefix, bool(req.logprobs))
+            for seq in result.sequences
+        ]
         completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
         if req.stream:
             include_usage = req.stream_options is not None and req.stream_options.include_usage
