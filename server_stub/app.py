@@ -30,6 +30,7 @@ from server_stub.engine import Engine, ModelLimits, NotFoundError, SampleJob, Us
 from server_stub.errors import install_error_handlers
 from server_stub.futures_store import Failed, FuturesStore, Succeeded, UnknownRequestError
 from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
+from server_stub.openai_api import routes as openai_routes
 from server_stub.request_body import ReceivedBody, UnsupportedMediaError, receive
 from server_stub.scheduler import Scheduler, Task
 from server_stub.sessions import SessionRegistry
@@ -213,6 +214,10 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             raise
         return created.sampler_id
 
+    async def implicit_sampler(base_model: str | None, model_path: str | None) -> str:
+        """The one shared sampler of a base model or checkpoint for requests that name no session."""
+        return await shared_sampler(("implicit", base_model, model_path), base_model, model_path)
+
     # -- service, sessions, health -----------------------------------------------------------
 
     @api.get("/healthz")
@@ -256,7 +261,9 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def get_server_capabilities() -> Response:
         return wire(
             types.GetServerCapabilitiesResponse(
-                supported_models=engine.supported_models(), wire_formats=result_formats.WIRE_FORMATS
+                supported_models=engine.supported_models(),
+                wire_formats=result_formats.WIRE_FORMATS,
+                extensions=list(openai_routes.PATHS),
             )
         )
 
@@ -461,9 +468,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         validation.check_sample_target(req)
         sampler_id = req.sampling_session_id
         if sampler_id is None:  # older form: sample a base model or checkpoint directly
-            sampler_id = await shared_sampler(
-                ("implicit", req.base_model, req.model_path), req.base_model, req.model_path
-            )
+            sampler_id = await implicit_sampler(req.base_model, req.model_path)
         limits = engine.model_limits(engine.sampler_base_model(sampler_id))
         validation.check_sample_request(req, limits, config.max_num_samples)
         request_id = store.open()
@@ -501,4 +506,5 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         return Response(content=content, media_type=media_type)
 
     app.include_router(api)
+    app.include_router(openai_routes.openai_router(engine, scheduler, config, implicit_sampler))
     return app

@@ -2,7 +2,8 @@
 
 A server on loopback is reachable only from this machine, so a key is optional there. Anywhere
 else the server trains and writes files on behalf of whoever connects, so it refuses to start
-without a key, and with a key every request (health included) must present it in `X-API-Key`.
+without a key, and with a key every request (health included) must present it, in `X-API-Key` or,
+as OpenAI clients send it, in `Authorization: Bearer`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cookbook.client import types
 from server_stub.config import API_KEY_ENV, ConfigError
 from server_stub.errors import error_response
+from server_stub.openai_api import errors as openai_errors
 
 API_KEY_HEADER = "x-api-key"
 
@@ -40,7 +42,11 @@ def check_bind_allowed(host: str, api_key: str | None) -> None:
 
 
 class ApiKeyMiddleware:
-    """Answers 401 (JSON ErrorBody) to any HTTP request whose X-API-Key differs from the key."""
+    """Answers 401 to any HTTP request that does not present the key.
+
+    The key comes in `X-API-Key` (Tinker clients) or as `Authorization: Bearer KEY` (OpenAI
+    clients); the refusal is an ErrorBody, or OpenAI's error shape on the OpenAI routes.
+    """
 
     def __init__(self, app: ASGIApp, api_key: str | None) -> None:
         self.app = app
@@ -50,10 +56,29 @@ class ApiKeyMiddleware:
         if self._key is None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        presented = next((value for name, value in scope["headers"] if name == API_KEY_HEADER.encode()), None)
+        header, presented = presented_key(scope["headers"])
         if presented is not None and hmac.compare_digest(presented, self._key):
             await self.app(scope, receive, send)
             return
-        problem = "missing X-API-Key header" if presented is None else "wrong API key in X-API-Key header"
-        response = error_response(401, problem, field="X-API-Key", category=types.RequestErrorCategory.User)
+        problem = f"missing {header} header" if presented is None else f"wrong API key in {header} header"
+        if scope["path"].startswith(openai_errors.ROUTE_PREFIX):
+            if presented is None:
+                problem = "missing API key: send Authorization: Bearer KEY (or X-API-Key)"
+            response = openai_errors.openai_error(
+                401, problem, kind=openai_errors.AUTHENTICATION, code="invalid_api_key"
+            )
+        else:
+            response = error_response(401, problem, field=header, category=types.RequestErrorCategory.User)
         await response(scope, receive, send)
+
+
+def presented_key(headers: list[tuple[bytes, bytes]]) -> tuple[str, bytes | None]:
+    """(the header to name in a refusal, the key presented); X-API-Key wins over a bearer token."""
+    found = dict(headers)
+    if API_KEY_HEADER.encode() in found:
+        return "X-API-Key", found[API_KEY_HEADER.encode()]
+    authorization = found.get(b"authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(b" ")
+        return "Authorization", token.strip() if scheme.lower() == b"bearer" else None
+    return "X-API-Key", None

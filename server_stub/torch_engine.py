@@ -136,6 +136,7 @@ class TorchEngine:
             bos_token=files.bos_token,
             eos_token=files.eos_token,
             pad_token=files.pad_token,
+            chat_template=files.chat_template,
         )
 
     def _model(self, model_id: str) -> TrainableModel:

@@ -645,6 +645,8 @@ class GetServerCapabilitiesResponse(WireModel):
     supported_models: list[SupportedModel]
     # Our extension: the request bodies this server reads; None (an older server, or Tinker's): JSON only.
     wire_formats: list[str] | None = None
+    # Our extension: the routes this server serves beyond the Tinker wire (e.g. "/v1/chat/completions").
+    extensions: list[str] | None = None
 
     def speaks(self, wire_format: str) -> bool:
         return wire_format in (self.wire_formats or [WIRE_FORMAT_JSON])
@@ -666,6 +668,7 @@ class TokenizerResponse(WireModel):
     bos_token: str | None = None
     eos_token: str | None = None
     pad_token: str | None = None
+    chat_template: str | None = None  # Jinja text as transformers' apply_chat_template reads it; None: none
 
 
 class ErrorBody(WireModel):

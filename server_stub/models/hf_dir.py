@@ -35,6 +35,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _chat_template(root: Path, tok_config: dict[str, Any]) -> str | None:
+    """The default chat template: chat_template.jinja (newer transformers) or tokenizer_config.json's."""
+    jinja = root / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    template = tok_config.get("chat_template")
+    if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}, ...]
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    return template if isinstance(template, str) else None
+
+
 def hf_dir_source(name: str, directory: str | Path) -> BaseModelSource:
     """Reads config.json now (so a bad directory fails at start-up); weights load on first use."""
     root = Path(directory).expanduser().resolve()
@@ -58,6 +69,7 @@ def hf_dir_source(name: str, directory: str | Path) -> BaseModelSource:
             bos_token=_special_token(tok_config.get("bos_token")),
             eos_token=_special_token(tok_config.get("eos_token")),
             pad_token=_special_token(tok_config.get("pad_token")),
+            chat_template=_chat_template(root, tok_config),
         )
 
     def build_model(device: torch.device, dtype: torch.dtype) -> PreTrainedModel:

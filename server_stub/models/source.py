@@ -21,6 +21,7 @@ class TokenizerFiles:
     bos_token: str | None
     eos_token: str | None
     pad_token: str | None
+    chat_template: str | None = None  # Jinja text, as transformers' apply_chat_template reads it
 
 
 @dataclass(frozen=True)
