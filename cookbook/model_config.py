@@ -6,7 +6,12 @@ never disagree; this module is the one place recipes ask "what suits model X?".
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cookbook.renderers.registry import recommended_renderer_name
+
+if TYPE_CHECKING:
+    from cookbook.tokenizer_utils import Tokenizer
 
 BUILTIN_MODEL_NAME = "tiny-llama"
 """The server's built-in model: random init, so it has no chat format and learns only with full weights."""
@@ -14,14 +19,16 @@ BUILTIN_MODEL_NAME = "tiny-llama"
 DEFAULT_LORA_RANK = 32
 
 
-def get_recommended_renderer_name(model_name: str) -> str:
+def get_recommended_renderer_name(model_name: str, tokenizer: Tokenizer | None = None) -> str:
     """The chat format a model was trained with (`role_colon` for base models and tiny-llama).
 
-    SmolLM2 / Qwen2.5 Instruct -> `chatml`, Llama-3 Instruct -> `llama3`, Qwen3 -> `qwen3`.
+    SmolLM2 / Qwen2.5 Instruct -> `chatml`, Llama-3 Instruct -> `llama3`, Qwen3 -> `qwen3`. When the
+    name says nothing (a model served as "smollm2"), the tokenizer's chat template decides; a
+    choice that does not reproduce that template is logged as a warning.
     """
     if not model_name:
         raise ValueError("model_name must be a non-empty string")
-    return recommended_renderer_name(model_name)
+    return recommended_renderer_name(model_name, tokenizer)
 
 
 def get_recommended_lora_rank(model_name: str) -> int:

@@ -1,7 +1,7 @@
 """A model's tokenizer, loaded with the `tokenizers` library (never transformers).
 
-`Tokenizer` wraps a `tokenizers.Tokenizer` with the special-token metadata that lives outside
-tokenizer.json (bos/eos/pad), and offers the small HF-like surface the cookbook uses.
+`Tokenizer` wraps a `tokenizers.Tokenizer` with the metadata that lives outside tokenizer.json
+(bos/eos/pad and the model's own Jinja chat template), and offers the small HF-like surface the cookbook uses.
 `get_tokenizer(model_name)` finds one: a tokenizer registered in this process, a local Hugging
 Face directory, or the server's copy (our servers hand out tokenizer.json, so a client never
 needs transformers or the Hub). Results are cached per model name.
@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer as _RawTokenizer
 
+# transformers 5 saves a model's chat template beside tokenizer_config.json rather than inside it.
+_CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
 # Nothing from cookbook.client at import time: the HTTP client imports this module.
 if TYPE_CHECKING:
     from cookbook.client.abstract import ServiceClient
@@ -26,6 +29,15 @@ def _special_token_text(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("content")
     return value if isinstance(value, str) else None
+
+
+def _chat_template_text(value: Any, template_file: Path) -> str | None:
+    """tokenizer_config.json's chat_template (a string, or named templates: "default"), else the file."""
+    if isinstance(value, list):
+        value = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}.get("default")
+    if isinstance(value, str) and value:
+        return value
+    return template_file.read_text() if template_file.is_file() else None
 
 
 class Tokenizer:
@@ -39,12 +51,14 @@ class Tokenizer:
         bos_token: str | None = None,
         eos_token: str | None = None,
         pad_token: str | None = None,
+        chat_template: str | None = None,
     ):
         self._raw = raw
         self.name_or_path = name_or_path
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.pad_token = pad_token
+        self.chat_template = chat_template
 
     # -- construction ------------------------------------------------------------------------
 
@@ -57,6 +71,7 @@ class Tokenizer:
         bos_token: str | None = None,
         eos_token: str | None = None,
         pad_token: str | None = None,
+        chat_template: str | None = None,
     ) -> Tokenizer:
         return cls(
             _RawTokenizer.from_str(tokenizer_json),
@@ -64,11 +79,12 @@ class Tokenizer:
             bos_token=bos_token,
             eos_token=eos_token,
             pad_token=pad_token,
+            chat_template=chat_template,
         )
 
     @classmethod
     def from_dir(cls, path: str | Path) -> Tokenizer:
-        """A Hugging Face model directory: tokenizer.json plus tokenizer_config.json if present."""
+        """A Hugging Face model directory: tokenizer.json, plus tokenizer_config.json and chat_template.jinja if present."""
         path = Path(path)
         tokenizer_file = path / "tokenizer.json"
         if not tokenizer_file.is_file():
@@ -83,6 +99,7 @@ class Tokenizer:
             bos_token=_special_token_text(config.get("bos_token")),
             eos_token=_special_token_text(config.get("eos_token")),
             pad_token=_special_token_text(config.get("pad_token")),
+            chat_template=_chat_template_text(config.get("chat_template"), path / _CHAT_TEMPLATE_FILE),
         )
 
     def to_json_str(self) -> str:
@@ -95,6 +112,7 @@ class Tokenizer:
             "bos": self.bos_token,
             "eos": self.eos_token,
             "pad": self.pad_token,
+            "chat_template": self.chat_template,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -104,6 +122,7 @@ class Tokenizer:
             bos_token=state["bos"],
             eos_token=state["eos"],
             pad_token=state["pad"],
+            chat_template=state.get("chat_template"),
         )
 
     # -- text <-> ids ------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
+from server_stub.models.gguf_file import GGUF_SUFFIX
+
 STORAGE_ENV = "COOKBOOK_SERVER_STORAGE"
 API_KEY_ENV = "COOKBOOK_API_KEY"
 Device = Literal["auto", "cpu", "cuda"]
@@ -54,12 +56,16 @@ def _boolean(text: str) -> bool:
 
 
 def _model_spec(text: str) -> tuple[str, str]:
-    name, sep, directory = text.partition("=")
-    if not sep or not name or not directory:
-        raise argparse.ArgumentTypeError(f"--model expects NAME=HF_DIR, got {text!r}")
-    if not Path(directory).expanduser().is_dir():
-        raise argparse.ArgumentTypeError(f"--model {name}: {directory!r} is not a directory")
-    return name, str(Path(directory).expanduser())
+    """NAME=PATH: a Hugging Face model directory or a .gguf file."""
+    name, sep, location = text.partition("=")
+    if not sep or not name or not location:
+        raise argparse.ArgumentTypeError(f"--model expects NAME=HF_DIR or NAME=FILE.gguf, got {text!r}")
+    path = Path(location).expanduser()
+    is_gguf = path.suffix.lower() == GGUF_SUFFIX
+    if not (path.is_file() if is_gguf else path.is_dir()):
+        what = "a file" if is_gguf else "a directory (or a .gguf file)"
+        raise argparse.ArgumentTypeError(f"--model {name}: {location!r} is not {what}")
+    return name, str(path)
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,9 @@ class ServerConfig:
     extra_models: Annotated[
         dict[str, str],
         Option(
-            "serve a local Hugging Face model directory under NAME (repeatable)",
+            "serve a local Hugging Face model directory or GGUF file under NAME (repeatable)",
             flag="--model",
-            metavar="NAME=HF_DIR",
+            metavar="NAME=HF_DIR|FILE.gguf",
             parse=_model_spec,
         ),
     ] = field(default_factory=dict)

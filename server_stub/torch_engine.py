@@ -160,6 +160,13 @@ class TorchEngine:
     def get_info(self, model_id: str) -> types.GetInfoResponse:
         model = self._model(model_id)
         source = self.registry.source(model.base_model)
+        files = self.registry.tokenizer(model.base_model)
+        chat_format = types.ChatFormat(
+            chat_template=files.chat_template,
+            bos_token=files.bos_token,
+            eos_token=files.eos_token,
+            pad_token=files.pad_token,
+        )
         return types.GetInfoResponse(
             type="get_info",
             model_id=model_id,
@@ -167,7 +174,10 @@ class TorchEngine:
             is_lora=model.is_lora,
             lora_rank=model.lora.rank if model.lora else None,
             model_data=types.ModelData(
-                arch=source.arch, model_name=model.base_model, tokenizer_id=model.base_model
+                arch=source.arch,
+                model_name=model.base_model,
+                tokenizer_id=model.base_model,
+                chat_format=chat_format,
             ),
         )
 

@@ -297,10 +297,20 @@ class UnloadModelResponse(WireModel):
     type: Literal["unload_model"] | None = None
 
 
+class ChatFormat(WireModel):
+    """Our extension: a base model's own chat template (Jinja, as in tokenizer_config.json) and special tokens."""
+
+    chat_template: str | None = None
+    bos_token: str | None = None
+    eos_token: str | None = None
+    pad_token: str | None = None
+
+
 class ModelData(WireModel):
     arch: str | None = None
     model_name: str | None = None
     tokenizer_id: str | None = None
+    chat_format: ChatFormat | None = None  # our extension; None from Tinker or an older server
 
 
 class GetInfoRequest(WireModel):
@@ -668,7 +678,7 @@ class TokenizerResponse(WireModel):
     bos_token: str | None = None
     eos_token: str | None = None
     pad_token: str | None = None
-    chat_template: str | None = None  # Jinja text as transformers' apply_chat_template reads it; None: none
+    chat_template: str | None = None  # the model's own Jinja chat template, when it has one
 
 
 class ErrorBody(WireModel):

@@ -117,7 +117,8 @@ def main(config: Config) -> str:
 
     service = connect(config.base_url)
     training_client = service.create_training_client_from_state(start_path)  # the weights, a fresh optimizer
-    renderer = get_renderer(get_recommended_renderer_name(config.model_name), training_client.get_tokenizer())
+    tokenizer = training_client.get_tokenizer()
+    renderer = get_renderer(get_recommended_renderer_name(config.model_name, tokenizer), tokenizer)
     prompts = prompts_of(config.task)
     rng = random.Random(config.seed)
     sampling_params = SamplingParams(

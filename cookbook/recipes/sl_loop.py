@@ -84,7 +84,8 @@ def main(config: Config) -> str:
         config.lora_rank if config.lora_rank is not None else get_recommended_lora_rank(config.model_name)
     )
     training_client = service.create_lora_training_client(config.model_name, rank=lora_rank)
-    renderer = get_renderer(get_recommended_renderer_name(config.model_name), training_client.get_tokenizer())
+    tokenizer = training_client.get_tokenizer()
+    renderer = get_renderer(get_recommended_renderer_name(config.model_name, tokenizer), tokenizer)
 
     train_rows = load_chat_split(config.dataset, "train").shuffle(seed=0)
     test_datums_D = render(load_chat_split(config.dataset, "test"), renderer, config.max_length)

@@ -1,18 +1,20 @@
 """Base models by name: cheap facts at once, weights loaded lazily once and shared by every client.
 
-"tiny-llama" is always present; `extra_models` adds local Hugging Face directories. The loaded
-base is frozen: LoRA clients add adapters to it (`LoraHub`), full-weight clients and full-weight
-sampler snapshots get their own copies from `fresh_model`.
+"tiny-llama" is always present; `extra_models` adds local Hugging Face directories and GGUF files.
+The loaded base is frozen: LoRA clients add adapters to it (`LoraHub`), full-weight clients and
+full-weight sampler snapshots get their own copies from `fresh_model`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from server_stub.engine import ModelLimits, NotFoundError
 from server_stub.models.builtin_tokenizer import BUILTIN_VOCAB_SIZE, EOS_TOKEN, builtin_tokenizer_json
+from server_stub.models.gguf_file import GGUF_SUFFIX, gguf_source
 from server_stub.models.hf_dir import hf_dir_source
 from server_stub.models.lora_hub import LoraHub
 from server_stub.models.source import BaseModelSource, TokenizerFiles
@@ -83,10 +85,11 @@ class ModelRegistry:
     def __init__(self, device: torch.device, dtype: torch.dtype, extra_models: dict[str, str] | None = None):
         self.device, self.dtype = device, dtype
         self._sources: dict[str, BaseModelSource] = {TINY_LLAMA_NAME: tiny_llama_source()}
-        for name, directory in (extra_models or {}).items():
+        for name, location in (extra_models or {}).items():
             if name in self._sources:
                 raise ValueError(f"model name {name!r} is already taken by a built-in model")
-            self._sources[name] = hf_dir_source(name, directory)
+            is_gguf = Path(location).suffix.lower() == GGUF_SUFFIX
+            self._sources[name] = (gguf_source if is_gguf else hf_dir_source)(name, location)
         self._tokenizers: dict[str, TokenizerFiles] = {}
         self._tokenizer_lock = threading.Lock()
         self._loaded: dict[str, LoadedBase] = {}

@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TokenizerFiles:
-    """A tokenizer as clients receive it: tokenizer.json text plus the special tokens kept outside it."""
+    """A tokenizer as clients receive it: tokenizer.json text plus what lives outside it.
+
+    The special tokens and the model's own chat template (a Jinja template, None when the model
+    has none) come from tokenizer_config.json in a Hugging Face directory, or from a GGUF's metadata.
+    """
 
     tokenizer_json: str
     bos_token: str | None

@@ -8,17 +8,16 @@ pip (a minute or two).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.shared_cache import cache_dir, exclusive
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The official SDK refuses a key that does not start with "tml-".
@@ -56,11 +55,6 @@ def sdk_env() -> dict[str, str]:
     return env
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rlhf-cookbook"
-
-
 def sdk_python(version: str) -> Path:
     """An interpreter whose `import tinker` is that version, making its environment if needed."""
     env = SDK_ENVIRONMENTS[version]
@@ -87,23 +81,11 @@ def _recipe(env: SdkEnvironment) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """One process at a time makes a given environment (two test runs may start together)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _ensure_venv(env: SdkEnvironment, venv: Path) -> Path:
     python = venv / "bin" / "python"
     stamp = venv / "made-from.sha256"
     recipe = _recipe(env)
-    with _exclusive(venv.with_name(venv.name + ".lock")):
+    with exclusive(venv.with_name(venv.name + ".lock")):
         if stamp.is_file() and stamp.read_text() == recipe:
             return python
         shutil.rmtree(venv, ignore_errors=True)

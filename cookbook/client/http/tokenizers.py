@@ -30,4 +30,5 @@ def tokenizer_from_response(answer: types.TokenizerResponse) -> Tokenizer:
         bos_token=answer.bos_token,
         eos_token=answer.eos_token,
         pad_token=answer.pad_token,
+        chat_template=answer.chat_template,
     )
