@@ -40,14 +40,19 @@ def check_bind_allowed(host: str, api_key: str | None) -> None:
 
 
 class ApiKeyMiddleware:
-    """Answers 401 (JSON ErrorBody) to any HTTP request whose X-API-Key differs from the key."""
+    """Answers 401 (JSON ErrorBody) to any HTTP request whose X-API-Key differs from the key.
 
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+    Paths under `signed_prefix` pass without a key: their routes check a signed link instead.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str | None, signed_prefix: str | None = None) -> None:
         self.app = app
         self._key = api_key.encode() if api_key is not None else None
+        self._signed_prefix = signed_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._key is None or scope["type"] != "http":
+        signed = self._signed_prefix is not None and scope.get("path", "").startswith(self._signed_prefix)
+        if self._key is None or scope["type"] != "http" or signed:
             await self.app(scope, receive, send)
             return
         presented = next((value for name, value in scope["headers"] if name == API_KEY_HEADER.encode()), None)

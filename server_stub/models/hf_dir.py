@@ -73,4 +73,5 @@ def hf_dir_source(name: str, directory: str | Path) -> BaseModelSource:
         config_eos_ids=tuple(dict.fromkeys(eos_ids)),
         load_tokenizer=load_tokenizer,
         build_model=build_model,
+        reference=str(root),
     )
