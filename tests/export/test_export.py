@@ -214,8 +214,9 @@ def test_official_sdk_downloads_the_tinker_archive(server: LocalServer, lora_pat
     rest = tinker.ServiceClient(base_url=server.url, api_key=API_KEY).create_rest_client()
     link = rest.get_checkpoint_archive_url(parsed.training_run_id, parsed.checkpoint_id).result()
     with urllib.request.urlopen(link.url, timeout=60) as response:  # a signed link needs no key
-        archive = tarfile.open(fileobj=io.BytesIO(response.read()))
-    names = set(archive.getnames())
+        content = response.read()
+    with tarfile.open(fileobj=io.BytesIO(content)) as archive:
+        names = set(archive.getnames())
     assert {"adapter_config.json", "adapter_model.safetensors", "checkpoint_complete"} <= names
 
 
