@@ -17,17 +17,23 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from cookbook.client import types
 from server_stub import result_formats, sequence_key, training_pass, validation
 from server_stub.auth import ApiKeyMiddleware
 from server_stub.config import ServerConfig
+from server_stub.download_links import DownloadSigner
 from server_stub.engine import Engine, ModelLimits, NotFoundError, SampleJob, UserError
 from server_stub.errors import install_error_handlers
+from server_stub.exports import check_export
 from server_stub.futures_store import Failed, FuturesStore, Succeeded, UnknownRequestError
 from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
 from server_stub.openai_api import routes as openai_routes
@@ -84,9 +90,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         sessions,
     )
     install_error_handlers(app)
-    if config.api_key is not None:  # without a key the check passes everything: leave it off the path
-        app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
     api = APIRouter(prefix="/api/v1")
+    downloads_prefix = f"{api.prefix}/checkpoint_downloads/"
+    if config.api_key is not None:  # without a key the check passes everything: leave it off the path
+        app.add_middleware(ApiKeyMiddleware, api_key=config.api_key, signed_prefix=downloads_prefix)
+    signer = DownloadSigner()
     ordered_routes: list[str] = []
     app.state.ordered_routes = ordered_routes
 
@@ -263,7 +271,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             types.GetServerCapabilitiesResponse(
                 supported_models=engine.supported_models(),
                 wire_formats=result_formats.WIRE_FORMATS,
-                extensions=list(openai_routes.PATHS),
+                extensions=[*openai_routes.PATHS, types.EXTENSION_CHECKPOINT_ARCHIVE],
             )
         )
 
@@ -446,6 +454,39 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             )
         )
         return Response(status_code=204)
+
+    @api.get("/training_runs/{run_id}/checkpoints/{kind}/{name}/archive")
+    async def checkpoint_archive(
+        run_id: str, kind: str, name: str, request: Request, format: str = "checkpoint"
+    ) -> Response:
+        """Tinker's archive link (200 with {url, expires}); `format` picks an export (our extension)."""
+        tinker_path = f"{types.TINKER_SCHEME}{run_id}/{kind}/{name}"
+        validation.parse_tinker_path(tinker_path, "checkpoint_id")
+        check_export(format, tinker_path, engine.weights_info(tinker_path).is_lora)
+        path = f"{downloads_prefix}{run_id}/{kind}/{name}/{format}.tar"
+        expires, signature = signer.sign(path)
+        query = urlencode({"expires": expires, "signature": signature})
+        url = f"{str(request.base_url).rstrip('/')}{path}?{query}"
+        return wire(types.CheckpointArchiveUrlResponse(url=url, expires=datetime.fromtimestamp(expires, UTC)))
+
+    @api.get("/checkpoint_downloads/{run_id}/{kind}/{name}/{fmt}.tar")
+    async def checkpoint_download(
+        run_id: str, kind: str, name: str, fmt: str, expires: int, signature: str
+    ) -> Response:
+        """The archive behind a signed link, written on the compute thread (a merge is model-sized work)."""
+        signer.verify(f"{downloads_prefix}{run_id}/{kind}/{name}/{fmt}.tar", expires, signature)
+        tinker_path = f"{types.TINKER_SCHEME}{run_id}/{kind}/{name}"
+        validation.parse_tinker_path(tinker_path, "checkpoint_id")
+        check_export(fmt, tinker_path, engine.weights_info(tinker_path).is_lora)
+        archive = await asyncio.wrap_future(
+            scheduler.call(lambda: engine.export_archive(tinker_path, fmt), "export_checkpoint")
+        )
+        return FileResponse(
+            archive,
+            media_type="application/x-tar",
+            filename=f"{run_id}-{kind}-{name}-{fmt}.tar",
+            background=BackgroundTask(archive.unlink, missing_ok=True),
+        )
 
     # -- sampling ----------------------------------------------------------------------------
 

@@ -46,14 +46,18 @@ class ApiKeyMiddleware:
 
     The key comes in `X-API-Key` (Tinker clients) or as `Authorization: Bearer KEY` (OpenAI
     clients); the refusal is an ErrorBody, or OpenAI's error shape on the OpenAI routes.
+
+    Paths under `signed_prefix` pass without a key: their routes check a signed link instead.
     """
 
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+    def __init__(self, app: ASGIApp, api_key: str | None, signed_prefix: str | None = None) -> None:
         self.app = app
         self._key = api_key.encode() if api_key is not None else None
+        self._signed_prefix = signed_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._key is None or scope["type"] != "http":
+        signed = self._signed_prefix is not None and scope.get("path", "").startswith(self._signed_prefix)
+        if self._key is None or scope["type"] != "http" or signed:
             await self.app(scope, receive, send)
             return
         header, presented = presented_key(scope["headers"])

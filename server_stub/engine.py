@@ -11,6 +11,7 @@ exception into a server error. Nothing here knows about HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from cookbook.client import types
@@ -126,6 +127,10 @@ class Engine(Protocol):
         ...
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None: ...
+
+    def export_archive(self, tinker_path: str, fmt: str) -> Path:
+        """A new tar file of the checkpoint in export format `fmt`; the caller deletes it."""
+        ...
 
     def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
         """Run several sample requests together (batched per sampler); one result per job, in

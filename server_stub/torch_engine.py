@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -19,12 +21,14 @@ from typing import Any
 from cookbook.client import types
 from server_stub.device import prefer_passive_openmp, resolve_device, resolve_dtype
 from server_stub.engine import ConflictError, ModelLimits, NotFoundError, SampleJob, UserError
+from server_stub.exports import ExportInputs, write_export
 from server_stub.models.lora_hub import LoraSpec
 from server_stub.models.registry import LoadedBase, ModelRegistry
 from server_stub.sampling.generate import generate
 from server_stub.sampling.modules import SamplingModules
 from server_stub.sampling.requests import PreparedRequest, prepare_request
 from server_stub.sampling.snapshots import SnapshotStore
+from server_stub.storage.archive import write_tar
 from server_stub.storage.checkpoints import CheckpointMeta, CheckpointStore
 from server_stub.storage.paths import StorageLayout
 from server_stub.storage.runs import RunMeta, RunStore, stringify_metadata
@@ -359,6 +363,28 @@ class TorchEngine:
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         self.checkpoints.delete(run_id, checkpoint_id)
+
+    def export_archive(self, tinker_path: str, fmt: str) -> Path:
+        meta, directory = self.checkpoints.get(tinker_path)
+        inputs = ExportInputs(
+            tinker_path=tinker_path,
+            meta=meta,
+            checkpoint_dir=directory,
+            base=self.registry.source(meta.base_model),
+            tokenizer=self.registry.tokenizer(meta.base_model),
+        )
+        root = self.layout.exports_root()
+        root.mkdir(exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=root))
+        try:
+            (work / "export").mkdir()
+            write_export(fmt, inputs, work / "export")
+            write_tar(work / "export", work / "export.tar")
+            archive = root / f"{work.name}.tar"
+            (work / "export.tar").rename(archive)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return archive
 
     # -- samplers ----------------------------------------------------------------------------
 

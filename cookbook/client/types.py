@@ -404,6 +404,20 @@ class WeightsInfoResponse(WireModel):
     train_attn: bool | None = None
 
 
+# A checkpoint's files as a tar behind a signed link: GET .../checkpoints/{kind}/{name}/archive, with
+# `?format=` one of CHECKPOINT_EXPORT_FORMATS (our extension; Tinker's archive is "checkpoint").
+EXTENSION_CHECKPOINT_ARCHIVE = "checkpoint_archive"
+CheckpointExportFormat: TypeAlias = Literal["checkpoint", "peft", "merged"]
+CHECKPOINT_EXPORT_FORMATS: tuple[str, ...] = get_args(CheckpointExportFormat)
+
+
+class CheckpointArchiveUrlResponse(WireModel):
+    """Where to download a checkpoint's archive (Tinker's answer shape) and until when the link works."""
+
+    url: str
+    expires: datetime
+
+
 class Checkpoint(WireModel):
     checkpoint_id: str
     checkpoint_type: CheckpointType
@@ -655,7 +669,7 @@ class GetServerCapabilitiesResponse(WireModel):
     supported_models: list[SupportedModel]
     # Our extension: the request bodies this server reads; None (an older server, or Tinker's): JSON only.
     wire_formats: list[str] | None = None
-    # Our extension: the routes this server serves beyond the Tinker wire (e.g. "/v1/chat/completions").
+    # Our extension: the routes and features beyond the Tinker wire this server offers (paths, EXTENSION_* names).
     extensions: list[str] | None = None
 
     def speaks(self, wire_format: str) -> bool:

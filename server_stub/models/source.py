@@ -38,3 +38,6 @@ class BaseModelSource:
     config_eos_ids: tuple[int, ...]
     load_tokenizer: Callable[[], TokenizerFiles]
     build_model: Callable[[torch.device, torch.dtype], PreTrainedModel]
+    # Where the weights came from (a hub id, or the directory or file loaded), so exports name a base
+    # that other tools resolve; None for a built-in model, whose exports carry the base itself.
+    reference: str | None = None

@@ -15,11 +15,12 @@ from server_stub.validation import check_safe_name
 
 RUNS_DIR = "runs"
 SPILL_DIR = ".spill"
+EXPORTS_DIR = ".exports"  # archives being written or downloaded
 CHECKPOINT_KIND_DIRS: dict[str, types.CheckpointType] = {"weights": "training", "sampler_weights": "sampler"}
 
 
 class StorageLayout:
-    """Where things live: runs/<run>/{run.json, weights/<name>/, sampler_weights/<name>/}, .spill/."""
+    """Where things live: runs/<run>/{run.json, weights/<name>/, sampler_weights/<name>/}, .spill/, .exports/."""
 
     def __init__(self, root: Path):
         root.mkdir(parents=True, exist_ok=True)
@@ -51,3 +52,6 @@ class StorageLayout:
 
     def spill_root(self) -> Path:
         return self.inside(self.root / SPILL_DIR, "spill directory")
+
+    def exports_root(self) -> Path:
+        return self.inside(self.root / EXPORTS_DIR, "exports directory")

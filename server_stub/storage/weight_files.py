@@ -46,15 +46,19 @@ def write_weights(
         return
     _save(tensors, directory / FULL_WEIGHTS)
     (directory / "config.json").write_text(model_config_json)
+    write_tokenizer(directory, tokenizer)
+
+
+def write_tokenizer(directory: Path, tokenizer: TokenizerFiles) -> None:
+    """tokenizer.json + tokenizer_config.json, which `AutoTokenizer.from_pretrained(directory)` reads."""
     (directory / "tokenizer.json").write_text(tokenizer.tokenizer_json)
     specials = {
         "bos_token": tokenizer.bos_token,
         "eos_token": tokenizer.eos_token,
         "pad_token": tokenizer.pad_token,
     }
-    (directory / "tokenizer_config.json").write_text(
-        json.dumps({k: v for k, v in specials.items() if v}, indent=2)
-    )
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", **{k: v for k, v in specials.items() if v}}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
 def read_weights(directory: Path, is_lora: bool, device: torch.device) -> dict[str, torch.Tensor]:
