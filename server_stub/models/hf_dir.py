@@ -70,7 +70,7 @@ def source_from_config(
         config_eos_ids=tuple(dict.fromkeys(eos_ids)),
         load_tokenizer=load_tokenizer,
         build_model=build_model,
-        reference=str(root),
+        reference=str(origin),
     )
 
 

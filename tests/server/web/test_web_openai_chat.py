@@ -38,7 +38,9 @@ def native_greedy(service: ServiceClient, tokenizer: Tokenizer, max_tokens: int,
 def test_models_lists_every_base_model(chat: openai.OpenAI, server: LocalServer) -> None:
     assert [model.id for model in chat.models.list()] == [BASE_MODEL]
     capabilities = httpx.get(f"{server.url}/api/v1/get_server_capabilities").json()
-    assert capabilities["extensions"] == ["/v1/models", "/v1/chat/completions"]
+    assert {"/v1/models", "/v1/chat/completions"} <= set(
+        capabilities["extensions"]
+    )  # exact list: test_web_routes
 
 
 def test_greedy_completion_is_the_native_samplers_tokens(
