@@ -43,6 +43,7 @@ def build_engine(config: ServerConfig) -> Engine:
         device=config.device,
         dtype=config.dtype,
         extra_models=dict(config.extra_models) or None,
+        max_pass_tokens=config.max_pass_tokens,
     )
 
 

@@ -122,6 +122,14 @@ class ServerConfig:
     sample_batch_max_wait_seconds: Annotated[
         float, Option("never hold a sample request longer than this waiting for company")
     ] = 0.5
+    # Logits are vocabulary-wide: each token of a pass holds vocab_size fp32 values at the output layer.
+    max_pass_tokens: Annotated[
+        int,
+        Option(
+            "at most this many padded tokens go through the model (and its output layer) in one piece "
+            "of a prefill, a prompt-logprobs computation or a training pass; bounds peak memory"
+        ),
+    ] = 2048
     max_pending_samples: Annotated[int, Option("at most this many sample requests wait for a batch")] = 10_000
     max_num_samples: Annotated[int, Option("the largest num_samples one sample request may ask for")] = 256
     # Well above what a client sends: the official SDK splits forward_backward at 5 MB of protobuf.
@@ -177,6 +185,7 @@ class ServerConfig:
                 self.max_num_samples,
                 self.max_seq_ahead,
                 self.max_request_bytes,
+                self.max_pass_tokens,
             )
             < 1
         ):

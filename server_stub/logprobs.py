@@ -18,3 +18,12 @@ def gather_logprobs(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
     logits = logits.float()
     return logits.gather(-1, index) - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+
+def topk_logprobs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` largest fp32 logprobs along the last dim of `logits` (descending) and their token ids."""
+    import torch
+
+    logits = logits.float()
+    values, ids = logits.topk(k, dim=-1)
+    return values - torch.logsumexp(logits, dim=-1, keepdim=True), ids

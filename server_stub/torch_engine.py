@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.client import types
+from server_stub.config import ServerConfig
 from server_stub.device import prefer_passive_openmp, resolve_device, resolve_dtype
 from server_stub.engine import ConflictError, ModelLimits, NotFoundError, SampleJob, UserError
 from server_stub.exports import ExportInputs, write_export
@@ -102,12 +103,14 @@ class TorchEngine:
         device: str = "auto",
         dtype: str = "auto",
         extra_models: dict[str, str] | None = None,
+        max_pass_tokens: int = ServerConfig.max_pass_tokens,
     ):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         # Training passes on a CPU run in length-sorted chunks of at most this many padded tokens
         # (faster there); an accelerator gets each request as one batch.
         self.pass_token_budget = CPU_PASS_TOKEN_BUDGET if self.device.type == "cpu" else None
+        self.max_pass_tokens = max_pass_tokens  # memory: no piece of any pass is larger, on any device
         self.registry = ModelRegistry(self.device, self.dtype, extra_models)
         self.layout = StorageLayout(Path(storage_dir))
         self.checkpoints = CheckpointStore(self.layout)
@@ -264,7 +267,13 @@ class TorchEngine:
         self, model_id: str, fwd: types.ForwardBackwardInput, backward: bool
     ) -> types.ForwardBackwardOutput:
         model = self._model(model_id)
-        chunks = build_batches(fwd, self.model_limits(model.base_model), self.device, self.pass_token_budget)
+        chunks = build_batches(
+            fwd,
+            self.model_limits(model.base_model),
+            self.device,
+            self.pass_token_budget,
+            self.max_pass_tokens,
+        )
         result = run_pass(model.module(), chunks, fwd.loss_fn, backward)
         self._touch(model_id)
         return types.ForwardBackwardOutput(
@@ -481,7 +490,12 @@ class TorchEngine:
                 continue
             with torch.inference_mode():
                 responses = generate(
-                    module, [r for _, r in chunk], base.token_bytes, base.source.limits.vocab_size, pad_id
+                    module,
+                    [r for _, r in chunk],
+                    base.token_bytes,
+                    base.source.limits.vocab_size,
+                    pad_id,
+                    self.max_pass_tokens,
                 )
             for (i, _), response in zip(chunk, responses, strict=True):
                 results[i] = response

@@ -96,3 +96,22 @@ def sampling_cache(config: PretrainedConfig, capacity: int) -> DynamicCache:
     if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
         cache.layers = [RoomyLayer(capacity) for _ in cache.layers]
     return cache
+
+
+def join_rows(caches: list[DynamicCache]) -> DynamicCache:
+    """One cache holding the rows of `caches` in order; each holds the same positions (equal-width prefills).
+
+    Each layer's parts are released as soon as they are joined, so the copy never doubles the whole cache.
+    """
+    import torch
+
+    joined = caches[0]
+    if len(caches) == 1:
+        return joined
+    for index, layer in enumerate(joined.layers):
+        parts = [cache.layers[index] for cache in caches]
+        keys, values = torch.cat([p.keys for p in parts]), torch.cat([p.values for p in parts])
+        for part in parts[1:]:
+            del part.keys, part.values
+        layer.keys, layer.values = keys, values
+    return joined

@@ -67,18 +67,41 @@ def length_chunks(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     return chunks
 
 
+def within_tokens(rows: list[int], lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """`rows` as they are if they pad to at most `max_tokens` tokens; else sorted longest first and
+    cut greedily into pieces that each do (a row longer than that alone), so memory never grows with rows."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    if not rows or len(rows) * max(lengths[i] for i in rows) <= max_tokens:
+        return [rows] if rows else []
+    pieces: list[list[int]] = []
+    for row in sorted(rows, key=lambda i: -lengths[i]):
+        if pieces and (len(pieces[-1]) + 1) * lengths[pieces[-1][0]] <= max_tokens:
+            pieces[-1].append(row)
+        else:
+            pieces.append([row])
+    return pieces
+
+
 def build_batches(
-    fwd: types.ForwardBackwardInput, limits: ModelLimits, device: torch.device, token_budget: int | None
+    fwd: types.ForwardBackwardInput,
+    limits: ModelLimits,
+    device: torch.device,
+    token_budget: int | None,
+    max_tokens: int,
 ) -> list[tuple[list[int], TrainBatch]]:
-    """Validate every datum, then pad them into length-sorted chunks (see `length_chunks`), each
-    with the request's row indices it holds. `token_budget=None` gives one chunk of every row."""
+    """Validate every datum, then pad them into length-sorted chunks (see `length_chunks`;
+    `token_budget=None`: one chunk of every row), each cut further to at most `max_tokens` padded
+    tokens (`within_tokens`), each with the request's row indices it holds."""
     check_forward_backward_input(fwd, limits)
-    if token_budget is None:
-        return [(list(range(len(fwd.data))), _pad(fwd, device))]
     lengths = [d.model_input.length for d in fwd.data]
+    every_row = list(range(len(fwd.data)))
+    chunks = [every_row] if token_budget is None else length_chunks(lengths, token_budget)
+    pieces = [piece for chunk in chunks for piece in within_tokens(chunk, lengths, max_tokens)]
+    if pieces == [every_row]:
+        return [(every_row, _pad(fwd, device))]
     return [
-        (rows, _pad(fwd.model_copy(update={"data": [fwd.data[i] for i in rows]}), device))
-        for rows in length_chunks(lengths, token_budget)
+        (rows, _pad(fwd.model_copy(update={"data": [fwd.data[i] for i in rows]}), device)) for rows in pieces
     ]
 
 

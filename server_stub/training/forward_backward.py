@@ -30,30 +30,48 @@ def target_logprobs(module: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
     return gather_logprobs(logits, batch.targets)
 
 
-def run_pass(
-    module: torch.nn.Module, chunks: Sequence[tuple[list[int], TrainBatch]], loss_fn: str, backward: bool
-) -> PassResult:
-    """Forward every chunk of the request; with `backward`, add the loss gradient to `.grad`.
-
-    The loss is a sum over tokens, so chunks (the request's rows, split by `build_batches`) add
-    up to exactly the one-batch result. Every chunk is forwarded before any backward, and a
-    non-finite loss (e.g. an importance ratio that overflows) is refused first, so accumulated
-    gradients are never poisoned by one bad request.
-    """
-    import torch
-
-    with torch.enable_grad() if backward else torch.inference_mode():
-        parts = [(rows, batch, target_logprobs(module, batch)) for rows, batch in chunks]
-        loss = torch.stack([total_loss(loss_fn, lp, batch) for _, batch, lp in parts]).sum()
-    loss_value = float(loss.detach())
+def _refuse_non_finite(loss_fn: str, loss_value: float) -> None:
     if not math.isfinite(loss_value):
         raise UserError(
             f"the {loss_fn} loss is not finite ({loss_value}); check logprobs/advantages/weights "
             "(no gradient was accumulated)",
             field="data",
         )
-    if backward:
-        loss.backward()
+
+
+def run_pass(
+    module: torch.nn.Module, chunks: Sequence[tuple[list[int], TrainBatch]], loss_fn: str, backward: bool
+) -> PassResult:
+    """Forward every chunk of the request; with `backward`, add the loss gradient to `.grad`.
+
+    The loss is a sum over tokens, so chunks (the request's rows, split by `build_batches`) add
+    up to the one-batch result. Each chunk's backward runs before the next chunk's forward, so
+    only one chunk's activations and logits are alive at a time. A non-finite loss (e.g. an
+    importance ratio that overflows) is refused, and the gradients the request's earlier chunks
+    added are taken back, so accumulated gradients are never poisoned by one bad request.
+    """
+    import torch
+
+    trainable = [p for p in module.parameters() if p.requires_grad] if backward else []
+    before = [None if p.grad is None else p.grad.clone() for p in trainable] if len(chunks) > 1 else None
+    parts, losses = [], []
+    try:
+        for rows, batch in chunks:
+            with torch.enable_grad() if backward else torch.inference_mode():
+                lp = target_logprobs(module, batch)
+                loss = total_loss(loss_fn, lp, batch)
+            _refuse_non_finite(loss_fn, float(loss.detach()))
+            if backward:
+                loss.backward()
+            parts.append((rows, batch, lp.detach()))
+            losses.append(loss.detach())
+        loss_value = float(torch.stack(losses).sum())
+        _refuse_non_finite(loss_fn, loss_value)
+    except UserError:
+        if before is not None:
+            for param, grad in zip(trainable, before, strict=True):
+                param.grad = grad
+        raise
     outputs: dict[int, types.TensorData] = {}
     for rows, batch, lp in parts:
         lp_cpu = lp.detach().float().cpu().numpy()

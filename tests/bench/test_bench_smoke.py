@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the repo, not 
 
 from bench import (  # noqa: E402
     bench_chunked_pass,
+    bench_memory,
     bench_overhead,
     bench_rlhf_pipeline,
     bench_sampling,
@@ -244,3 +245,16 @@ def test_chunked_pass_bench_prints_chunked_vs_one_batch(
     cases = json.loads(json_path.read_text())["chunked_pass"]["cases"]
     assert [c["kind"] for c in cases] == ["sft", "rm"]
     assert all(spread_is_positive(c["ratio"]) and spread_is_positive(c["one_ms"]) for c in cases)
+
+
+@pytest.mark.usefixtures("keep_threads")
+def test_memory_bench_prints_server_peaks_per_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    json_path = tmp_path / "memory.json"
+    assert bench_memory.main(["--quick", "--threads", "1", "--budgets", "256", "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    assert "peak judging" in out and "budget 256" in out
+    (run,) = json.loads(json_path.read_text())["memory"]["runs"]
+    assert run["budget"] == 256
+    assert 0 < run["idle_rss"] <= run["judging_peak"] <= run["training_peak"]  # a high-water mark only rises
