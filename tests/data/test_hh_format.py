@@ -34,7 +34,6 @@ def test_system_turns_and_bad_transcripts_are_rejected() -> None:
         parse_transcript("Human: hi")
 
 
-@pytest.mark.skipif(not REAL.is_file(), reason="the shared hh-rlhf sample is not present")
 def test_parses_the_real_hh_rlhf_sample_like_ours() -> None:
     with gzip.open(REAL, "rt", encoding="utf-8") as f:
         rows = [json.loads(next(f)) for _ in range(50)]

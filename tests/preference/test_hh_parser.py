@@ -17,11 +17,6 @@ from cookbook.recipes.preference.datasets import (
 )
 from tests.preference.conftest import HH_FILE
 
-needs_hh_file = pytest.mark.skipif(
-    not HH_FILE.is_file(),
-    reason=f"the real hh-rlhf rows are not at {HH_FILE} (they live in ../shared/data beside the repository)",
-)
-
 
 def _simple_validity(row: dict) -> bool:
     """An independent check: both transcripts start with a human turn, end with an assistant turn,
@@ -35,7 +30,6 @@ def _simple_validity(row: dict) -> bool:
     return chosen.rsplit("\n\nAssistant:", 1)[0] == rejected.rsplit("\n\nAssistant:", 1)[0]
 
 
-@needs_hh_file
 def test_every_valid_real_row_parses_and_only_malformed_ones_are_skipped() -> None:
     with gzip.open(HH_FILE, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
@@ -51,7 +45,6 @@ def test_every_valid_real_row_parses_and_only_malformed_ones_are_skipped() -> No
             assert row["rejected"].endswith(comparison.completion_B[0]["content"])
 
 
-@needs_hh_file
 def test_spot_check_of_the_first_real_row() -> None:
     with gzip.open(HH_FILE, "rt", encoding="utf-8") as f:
         row = json.loads(f.readline())
@@ -79,7 +72,6 @@ def test_spot_check_of_the_first_real_row() -> None:
     assert comparison.completion_B[0]["content"] == row["rejected"].rsplit("\n\nAssistant: ", 1)[1]
 
 
-@needs_hh_file
 def test_builder_on_the_real_file_splits_it_and_counts_what_it_skips(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

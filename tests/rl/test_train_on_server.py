@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("server_stub.torch_engine", reason="the server's compute engine is not in this tree yet")
-
 from cookbook.client.http import HttpTrainingClient
 from cookbook.client.local_server import LocalServer
 from cookbook.client.types import Datum

@@ -100,7 +100,6 @@ def test_missing_bundled_module_is_a_clear_error(
 
 
 def test_bundled_data(tokenizer_dir: Path) -> None:
-    pytest.importorskip("cookbook.data.bundled", reason="the bundled data generator is not installed")
     rows = bundled_chat_rows("train")
     assert rows and {"prompt", "prompt_id", "messages", "category"} <= set(rows[0])
     train, test = NoRobotsBuilder(common_config=_common(tokenizer_dir), dataset="bundled")()

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("server_stub.torch_engine", reason="the server's compute engine is not in this tree yet")
-
 from cookbook.client.abstract import ServiceClient
 from cookbook.client.types import ParsedCheckpointTinkerPath
 from cookbook.utils.checkpoints import get_last_checkpoint, load_checkpoints_file, save_checkpoint

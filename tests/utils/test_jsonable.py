@@ -9,7 +9,6 @@ from pathlib import Path
 
 import chz
 import numpy as np
-import pytest
 
 from cookbook.client.types import AdamParams
 from cookbook.utils.jsonable import CLASS_KEY, to_jsonable, write_json
@@ -92,7 +91,8 @@ def test_numpy_values_become_python_numbers() -> None:
 
 
 def test_torch_tensors_become_python_numbers() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     assert to_jsonable({"loss": torch.tensor(1.5), "v": torch.tensor([1, 2])}) == {"loss": 1.5, "v": [1, 2]}
 
 
