@@ -70,6 +70,13 @@ def _metric(stage: str, key: str, field: str) -> Callable[[Summaries, float], fl
     return read
 
 
+def curve_target(
+    name: str, stage: str, key: str, field: str, check: Callable[[float], bool], goal: str
+) -> Target:
+    """A target on one curve (`key`) of one stage, read as `field` of its summary."""
+    return Target(name, stage, _metric(stage, key, field), check, goal)
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "whole pipeline wall time (s)",
@@ -78,39 +85,39 @@ TARGETS: tuple[Target, ...] = (
         lambda v: v <= WALL_LIMIT_S,
         f"<= {WALL_LIMIT_S:.0f} (aim {WALL_AIM_S:.0f})",
     ),
-    Target("SFT test/nll falls", "sft", _metric("sft", "test/nll", "change"), lambda v: v < 0, "< 0"),
-    Target("SFT test/nll last", "sft", _metric("sft", "test/nll", "last"), lambda v: v <= 0.40, "<= 0.40"),
-    Target(
-        "PM test/accuracy last", "rm", _metric("rm", "test/accuracy", "last"), lambda v: v >= 0.85, ">= 0.85"
-    ),
-    Target(
+    curve_target("SFT test/nll falls", "sft", "test/nll", "change", lambda v: v < 0, "< 0"),
+    curve_target("SFT test/nll last", "sft", "test/nll", "last", lambda v: v <= 0.40, "<= 0.40"),
+    curve_target("PM test/accuracy last", "rm", "test/accuracy", "last", lambda v: v >= 0.85, ">= 0.85"),
+    curve_target(
         "PM test/accuracy/correctness last",
         "rm",
-        _metric("rm", "test/accuracy/correctness", "last"),
+        "test/accuracy/correctness",
+        "last",
         lambda v: v >= 0.75,
         ">= 0.75",
     ),
-    Target(
+    curve_target(
         "RL test/win_rate rise",
         "rl",
-        _metric("rl", "test/win_rate", "change"),
+        "test/win_rate",
+        "change",
         lambda v: v >= 0.20,
         ">= +0.20",
     ),
-    Target(
-        "RL test/win_rate last", "rl", _metric("rl", "test/win_rate", "last"), lambda v: v >= 0.70, ">= 0.70"
-    ),
-    Target(
+    curve_target("RL test/win_rate last", "rl", "test/win_rate", "last", lambda v: v >= 0.70, ">= 0.70"),
+    curve_target(
         "RL test/gold_win_rate rise",
         "rl",
-        _metric("rl", "test/gold_win_rate", "change"),
+        "test/gold_win_rate",
+        "change",
         lambda v: v >= 0.15,
         ">= +0.15",
     ),
-    Target(
+    curve_target(
         "RL test/gold_win_rate min - first",
         "rl",
-        _metric("rl", "test/gold_win_rate", "min_minus_first"),
+        "test/gold_win_rate",
+        "min_minus_first",
         lambda v: v >= 0.0,
         ">= 0 (never below its start)",
     ),
