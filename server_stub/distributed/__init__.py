@@ -1,0 +1,19 @@
+"""The server on several processes (torch.distributed): rank 0 serves, every rank computes.
+
+`python -m server_stub --ranks N` starts N-1 worker processes on this host (`launch.py`);
+`torchrun ... -m server_stub.worker ...` does the same across hosts (`server_stub/worker.py`).
+Rank 0 runs the web layer and a `LeaderEngine` (`leader.py`), the web layer's `Engine`: it sends
+each training call to every rank (`protocol.py`), runs it on its own `RankEngine` (`rank_engine.py`)
+and answers with rank 0's result. Full-weight models are FSDP2-sharded (`fully_shard`: each rank
+holds 1/N of the weights, gradients and AdamW state); LoRA adapters are replicated (a few MB; their
+frozen base is shared with samplers and other adapters) with gradients all-reduced at `optim_step`.
+`forward_backward` splits a request's datums across ranks by tokens (`data_parallel.py`);
+checkpoints are gathered whole on rank 0 and written as one folder, and loads are read on rank 0
+and broadcast, so a checkpoint does not know how many ranks wrote it. Sampling, checkpoint
+listing, export and deletion run on rank 0 alone (a replica: a snapshot is gathered whole there).
+Backend: gloo on CPU, NCCL on CUDA, through the same code.
+
+Teardown order matters: a process that exits while a gloo collective is in flight on another
+thread aborts (SIGABRT: "terminate called without an active exception" from the transport's
+thread), so the compute thread is stopped first and `destroy_process_group` runs last, on every rank.
+"""

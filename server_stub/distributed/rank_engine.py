@@ -1,0 +1,182 @@
+"""`RankEngine`: the engine each rank runs, a `TorchEngine` whose training spans the process group.
+
+Every rank receives the same training calls in the same order, so its models, adapters and
+optimizer steps stay in step; methods here add the collectives. A method never raises on one rank
+before a collective the others enter: inputs are checked the same way everywhere first, and errors
+found on one rank (a non-finite loss, a bad checkpoint on rank 0) are shared before anyone raises.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from cookbook.client import types
+from server_stub.distributed.data_parallel import lockstep_pass, rows_by_tokens, sum_replica_gradients
+from server_stub.distributed.group import RankPlace
+from server_stub.distributed.tensors import broadcast_tensors, local_bytes, shard_like
+from server_stub.engine import UserError
+from server_stub.storage.checkpoints import CheckpointMeta
+from server_stub.torch_engine import SavedState, TorchEngine
+from server_stub.training.batch import build_batches
+from server_stub.training.trainable import TrainableModel, full_weight_model, whole_tensor
+from server_stub.validation import check_adam_params, check_forward_backward_input
+
+
+class PeerRefused(UserError):
+    """Rank 0 refused the call (its error is the one the caller sees); the other ranks raise this."""
+
+
+def _shard_module(module: Any, place: RankPlace) -> None:
+    """FSDP2: each decoder layer its own unit (gathered one at a time), the rest (embeddings, tied output) the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in module.model.layers:
+        fully_shard(layer, mesh=place.mesh)
+    fully_shard(module, mesh=place.mesh)
+
+
+def _shard_entry(key: str, whole: Any, model: TrainableModel) -> Any:
+    """An optimizer state entry (`kind/param_name`) cut like its parameter (unknown names: AdamW refuses them)."""
+    param = model.params.get(key.partition("/")[2])
+    return whole if param is None else shard_like(whole, param)
+
+
+class RankEngine(TorchEngine):
+    def __init__(self, storage_dir: Path, place: RankPlace, **engine_options: Any):
+        super().__init__(storage_dir, device=str(place.device), **engine_options)
+        self.place = place
+
+    # -- models ------------------------------------------------------------------------------
+
+    def create_model(
+        self,
+        model_id: str,
+        base_model: str,
+        lora_config: types.LoraConfig | None,
+        user_metadata: dict[str, Any] | None,
+    ) -> types.CreateModelResponse:
+        response = super().create_model(model_id, base_model, lora_config, user_metadata)
+        model = self._models[model_id]
+        if not model.is_lora:  # replaces the module's parameters with shards: rebuild what keys on them
+            module = model.module()
+            _shard_module(module, self.place)
+            self._models[model_id] = full_weight_model(model_id, base_model, module)
+        return response
+
+    def state_bytes(self, model_id: str) -> int:
+        """Bytes of trained weights and optimizer state this rank holds for a model."""
+        model = self._model(model_id)
+        optimizer = [t for kind in model.optimizer.state.values() for t in kind.values()]
+        return local_bytes(list(model.params.values()) + optimizer)
+
+    # -- training ----------------------------------------------------------------------------
+
+    def forward_backward(
+        self, model_id: str, fwd: types.ForwardBackwardInput, backward: bool
+    ) -> types.ForwardBackwardOutput:
+        import torch
+        import torch.distributed as dist
+
+        model = self._model(model_id)
+        limits = self.model_limits(model.base_model)
+        check_forward_backward_input(fwd, limits)  # the same verdict on every rank
+        lengths = [d.model_input.length for d in fwd.data]
+        rows = rows_by_tokens(lengths, self.place.world)[self.place.rank]
+        share = fwd.model_copy(update={"data": [fwd.data[i] for i in rows]})
+        local = build_batches(share, limits, self.device, self.pass_token_budget, self.max_pass_tokens)
+        chunks = [([rows[i] for i in chunk_rows], batch) for chunk_rows, batch in local if chunk_rows]
+        passes = torch.tensor([len(chunks)], device=self.device)
+        if not model.is_lora:  # sharded: every rank runs as many passes as the busiest
+            dist.all_reduce(passes, op=dist.ReduceOp.MAX)
+        params = list(model.params.values())
+        before = [None if p.grad is None else p.grad.clone() for p in params] if backward else []
+        # FSDP2 averages the ranks' gradients (gloo has no pre-scaled sum); losses are sums, so scale up.
+        scale = 1.0 if model.is_lora else float(self.place.world)
+        result = lockstep_pass(model.module(), chunks, fwd.loss_fn, backward, int(passes.item()), scale)
+        shares: list[Any] = [None] * self.place.world
+        dist.all_gather_object(shares, result)
+        refusals = [s.refusal for s in shares if s.refusal is not None]
+        total = math.fsum(s.loss for s in shares)
+        if refusals or not math.isfinite(total):
+            for param, grad in zip(params, before, strict=True):
+                param.grad = grad
+            reason = refusals[0] if refusals else f"the {fwd.loss_fn} loss is not finite ({total})"
+            raise UserError(
+                f"{reason}; check logprobs/advantages/weights (no gradient was accumulated)", field="data"
+            )
+        logprobs = {row: lp for s in shares for row, lp in s.logprobs.items()}
+        self._touch(model_id)
+        return types.ForwardBackwardOutput(
+            loss_fn_output_type="ArrayRecord",
+            loss_fn_outputs=[{"logprobs": logprobs[row]} for row in range(len(fwd.data))],
+            metrics={"loss:sum": total},
+        )
+
+    def optim_step(self, model_id: str, adam: types.AdamParams) -> types.OptimStepResponse:
+        model = self._model(model_id)
+        check_adam_params(adam)  # before the gradients are summed, so a refused step sums nothing
+        if model.is_lora:
+            sum_replica_gradients(model.params, self.device)
+        return super().optim_step(model_id, adam)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _save(
+        self, model: TrainableModel, meta: CheckpointMeta, with_optimizer: bool, overwrite: bool
+    ) -> str:
+        weights = model.snapshot()
+        optimizer_state = (
+            {key: whole_tensor(t) for key, t in model.optimizer.state_tensors().items()}
+            if with_optimizer
+            else None
+        )
+        if self.place.rank != 0:
+            return ""
+        return self._write_checkpoint(model, meta, weights, optimizer_state, overwrite)
+
+    def load_state(self, model_id: str, tinker_path: str, optimizer: bool) -> types.LoadWeightsResponse:
+        import torch.distributed as dist
+
+        model = self._model(model_id)
+        read: SavedState | None = None
+        refusal: UserError | None = None
+        verdict: list[Any] = [None]
+        if self.place.rank == 0:  # only rank 0 sees the storage: it reads and checks, then broadcasts
+            try:
+                read = self._read_state(model, tinker_path, optimizer)
+            except UserError as exc:
+                refusal, verdict[0] = exc, exc.message
+        dist.broadcast_object_list(verdict, src=0)
+        if refusal is not None:
+            raise refusal
+        if verdict[0] is not None:
+            raise PeerRefused(verdict[0], field="path")
+        step: list[Any] = [read.optimizer_step if read is not None else 0]
+        dist.broadcast_object_list(step, src=0)
+        weights = broadcast_tensors(read.weights if read else None, self.device)
+        has_optimizer: list[Any] = [read is not None and read.optimizer is not None]
+        dist.broadcast_object_list(has_optimizer, src=0)
+        optimizer_state = (
+            broadcast_tensors(read.optimizer if read else None, self.device) if has_optimizer[0] else None
+        )
+        sharded = SavedState(
+            {name: shard_like(t, model.params[name]) for name, t in weights.items()},
+            None
+            if optimizer_state is None
+            else {key: _shard_entry(key, t, model) for key, t in optimizer_state.items()},
+            step[0],
+        )
+        self._apply_state(model, tinker_path, sharded)
+        return types.LoadWeightsResponse(path=tinker_path, model_id=model_id, type="load_weights")
+
+    # -- samplers: rank 0 samples; the others only join the gather of a snapshot --------------
+
+    def save_sampler_weights(
+        self, model_id: str, name: str | None, ttl_seconds: int | None
+    ) -> types.SaveWeightsForSamplerResponseInternal:
+        if name is None and self.place.rank != 0:
+            self._model(model_id).snapshot()
+            return types.SaveWeightsForSamplerResponseInternal(type="save_weights_for_sampler")
+        return super().save_sampler_weights(model_id, name, ttl_seconds)
