@@ -35,6 +35,10 @@ class _AnnouncingServer(uvicorn.Server):
 
 def build_engine(config: ServerConfig) -> Engine:
     """The PyTorch engine, imported only now: torch is slow to import and the CLI checks come first."""
+    from server_stub.distributed.launch import build_leader, wants_ranks
+
+    if wants_ranks(config):
+        return build_leader(config)
     from server_stub.torch_engine import TorchEngine
 
     config.storage_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from server_stub.app import create_app
 
-    app = create_app(build_engine(config), config)
+    engine = build_engine(config)
+    app = create_app(engine, config)
     server = _AnnouncingServer(
         uvicorn.Config(
             app,
@@ -76,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         watch_parent(config.exit_with_parent, lambda: setattr(server, "should_exit", True))
     server.run()
+    close = getattr(engine, "close", None)  # a distributed engine stops its workers, after the compute thread
+    if close is not None:
+        close()
     return 0 if server.started else 1
 
 

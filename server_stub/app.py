@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -230,6 +230,9 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.get("/healthz")
     async def healthz() -> Response:
+        problem = getattr(engine, "health_problem", lambda: None)()  # a distributed engine whose rank died
+        if problem is not None:
+            return JSONResponse({"status": "error", "detail": problem}, status_code=503)
         return wire(types.HealthResponse())
 
     @api.post("/client/config")
