@@ -63,7 +63,8 @@ def lockstep_pass(
     loss_total, logprobs, refusal = 0.0, {}, None
     device = next(module.parameters()).device
     for index in range(passes):
-        with torch.enable_grad() if backward else torch.inference_mode():
+        # Not inference_mode: FSDP2 would keep its gathered weights as inference tensors it cannot update.
+        with torch.enable_grad() if backward else torch.no_grad():
             if index < len(chunks):
                 rows, batch = chunks[index]
                 lp = target_logprobs(module, batch)

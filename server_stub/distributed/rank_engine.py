@@ -85,8 +85,12 @@ class RankEngine(TorchEngine):
         lengths = [d.model_input.length for d in fwd.data]
         rows = rows_by_tokens(lengths, self.place.world)[self.place.rank]
         share = fwd.model_copy(update={"data": [fwd.data[i] for i in rows]})
-        local = build_batches(share, limits, self.device, self.pass_token_budget, self.max_pass_tokens)
-        chunks = [([rows[i] for i in chunk_rows], batch) for chunk_rows, batch in local if chunk_rows]
+        local = (
+            build_batches(share, limits, self.device, self.pass_token_budget, self.max_pass_tokens)
+            if rows
+            else []
+        )  # a rank with no rows (fewer datums than ranks) only joins the collectives
+        chunks = [([rows[i] for i in chunk_rows], batch) for chunk_rows, batch in local]
         passes = torch.tensor([len(chunks)], device=self.device)
         if not model.is_lora:  # sharded: every rank runs as many passes as the busiest
             dist.all_reduce(passes, op=dist.ReduceOp.MAX)
