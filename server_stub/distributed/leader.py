@@ -92,7 +92,8 @@ class LeaderEngine:
             try:
                 failures = collect_failures(None if own is None else Failure.of(own), self.world)
             except Exception as exc:
-                self._break(f"a rank stopped answering during {method}: {exc}")
+                death = self._rank_death() if self._rank_death is not None else None
+                self._break(death or f"a rank stopped answering during {method}: {exc}")
                 raise RanksBroken(f"{method} failed: {self._broken}") from own
             problems = [(rank, f) for rank, f in enumerate(failures) if f is not None and not f.user]
             if problems:

@@ -44,7 +44,7 @@ def test_killed_rank_fails_every_pending_call(tmp_path: Path) -> None:
                 future.result(RESULT_TIMEOUT_S)
             assert getattr(failed.value, "category", "server") != "user"
         health = httpx.get(f"{server.url}/api/v1/healthz", timeout=RESULT_TIMEOUT_S)
-        assert health.status_code == 503 and "rank 1" in health.json()["detail"]
+        assert health.status_code == 503 and "rank" in health.json()["detail"]
         with pytest.raises(CookbookError):  # and it stays failed, at once
             client.forward_backward(big[:1], "cross_entropy").result(RESULT_TIMEOUT_S)
         service.close()
