@@ -63,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from server_stub.app import create_app
 
-    engine = build_engine(config)
-    app = create_app(engine, config)
+    app = create_app(build_engine(config), config)
     server = _AnnouncingServer(
         uvicorn.Config(
             app,
@@ -81,9 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         watch_parent(config.exit_with_parent, lambda: setattr(server, "should_exit", True))
     server.run()
-    close = getattr(engine, "close", None)  # a distributed engine stops its workers, after the compute thread
-    if close is not None:
-        close()
     return 0 if server.started else 1
 
 

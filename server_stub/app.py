@@ -81,6 +81,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             yield
         finally:
             scheduler.stop(timeout=10)
+            close = getattr(
+                engine, "close", None
+            )  # a distributed engine stops its ranks, after the compute thread
+            if close is not None:
+                close()
 
     app = FastAPI(title="server_stub", summary="Local training server (Tinker wire)", lifespan=lifespan)
     app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = (
