@@ -428,13 +428,16 @@ class TorchEngine:
 
     def _new_sampler(self, base_model: str, snapshot_id: str | None, model_path: str | None) -> SamplerRecord:
         record = SamplerRecord(
-            sampler_id=f"sampler-{uuid.uuid4().hex[:12]}",
+            sampler_id=self._next_sampler_id(),
             base_model=base_model,
             snapshot_id=snapshot_id,
             model_path=model_path,
         )
         self._samplers[record.sampler_id] = record
         return record
+
+    def _next_sampler_id(self) -> str:
+        return f"sampler-{uuid.uuid4().hex[:12]}"
 
     def save_sampler_weights(
         self, model_id: str, name: str | None, ttl_seconds: int | None
@@ -458,20 +461,31 @@ class TorchEngine:
             assert base_model is not None  # check_sampler_source refuses neither
             self.registry.get(base_model)
             return self.get_sampler(self._new_sampler(base_model, None, None).sampler_id)
+        meta, tensors = self._read_sampler_weights(base_model, model_path)
+        return self._register_sampler(meta.base_model, meta.lora, tensors, model_path)
+
+    def _read_sampler_weights(
+        self, base_model: str | None, model_path: str
+    ) -> tuple[CheckpointMeta, dict[str, Any]]:
         meta, directory = self.checkpoints.get(model_path, field="model_path")
         if base_model is not None and base_model != meta.base_model:
             raise UserError(
                 f"{model_path} is for base model {meta.base_model!r}, not {base_model!r}", field="base_model"
             )
-        base = self.registry.get(meta.base_model)
-        tensors = read_weights(directory, meta.is_lora, self.device)
-        snapshot_id = self.snapshots.add(meta.base_model, meta.lora, tensors)
+        return meta, read_weights(directory, meta.is_lora, self.device)
+
+    def _register_sampler(
+        self, base_model: str, lora: LoraSpec | None, tensors: dict[str, Any], model_path: str
+    ) -> types.GetSamplerResponse:
+        """A sampler on a checkpoint's weights (UserError, and nothing kept, if they do not fit the base)."""
+        base = self.registry.get(base_model)
+        snapshot_id = self.snapshots.add(base_model, lora, tensors)
         try:
             self.sampling_modules.check(base, self.snapshots.get(snapshot_id), tensors, model_path)
         except UserError:
             self.snapshots.discard(snapshot_id)
             raise
-        return self.get_sampler(self._new_sampler(meta.base_model, snapshot_id, model_path).sampler_id)
+        return self.get_sampler(self._new_sampler(base_model, snapshot_id, model_path).sampler_id)
 
     # -- sampling ----------------------------------------------------------------------------
 

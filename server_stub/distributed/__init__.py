@@ -8,10 +8,11 @@ and answers with rank 0's result. Full-weight models are FSDP2-sharded (`fully_s
 holds 1/N of the weights, gradients and AdamW state); LoRA adapters are replicated (a few MB; their
 frozen base is shared with samplers and other adapters) with gradients all-reduced at `optim_step`.
 `forward_backward` splits a request's datums across ranks by tokens (`data_parallel.py`);
-checkpoints are gathered whole on rank 0 and written as one folder, and loads are read on rank 0
-and broadcast, so a checkpoint does not know how many ranks wrote it. Sampling, checkpoint
-listing, export and deletion run on rank 0 alone (a replica: a snapshot is gathered whole there).
-Backend: gloo on CPU, NCCL on CUDA, through the same code.
+checkpoints are gathered whole and written by rank 0 as one folder, and loads are read on rank 0
+and broadcast, so a checkpoint does not know how many ranks wrote it. Samplers are replicas: every
+rank holds each sampler's whole snapshot, and a batch of sample requests is split across ranks by
+tokens (seeded draws depend on the request alone, so the split changes no token). Export and
+checkpoint deletion run on rank 0 alone. Backend: gloo on CPU, NCCL on CUDA, through the same code.
 
 Teardown order matters: a process that exits while a gloo collective is in flight on another
 thread aborts (SIGABRT: "terminate called without an active exception" from the transport's

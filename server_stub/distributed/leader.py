@@ -1,7 +1,8 @@
 """`LeaderEngine`: rank 0's engine, the only one the web layer sees.
 
-Training calls (those that change a model) go to every rank and run everywhere; sampling, export
-and checkpoint bookkeeping run on rank 0 alone. After a call, every rank reports whether it failed:
+Training and sampling calls go to every rank and run everywhere (each rank holds every model's
+shard and every sampler; a sampling batch is split across ranks); export and checkpoint deletion
+run on rank 0 alone. After a call, every rank reports whether it failed:
 a `UserError` (the same on every rank) is the caller's; anything else, or a collective that fails,
 means the ranks may no longer agree, so the engine is broken from then on: every heavy call fails
 at once with a server error, cheap metadata still answers, and `health_problem` says why.
@@ -196,19 +197,16 @@ class LeaderEngine:
     ) -> types.SaveWeightsForSamplerResponseInternal:
         return self._everywhere("save_sampler_weights", model_id, name, ttl_seconds)
 
-    # -- heavy work on rank 0 alone -----------------------------------------------------------
-
     def create_sampler(self, base_model: str | None, model_path: str | None) -> types.GetSamplerResponse:
-        return self._here("create_sampler", base_model, model_path)
+        return self._everywhere("create_sampler", base_model, model_path)
+
+    def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
+        return self._everywhere("sample", jobs)
+
+    # -- heavy work on rank 0 alone -----------------------------------------------------------
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         self._here("delete_checkpoint", run_id, checkpoint_id)
 
     def export_archive(self, tinker_path: str, fmt: str) -> Path:
         return self._here("export_archive", tinker_path, fmt)
-
-    def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
-        if self._broken is not None:
-            broken = RanksBroken(f"the distributed server cannot compute: {self._broken}; restart it")
-            return [broken for _ in jobs]
-        return self.local.sample(jobs)

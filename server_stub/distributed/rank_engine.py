@@ -8,7 +8,10 @@ found on one rank (a non-finite loss, a bad checkpoint on rank 0) are shared bef
 
 from __future__ import annotations
 
+import itertools
 import math
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,34 @@ from cookbook.client import types
 from server_stub.distributed.data_parallel import lockstep_pass, rows_by_tokens, sum_replica_gradients
 from server_stub.distributed.group import RankPlace
 from server_stub.distributed.tensors import broadcast_tensors, local_bytes, shard_like
-from server_stub.engine import UserError
+from server_stub.engine import SampleJob, UserError
 from server_stub.storage.checkpoints import CheckpointMeta
 from server_stub.torch_engine import SavedState, TorchEngine
 from server_stub.training.batch import build_batches
 from server_stub.training.trainable import TrainableModel, full_weight_model, whole_tensor
-from server_stub.validation import check_adam_params, check_forward_backward_input
+from server_stub.validation import check_adam_params, check_forward_backward_input, check_sampler_source
+
+
+def _sample_tokens(job: SampleJob) -> int:
+    """A request's work, roughly: its rows times prompt plus answer length (no limit: the prompt alone)."""
+    request = job.request
+    return request.num_samples * (request.prompt.length + (request.sampling_params.max_tokens or 0)) + 1
+
+
+def _portable(result: types.SampleResponse | Exception) -> Any:
+    """A sample result as it crosses ranks: a UserError keeps its class and field, others become text."""
+    if isinstance(result, UserError):
+        return (type(result), result.message, result.field)
+    if isinstance(result, Exception):
+        return (RuntimeError, f"{type(result).__name__}: {result}", None)
+    return result
+
+
+def _unpacked(shipped: Any) -> types.SampleResponse | Exception:
+    if not isinstance(shipped, tuple):
+        return shipped
+    kind, message, field = shipped
+    return kind(message, field=field) if issubclass(kind, UserError) else kind(message)
 
 
 class PeerRefused(UserError):
@@ -45,8 +70,14 @@ def _shard_entry(key: str, whole: Any, model: TrainableModel) -> Any:
 
 class RankEngine(TorchEngine):
     def __init__(self, storage_dir: Path, place: RankPlace, **engine_options: Any):
+        import torch.distributed as dist
+
         super().__init__(storage_dir, device=str(place.device), **engine_options)
         self.place = place
+        prefix: list[Any] = [uuid.uuid4().hex[:8]]
+        dist.broadcast_object_list(prefix, src=0)  # sampler ids: rank 0's random prefix and a shared count
+        self._sampler_prefix = prefix[0]
+        self._sampler_numbers = itertools.count()
 
     # -- models ------------------------------------------------------------------------------
 
@@ -140,47 +171,80 @@ class RankEngine(TorchEngine):
             return ""
         return self._write_checkpoint(model, meta, weights, optimizer_state, overwrite)
 
-    def load_state(self, model_id: str, tinker_path: str, optimizer: bool) -> types.LoadWeightsResponse:
+    def _rank0_reads(
+        self, read: Callable[[], tuple[Any, dict[str, dict[str, Any]]]]
+    ) -> tuple[Any, dict[str, dict[str, Any]]]:
+        """Rank 0 runs `read` (only it sees the storage): its small result and its tensor dicts on every
+        rank. A UserError there is raised on every rank, as the same error, before anything changes."""
         import torch.distributed as dist
 
-        model = self._model(model_id)
-        read: SavedState | None = None
+        header: list[Any] = [None]
         refusal: UserError | None = None
-        verdict: list[Any] = [None]
-        if self.place.rank == 0:  # only rank 0 sees the storage: it reads and checks, then broadcasts
+        tensors: dict[str, dict[str, Any]] = {}
+        if self.place.rank == 0:
             try:
-                read = self._read_state(model, tinker_path, optimizer)
+                info, tensors = read()
+                header[0] = ("ok", info, list(tensors))
             except UserError as exc:
-                refusal, verdict[0] = exc, exc.message
-        dist.broadcast_object_list(verdict, src=0)
+                refusal, header[0] = exc, ("refused", exc.message, exc.field)
+        dist.broadcast_object_list(header, src=0)
         if refusal is not None:
             raise refusal
-        if verdict[0] is not None:
-            raise PeerRefused(verdict[0], field="path")
-        step: list[Any] = [read.optimizer_step if read is not None else 0]
-        dist.broadcast_object_list(step, src=0)
-        weights = broadcast_tensors(read.weights if read else None, self.device)
-        has_optimizer: list[Any] = [read is not None and read.optimizer is not None]
-        dist.broadcast_object_list(has_optimizer, src=0)
-        optimizer_state = (
-            broadcast_tensors(read.optimizer if read else None, self.device) if has_optimizer[0] else None
-        )
+        status, info, names = header[0]
+        if status == "refused":
+            raise PeerRefused(info, field=names)
+        return info, {name: broadcast_tensors(tensors.get(name), self.device) for name in names}
+
+    def load_state(self, model_id: str, tinker_path: str, optimizer: bool) -> types.LoadWeightsResponse:
+        model = self._model(model_id)
+
+        def read() -> tuple[Any, dict[str, dict[str, Any]]]:
+            state = self._read_state(model, tinker_path, optimizer)
+            groups = {"weights": state.weights, **({"optimizer": state.optimizer} if state.optimizer else {})}
+            return state.optimizer_step, groups
+
+        step, groups = self._rank0_reads(read)
+        optimizer_state = groups.get("optimizer")
         sharded = SavedState(
-            {name: shard_like(t, model.params[name]) for name, t in weights.items()},
+            {name: shard_like(t, model.params[name]) for name, t in groups["weights"].items()},
             None
             if optimizer_state is None
             else {key: _shard_entry(key, t, model) for key, t in optimizer_state.items()},
-            step[0],
+            step,
         )
         self._apply_state(model, tinker_path, sharded)
         return types.LoadWeightsResponse(path=tinker_path, model_id=model_id, type="load_weights")
 
-    # -- samplers: rank 0 samples; the others only join the gather of a snapshot --------------
+    # -- samplers: every rank holds every sampler; a batch of requests is split across ranks ----
 
-    def save_sampler_weights(
-        self, model_id: str, name: str | None, ttl_seconds: int | None
-    ) -> types.SaveWeightsForSamplerResponseInternal:
-        if name is None and self.place.rank != 0:
-            self._model(model_id).snapshot()
-            return types.SaveWeightsForSamplerResponseInternal(type="save_weights_for_sampler")
-        return super().save_sampler_weights(model_id, name, ttl_seconds)
+    def _next_sampler_id(self) -> str:
+        return f"sampler-{self._sampler_prefix}-{next(self._sampler_numbers)}"  # the same on every rank
+
+    def create_sampler(self, base_model: str | None, model_path: str | None) -> types.GetSamplerResponse:
+        check_sampler_source(base_model, model_path)
+        if model_path is None:
+            return super().create_sampler(base_model, None)
+
+        def read() -> tuple[Any, dict[str, dict[str, Any]]]:
+            meta, tensors = self._read_sampler_weights(base_model, model_path)
+            return (meta.base_model, meta.lora), {"weights": tensors}
+
+        (checkpoint_base, lora), groups = self._rank0_reads(read)
+        return self._register_sampler(checkpoint_base, lora, groups["weights"], model_path)
+
+    def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
+        """This rank's share of the requests (balanced by tokens), everyone's results gathered on rank 0.
+
+        Seeded draws depend only on the request's own seed, so which rank runs it changes nothing."""
+        import torch.distributed as dist
+
+        sizes = [_sample_tokens(job) for job in jobs]
+        mine = rows_by_tokens(sizes, self.place.world)[self.place.rank]
+        results = super().sample([jobs[i] for i in mine]) if mine else []
+        shipped = [(i, _portable(r)) for i, r in zip(mine, results, strict=True)]
+        gathered: list[Any] | None = [None] * self.place.world if self.place.rank == 0 else None
+        dist.gather_object(shipped, gathered, dst=0)
+        if gathered is None:
+            return []
+        by_job = {i: result for share in gathered for i, result in share}
+        return [_unpacked(by_job[i]) for i in range(len(jobs))]

@@ -98,13 +98,18 @@ def test_checkpoints_cross_rank_counts(
 
 
 def test_seeded_sampling_matches_one_rank(two_ranks: HttpServiceClient, one_rank: HttpServiceClient) -> None:
-    prompt = types.ModelInput.from_ints([5, 17, 42, 9])
-    params = types.SamplingParams(max_tokens=12, temperature=1.0, seed=11)
+    """Concurrent requests (split across the ranks) on a snapshot and on a saved sampler checkpoint."""
+    params = [types.SamplingParams(max_tokens=10, temperature=1.0, seed=seed) for seed in range(4)]
+    prompts = [types.ModelInput.from_ints([5 + i, 17, 42, 9 + 3 * i]) for i in range(4)]
     answers = []
     for service in (two_ranks, one_rank):
         trained = service.create_lora_training_client(BASE_MODEL, rank=0, seed=1)
         _train(trained, 1)
-        sampler = trained.save_weights_and_get_sampling_client()  # a snapshot gathered from both shards
-        result = sampler.sample(prompt, 3, params).result(RESULT_TIMEOUT_S)
-        answers.append([s.tokens for s in result.sequences])
+        path = trained.save_weights_for_sampler("sampling").result(RESULT_TIMEOUT_S).path
+        samplers = [
+            trained.save_weights_and_get_sampling_client(),
+            service.create_sampling_client(model_path=path),
+        ]
+        futures = [s.sample(p, 2, q) for s in samplers for p, q in zip(prompts, params, strict=True)]
+        answers.append([[seq.tokens for seq in f.result(RESULT_TIMEOUT_S).sequences] for f in futures])
     assert answers[0] == answers[1]
