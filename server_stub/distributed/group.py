@@ -11,8 +11,10 @@ if TYPE_CHECKING:
     import torch
     from torch.distributed.device_mesh import DeviceMesh
 
-COLLECTIVE_TIMEOUT = timedelta(seconds=120)
-"""A collective that has not finished by then fails (a hung or vanished rank), so no call hangs forever."""
+COLLECTIVE_TIMEOUT = timedelta(seconds=600)
+"""A collective that has not finished by then fails (a hung rank), so no call hangs forever. A dead
+rank is noticed at once (its connections close); this only bounds a hang, and must outlast rank 0
+writing or reading a large checkpoint while the others wait."""
 
 HEARTBEAT_SECONDS = 20.0
 """Rank 0 pings idle workers this often, so a worker's wait for the next command never times out."""
