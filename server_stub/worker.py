@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -32,6 +33,10 @@ def serve_commands(argv: Sequence[str] | None) -> int:
     from server_stub.distributed.rank_engine import RankEngine
 
     config = config_from_args(argv)
+    # Ctrl-C and torchrun's SIGTERM reach every rank at once; rank 0 then stops the workers in order,
+    # so none dies mid-collective. A worker still exits when rank 0 is gone (its connections close).
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_IGN)
     if config.exit_with_parent is not None:
         from server_stub.parent_watch import watch_parent
 
