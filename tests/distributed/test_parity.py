@@ -7,6 +7,7 @@ import pytest
 
 from cookbook.client import types
 from cookbook.client.abstract import TrainingClient
+from cookbook.client.errors import CookbookError
 from cookbook.client.http import HttpServiceClient
 
 BASE_MODEL = "tiny-llama"
@@ -113,3 +114,34 @@ def test_seeded_sampling_matches_one_rank(two_ranks: HttpServiceClient, one_rank
         futures = [s.sample(p, 2, q) for s in samplers for p, q in zip(prompts, params, strict=True)]
         answers.append([[seq.tokens for seq in f.result(RESULT_TIMEOUT_S).sequences] for f in futures])
     assert answers[0] == answers[1]
+
+
+def _rl_datum(tokens: list[int], logprobs: list[float]) -> types.Datum:
+    n = len(tokens) - 1
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={
+            "target_tokens": types.TensorData(data=tokens[1:], dtype="int64", shape=[n]),
+            "logprobs": types.TensorData(data=logprobs, dtype="float32", shape=[n]),
+            "advantages": types.TensorData(data=[1.0] * n, dtype="float32", shape=[n]),
+        },
+    )
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_accumulation_and_a_refused_pass_match_one_rank(
+    kind: str, two_ranks: HttpServiceClient, one_rank: HttpServiceClient
+) -> None:
+    """Gradients add up over two requests; a request whose loss overflows on one rank's share adds nothing."""
+    good = _rl_datum(list(range(10, 30)), [-1.0] * 19)
+    bad = _rl_datum([1, 2, 3], [-1000.0, -1000.0])  # the importance ratio overflows
+    probes = []
+    for service in (two_ranks, one_rank):
+        client = service.create_lora_training_client(BASE_MODEL, rank=LORA_RANK[kind], seed=2)
+        client.forward_backward(_batch(0)[:3], "cross_entropy")
+        with pytest.raises(CookbookError, match="not finite"):
+            client.forward_backward([good, bad, good], "importance_sampling").result(RESULT_TIMEOUT_S)
+        client.forward_backward(_batch(1)[3:], "cross_entropy")
+        client.optim_step(ADAM).result(RESULT_TIMEOUT_S)
+        probes.append(_probe(client))
+    _assert_same(probes[0], probes[1])
