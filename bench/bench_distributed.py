@@ -134,7 +134,7 @@ def _run_side(world: int, steps: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one round of 2 steps: proves it runs")
+    parser.add_argument("--quick", action="store_true", help="one round of 1 step: proves it runs")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--json", type=Path, default=None, metavar="PATH")
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rank_of is not None:
         _rank_main(args.rank_of, args.steps, args.out)
         return 0
-    rounds, steps = (1, 2) if args.quick else (args.rounds, args.steps)
+    rounds, steps = (1, 1) if args.quick else (args.rounds, args.steps)
     sides = {"1 rank": lambda: _run_side(1, steps), "2 ranks": lambda: _run_side(2, steps)}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
     for index in range(rounds):  # alternate which side goes first
