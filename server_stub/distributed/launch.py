@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from server_stub.config import ServerConfig
@@ -74,6 +75,16 @@ class LocalWorkers:
                 return f"rank {rank} exited (code {code})"
         return None
 
+    def fail_start_on_death(self, joined: threading.Event) -> None:
+        """Until the group is joined, end this process if a worker dies (rank 0 would wait for it)."""
+        while not joined.wait(0.2):
+            death = self.death()
+            if death is not None:
+                print(
+                    f"server_stub: error: {death} while the ranks were starting", file=sys.stderr, flush=True
+                )
+                os._exit(1)
+
     def wait(self, timeout: float) -> None:
         for process in self.processes:
             try:
@@ -85,7 +96,11 @@ class LocalWorkers:
 def build_leader(config: ServerConfig) -> LeaderEngine:
     """Rank 0's engine; with `--ranks N` (not under torchrun) it first starts this host's workers."""
     workers = None if launched_by_torchrun() else LocalWorkers(config)
+    joined = threading.Event()
+    if workers is not None:
+        threading.Thread(target=workers.fail_start_on_death, args=(joined,), daemon=True).start()
     place = join_group(config.device)
+    joined.set()
     if place.rank != 0:
         raise RuntimeError("the web layer runs on rank 0; start the other ranks with -m server_stub.worker")
     config.storage_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import Any
 from cookbook.client import types
 from server_stub.distributed.data_parallel import lockstep_pass, rows_by_tokens, sum_replica_gradients
 from server_stub.distributed.group import RankPlace
-from server_stub.distributed.tensors import broadcast_tensors, local_bytes, shard_like
+from server_stub.distributed.tensors import broadcast_tensors, shard_like
 from server_stub.engine import SampleJob, UserError
 from server_stub.storage.checkpoints import CheckpointMeta
 from server_stub.torch_engine import SavedState, TorchEngine
@@ -95,12 +95,6 @@ class RankEngine(TorchEngine):
             _shard_module(module, self.place)
             self._models[model_id] = full_weight_model(model_id, base_model, module)
         return response
-
-    def state_bytes(self, model_id: str) -> int:
-        """Bytes of trained weights and optimizer state this rank holds for a model."""
-        model = self._model(model_id)
-        optimizer = [t for kind in model.optimizer.state.values() for t in kind.values()]
-        return local_bytes(list(model.params.values()) + optimizer)
 
     # -- training ----------------------------------------------------------------------------
 
