@@ -35,6 +35,10 @@ class _AnnouncingServer(uvicorn.Server):
 
 def build_engine(config: ServerConfig) -> Engine:
     """The PyTorch engine, imported only now: torch is slow to import and the CLI checks come first."""
+    from server_stub.distributed.launch import build_leader, wants_ranks
+
+    if wants_ranks(config):
+        return build_leader(config)
     from server_stub.torch_engine import TorchEngine
 
     config.storage_dir.mkdir(parents=True, exist_ok=True)

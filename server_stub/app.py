@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -81,6 +81,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             yield
         finally:
             scheduler.stop(timeout=10)
+            close = getattr(
+                engine, "close", None
+            )  # a distributed engine stops its ranks, after the compute thread
+            if close is not None:
+                close()
 
     app = FastAPI(title="server_stub", summary="Local training server (Tinker wire)", lifespan=lifespan)
     app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = (
@@ -230,6 +235,9 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.get("/healthz")
     async def healthz() -> Response:
+        problem = getattr(engine, "health_problem", lambda: None)()  # a distributed engine whose rank died
+        if problem is not None:
+            return JSONResponse({"status": "error", "detail": problem}, status_code=503)
         return wire(types.HealthResponse())
 
     @api.post("/client/config")

@@ -153,6 +153,13 @@ class ServerConfig:
     keep_alive_seconds: Annotated[float, Option("idle keep-alive connections are closed after this long")] = (
         65.0
     )
+    ranks: Annotated[
+        int,
+        Option(
+            "processes on this host that share training (torch.distributed: FSDP2 shards full weights, "
+            "gloo on CPU, NCCL on CUDA, one GPU per rank); rank 0 serves the web layer"
+        ),
+    ] = 1
     exit_with_parent: Annotated[
         int | None,
         Option("shut down when process PID (our parent) exits, e.g. after a SIGKILL", metavar="PID"),
@@ -186,6 +193,7 @@ class ServerConfig:
                 self.max_seq_ahead,
                 self.max_request_bytes,
                 self.max_pass_tokens,
+                self.ranks,
             )
             < 1
         ):

@@ -61,6 +61,15 @@ class SamplerRecord:
     model_path: str | None
 
 
+@dataclass(frozen=True)
+class SavedState:
+    """A checkpoint's whole tensors as read from its folder."""
+
+    weights: dict[str, Any]
+    optimizer: dict[str, Any] | None  # None: start the optimizer afresh
+    optimizer_step: int
+
+
 def _lora_spec(config: types.LoraConfig | None) -> LoraSpec | None:
     """None for full-weight training (no config or rank 0); else the validated LoRA shape."""
     check_lora_config(config)
@@ -309,17 +318,30 @@ class TorchEngine:
     def _save(
         self, model: TrainableModel, meta: CheckpointMeta, with_optimizer: bool, overwrite: bool
     ) -> str:
+        optimizer_state = model.optimizer.state_tensors() if with_optimizer else None
+        return self._write_checkpoint(model, meta, dict(model.params), optimizer_state, overwrite)
+
+    def _write_checkpoint(
+        self,
+        model: TrainableModel,
+        meta: CheckpointMeta,
+        weights: dict[str, Any],
+        optimizer_state: dict[str, Any] | None,
+        overwrite: bool,
+    ) -> str:
+        """Write whole (unsharded) tensors as one checkpoint folder; returns its tinker path."""
+
         def write(directory: Path) -> None:
             write_weights(
                 directory,
-                model.params,
+                weights,
                 model.lora,
                 model.base_model,
                 model.module().config.to_json_string(),
                 self.registry.tokenizer(model.base_model),
             )
-            if with_optimizer:
-                write_optimizer(directory, model.optimizer.state_tensors())
+            if optimizer_state is not None:
+                write_optimizer(directory, optimizer_state)
 
         self.checkpoints.sweep_expired(model.model_id)
         saved = self.checkpoints.save(meta, write, overwrite=overwrite)
@@ -340,6 +362,12 @@ class TorchEngine:
 
     def load_state(self, model_id: str, tinker_path: str, optimizer: bool) -> types.LoadWeightsResponse:
         model = self._model(model_id)
+        state = self._read_state(model, tinker_path, optimizer)
+        self._apply_state(model, tinker_path, state)
+        return types.LoadWeightsResponse(path=tinker_path, model_id=model_id, type="load_weights")
+
+    def _read_state(self, model: TrainableModel, tinker_path: str, optimizer: bool) -> SavedState:
+        """A checkpoint's tensors, after checking it fits `model` (UserError otherwise)."""
         meta, directory = self.checkpoints.get(tinker_path)
         if meta.base_model != model.base_model:
             raise UserError(
@@ -357,18 +385,19 @@ class TorchEngine:
                 f"{tinker_path} has no optimizer state (use a tinker://.../weights/... checkpoint)",
                 field="path",
             )
-        tensors = read_weights(directory, meta.is_lora, self.device)
-        model.check_compatible(tensors, tinker_path)
-        if optimizer:  # restored before the weights: it validates everything first, then swaps in one go
-            model.optimizer.load_state_tensors(
-                read_optimizer(directory, self.device), meta.optimizer_step or 0
-            )
+        weights = read_weights(directory, meta.is_lora, self.device)
+        model.check_compatible(weights, tinker_path)
+        optimizer_state = read_optimizer(directory, self.device) if optimizer else None
+        return SavedState(weights, optimizer_state, meta.optimizer_step or 0)
+
+    def _apply_state(self, model: TrainableModel, tinker_path: str, state: SavedState) -> None:
+        if state.optimizer is not None:  # restored before the weights: it validates everything first
+            model.optimizer.load_state_tensors(state.optimizer, state.optimizer_step)
         else:
             model.optimizer.reset()
-        model.load_weights(tensors, tinker_path)
+        model.load_weights(state.weights, tinker_path)
         model.optimizer.zero_grad()
-        self._touch(model_id)
-        return types.LoadWeightsResponse(path=tinker_path, model_id=model_id, type="load_weights")
+        self._touch(model.model_id)
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         self.checkpoints.delete(run_id, checkpoint_id)
@@ -399,13 +428,16 @@ class TorchEngine:
 
     def _new_sampler(self, base_model: str, snapshot_id: str | None, model_path: str | None) -> SamplerRecord:
         record = SamplerRecord(
-            sampler_id=f"sampler-{uuid.uuid4().hex[:12]}",
+            sampler_id=self._next_sampler_id(),
             base_model=base_model,
             snapshot_id=snapshot_id,
             model_path=model_path,
         )
         self._samplers[record.sampler_id] = record
         return record
+
+    def _next_sampler_id(self) -> str:
+        return f"sampler-{uuid.uuid4().hex[:12]}"
 
     def save_sampler_weights(
         self, model_id: str, name: str | None, ttl_seconds: int | None
@@ -429,20 +461,31 @@ class TorchEngine:
             assert base_model is not None  # check_sampler_source refuses neither
             self.registry.get(base_model)
             return self.get_sampler(self._new_sampler(base_model, None, None).sampler_id)
+        meta, tensors = self._read_sampler_weights(base_model, model_path)
+        return self._register_sampler(meta.base_model, meta.lora, tensors, model_path)
+
+    def _read_sampler_weights(
+        self, base_model: str | None, model_path: str
+    ) -> tuple[CheckpointMeta, dict[str, Any]]:
         meta, directory = self.checkpoints.get(model_path, field="model_path")
         if base_model is not None and base_model != meta.base_model:
             raise UserError(
                 f"{model_path} is for base model {meta.base_model!r}, not {base_model!r}", field="base_model"
             )
-        base = self.registry.get(meta.base_model)
-        tensors = read_weights(directory, meta.is_lora, self.device)
-        snapshot_id = self.snapshots.add(meta.base_model, meta.lora, tensors)
+        return meta, read_weights(directory, meta.is_lora, self.device)
+
+    def _register_sampler(
+        self, base_model: str, lora: LoraSpec | None, tensors: dict[str, Any], model_path: str
+    ) -> types.GetSamplerResponse:
+        """A sampler on a checkpoint's weights (UserError, and nothing kept, if they do not fit the base)."""
+        base = self.registry.get(base_model)
+        snapshot_id = self.snapshots.add(base_model, lora, tensors)
         try:
             self.sampling_modules.check(base, self.snapshots.get(snapshot_id), tensors, model_path)
         except UserError:
             self.snapshots.discard(snapshot_id)
             raise
-        return self.get_sampler(self._new_sampler(meta.base_model, snapshot_id, model_path).sampler_id)
+        return self.get_sampler(self._new_sampler(base_model, snapshot_id, model_path).sampler_id)
 
     # -- sampling ----------------------------------------------------------------------------
 

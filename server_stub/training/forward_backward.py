@@ -74,10 +74,15 @@ def run_pass(
         raise
     outputs: dict[int, types.TensorData] = {}
     for rows, batch, lp in parts:
-        lp_cpu = lp.detach().float().cpu().numpy()
-        for index, (row, shape) in enumerate(zip(rows, batch.target_shapes, strict=True)):
-            values = lp_cpu[index, : shape[0], : (shape[1] if len(shape) == 2 else 1)].reshape(shape)
-            outputs[row] = types.TensorData(
-                data=values.reshape(-1).tolist(), dtype="float32", shape=list(shape)
-            )
+        outputs.update(datum_logprobs(rows, batch, lp))
     return PassResult(loss=loss_value, logprobs=[outputs[row] for row in sorted(outputs)])
+
+
+def datum_logprobs(rows: list[int], batch: TrainBatch, lp: torch.Tensor) -> dict[int, types.TensorData]:
+    """Each datum's logprobs cut out of a padded chunk's [B, L, K] values, by its row in the request."""
+    lp_cpu = lp.detach().float().cpu().numpy()
+    outputs: dict[int, types.TensorData] = {}
+    for index, (row, shape) in enumerate(zip(rows, batch.target_shapes, strict=True)):
+        values = lp_cpu[index, : shape[0], : (shape[1] if len(shape) == 2 else 1)].reshape(shape)
+        outputs[row] = types.TensorData(data=values.reshape(-1).tolist(), dtype="float32", shape=list(shape))
+    return outputs

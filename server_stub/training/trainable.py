@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     import torch
 
 
+def whole_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` itself, or all of it when it is a shard of a distributed tensor (a collective)."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
 @dataclass
 class TrainableModel:
     model_id: str
@@ -39,8 +46,10 @@ class TrainableModel:
         return self._module(trainable)
 
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """An independent copy of the trainable weights (immutable snapshots are built from it)."""
-        return {name: param.detach().clone() for name, param in self.params.items()}
+        """An independent, whole copy of the trainable weights (immutable snapshots are built from it).
+
+        A weight sharded over ranks is gathered first: every rank must call this together."""
+        return {name: whole_tensor(param.detach()).clone() for name, param in self.params.items()}
 
     def check_compatible(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         """UserError unless `tensors` has exactly this model's names and shapes."""
