@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cookbook.renderers.registry import recommended_renderer_name
+from cookbook.renderers.registry import recommended_renderer_name, renderer_name_from_model_name
+from cookbook.renderers.role_colon import RoleColonRenderer
 
 if TYPE_CHECKING:
     from cookbook.tokenizer_utils import Tokenizer
@@ -29,6 +30,34 @@ def get_recommended_renderer_name(model_name: str, tokenizer: Tokenizer | None =
     if not model_name:
         raise ValueError("model_name must be a non-empty string")
     return recommended_renderer_name(model_name, tokenizer)
+
+
+def renderer_name_for(model_name: str, base_url: str | None, renderer_name: str | None = None) -> str:
+    """The renderer a recipe uses: `renderer_name` when given, else the model's own chat format.
+
+    When the name says nothing (a model served as "smollm2"), the model's tokenizer and chat
+    template are fetched from the server at `base_url` (None: the bundled local server) and the
+    renderer that reproduces the template is chosen, with a warning when none does.
+    """
+    if renderer_name:
+        return renderer_name
+    if not model_name:
+        raise ValueError("model_name must be a non-empty string")
+    if model_name == BUILTIN_MODEL_NAME:
+        return RoleColonRenderer.name
+    if renderer_name_from_model_name(model_name) is not None:
+        return get_recommended_renderer_name(model_name)
+    from cookbook.client.connection import connect
+    from cookbook.tokenizer_utils import find_tokenizer, get_tokenizer
+
+    tokenizer = find_tokenizer(model_name)
+    if tokenizer is None:
+        service = connect(base_url)
+        try:
+            tokenizer = get_tokenizer(model_name, service)
+        finally:
+            service.close()
+    return get_recommended_renderer_name(model_name, tokenizer)
 
 
 def get_recommended_lora_rank(model_name: str) -> int:

@@ -31,7 +31,7 @@ import os
 
 import chz
 
-from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, get_recommended_renderer_name
+from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, renderer_name_for
 from cookbook.preference import train_dpo
 from cookbook.preference.dpo_datasets import DPODatasetBuilderFromComparisons
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder
@@ -88,7 +88,7 @@ class CLIConfig:
 
 
 def _renderer_name(cli: CLIConfig) -> str:
-    return cli.renderer_name or get_recommended_renderer_name(cli.model_name)
+    return renderer_name_for(cli.model_name, cli.base_url, cli.renderer_name)
 
 
 def _lora_rank(cli: CLIConfig) -> int:

@@ -48,7 +48,7 @@ from typing import Any
 import chz
 
 from cookbook.client.types import RLLossFnType
-from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, get_recommended_renderer_name
+from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, renderer_name_for
 from cookbook.preference.comparison_datasets import ChatDatasetBuilderFromComparisons
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder, PreferenceAccuracyEvaluatorBuilder
 from cookbook.preference.gold import GoldPreferenceModelBuilder
@@ -172,7 +172,7 @@ class PipelineConfig:
 
     @property
     def renderer(self) -> str:
-        return self.renderer_name or get_recommended_renderer_name(self.model_name)
+        return renderer_name_for(self.model_name, self.base_url, self.renderer_name)
 
     @property
     def rank(self) -> int:
