@@ -26,12 +26,18 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
 import chz
 
-from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, renderer_name_for
+from cookbook.model_config import (
+    BUILTIN_MODEL_NAME,
+    get_recommended_lora_rank,
+    recipe_defaults,
+    renderer_name_for,
+)
 from cookbook.preference import train_dpo
 from cookbook.preference.dpo_datasets import DPODatasetBuilderFromComparisons
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder
@@ -174,4 +180,4 @@ def main(cli: CLIConfig) -> CheckpointRecord:
 
 
 if __name__ == "__main__":
-    recipe_entrypoint(main, RENAMED_KEYS)
+    recipe_entrypoint(main, RENAMED_KEYS, functools.partial(recipe_defaults, "dpo"))
