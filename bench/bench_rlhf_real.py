@@ -55,10 +55,10 @@ QUICK_ARGS: tuple[str, ...] = (
     "rm.eval_every=3",
     "rl.steps=2",
     "rl.eval_every=2",
-    "rl.batch_size=2",
     "rl.eval_comparisons=4",
     "comparison_test_size=8",
 )
+EVAL_TIME_KEYS = ("time/evals", "time/eval")
 HH_ARGS: tuple[str, ...] = (
     "rm.max_length=512",
     "rm.steps=100",
@@ -74,16 +74,22 @@ def _training_steps(stage_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def _eval_s(row: dict[str, Any]) -> float | None:
+    """Seconds a step spent evaluating (the supervised loop logs `time/evals`, the RL loop `time/eval`)."""
+    spent = [row[key] for key in EVAL_TIME_KEYS if key in row]
+    return sum(spent) if spent else None
+
+
 def step_costs(stage_dir: Path) -> dict[str, float]:
-    """Median wall seconds of a training step with and without an evaluation in it."""
+    """Median wall seconds of a training step (its evaluations left out) and of one evaluation."""
     rows = _training_steps(stage_dir)
-    evaluated = [r["time/total"] for r in rows if "time/total" in r and any(k.startswith("test/") for k in r)]
-    plain = [r["time/total"] for r in rows if "time/total" in r and not any(k.startswith("test/") for k in r)]
-    costs = {"steps": float(len(rows))}
-    if plain:
-        costs["step_s"] = statistics.median(plain)
-    if evaluated:
-        costs["step_with_eval_s"] = statistics.median(evaluated)
+    steps = [r["time/total"] - (_eval_s(r) or 0.0) for r in rows if "time/total" in r]
+    evals = [spent for spent in map(_eval_s, rows) if spent is not None]
+    costs = {"steps": float(len(steps))}
+    if steps:
+        costs["step_s"] = statistics.median(steps)
+    if evals:
+        costs["eval_s"] = statistics.median(evals)
     return costs
 
 
@@ -126,22 +132,27 @@ def targets(curves: dict[str, dict[str, list[tuple[int, float]]]]) -> list[tuple
     return rows
 
 
-def estimate_full_run_s(log_path: Path, full: dict[str, Any]) -> dict[str, float]:
-    """Seconds the default run would take at this run's per-step costs (evaluations priced per item)."""
-    estimate: dict[str, float] = {}
-    plan = {
-        "sft": (full["sft.steps"], full["sft.eval_every"]),
-        "rm": (full["rm.steps"], full["rm.eval_every"]),
-        "rl": (full["rl.steps"], full["rl.eval_every"]),
+def _settings(args: Sequence[str]) -> dict[str, float]:
+    return {key: float(value) for key, _, value in (arg.partition("=") for arg in args)}
+
+
+def estimate_full_run_s(log_path: Path, full: dict[str, Any], ran: Sequence[str] = ()) -> dict[str, float]:
+    """Seconds the default run (`full`) would take at the per-step costs of the run logged in `log_path`,
+    which ran with `ran` over the defaults: evaluations are priced per comparison they judge."""
+    settings = {**full, **_settings(ran)}
+    test_size = {"full": full["comparison_test_size"], "ran": settings["comparison_test_size"]}
+    eval_scale = {
+        "sft": 1.0,  # the whole chat test split either way
+        "rm": test_size["full"] / test_size["ran"],
+        "rl": min(full["rl.eval_comparisons"], test_size["full"])
+        / min(settings["rl.eval_comparisons"], test_size["ran"]),
     }
-    for stage, (steps, eval_every) in plan.items():
+    estimate: dict[str, float] = {}
+    for stage in ("sft", "rm", "rl"):
         costs = step_costs(log_path / stage)
-        step = costs.get("step_s", costs.get("step_with_eval_s"))
-        if step is None:
-            continue
-        evals = steps // eval_every + 1
-        eval_s = max(costs.get("step_with_eval_s", step) - step, 0.0)
-        estimate[stage] = steps * step + evals * eval_s
+        if "step_s" in costs:
+            steps, evals = full[f"{stage}.steps"], full[f"{stage}.steps"] // full[f"{stage}.eval_every"] + 1
+            estimate[stage] = steps * costs["step_s"] + evals * costs.get("eval_s", 0.0) * eval_scale[stage]
     return estimate
 
 
@@ -203,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"\n[bench] curves (step:value), {'HH split, held out' if args.hh else 'bundled data'}:")
     curves = print_curves(log_path, stages)
-    print("\n[bench] cost per stage (wall s, CPU s client + server) and per training step (median wall s):")
+    print(
+        "\n[bench] cost per stage (wall s, CPU s client + server); per training step and per evaluation (median wall s):"
+    )
     costs: dict[str, Any] = {}
     for stage in stages:
         spent = summary.get("stages", {}).get(stage, {})
@@ -212,12 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  {stage:>3} wall {spent.get('wall_s', float('nan')):7.1f}  cpu {spent.get('total_cpu_s') or float('nan'):7.1f}"
             f"  steps {per_step.get('steps', 0):4.0f}  step {per_step.get('step_s', float('nan')):6.2f}"
-            f"  step+eval {per_step.get('step_with_eval_s', float('nan')):6.2f}"
+            f"  eval {per_step.get('eval_s', float('nan')):6.2f}"
         )
     result: dict[str, Any] = {"wall_s": wall, "curves": curves, "costs": costs, "log_path": str(log_path)}
     if not args.hh:
         full = recipe_defaults("rlhf_pipeline", SERVED_NAME)
-        estimate = estimate_full_run_s(log_path, full)
+        estimate = estimate_full_run_s(log_path, full, extra)
         result["estimated_full_run_s"] = estimate
         total = sum(estimate.values())
         print(
