@@ -56,6 +56,7 @@ RECIPE_DEFAULTS: Mapping[ModelKind, Mapping[RecipeName, Mapping[str, Any]]] = {
             "rl.optimizer.learning_rate": 2e-4,
         },
         "dpo": {
+            "sft.steps": 30,
             "test_size": 100,
             "max_length": 160,
             "batch_size": 8,

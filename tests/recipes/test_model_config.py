@@ -13,6 +13,7 @@ from cookbook.model_config import (
     model_kind,
     recipe_defaults,
 )
+from cookbook.recipes.preference.dpo import train as dpo
 from cookbook.recipes.preference.rlhf import rlhf_pipeline
 from cookbook.recipes.renamed_keys import recipe_entrypoint
 
@@ -66,3 +67,23 @@ def test_the_entrypoint_applies_model_defaults_under_the_command_line() -> None:
     assert real.rl.steps == pretrained["rl.steps"] != builtin.rl.steps
     assert real.sft.optimizer.learning_rate == pretrained["sft.optimizer.learning_rate"]
     assert real.comparison_test_size == pretrained["comparison_test_size"]
+
+
+def test_every_pretrained_default_is_a_key_of_its_recipe() -> None:
+    def made_dpo(config: dpo.CLIConfig) -> dpo.CLIConfig:
+        return config
+
+    def made_pipeline(config: rlhf_pipeline.PipelineConfig) -> rlhf_pipeline.PipelineConfig:
+        return config
+
+    for recipe, made, renamed in (
+        ("dpo", made_dpo, dpo.RENAMED_KEYS),
+        ("rlhf_pipeline", made_pipeline, rlhf_pipeline.RENAMED_KEYS),
+    ):
+        defaults = functools.partial(recipe_defaults, recipe)
+        config = recipe_entrypoint(made, renamed, defaults, argv=["model_name=my-org/My-Model"])
+        for key, value in recipe_defaults(recipe, "my-org/My-Model").items():
+            found: object = config
+            for part in key.split("."):
+                found = getattr(found, part)
+            assert found == value, (recipe, key)
