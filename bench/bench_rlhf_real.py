@@ -61,9 +61,9 @@ QUICK_ARGS: tuple[str, ...] = (
 EVAL_TIME_KEYS = ("time/evals", "time/eval")
 HH_ARGS: tuple[str, ...] = (
     "rm.max_length=512",
-    "rm.steps=100",
-    "rm.eval_every=25",
-    "comparison_test_size=200",
+    "rm.steps=40",
+    "rm.eval_every=20",
+    "comparison_test_size=100",
 )
 HH_QUICK_ARGS: tuple[str, ...] = ("rm.steps=2", "rm.eval_every=2", "comparison_test_size=8")
 
