@@ -43,7 +43,7 @@ RECIPE_DEFAULTS: Mapping[ModelKind, Mapping[RecipeName, Mapping[str, Any]]] = {
             "sft.optimizer.lr_warmup_steps": 3,
             "rm.batch_size": 16,
             "rm.max_length": 160,
-            "rm.steps": 60,
+            "rm.steps": 50,
             "rm.eval_every": 20,
             "rm.optimizer.learning_rate": 5e-4,
             "rm.optimizer.lr_warmup_steps": 6,
