@@ -11,12 +11,14 @@ charged for it; everything lands in the pipeline's `pipeline_summary.json`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.common import CpuMeter
+from cookbook.model_config import recipe_defaults
 from cookbook.recipes.preference.rlhf import rlhf_pipeline
 from cookbook.recipes.renamed_keys import recipe_entrypoint
 from cookbook.utils.jsonable import write_json
@@ -59,4 +61,4 @@ def main(config: rlhf_pipeline.PipelineConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    recipe_entrypoint(main, rlhf_pipeline.RENAMED_KEYS)
+    recipe_entrypoint(main, rlhf_pipeline.RENAMED_KEYS, functools.partial(recipe_defaults, "rlhf_pipeline"))

@@ -10,6 +10,7 @@ exception into a server error. Nothing here knows about HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,12 +49,17 @@ class ModelLimits:
     max_context_length: int
 
 
+TokenSink = Callable[[int, int], None]
+"""Told (sample index, token id) for each token a request's row samples, as it is sampled."""
+
+
 @dataclass
 class SampleJob:
-    """One accepted sample request, bound to the sampler it runs on."""
+    """One accepted sample request, bound to the sampler it runs on; `on_token` streams its tokens."""
 
     sampler_id: str
     request: types.SampleRequest
+    on_token: TokenSink | None = None
 
 
 class Engine(Protocol):

@@ -496,7 +496,7 @@ class TorchEngine:
             try:
                 record = self._sampler(job.sampler_id)
                 base = self.registry.get(record.base_model)
-                prepared = prepare_request(job.request, base.source.limits, base.eos_ids)
+                prepared = prepare_request(job.request, base.source.limits, base.eos_ids, job.on_token)
             except UserError as exc:
                 results[index] = exc
                 continue

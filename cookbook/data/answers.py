@@ -125,19 +125,23 @@ def write_answer(
     return " ".join([*openers_for(spec.style, rng), core])
 
 
-KNOWN_OPENERS: tuple[str, ...] = facts.POLITE_OPENERS + facts.RUDE_OPENERS
+POLITE_WORDINGS: tuple[str, ...] = facts.POLITE_OPENERS + facts.OTHER_POLITE_OPENERS
+RUDE_WORDINGS: tuple[str, ...] = facts.RUDE_OPENERS + facts.OTHER_RUDE_OPENERS
+# Longest first, so that "Ugh, fine." is read as one opener and not as "Ugh," and the rest.
+KNOWN_OPENERS: tuple[str, ...] = tuple(sorted(POLITE_WORDINGS + RUDE_WORDINGS, key=len, reverse=True))
 
 
 def split_openers(answer: str) -> tuple[list[str], str]:
     """Leading openers of any answer text and the rest (the core), e.g.
-    "Sure! Sure! 3 plus 4 is 7." -> (["Sure!", "Sure!"], "3 plus 4 is 7.")."""
+    "Sure! Sure! 3 plus 4 is 7." -> (["Sure!", "Sure!"], "3 plus 4 is 7."). An opener must be
+    followed by whitespace or end the text ("Sure!3" has no opener)."""
     rest = answer.strip()
     found: list[str] = []
     progress = True
     while progress:
         progress = False
         for opener in KNOWN_OPENERS:
-            if rest == opener or rest.startswith(opener + " "):
+            if rest == opener or (rest.startswith(opener) and rest[len(opener)].isspace()):
                 found.append(opener)
                 rest = rest[len(opener) :].lstrip()
                 progress = True

@@ -36,8 +36,62 @@ ANTONYM_PAIRS: tuple[tuple[str, str], ...] = (
 # Short common nouns for the casing and repetition tasks.
 WORDS: tuple[str, ...] = ("cat", "dog", "red", "blue", "apple", "tree", "fish", "bird", "moon", "sun")
 
+# The openers the generator writes (and so the only ones in the bundled data).
 POLITE_OPENERS: tuple[str, ...] = ("Sure!", "Happy to help!")
 RUDE_OPENERS: tuple[str, ...] = ("Ugh, fine.", "Whatever.")
+# Other wordings of the same two attitudes, which the gold judge recognises in a real model's answers.
+OTHER_POLITE_OPENERS: tuple[str, ...] = (
+    "Sure,",
+    "Sure.",
+    "Sure thing!",
+    "Certainly!",
+    "Certainly.",
+    "Certainly,",
+    "Of course!",
+    "Of course.",
+    "Of course,",
+    "Absolutely!",
+    "Absolutely.",
+    "Happy to help.",
+    "Glad to help!",
+    "I'd be happy to help!",
+    "I'd be happy to help.",
+    "I'd be glad to help!",
+)
+OTHER_RUDE_OPENERS: tuple[str, ...] = (
+    "Ugh.",
+    "Ugh,",
+    "Fine.",
+    "Whatever,",
+    "Duh.",
+    "Obviously,",
+    "Seriously?",
+)
+
+# Numbers as words, for answers that spell out a number ("three plus four is seven").
+NUMBER_WORDS: tuple[str, ...] = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+)
 
 GREETINGS: tuple[str, ...] = ("Hi!", "Hello!")
 GREETING_REPLY = "Hello! How can I help you today?"

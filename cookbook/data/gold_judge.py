@@ -9,6 +9,11 @@ score = content points + style points, where
   content: correct 3, incorrect 0, truncated -1, garbage (unparseable or off-topic) -3;
   style:   one polite opener +1, any rude opener -2, every opener beyond the first -2.
 The best possible answer ("Sure! 3 plus 4 is 7.") scores 4.
+
+Content is read in two steps. An answer in the bundled format is graded exactly (the rule the
+bundled data was labelled with). Any other text, which the exact step calls garbage, is read as
+free-form prose (`cookbook.data.free_form`), so a real model's "Certainly! The sum of 3 and 4 is
+seven." is correct and polite too; openers count in any of the known wordings of each attitude.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cookbook.data import facts
-from cookbook.data.answers import split_openers
+from cookbook.data import free_form
+from cookbook.data.answers import POLITE_WORDINGS, split_openers
 from cookbook.data.tasks import Content, TaskInstance, family_of, find_task
 
 CONTENT_POINTS: dict[Content, float] = {"correct": 3.0, "incorrect": 0.0, "truncated": -1.0, "garbage": -3.0}
@@ -91,8 +96,12 @@ def assess(prompt_messages: Sequence[Mapping[str, object]], answer: str) -> Asse
 def assess_for_task(instance: TaskInstance, answer: str) -> Assessment:
     """Grade `answer` against a known task instance (the generator's shortcut past re-parsing)."""
     openers, core = split_openers(answer)
-    content = family_of(instance.kind).judge(instance, core)
-    polite = sum(o in facts.POLITE_OPENERS for o in openers)
+    family = family_of(instance.kind)
+    content = family.judge(instance, core)
+    # The exact step calls "CAT" a cut-off "CAT.", but prose may leave out a final period.
+    if content == "garbage" or core == instance.answer.removesuffix("."):
+        content = free_form.read(family.statement_forms(instance), core)
+    polite = sum(o in POLITE_WORDINGS for o in openers)
     return Assessment(instance.kind, content, polite, len(openers) - polite)
 
 

@@ -13,12 +13,49 @@ import functools
 import random
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from cookbook.data import facts
 
 Content = Literal["correct", "incorrect", "truncated", "garbage"]
+
+_NUMBER = "|".join([r"\d+", *facts.NUMBER_WORDS])
+
+
+def number_value(text: str) -> str | None:
+    """A number written in digits or as a word, as digits ("seven" -> "7"); None if it is neither."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return str(int(text))
+    return str(facts.NUMBER_WORDS.index(text)) if text in facts.NUMBER_WORDS else None
+
+
+def _number_re(n: int) -> str:
+    """`n` in digits or as a word, case-insensitive."""
+    word = facts.NUMBER_WORDS[n] if n < len(facts.NUMBER_WORDS) else None
+    return f"(?i:{n}|{word})" if word else str(n)
+
+
+@dataclass(frozen=True)
+class StatementForms:
+    """How a free-form answer to one task instance may state its answer.
+
+    A statement is a whole sentence: the value alone ("7"), or a subject, a verb and the value
+    ("The sum of 3 and 4 is 7", "3 + 4 = 7"); `cookbook.data.free_form` reads them.
+    `value` is a regex of any candidate value (right or wrong), `normalise` maps a matched value to
+    the form `expected` is written in (None: not a value after all).
+    """
+
+    subjects: tuple[str, ...]
+    value: str
+    expected: str
+    normalise: Callable[[str], str | None]
+
+
+def _strip_quotes(text: str) -> str:
+    return text.strip().strip("\"'“”‘’")
 
 
 @dataclass(frozen=True)
@@ -68,6 +105,16 @@ class TaskFamily(ABC):
         m = self.question_re.fullmatch(question.strip())
         return self.from_match(m) if m else None
 
+    @abstractmethod
+    def statement_forms(self, instance: TaskInstance) -> StatementForms:
+        """How free-form answers to `instance` may state their answer."""
+
+    def question_match(self, instance: TaskInstance) -> re.Match[str]:
+        m = self.question_re.fullmatch(instance.question)
+        if m is None:
+            raise ValueError(f"{instance.question!r} is not a {self.kind} question")
+        return m
+
     def judge(self, instance: TaskInstance, core: str) -> Content:
         """Grade an answer with its openers already removed."""
         core = core.strip()
@@ -113,6 +160,26 @@ class AddTask(TaskFamily):
     def from_match(self, m: re.Match[str]) -> TaskInstance | None:
         return self.make(int(m.group(1)), int(m.group(2)))
 
+    def statement_forms(self, instance: TaskInstance) -> StatementForms:
+        m = self.question_match(instance)
+        a, b = int(m.group(1)), int(m.group(2))
+        x, y = _number_re(a), _number_re(b)
+        return StatementForms(
+            subjects=(
+                rf"{x} (?:plus|\+|and) {y}",
+                rf"\({x} ?\+ ?{y}\)",
+                rf"{x}\+{y}",
+                rf"(?:the )?sum of {x} and {y}",
+                rf"adding {x} (?:and|to) {y}",
+                rf"{y} added to {x}",
+                rf"if you add {y} to {x},?",
+                rf"(?:when|if) you (?:start with|take) {x} and add {y},?",
+            ),
+            value=rf"(?i:{_NUMBER})",
+            expected=str(a + b),
+            normalise=number_value,
+        )
+
 
 @dataclass(frozen=True)
 class CapitalTask(TaskFamily):
@@ -139,6 +206,19 @@ class CapitalTask(TaskFamily):
 
     def from_match(self, m: re.Match[str]) -> TaskInstance | None:
         return self.make(m.group(1)) if m.group(1) in facts.CAPITAL_OF else None
+
+    def statement_forms(self, instance: TaskInstance) -> StatementForms:
+        country = self.question_match(instance).group(1)
+        return StatementForms(
+            subjects=(
+                rf"the capital(?: city)? of {country}",
+                rf"{country}'s capital(?: city)?",
+                r"its capital(?: city)?",
+            ),
+            value=rf"(?:the city of )?[A-Z][a-z]+(?:, {country})?",
+            expected=facts.CAPITAL_OF[country],
+            normalise=lambda text: text.removeprefix("the city of ").split(",")[0].strip(),
+        )
 
 
 @dataclass(frozen=True)
@@ -167,6 +247,15 @@ class OppositeTask(TaskFamily):
     def from_match(self, m: re.Match[str]) -> TaskInstance | None:
         return self.make(m.group(1)) if m.group(1) in facts.OPPOSITE_OF else None
 
+    def statement_forms(self, instance: TaskInstance) -> StatementForms:
+        word = self.question_match(instance).group(1)
+        return StatementForms(
+            subjects=(rf"the opposite of (?:an? |the word )?[\"']?{word}[\"']?",),
+            value=r"(?:an? |the word )?[\"']?[a-z]+[\"']?",
+            expected=facts.OPPOSITE_OF[word],
+            normalise=lambda text: _strip_quotes(re.sub(r"(?i)^(an?|the word) ", "", text.strip())).lower(),
+        )
+
 
 @dataclass(frozen=True)
 class UpperTask(TaskFamily):
@@ -192,6 +281,20 @@ class UpperTask(TaskFamily):
 
     def from_match(self, m: re.Match[str]) -> TaskInstance | None:
         return self.make(m.group(1))
+
+    def statement_forms(self, instance: TaskInstance) -> StatementForms:
+        word = self.question_match(instance).group(1)
+        return StatementForms(
+            subjects=(
+                rf"[\"']?{word}[\"']? in uppercase(?: letters)?",
+                rf"the word [\"']?{word}[\"']? in uppercase(?: letters)?",
+                rf"in uppercase(?: letters)?, [\"']?{word}[\"']?",
+            ),
+            # An uppercase word, or the word itself left as it was (a slip).
+            value=rf"[\"']?(?:[A-Z]{{2,}}|{word}|{word.capitalize()})[\"']?",
+            expected=word.upper(),
+            normalise=_strip_quotes,
+        )
 
 
 @dataclass(frozen=True)
@@ -223,6 +326,17 @@ class RepeatTask(TaskFamily):
         n = int(m.group(2))
         return self.make(m.group(1), n) if 1 <= n <= 20 else None
 
+    def statement_forms(self, instance: TaskInstance) -> StatementForms:
+        m = self.question_match(instance)
+        word = m.group(1)
+        # The word again and again, all with one separator (a space, or a comma and a space).
+        return StatementForms(
+            subjects=(rf"[\"']?{word}[\"']? (?:repeated )?{_number_re(int(m.group(2)))} times",),
+            value=rf"(?:{word}|{word.capitalize()})(?:(?: {word})*|(?:, {word})+)",
+            expected=" ".join([word] * int(m.group(2))),
+            normalise=lambda text: " ".join(text.lower().replace(",", " ").split()),
+        )
+
 
 @dataclass(frozen=True)
 class CountTask(TaskFamily):
@@ -252,6 +366,17 @@ class CountTask(TaskFamily):
     def from_match(self, m: re.Match[str]) -> TaskInstance | None:
         a, b = int(m.group(1)), int(m.group(2))
         return self.make(a, b) if 0 < b - a <= 20 else None
+
+    def statement_forms(self, instance: TaskInstance) -> StatementForms:
+        m = self.question_match(instance)
+        a, b = int(m.group(1)), int(m.group(2))
+        # Numbers all with one separator: "3, 4, 5", "3, 4 and 5", "3, 4, and 5".
+        return StatementForms(
+            subjects=(rf"counting from {a} to {b}(?: gives)?", rf"(?:the )?numbers from {a} to {b} are"),
+            value=r"\d+(?:, \d+)+|\d+(?:, \d+)*,? and \d+",
+            expected=", ".join(map(str, range(a, b + 1))),
+            normalise=lambda text: ", ".join(re.findall(r"\d+", text)),
+        )
 
 
 @functools.cache

@@ -31,10 +31,25 @@ def check_renamed_keys(argv: Sequence[str], renamed: Mapping[str, str]) -> None:
         raise RenamedKeyError("renamed: " + "; ".join(f"{key}=... is now {renamed[key]}=..." for key in old))
 
 
-def recipe_entrypoint(main: Callable[[Any], T], renamed: Mapping[str, str]) -> T:
-    """`chz.nested_entrypoint(main)` that first refuses the keys in `renamed`, with their new names."""
+def recipe_entrypoint(
+    main: Callable[[Any], T],
+    renamed: Mapping[str, str],
+    defaults_for_model: Callable[[str], Mapping[str, Any]] | None = None,
+    argv: Sequence[str] | None = None,
+) -> T:
+    """`chz.nested_entrypoint(main)` that first refuses the keys in `renamed`, with their new names.
+
+    `defaults_for_model(model_name)` gives defaults for the model the command line names
+    (`model_name=...`), applied under the command line's own keys.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        check_renamed_keys(sys.argv[1:], renamed)
+        check_renamed_keys(args, renamed)
     except RenamedKeyError as e:
         raise SystemExit(f"error: {e}") from None
-    return chz.nested_entrypoint(main)
+    if defaults_for_model is None:
+        return chz.nested_entrypoint(main, argv=args)
+    target = chz.get_nested_target(main)
+    model_name = chz.Blueprint(target).apply_from_argv(args).make().model_name
+    blueprint = chz.Blueprint(target).apply(defaults_for_model(model_name), layer_name="model defaults")
+    return main(blueprint.apply_from_argv(args).make())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import chz
 
-from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, get_recommended_renderer_name
+from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, renderer_name_for
 from cookbook.recipes.chat_sl.chat_datasets import BUNDLED, NoRobotsBuilder
 from cookbook.recipes.renamed_keys import OPTIMIZER_KEYS, recipe_entrypoint
 from cookbook.supervised import train
@@ -76,7 +76,7 @@ class CLIConfig(ChatSFT):
 
 def build_config(cli: CLIConfig) -> train.Config:
     """The full training config the command line describes."""
-    renderer_name = cli.renderer_name or get_recommended_renderer_name(cli.model_name)
+    renderer_name = renderer_name_for(cli.model_name, cli.base_url, cli.renderer_name)
     return train.Config(
         log_path=cli.log_path,
         model_name=cli.model_name,

@@ -4,7 +4,8 @@
 The conversation is rendered in the base model's chat format (chat_format.py), sampled as one
 ordinary sample request with `n` rows on the shared sampler of that model or checkpoint, so it
 batches with every other client's sampling, and answered in OpenAI's shapes (completions.py).
-A streamed answer is sent once the sample request is done, as chunk events that join to it.
+A streamed answer goes out as it is sampled (live_stream.py), in chunk events that join to the
+non-streamed answer; with `logprobs` it is sent once the sample request is done.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from server_stub.config import ServerConfig
 from server_stub.engine import Engine, NotFoundError, SampleJob, UserError
 from server_stub.openai_api import wire
 from server_stub.openai_api.chat_format import ChatFormat
-from server_stub.openai_api.completions import completion_body, read_answer, stream_events
+from server_stub.openai_api.completions import Answer, completion_body, read_answer, stream_events
 from server_stub.openai_api.errors import (
     ROUTE_PREFIX,
     SERVER_ERROR,
@@ -35,6 +36,7 @@ from server_stub.openai_api.errors import (
     from_user_error,
     openai_error,
 )
+from server_stub.openai_api.live_stream import ChunkWriter, LiveAnswer, TokenEvent, live_stream_events
 from server_stub.scheduler import Scheduler
 from server_stub.validation import check_sample_request
 
@@ -91,17 +93,27 @@ def openai_router(
                 f"model {model!r} not found: {exc.message}", "model", 404, "model_not_found"
             ) from None
 
-    async def sample(sampler_id: str, request: types.SampleRequest) -> types.SampleResponse:
+    def submit(
+        sampler_id: str, request: types.SampleRequest, tokens: asyncio.Queue[TokenEvent | None] | None = None
+    ) -> asyncio.Future[types.SampleResponse]:
+        """Queue the sample request; with `tokens`, each sampled token is put there as it comes, then None."""
         done: concurrent.futures.Future[types.SampleResponse] = concurrent.futures.Future()
+        loop = asyncio.get_running_loop()
+
+        def put(event: TokenEvent | None) -> None:
+            if tokens is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(tokens.put_nowait, event)
 
         def finish(result: Any, exc: BaseException | None) -> None:
             if exc is None:
                 done.set_result(result)
             else:
                 done.set_exception(exc)
+            put(None)
 
-        scheduler.submit_sample(SampleJob(sampler_id, request), finish)
-        return await asyncio.wrap_future(done)
+        on_token = None if tokens is None else lambda index, token: put((index, token))
+        scheduler.submit_sample(SampleJob(sampler_id, request, on_token), finish)
+        return asyncio.wrap_future(done)
 
     async def complete(request: Request) -> Response:
         raw = await request.body()
@@ -134,15 +146,38 @@ def openai_router(
             sampler_id = await sampler_for(None if model_path else base_model, model_path)
         except NotFoundError as exc:
             raise OpenAIRequestError(exc.message, "model", 404, "model_not_found") from None
-        result = await sample(sampler_id, sample_request)
         table = chat.token_bytes.table
-        answers = [
-            read_answer(seq, table, all_stops, chat.answer_prefix, bool(req.logprobs))
-            for seq in result.sequences
-        ]
+
+        def answers_of(result: types.SampleResponse) -> list[Answer]:
+            return [
+                read_answer(seq, table, all_stops, chat.answer_prefix, bool(req.logprobs))
+                for seq in result.sequences
+            ]
+
         completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+        include_usage = req.stream_options is not None and req.stream_options.include_usage
+        if req.stream and not req.logprobs:
+            tokens: asyncio.Queue[TokenEvent | None] = asyncio.Queue()
+            pending = submit(sampler_id, sample_request, tokens)
+            first = await tokens.get()
+            if first is None:
+                await pending  # a request refused before its first token is answered as an error
+            live = [
+                LiveAnswer(table, all_stops, chat.answer_prefix) for _ in range(sample_request.num_samples)
+            ]
+            events = live_stream_events(
+                ChunkWriter(completion_id, created, req.model),
+                live,
+                first,
+                tokens,
+                pending,
+                answers_of,
+                len(prompt),
+                include_usage,
+            )
+            return StreamingResponse(events, media_type="text/event-stream")
+        answers = answers_of(await submit(sampler_id, sample_request))
         if req.stream:
-            include_usage = req.stream_options is not None and req.stream_options.include_usage
             events = stream_events(completion_id, created, req.model, len(prompt), answers, include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
         return JSONResponse(completion_body(completion_id, created, req.model, len(prompt), answers))

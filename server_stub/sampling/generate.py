@@ -23,6 +23,7 @@ from server_stub.sampling.token_choice import RowSettings, choose_tokens
 if TYPE_CHECKING:
     import torch
 
+    from server_stub.engine import TokenSink
     from server_stub.sampling.requests import PreparedRequest
 
 INITIAL_ROOM = 128  # KV positions reserved past the prompt at first; the cache doubles when it needs more
@@ -62,10 +63,13 @@ def generate(
     attention = torch.cat([pre.prompt_mask, pre.prompt_mask.new_ones((num_rows, steps))], dim=1)
     next_position, logits = pre.next_position, pre.logits
     cache = pre.cache
+    sinks = _token_sinks(requests)
     for step in range(steps):
         new, new_lp = choose_tokens(logits, settings, step)
         tokens[live, step], logprobs[live, step] = new, new_lp
         active = ~done
+        if sinks:
+            _tell_sinks(sinks, tokens[:, step].tolist(), active.tolist())
         hit = stops.hits(tokens[:, step], tokens, step) & active
         length = torch.where(active, step + 1, length)
         stopped |= hit
@@ -89,6 +93,24 @@ def generate(
         )
         logits = out.logits[:, -1, :].float()
     return _responses(requests, pre.prompt_outputs, tokens, logprobs, length, stopped)
+
+
+def _token_sinks(requests: list[PreparedRequest]) -> list[tuple[TokenSink, int, int]]:
+    """(sink, first row, rows) of every request that streams its tokens."""
+    sinks, row = [], 0
+    for req in requests:
+        if req.on_token is not None:
+            sinks.append((req.on_token, row, req.num_samples))
+        row += req.num_samples
+    return sinks
+
+
+def _tell_sinks(sinks: list[tuple[TokenSink, int, int]], step_tokens: list[int], active: list[bool]) -> None:
+    """Each streaming request's rows that were still sampling get this step's token."""
+    for sink, first, count in sinks:
+        for sample in range(count):
+            if active[first + sample]:
+                sink(sample, step_tokens[first + sample])
 
 
 def _responses(

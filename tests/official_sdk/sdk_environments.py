@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.shared_cache import cache_dir, exclusive
+from bench.shared_cache import cache_dir, exclusive
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The official SDK refuses a key that does not start with "tml-".

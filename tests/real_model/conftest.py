@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from bench.smollm2 import smollm2_gguf
 from cookbook.client.http import HttpServiceClient
 from cookbook.client.local_server import LocalServer
 from cookbook.tokenizer_utils import Tokenizer
-from tests.real_model.smollm2 import smollm2_gguf
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

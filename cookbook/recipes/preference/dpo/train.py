@@ -26,12 +26,18 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
 import chz
 
-from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, get_recommended_renderer_name
+from cookbook.model_config import (
+    BUILTIN_MODEL_NAME,
+    get_recommended_lora_rank,
+    recipe_defaults,
+    renderer_name_for,
+)
 from cookbook.preference import train_dpo
 from cookbook.preference.dpo_datasets import DPODatasetBuilderFromComparisons
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder
@@ -88,7 +94,7 @@ class CLIConfig:
 
 
 def _renderer_name(cli: CLIConfig) -> str:
-    return cli.renderer_name or get_recommended_renderer_name(cli.model_name)
+    return renderer_name_for(cli.model_name, cli.base_url, cli.renderer_name)
 
 
 def _lora_rank(cli: CLIConfig) -> int:
@@ -174,4 +180,4 @@ def main(cli: CLIConfig) -> CheckpointRecord:
 
 
 if __name__ == "__main__":
-    recipe_entrypoint(main, RENAMED_KEYS)
+    recipe_entrypoint(main, RENAMED_KEYS, functools.partial(recipe_defaults, "dpo"))

@@ -37,6 +37,7 @@ and draws `<log_path>/rlhf_curves.png`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -48,7 +49,12 @@ from typing import Any
 import chz
 
 from cookbook.client.types import RLLossFnType
-from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, get_recommended_renderer_name
+from cookbook.model_config import (
+    BUILTIN_MODEL_NAME,
+    get_recommended_lora_rank,
+    recipe_defaults,
+    renderer_name_for,
+)
 from cookbook.preference.comparison_datasets import ChatDatasetBuilderFromComparisons
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder, PreferenceAccuracyEvaluatorBuilder
 from cookbook.preference.gold import GoldPreferenceModelBuilder
@@ -172,7 +178,7 @@ class PipelineConfig:
 
     @property
     def renderer(self) -> str:
-        return self.renderer_name or get_recommended_renderer_name(self.model_name)
+        return renderer_name_for(self.model_name, self.base_url, self.renderer_name)
 
     @property
     def rank(self) -> int:
@@ -279,8 +285,9 @@ def sft_config(config: PipelineConfig) -> supervised_train.Config:
     )
 
 
-def rm_config(config: PipelineConfig, sft_state_path: str) -> supervised_train.Config:
-    """Stage 2: the preference model, from the SFT weights (fresh optimizer), into `<log_path>/rm`."""
+def rm_config(config: PipelineConfig, sft_state_path: str | None) -> supervised_train.Config:
+    """Stage 2: the preference model, from the SFT weights (fresh optimizer; None: from the base model),
+    into `<log_path>/rm`."""
     rm = config.rm
     common = ChatDatasetBuilderCommonConfig(
         model_name_for_tokenizer=config.model_name,
@@ -513,4 +520,4 @@ def _path_of(record: CheckpointRecord, key: str, stage: str) -> str:
 
 
 if __name__ == "__main__":
-    recipe_entrypoint(main, RENAMED_KEYS)
+    recipe_entrypoint(main, RENAMED_KEYS, functools.partial(recipe_defaults, "rlhf_pipeline"))

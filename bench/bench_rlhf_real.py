@@ -1,0 +1,256 @@
+"""The RLHF pipeline on a real model: SmolLM2-135M-Instruct (its GGUF) over the bundled data.
+
+    python -m bench.bench_rlhf_real                 # the whole pipeline with the pretrained-model defaults
+    python -m bench.bench_rlhf_real --quick         # a few steps of every stage: proves it runs, costs each step
+    python -m bench.bench_rlhf_real --hh            # the preference model alone, on the real HH split
+    python -m bench.bench_rlhf_real -- rl.steps=24 rl.optimizer.learning_rate=1e-4   # other settings
+
+A server is started serving the GGUF as "smollm2" (a name that says nothing: the chat format comes
+from the served template) in fp32 on the CPU, and the pipeline runs against it with the defaults
+`cookbook.model_config.RECIPE_DEFAULTS` gives a pretrained model. It prints each stage's curve
+(SFT `test/nll`; PM `test/accuracy`, `test/accuracy/correctness`; RL `test/win_rate`,
+`test/gold_win_rate` and their greedy twins), the targets, and what each stage cost: wall and CPU
+seconds (client + server) per stage, and per training step. From the per-step costs it estimates
+how long the full default run takes (printed in every mode, so `--quick` sizes the real run).
+`--hh` trains the preference model from the base model on the real HH-RLHF split beside the project
+(`../shared/data/`) and reports its held-out accuracy in both orders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import bench.common  # noqa: F401  (process settings before torch loads)
+from bench.smollm2 import smollm2_gguf
+from bench.timed_rlhf_pipeline import cpu_clock
+from cookbook.client.local_server import LocalServer
+from cookbook.model_config import recipe_defaults
+from cookbook.recipes.preference.rlhf import rlhf_pipeline
+from cookbook.recipes.preference.rlhf.report import stage_curves
+from cookbook.recipes.renamed_keys import recipe_entrypoint
+from cookbook.supervised import train as supervised_train
+
+SERVED_NAME = "smollm2"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HH_SPLIT = REPO_ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+WALL_LIMIT_S = 40 * 60
+CURVES: dict[str, tuple[str, ...]] = {
+    "sft": ("test/nll",),
+    "rm": ("test/accuracy", "test/accuracy/correctness"),
+    "rl": ("test/win_rate", "test/greedy_win_rate", "test/gold_win_rate", "test/greedy_gold_win_rate"),
+}
+QUICK_ARGS: tuple[str, ...] = (
+    "sft.steps=3",
+    "sft.eval_every=3",
+    "rm.steps=3",
+    "rm.eval_every=3",
+    "rl.steps=2",
+    "rl.eval_every=2",
+    "rl.eval_comparisons=4",
+    "comparison_test_size=8",
+)
+EVAL_TIME_KEYS = ("time/evals", "time/eval")
+HH_ARGS: tuple[str, ...] = (
+    "rm.max_length=512",
+    "rm.steps=40",
+    "rm.eval_every=20",
+    "comparison_test_size=100",
+)
+HH_QUICK_ARGS: tuple[str, ...] = ("rm.steps=2", "rm.eval_every=2", "comparison_test_size=8")
+
+
+def _training_steps(stage_dir: Path) -> list[dict[str, Any]]:
+    """The stage's metrics.jsonl rows (one per step)."""
+    path = stage_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _eval_s(row: dict[str, Any]) -> float | None:
+    """Seconds a step spent evaluating (the supervised loop logs `time/evals`, the RL loop `time/eval`)."""
+    spent = [row[key] for key in EVAL_TIME_KEYS if key in row]
+    return sum(spent) if spent else None
+
+
+def step_costs(stage_dir: Path) -> dict[str, float]:
+    """Median wall seconds of a training step (its evaluations left out) and of one evaluation."""
+    rows = _training_steps(stage_dir)
+    steps = [r["time/total"] - (_eval_s(r) or 0.0) for r in rows if "time/total" in r]
+    evals = [spent for spent in map(_eval_s, rows) if spent is not None]
+    costs = {"steps": float(len(steps))}
+    if steps:
+        costs["step_s"] = statistics.median(steps)
+    if evals:
+        costs["eval_s"] = statistics.median(evals)
+    return costs
+
+
+def print_curves(log_path: Path, stages: Sequence[str]) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    found: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for stage in stages:
+        curves = stage_curves(log_path / stage)
+        for key in CURVES[stage]:
+            if key not in curves:
+                continue
+            steps, values = curves[key]
+            found.setdefault(stage, {})[key] = list(zip(steps, values, strict=True))
+            points = "  ".join(f"{s}:{v:.3f}" for s, v in zip(steps, values, strict=True))
+            print(f"  {stage:>3} {key:<28} {points}")
+    return found
+
+
+def targets(curves: dict[str, dict[str, list[tuple[int, float]]]]) -> list[tuple[str, float | None, bool]]:
+    def values(stage: str, key: str) -> list[float]:
+        return [v for _, v in curves.get(stage, {}).get(key, [])]
+
+    accuracy, gold = values("rm", "test/accuracy"), values("rl", "test/gold_win_rate")
+    rows: list[tuple[str, float | None, bool]] = [
+        (
+            "PM test/accuracy last >= 0.85",
+            accuracy[-1] if accuracy else None,
+            bool(accuracy and accuracy[-1] >= 0.85),
+        ),
+        (
+            "RL test/gold_win_rate rise >= +0.10",
+            gold[-1] - gold[0] if gold else None,
+            bool(gold and gold[-1] - gold[0] >= 0.10),
+        ),
+        (
+            "RL test/gold_win_rate min - first >= 0",
+            min(gold) - gold[0] if gold else None,
+            bool(gold and min(gold) >= gold[0]),
+        ),
+    ]
+    return rows
+
+
+def _settings(args: Sequence[str]) -> dict[str, float]:
+    return {key: float(value) for key, _, value in (arg.partition("=") for arg in args)}
+
+
+def estimate_full_run_s(log_path: Path, full: dict[str, Any], ran: Sequence[str] = ()) -> dict[str, float]:
+    """Seconds the default run (`full`) would take at the per-step costs of the run logged in `log_path`,
+    which ran with `ran` over the defaults: evaluations are priced per comparison they judge."""
+    settings = {**full, **_settings(ran)}
+    test_size = {"full": full["comparison_test_size"], "ran": settings["comparison_test_size"]}
+    eval_scale = {
+        "sft": 1.0,  # the whole chat test split either way
+        "rm": test_size["full"] / test_size["ran"],
+        "rl": min(full["rl.eval_comparisons"], test_size["full"])
+        / min(settings["rl.eval_comparisons"], test_size["ran"]),
+    }
+    estimate: dict[str, float] = {}
+    for stage in ("sft", "rm", "rl"):
+        costs = step_costs(log_path / stage)
+        if "step_s" in costs:
+            steps, evals = full[f"{stage}.steps"], full[f"{stage}.steps"] // full[f"{stage}.eval_every"] + 1
+            estimate[stage] = steps * costs["step_s"] + evals * costs.get("eval_s", 0.0) * eval_scale[stage]
+    return estimate
+
+
+def run_pipeline(server: LocalServer, log_path: Path, extra: Sequence[str]) -> dict[str, Any]:
+    argv = [f"base_url={server.url}", f"model_name={SERVED_NAME}", f"log_path={log_path}", *extra]
+    print("[bench] rlhf_pipeline " + " ".join(argv), flush=True)
+
+    def main(config: rlhf_pipeline.PipelineConfig) -> dict[str, Any]:
+        return rlhf_pipeline.main(config, clock=cpu_clock(server.pid))
+
+    return recipe_entrypoint(
+        main, rlhf_pipeline.RENAMED_KEYS, functools.partial(recipe_defaults, "rlhf_pipeline"), argv=argv
+    )
+
+
+def run_hh(server: LocalServer, log_path: Path, extra: Sequence[str]) -> dict[str, Any]:
+    """The preference model from the base weights on the real HH split; its held-out accuracy."""
+    argv = [
+        f"base_url={server.url}",
+        f"model_name={SERVED_NAME}",
+        f"log_path={log_path}",
+        f"comparison_dataset={HH_SPLIT}",
+        *extra,
+    ]
+    print("[bench] preference model on HH: " + " ".join(argv), flush=True)
+
+    def main(config: rlhf_pipeline.PipelineConfig) -> dict[str, Any]:
+        stop = cpu_clock(server.pid)()
+        supervised_train.main(rlhf_pipeline.rm_config(config, None))
+        return {"stages": {"rm": {"status": "ran", **stop()}}}
+
+    return recipe_entrypoint(
+        main, rlhf_pipeline.RENAMED_KEYS, functools.partial(recipe_defaults, "rlhf_pipeline"), argv=argv
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few steps per stage (proves it runs)")
+    parser.add_argument("--hh", action="store_true", help="the preference model alone, on the real HH split")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--work-dir", type=Path, help="log dirs and server storage (default: a temp dir)")
+    parser.add_argument("pipeline_args", nargs="*", help="key=value for the pipeline (after --)")
+    args = parser.parse_args(argv)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-rlhf-real-"))
+    log_path = work / ("hh" if args.hh else "pipeline")
+    if args.hh:
+        extra = [*HH_ARGS, *(HH_QUICK_ARGS if args.quick else ()), *args.pipeline_args]
+    else:
+        extra = [*(QUICK_ARGS if args.quick else ()), *args.pipeline_args]
+    model_flags = ["--model", f"{SERVED_NAME}={smollm2_gguf()}", "--device", "cpu", "--dtype", "float32"]
+    start = time.perf_counter()
+    with LocalServer(work / "server-storage", extra_args=model_flags) as server:
+        summary = run_hh(server, log_path, extra) if args.hh else run_pipeline(server, log_path, extra)
+    wall = time.perf_counter() - start
+    stages = ("rm",) if args.hh else ("sft", "rm", "rl")
+
+    print(f"\n[bench] curves (step:value), {'HH split, held out' if args.hh else 'bundled data'}:")
+    curves = print_curves(log_path, stages)
+    print(
+        "\n[bench] cost per stage (wall s, CPU s client + server); per training step and per evaluation (median wall s):"
+    )
+    costs: dict[str, Any] = {}
+    for stage in stages:
+        spent = summary.get("stages", {}).get(stage, {})
+        per_step = step_costs(log_path / stage)
+        costs[stage] = {**spent, **per_step}
+        print(
+            f"  {stage:>3} wall {spent.get('wall_s', float('nan')):7.1f}  cpu {spent.get('total_cpu_s') or float('nan'):7.1f}"
+            f"  steps {per_step.get('steps', 0):4.0f}  step {per_step.get('step_s', float('nan')):6.2f}"
+            f"  eval {per_step.get('eval_s', float('nan')):6.2f}"
+        )
+    result: dict[str, Any] = {"wall_s": wall, "curves": curves, "costs": costs, "log_path": str(log_path)}
+    if not args.hh:
+        full = recipe_defaults("rlhf_pipeline", SERVED_NAME)
+        estimate = estimate_full_run_s(log_path, full, extra)
+        result["estimated_full_run_s"] = estimate
+        total = sum(estimate.values())
+        print(
+            "\n[bench] the default run at these per-step costs: "
+            + ", ".join(f"{k} {v / 60:.1f} min" for k, v in estimate.items())
+            + f"; total {total / 60:.1f} min (limit {WALL_LIMIT_S / 60:.0f} min, plus server start and imports)"
+        )
+        rows = targets(curves)
+        result["targets"] = [{"target": n, "value": v, "pass": p} for n, v, p in rows]
+        print(
+            "\n[bench] targets" + (" (a --quick run is too short to meet them)" if args.quick else "") + ":"
+        )
+        for name, value, passed in rows:
+            shown = "n/a" if value is None else f"{value:+.3f}"
+            print(f"  {'PASS' if passed else 'FAIL'}  {name:<40} {shown}")
+    print(f"\n[bench] total wall time {wall:.0f} s; logs in {log_path}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
