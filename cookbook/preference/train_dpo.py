@@ -1,14 +1,14 @@
 """The DPO loop: a client-side loss on summed sequence logprobs, through `forward_backward_custom`.
 
-Per step: the batch's [chosen, rejected] pairs are scored by the frozen reference (all requests
-at once), then `forward_backward_custom` runs the policy forward, evaluates the DPO loss here,
+Per step: the batch's [chosen, rejected] pairs are scored by the frozen reference (one batched
+`forward` of a training client that is never stepped), then `forward_backward_custom` runs the policy forward, evaluates the DPO loss here,
 and sends its gradient back as a cross_entropy pass; then `optim_step`. The loss needs the
 current weights' logprobs, so steps are not pipelined (as in Tinker). `nll_coef > 0` adds the
 chosen answers' NLL to the loss, which keeps the policy's samples on the data (see the recipe).
 
-The reference is the policy's initial weights: a snapshot taken at the start of a fresh run; a
-resumed run rebuilds it from the same starting point (`load_checkpoint_path`, or the base model,
-which an untrained LoRA adapter leaves unchanged). DPO from a randomly initialised model is
+The reference is the policy's initial weights, built from the run's starting point whether the
+run is fresh or resumed: `load_checkpoint_path`, or a fresh model of the same rank and seed (an
+untrained LoRA adapter leaves the base unchanged). DPO from a randomly initialised model is
 meaningless (the reference knows no language); start from an SFT checkpoint.
 
 Checkpoints follow the SFT loop's (a checkpoint before step s records batch s); setup, resume,
@@ -23,7 +23,7 @@ from typing import Any
 
 import chz
 
-from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
+from cookbook.client.abstract import ServiceClient, TrainingClient
 from cookbook.client.types import Datum
 from cookbook.eval.evaluators import Evaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
@@ -82,7 +82,7 @@ class _DPORun:
         config: Config,
         run: TrainingRun,
         client: TrainingClient,
-        reference: SamplingClient,
+        reference: TrainingClient,
         plan: EpochPlan,
         evaluators: list[Evaluator],
     ):
@@ -155,15 +155,13 @@ class _DPORun:
         return metrics
 
 
-async def _reference(
-    config: Config, service: ServiceClient, client: TrainingClient, resumed: bool
-) -> SamplingClient:
-    """The initial weights as a sampling snapshot (rebuilt from the run's starting point on resume)."""
-    if not resumed:
-        return await client.save_weights_and_get_sampling_client_async()
-    from cookbook.rl.reference import create_reference_sampling_client
-
-    return await create_reference_sampling_client(service, config.model_name, config.load_checkpoint_path)
+async def _reference(config: Config, service: ServiceClient) -> TrainingClient:
+    """The run's starting weights in a model of their own, only ever scored with `forward`."""
+    if config.load_checkpoint_path is not None:
+        return await service.create_training_client_from_state_async(config.load_checkpoint_path)
+    return await service.create_lora_training_client_async(
+        config.model_name, rank=config.lora_rank, seed=config.lora_seed
+    )
 
 
 async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:
@@ -174,7 +172,7 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
         return plan
     async with run:
         client = await run.create_training_client()
-        reference = await _reference(config, run.service, client, resumed=run.last is not None)
+        reference = await _reference(config, run.service)
         evaluators = build_evaluators(config.evaluator_builders)
         test_set = plan.test_set
         test_data = (
