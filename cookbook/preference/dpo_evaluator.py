@@ -1,7 +1,7 @@
 """Held-out DPO metrics: the test pairs' NLL and how the implicit reward ranks them.
 
 One `forward` over the test pairs gives the policy's logprobs; the reference's are computed
-once (the reference never changes). Reports `<name>/nll` (mean NLL of the trained tokens, chosen
+once (the reference never changes), by `reference_sums`. Reports `<name>/nll` (mean NLL of the trained tokens, chosen
 and rejected alike), `<name>/dpo_loss`, `<name>/accuracy` (pairs whose chosen log-ratio beats
 the rejected one) and `<name>/margin`.
 """
@@ -18,7 +18,13 @@ from cookbook.supervised.common import compute_mean_nll
 
 
 class DPOTestEvaluator(TrainingClientEvaluator):
-    def __init__(self, data: Sequence[Datum], reference: SamplingClient, beta: float, name: str = "test"):
+    def __init__(
+        self,
+        data: Sequence[Datum],
+        reference: SamplingClient | TrainingClient,
+        beta: float,
+        name: str = "test",
+    ):
         check_pairs(data)
         self.data = list(data)
         self.reference = reference

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cookbook.client.abstract import CustomLossFnV1, SamplingClient
+from cookbook.client.abstract import CustomLossFnV1, SamplingClient, TrainingClient
 from cookbook.client.types import Datum
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ DPO_METRICS: tuple[str, ...] = (
     "rejected_reward",
     "chosen_nll",
 )
-# Log-ratio differences this small are ties: the policy's forward pass and the reference's sampler
+# Log-ratio differences this small are ties: the policy's forward pass and a sampler reference
 # compute the same weights' logprobs along different code paths, which differ by ~1e-6 nats.
 TIE_TOLERANCE = 1e-4
 
@@ -128,24 +128,33 @@ def make_dpo_loss_fn(reference_sums: Sequence[float], beta: float, nll_coef: flo
     return loss_fn
 
 
-def _weighted_sum(logprobs: Sequence[float | None], datum: Datum) -> float:
+def _weighted_sum(target_logprobs: Sequence[float] | np.ndarray, datum: Datum) -> float:
     weights = datum.loss_fn_inputs["weights"].to_numpy().astype(np.float64)
-    values = np.asarray(logprobs[1:], dtype=np.float64)  # the first prompt token has no logprob
+    values = np.asarray(target_logprobs, dtype=np.float64)
     if values.shape != weights.shape:
         raise ValueError(f"the reference scored {values.size} targets for {weights.size} weights")
     return float(np.dot(weights, values))
 
 
-async def reference_sums(reference: SamplingClient, data: Sequence[Datum]) -> list[float]:
-    """s_ref of every datum under the reference, all requests at once (the server batches them).
+async def reference_sums(reference: SamplingClient | TrainingClient, data: Sequence[Datum]) -> list[float]:
+    """s_ref of every datum under the frozen reference.
 
-    The full sequence is the model input plus its last target; its prompt logprobs from
-    position 1 on are the logprobs of the targets.
+    A training client (the DPO loop's reference) scores the whole batch in one `forward` call.
+    A sampling client scores each datum with `compute_logprobs`, all requests at once: the full
+    sequence is the model input plus its last target, whose prompt logprobs from position 1 on
+    are the logprobs of the targets.
     """
+    if isinstance(reference, TrainingClient):
+        output = await (await reference.forward_async(list(data), "cross_entropy"))
+        return [
+            _weighted_sum(out["logprobs"].to_numpy(), datum)
+            for out, datum in zip(output.loss_fn_outputs, data, strict=True)
+        ]
 
     async def one(datum: Datum) -> float:
         targets = datum.loss_fn_inputs["target_tokens"].to_numpy()
         sequence = datum.model_input.append_int(int(targets[-1]))
-        return _weighted_sum(await reference.compute_logprobs_async(sequence), datum)
+        prompt_logprobs = await reference.compute_logprobs_async(sequence)
+        return _weighted_sum(prompt_logprobs[1:], datum)  # the first prompt token has no logprob
 
     return list(await asyncio.gather(*(one(d) for d in data)))

@@ -1,14 +1,16 @@
 """The DPO loop: a client-side loss on summed sequence logprobs, through `forward_backward_custom`.
 
-Per step: the batch's [chosen, rejected] pairs are scored by the frozen reference (all requests
-at once), then `forward_backward_custom` runs the policy forward, evaluates the DPO loss here,
-and sends its gradient back as a cross_entropy pass; then `optim_step`. The loss needs the
+Per step: the batch's [chosen, rejected] pairs are scored by the frozen reference (one batched
+`forward` of a training client that is never stepped; the next step's batch is submitted to it
+as soon as this step's updates are queued, so it runs while the client waits), then
+`forward_backward_custom` runs the policy forward, evaluates the DPO loss here, and sends its
+gradient back as a cross_entropy pass; then `optim_step`. The loss needs the
 current weights' logprobs, so steps are not pipelined (as in Tinker). `nll_coef > 0` adds the
 chosen answers' NLL to the loss, which keeps the policy's samples on the data (see the recipe).
 
-The reference is the policy's initial weights: a snapshot taken at the start of a fresh run; a
-resumed run rebuilds it from the same starting point (`load_checkpoint_path`, or the base model,
-which an untrained LoRA adapter leaves unchanged). DPO from a randomly initialised model is
+The reference is the policy's initial weights, built from the run's starting point whether the
+run is fresh or resumed: `load_checkpoint_path`, or a fresh model of the same rank and seed (an
+untrained LoRA adapter leaves the base unchanged). DPO from a randomly initialised model is
 meaningless (the reference knows no language); start from an SFT checkpoint.
 
 Checkpoints follow the SFT loop's (a checkpoint before step s records batch s); setup, resume,
@@ -19,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import chz
 
-from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
+from cookbook.client.abstract import ServiceClient, TrainingClient
 from cookbook.client.types import Datum
 from cookbook.eval.evaluators import Evaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
@@ -74,6 +77,15 @@ def pairs_of(batch: list[Datum]) -> list[Datum]:
     return batch[: len(batch) // 2 * 2]
 
 
+@dataclass
+class _ScoredBatch:
+    """A step's pairs and the task computing their reference sums (None when no pair is left)."""
+
+    step: int
+    data: list[Datum]
+    reference_sums: asyncio.Future[list[float]] | None
+
+
 class _DPORun:
     """One invocation of the loop, from `start_step` to `total_steps`."""
 
@@ -82,7 +94,7 @@ class _DPORun:
         config: Config,
         run: TrainingRun,
         client: TrainingClient,
-        reference: SamplingClient,
+        reference: TrainingClient,
         plan: EpochPlan,
         evaluators: list[Evaluator],
     ):
@@ -95,6 +107,20 @@ class _DPORun:
         self.evaluators = evaluators
         self.start_step = plan.start_step
         self.total_steps = plan.total_steps
+        self._scored: _ScoredBatch | None = None
+
+    def _batch_of(self, step: int) -> list[Datum]:
+        """Step `step`'s pairs; called once per step, in step order (a new epoch reshuffles the set)."""
+        epoch, batch_index = position_of_step(step, self.n_batches)
+        if batch_index == 0 or step == self.start_step:
+            self.train_set.set_epoch(epoch)
+        return pairs_of(self.train_set.get_batch(batch_index))
+
+    def _score(self, step: int) -> _ScoredBatch:
+        """Step `step`'s batch with its reference sums under way."""
+        data = self._batch_of(step)
+        sums = asyncio.ensure_future(reference_sums(self.reference, data)) if data else None
+        return _ScoredBatch(step, data, sums)
 
     async def train(self) -> CheckpointRecord:
         with TrainingProgress(self.total_steps, initial_step=self.start_step, desc="dpo") as progress:
@@ -130,22 +156,26 @@ class _DPORun:
                 metrics.update(await run_evaluators(self.evaluators, self.client))
         epoch, batch_index = position_of_step(step, self.n_batches)
         with timed("get_batch", metrics):
-            if batch_index == 0 or step == self.start_step:
-                self.train_set.set_epoch(epoch)
-            data = pairs_of(self.train_set.get_batch(batch_index))
+            scored = (
+                self._scored if self._scored is not None and self._scored.step == step else self._score(step)
+            )
+            self._scored = None
+            data = scored.data
         metrics.update(num_pairs=len(data) // 2, epoch=epoch, progress=(step + 1) / self.total_steps)
-        if not data:  # every pair of the batch was dropped (e.g. cut by max_length)
+        if scored.reference_sums is None:  # every pair of the batch was dropped (e.g. cut by max_length)
             logger.warning(
                 "step %d: batch %d holds no complete [chosen, rejected] pair; skipping it", step, batch_index
             )
             return metrics
         with timed("reference", metrics):
-            reference = await reference_sums(self.reference, data)
+            reference = await scored.reference_sums
         adam = c.optimizer.adam_params(step, self.total_steps)
         loss_fn = make_dpo_loss_fn(reference, c.dpo_beta, c.nll_coef)
         with timed("train", metrics):
             fwd_bwd = await self.client.forward_backward_custom_async(data, loss_fn)
             optim = await self.client.optim_step_async(adam)
+            if step + 1 < self.total_steps:
+                self._scored = self._score(step + 1)
             output = await fwd_bwd
             optim_out = await optim
         metrics.update({key: output.metrics[key] for key in DPO_METRICS})
@@ -155,15 +185,13 @@ class _DPORun:
         return metrics
 
 
-async def _reference(
-    config: Config, service: ServiceClient, client: TrainingClient, resumed: bool
-) -> SamplingClient:
-    """The initial weights as a sampling snapshot (rebuilt from the run's starting point on resume)."""
-    if not resumed:
-        return await client.save_weights_and_get_sampling_client_async()
-    from cookbook.rl.reference import create_reference_sampling_client
-
-    return await create_reference_sampling_client(service, config.model_name, config.load_checkpoint_path)
+async def _reference(config: Config, service: ServiceClient) -> TrainingClient:
+    """The run's starting weights in a model of their own, only ever scored with `forward`."""
+    if config.load_checkpoint_path is not None:
+        return await service.create_training_client_from_state_async(config.load_checkpoint_path)
+    return await service.create_lora_training_client_async(
+        config.model_name, rank=config.lora_rank, seed=config.lora_seed
+    )
 
 
 async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:
@@ -174,7 +202,7 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
         return plan
     async with run:
         client = await run.create_training_client()
-        reference = await _reference(config, run.service, client, resumed=run.last is not None)
+        reference = await _reference(config, run.service)
         evaluators = build_evaluators(config.evaluator_builders)
         test_set = plan.test_set
         test_data = (

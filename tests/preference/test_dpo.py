@@ -174,6 +174,25 @@ def test_a_dpo_step_through_the_server_equals_the_same_step_in_torch(
     )  # the step did something
 
 
+def test_a_training_client_reference_scores_like_the_sampler_reference(
+    service: ServiceClient, renderer: Renderer
+) -> None:
+    """The loop's reference (one batched `forward` of a frozen training client) gives the same
+    sums as the per-sequence `compute_logprobs` path, on weights that have left the base."""
+    data = [d for pair in PAIRS for d in dpo_pair(pair, renderer, None)]
+    client = service.create_lora_training_client(BUILTIN, rank=4, seed=3)
+    client.forward_backward(data[0::2], "cross_entropy")
+    client.optim_step(AdamParams(learning_rate=0.05)).result()
+    sampler_reference = client.save_weights_and_get_sampling_client()
+    state = client.save_state("reference-path-test").result().path
+    training_reference = service.create_training_client_from_state(state)
+    by_sampler = asyncio.run(reference_sums(sampler_reference, data))
+    by_forward = asyncio.run(reference_sums(training_reference, data))
+    assert by_forward == pytest.approx(by_sampler, abs=1e-4)
+    base = asyncio.run(reference_sums(service.create_sampling_client(base_model=BUILTIN), data))
+    assert max(abs(a - b) for a, b in zip(by_forward, base, strict=True)) > 0.01  # not the base's sums
+
+
 @pytest.mark.parametrize(
     ("field_name", "value", "message"),
     [
