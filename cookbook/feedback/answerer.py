@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cookbook.client.abstract import SamplingClient, ServiceClient
 from cookbook.client.types import SamplingParams
@@ -25,6 +25,14 @@ class SamplingSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "max_tokens": self.max_tokens, "top_p": self.top_p}
+
+
+class AnswerSource(Protocol):
+    """What the app asks for answers: `Answerer` against a server, or a stand-in in tests."""
+
+    model: str
+
+    async def answer_async(self, messages: list[Message], n: int, seed: int | None = None) -> list[NewAnswer]: ...
 
 
 class Answerer:

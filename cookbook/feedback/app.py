@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from cookbook.feedback.answerer import Answerer
+from cookbook.feedback.answerer import AnswerSource
 from cookbook.feedback.errors import FeedbackError, InvalidFeedbackError
 from cookbook.feedback.store import FeedbackStore, question_messages
 
@@ -55,7 +55,7 @@ def _page(name: str) -> str:
     return resources.files("cookbook.feedback").joinpath("static", name).read_text(encoding="utf-8")
 
 
-def create_app(db_path: str, answerer: Answerer | None) -> FastAPI:
+def create_app(db_path: str, answerer: AnswerSource | None) -> FastAPI:
     """The app over the database at `db_path`; `answerer` samples answers (None: asking is refused).
 
     A database that is not ours does not stop the app: every API call then answers 409 with the
