@@ -32,7 +32,9 @@ class AnswerSource(Protocol):
 
     model: str
 
-    async def answer_async(self, messages: list[Message], n: int, seed: int | None = None) -> list[NewAnswer]: ...
+    async def answer_async(
+        self, messages: list[Message], n: int, seed: int | None = None
+    ) -> list[NewAnswer]: ...
 
 
 class Answerer:
