@@ -406,21 +406,15 @@ class FeedbackStore:
     # -- what training reads ------------------------------------------------------------------
 
     def chat_examples(self) -> list[ChatExample]:
-        """Up-rated answers (more ups than downs) and people's corrections, once per distinct question-answer."""
-        seen: set[tuple[str, str]] = set()
-        examples = []
-        for pair in self.qa_pairs():
-            keep = pair["corrects_answer_id"] is not None or pair["up"] > pair["down"]
-            key = (json.dumps(pair["prompt"]), pair["answer"])
-            if keep and key not in seen:
-                seen.add(key)
-                examples.append(
-                    ChatExample(
-                        pair["question_id"],
-                        [*pair["prompt"], {"role": "assistant", "content": pair["answer"]}],
-                    )
-                )
-        return examples
+        """Up-rated answers (more ups than downs) and people's corrections, one example each.
+
+        A question asked many times keeps all its examples, so the data keeps the frequencies people asked with.
+        """
+        return [
+            ChatExample(pair["question_id"], [*pair["prompt"], {"role": "assistant", "content": pair["answer"]}])
+            for pair in self.qa_pairs()
+            if pair["corrects_answer_id"] is not None or pair["up"] > pair["down"]
+        ]
 
     def ranked_pairs(self, keep_ties: bool = False) -> list[RankedPair]:
         """Every ranking's ordered pairs (better, worse); tied pairs only with `keep_ties`."""
