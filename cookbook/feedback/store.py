@@ -411,7 +411,9 @@ class FeedbackStore:
         A question asked many times keeps all its examples, so the data keeps the frequencies people asked with.
         """
         return [
-            ChatExample(pair["question_id"], [*pair["prompt"], {"role": "assistant", "content": pair["answer"]}])
+            ChatExample(
+                pair["question_id"], [*pair["prompt"], {"role": "assistant", "content": pair["answer"]}]
+            )
             for pair in self.qa_pairs()
             if pair["corrects_answer_id"] is not None or pair["up"] > pair["down"]
         ]
