@@ -15,6 +15,7 @@ before anything is written, and each write is one store transaction, so nothing 
 from __future__ import annotations
 
 import asyncio
+import io
 from importlib import resources
 from typing import Any, Literal
 
@@ -150,8 +151,6 @@ def create_app(db_path: str, answerer: AnswerSource | None) -> FastAPI:
         schema = name.removesuffix(".jsonl")
         if schema not in EXPORT_SCHEMAS:
             raise InvalidFeedbackError(f"unknown export {name!r}: {' or '.join(EXPORT_SCHEMAS)}", "schema")
-        import io
-
         buffer = io.StringIO()
         await asyncio.to_thread(the_store().export_jsonl, buffer, schema)  # type: ignore[arg-type]
         return PlainTextResponse(buffer.getvalue(), media_type="text/plain; charset=utf-8")
