@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import chz
 
+from cookbook.feedback.builders import FeedbackSFTBuilder
+from cookbook.feedback.store import is_feedback_path
 from cookbook.model_config import BUILTIN_MODEL_NAME, get_recommended_lora_rank, renderer_name_for
 from cookbook.recipes.chat_sl.chat_datasets import BUNDLED, NoRobotsBuilder
 from cookbook.recipes.renamed_keys import OPTIMIZER_KEYS, recipe_entrypoint
 from cookbook.supervised import train
-from cookbook.supervised.types import ChatDatasetBuilderCommonConfig
+from cookbook.supervised.types import ChatDatasetBuilder, ChatDatasetBuilderCommonConfig
 from cookbook.utils.checkpoints import CheckpointRecord
 from cookbook.utils.optimizer_config import OptimizerConfig, optimizer_defaults
 from cookbook.utils.run_dir import BehaviorIfExists
@@ -34,7 +36,9 @@ RENAMED_KEYS: dict[str, str] = OPTIMIZER_KEYS
 class ChatSFT:
     """What to train on and how: this recipe's settings, and those of the RLHF pipeline's SFT stage."""
 
-    dataset: str = BUNDLED  # or a hub id / local file or directory in the no_robots schema
+    dataset: str = (
+        BUNDLED  # or a hub id / local file or directory in the no_robots schema, or a feedback *.sqlite
+    )
     batch_size: int = 32
     max_length: int | None = 128
     num_epochs: int = 3
@@ -46,7 +50,9 @@ class ChatSFT:
         grad_clip_norm=1.0,
     )
 
-    def dataset_builder(self, model_name: str, renderer_name: str, base_url: str | None) -> NoRobotsBuilder:
+    def dataset_builder(
+        self, model_name: str, renderer_name: str, base_url: str | None
+    ) -> ChatDatasetBuilder:
         common = ChatDatasetBuilderCommonConfig(
             model_name_for_tokenizer=model_name,
             renderer_name=renderer_name,
@@ -54,6 +60,8 @@ class ChatSFT:
             batch_size=self.batch_size,
             base_url=base_url,
         )
+        if is_feedback_path(self.dataset):
+            return FeedbackSFTBuilder(common_config=common, db=self.dataset)
         return NoRobotsBuilder(common_config=common, dataset=self.dataset)
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import chz
 import datasets
 
+from cookbook.feedback.builders import FeedbackComparisonBuilder
+from cookbook.feedback.store import is_feedback_path
 from cookbook.preference.comparison_datasets import ComparisonDatasetBuilder
 from cookbook.preference.types import Comparison, LabeledComparison
 from cookbook.renderers import Message
@@ -132,3 +134,10 @@ class HHHComparisonBuilder(ComparisonDatasetBuilder):
             else LabeledComparison(c.comparison, c.label, {**c.tags, "kind": comparison_kind(c.comparison)})
             for c in comparisons
         ]
+
+
+def comparison_builder(dataset: str, test_size: int) -> ComparisonDatasetBuilder:
+    """The comparisons a recipe's `comparison_dataset` names: a feedback database (*.sqlite) or hh-rlhf data."""
+    if is_feedback_path(dataset):
+        return FeedbackComparisonBuilder(db=dataset, test_size=test_size)
+    return HHHComparisonBuilder(dataset=dataset, test_size=test_size)

@@ -42,7 +42,7 @@ from cookbook.preference import train_dpo
 from cookbook.preference.dpo_datasets import DPODatasetBuilderFromComparisons
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder
 from cookbook.recipes import sl_basic
-from cookbook.recipes.preference.datasets import BUNDLED, HHHComparisonBuilder
+from cookbook.recipes.preference.datasets import BUNDLED, comparison_builder
 from cookbook.recipes.renamed_keys import OPTIMIZER_KEYS, recipe_entrypoint
 from cookbook.supervised import train as supervised_train
 from cookbook.supervised.types import ChatDatasetBuilderCommonConfig
@@ -118,7 +118,7 @@ def sft_config(cli: CLIConfig) -> supervised_train.Config:
 
 
 def dpo_config(cli: CLIConfig, start_path: str | None) -> train_dpo.Config:
-    comparisons = HHHComparisonBuilder(dataset=cli.dataset, test_size=cli.test_size)
+    comparisons = comparison_builder(cli.dataset, cli.test_size)
     common = ChatDatasetBuilderCommonConfig(
         model_name_for_tokenizer=cli.model_name,
         renderer_name=_renderer_name(cli),

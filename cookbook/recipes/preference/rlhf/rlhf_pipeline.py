@@ -55,11 +55,14 @@ from cookbook.model_config import (
     recipe_defaults,
     renderer_name_for,
 )
-from cookbook.preference.comparison_datasets import ChatDatasetBuilderFromComparisons
+from cookbook.preference.comparison_datasets import (
+    ChatDatasetBuilderFromComparisons,
+    ComparisonDatasetBuilder,
+)
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder, PreferenceAccuracyEvaluatorBuilder
 from cookbook.preference.gold import GoldPreferenceModelBuilder
 from cookbook.preference.preference_model import PreferenceModelBuilderFromChatRenderer
-from cookbook.recipes.preference.datasets import BUNDLED, HHHComparisonBuilder
+from cookbook.recipes.preference.datasets import BUNDLED, comparison_builder
 from cookbook.recipes.preference.rlhf.report import (
     STAGES,
     format_summary,
@@ -147,7 +150,9 @@ class PipelineConfig:
     renderer_name: str | None = None  # None: the model's recommended chat format
     lora_rank: int | None = None  # None: 0 (full weights) for tiny-llama, LoRA rank 32 otherwise
     seed: int = 0
-    comparison_dataset: str = BUNDLED  # hh-rlhf schema: "bundled", a hub id, or a local file / directory
+    comparison_dataset: str = (
+        BUNDLED  # hh-rlhf schema: "bundled", a hub id, a local file / directory; or a feedback *.sqlite
+    )
     comparison_test_size: int = (
         400  # held-out comparisons for the preference model's accuracy and RL's evaluations
     )
@@ -197,8 +202,8 @@ class PipelineConfig:
             return steps
         return self.max_steps if steps is None else min(steps, self.max_steps)
 
-    def comparisons(self) -> HHHComparisonBuilder:
-        return HHHComparisonBuilder(dataset=self.comparison_dataset, test_size=self.comparison_test_size)
+    def comparisons(self) -> ComparisonDatasetBuilder:
+        return comparison_builder(self.comparison_dataset, self.comparison_test_size)
 
     def wandb_name(self, stage: str) -> str | None:
         return f"rlhf-{stage}" if self.wandb_project else None
