@@ -82,7 +82,8 @@ class LeaderEngine:
             try:
                 send_command(Command(method, args))
             except Exception as exc:
-                self._break(f"could not reach the workers: {exc}")
+                death = self._rank_death() if self._rank_death is not None else None
+                self._break(death or f"could not reach the worker ranks: {exc}")
                 self._check()
             own: BaseException | None = None
             result = None
