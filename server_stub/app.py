@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import secrets
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -27,19 +27,21 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from cookbook.client import types
-from server_stub import result_formats, sequence_key, training_pass, validation
-from server_stub.auth import ApiKeyMiddleware
+from server_stub import request_limits, result_formats, sequence_key, training_pass, validation
+from server_stub.auth import ApiKeyMiddleware, tenants_by_key
 from server_stub.config import ServerConfig
 from server_stub.download_links import DownloadSigner
-from server_stub.engine import Engine, ModelLimits, NotFoundError, SampleJob, UserError
+from server_stub.engine import ConflictError, Engine, ModelLimits, NotFoundError, SampleJob, UserError
 from server_stub.errors import install_error_handlers
 from server_stub.exports import check_export
 from server_stub.futures_store import Failed, FuturesStore, Succeeded, UnknownRequestError
 from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
 from server_stub.openai_api import routes as openai_routes
+from server_stub.owners import OWNERS_FILE, Kind, OwnerRegistry, current_owner, unknown_run
 from server_stub.request_body import ReceivedBody, UnsupportedMediaError, receive
 from server_stub.scheduler import Scheduler, Task
-from server_stub.sessions import SessionRegistry
+from server_stub.sessions import SessionCounter, SessionRegistry
+from server_stub.storage_usage import StorageQuota
 from server_stub.training_pass import TrainingPass
 
 M = TypeVar("M", bound=types.WireModel)
@@ -73,6 +75,19 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     sessions = SessionRegistry()
     issued_model_ids: set[str] = set()
 
+    def engine_knows_run(run_id: str) -> bool:
+        try:
+            engine.training_run(run_id)
+        except NotFoundError:
+            return False
+        return True
+
+    config.storage_dir.mkdir(parents=True, exist_ok=True)
+    owners = OwnerRegistry(config.storage_dir / OWNERS_FILE, engine_knows_run)
+    quota = StorageQuota(config.storage_dir, config.max_storage_bytes_per_owner, owners)
+    session_models = SessionCounter("max_models_per_session", config.max_models_per_session)
+    session_samplers = SessionCounter("max_samplers_per_session", config.max_samplers_per_session)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         store.attach(asyncio.get_running_loop())
@@ -83,17 +98,18 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             scheduler.stop(timeout=10)
 
     app = FastAPI(title="server_stub", summary="Local training server (Tinker wire)", lifespan=lifespan)
-    app.state.engine, app.state.scheduler, app.state.store, app.state.sessions = (
+    app.state.engine, app.state.scheduler, app.state.store, app.state.sessions, app.state.owners = (
         engine,
         scheduler,
         store,
         sessions,
+        owners,
     )
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
     downloads_prefix = f"{api.prefix}/checkpoint_downloads/"
-    if config.api_key is not None:  # without a key the check passes everything: leave it off the path
-        app.add_middleware(ApiKeyMiddleware, api_key=config.api_key, signed_prefix=downloads_prefix)
+    tenants = tenants_by_key(config.api_key, config.keys_file)
+    app.add_middleware(ApiKeyMiddleware, tenants=tenants, signed_prefix=downloads_prefix)
     signer = DownloadSigner()
     ordered_routes: list[str] = []
     app.state.ordered_routes = ordered_routes
@@ -128,7 +144,13 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def body(request: Request, model: type[M]) -> M:
         return json_body(model)(await read(request))
 
+    def open_future(model_id: str | None = None) -> str:
+        request_id = store.open(model_id)
+        owners.record(Kind.FUTURE, request_id, current_owner.get())
+        return request_id
+
     def base_model_of(model_id: str) -> str:
+        owners.check(Kind.RUN, model_id)
         try:
             return engine.base_model_of(model_id)
         except NotFoundError:
@@ -137,16 +159,9 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 raise NotFoundError(f"unknown model {model_id!r}", field="model_id") from None
             return base
 
-    def engine_knows_run(run_id: str) -> bool:
-        try:
-            engine.training_run(run_id)
-        except NotFoundError:
-            return False
-        return True
-
     def new_model_id() -> str:
         while True:
-            model_id = f"run-{secrets.token_hex(4)}"
+            model_id = f"run-{uuid.uuid4().hex}"
             if model_id not in issued_model_ids and not engine_knows_run(model_id):
                 issued_model_ids.add(model_id)
                 return model_id
@@ -188,7 +203,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         except Exception as err:
             scheduler.reject_ordered(model_id, seq_id, digest, err)
             raise
-        request_id = store.open(model_id)
+        request_id = open_future(model_id)
         try:
             scheduler.submit_ordered(
                 model_id,
@@ -204,6 +219,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     async def shared_sampler(key: tuple[Any, ...], base_model: str | None, model_path: str | None) -> str:
         """A sampler for a base model or sampler checkpoint, created once per key on the compute thread."""
+        if model_path is not None:
+            owners.check_readable(model_path, "tinker_path")
         pending = sessions.recall(key)
         if pending is None:
             validation.check_sampler_source(base_model, model_path)
@@ -247,17 +264,22 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/create_session")
     async def create_session(request: Request) -> Response:
         req = await body(request, types.CreateSessionRequest)
+        request_limits.check_metadata(config, "tags", req.tags)
+        request_limits.check_metadata(config, "user_metadata", req.user_metadata)
         session = sessions.create(req.sdk_version, req.tags, req.user_metadata)
+        owners.record(Kind.SESSION, session.session_id, current_owner.get())
         return wire(types.CreateSessionResponse(session_id=session.session_id))
 
     @api.post("/session_heartbeat")
     async def session_heartbeat(request: Request) -> Response:
-        sessions.heartbeat((await body(request, types.SessionHeartbeatRequest)).session_id)
+        session_id = (await body(request, types.SessionHeartbeatRequest)).session_id
+        sessions.heartbeat(owners.check(Kind.SESSION, session_id))
         return wire(types.SessionHeartbeatResponse())
 
     @api.post("/sessions/{session_id}/finish")
     async def finish_session(session_id: str, request: Request) -> Response:
         req = await body(request, types.FinishSessionRequest)
+        owners.check(Kind.SESSION, session_id)
         reason, detail = sessions.finish(session_id, req.reason.type, req.detail)
         return wire(
             types.FinishSessionResponse(
@@ -282,18 +304,28 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     # -- training models ---------------------------------------------------------------------
 
+    def check_session_open(session_id: str | None) -> None:
+        """A finished session of the caller's creates nothing; another's counts as unknown."""
+        if session_id is not None and not owners.foreign(Kind.SESSION, session_id):
+            sessions.check_open(session_id)
+
     @api.post("/create_model")
     async def create_model(request: Request) -> Response:
         req = await body(request, types.CreateModelRequest)
-        key = ("create_model", req.session_id, req.model_seq_id)
+        owner = current_owner.get()
+        key = ("create_model", owner, req.session_id, req.model_seq_id)
         previous = sessions.recall(key)
         if previous is not None:
             return wire(previous)
-        sessions.check_open(req.session_id)
+        check_session_open(req.session_id)
+        request_limits.check_metadata(config, "user_metadata", req.user_metadata)
         engine.model_limits(req.base_model)
         validation.check_create_model(req)
+        session_models.check((owner, req.session_id))
         model_id = new_model_id()
-        request_id = store.open(model_id)
+        owners.record(Kind.RUN, model_id, owner)
+        session_models.add((owner, req.session_id), model_id)
+        request_id = open_future(model_id)
         create = Task(
             lambda: engine.create_model(model_id, req.base_model, req.lora_config, req.user_metadata),
             store.finisher(request_id),
@@ -306,7 +338,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.post("/get_info")
     async def get_info(request: Request) -> Response:
-        return wire(engine.get_info((await body(request, types.GetInfoRequest)).model_id))
+        model_id = (await body(request, types.GetInfoRequest)).model_id
+        return wire(engine.get_info(owners.check(Kind.RUN, model_id)))
 
     async def ordered_json(
         request: Request,
@@ -322,10 +355,15 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def training_call(request: Request, forward_only_route: bool) -> Response:
         received = await read(request)
         req = decode_ordered(received, lambda body: training_pass.decode(body, forward_only_route))
+
+        def check(call: TrainingPass, limits: ModelLimits) -> None:
+            request_limits.check_training_tokens(call.fwd, config, call.where)
+            call.check(limits)
+
         return enqueue_ordered(
             received,
             req,
-            TrainingPass.check,
+            check,
             lambda r: engine.forward_backward(r.model_id, r.fwd, backward=r.backward),
             "forward_backward" if req.backward else "forward",
         )
@@ -348,45 +386,70 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "optim_step",
         )
 
+    def check_save(req: types.SaveWeightsRequest, limits: ModelLimits) -> None:
+        validation.check_save_weights(req, limits)
+        quota.check(current_owner.get())
+
     @ordered_post("/save_weights")
     async def save_weights(request: Request) -> Response:
         return await ordered_json(
             request,
             types.SaveWeightsRequest,
-            validation.check_save_weights,
+            check_save,
             lambda r: engine.save_state(r.model_id, r.path or "", r.overwrite, r.ttl_seconds),
             "save_weights",
         )
 
+    def check_save_for_sampler(req: types.SaveWeightsForSamplerRequest, limits: ModelLimits) -> None:
+        validation.check_save_weights_for_sampler(req, limits)
+        if req.path is not None:
+            quota.check(current_owner.get())
+
     @ordered_post("/save_weights_for_sampler")
     async def save_weights_for_sampler(request: Request) -> Response:
+        owner = current_owner.get()
+
+        def save(r: types.SaveWeightsForSamplerRequest) -> types.SaveWeightsForSamplerResponseInternal:
+            saved = engine.save_sampler_weights(r.model_id, r.path, r.ttl_seconds)
+            if saved.sampling_session_id is not None:  # an unnamed snapshot is a sampler of this owner
+                owners.record(Kind.SAMPLER, saved.sampling_session_id, owner)
+            return saved
+
         return await ordered_json(
             request,
             types.SaveWeightsForSamplerRequest,
-            validation.check_save_weights_for_sampler,
-            lambda r: engine.save_sampler_weights(r.model_id, r.path, r.ttl_seconds),
+            check_save_for_sampler,
+            save,
             "save_weights_for_sampler",
         )
 
     def check_load(req: types.LoadWeightsRequest, limits: ModelLimits) -> None:
         validation.check_load_weights(req, limits)
+        owners.check_readable(req.path, "tinker_path")
         engine.weights_info(req.path)  # 404 for an unknown checkpoint
 
     def load_as_new_model(req: types.LoadWeightsRequest) -> Response:
         """SDK 0.38 creates a training client from a checkpoint with one load_weights and no model id."""
         validation.parse_tinker_path(req.path, "path")
-        key = ("create_model", req.session_id, req.model_seq_id)
+        owner = current_owner.get()
+        key = ("create_model", owner, req.session_id, req.model_seq_id)
         previous = sessions.recall(key)
         if previous is not None:
             return wire(previous)
+        owners.check_readable(req.path, "tinker_path")
         info = engine.weights_info(req.path)  # 404 for an unknown checkpoint
         session_id, model_seq_id = validation.check_load_as_new_model(req, info.base_model)
-        sessions.check_open(session_id)
+        owners.check(Kind.SESSION, session_id)  # the model id derives from it: only its owner may use it
+        check_session_open(session_id)
+        request_limits.check_metadata(config, "user_metadata", req.user_metadata)
         engine.model_limits(info.base_model)  # 404 for a base model this server does not serve
         model_id = validation.check_safe_name(model_id_for(session_id, model_seq_id), "session_id")
         if scheduler.lane_base_model(model_id) is not None or engine_knows_run(model_id):
             raise UserError(f"training run {model_id!r} exists already", field="model_seq_id")
-        request_id = store.open(model_id)
+        session_models.check((owner, session_id))
+        owners.record(Kind.RUN, model_id, owner)
+        session_models.add((owner, session_id), model_id)
+        request_id = open_future(model_id)
         create = Task(
             lambda: create_from_checkpoint(
                 engine, model_id, req.path, info, req.optimizer, req.user_metadata
@@ -417,7 +480,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def unload_model(request: Request) -> Response:
         model_id = (await body(request, types.UnloadModelRequest)).model_id
         base_model_of(model_id)
-        request_id = store.open(model_id)
+        session_models.discard(model_id)
+        request_id = open_future(model_id)
         try:
             scheduler.close_model(
                 model_id,
@@ -434,18 +498,40 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def weights_info(request: Request) -> Response:
         req = await body(request, types.WeightsInfoRequest)
         validation.parse_tinker_path(req.tinker_path, "tinker_path")
+        owners.check_readable(req.tinker_path, "tinker_path")
         return wire(engine.weights_info(req.tinker_path))
+
+    def own_run(run_id: str) -> str:
+        """A run id of the caller's; another's answers as a run that does not exist."""
+        validation.check_safe_name(run_id, "training_run_id")
+        if owners.foreign(Kind.RUN, run_id):
+            raise unknown_run(run_id)
+        return run_id
+
+    def with_public(checkpoint: types.Checkpoint) -> types.Checkpoint:
+        return checkpoint.model_copy(update={"public": owners.is_published(checkpoint.tinker_path)})
 
     @api.get("/training_runs/{run_id}")
     async def training_run(run_id: str) -> Response:
-        return wire(engine.training_run(validation.check_safe_name(run_id, "training_run_id")))
+        run = engine.training_run(own_run(run_id))
+        return wire(run.model_copy(update={"model_owner": current_owner.get()}))
 
     @api.get("/training_runs/{run_id}/checkpoints")
     async def list_checkpoints(run_id: str) -> Response:
-        return wire(engine.list_checkpoints(validation.check_safe_name(run_id, "training_run_id")))
+        listed = engine.list_checkpoints(own_run(run_id))
+        return wire(listed.model_copy(update={"checkpoints": [with_public(c) for c in listed.checkpoints]}))
+
+    def own_checkpoint(run_id: str, kind: str, name: str) -> str:
+        """The tinker path of a checkpoint of the caller's; another's answers as one that does not exist."""
+        tinker_path = f"{types.TINKER_SCHEME}{run_id}/{kind}/{name}"
+        validation.parse_tinker_path(tinker_path, "checkpoint_id")
+        if owners.foreign(Kind.RUN, run_id):
+            raise NotFoundError(f"checkpoint {run_id}/{kind}/{name} not found", field="checkpoint_id")
+        return tinker_path
 
     @api.delete("/training_runs/{run_id}/checkpoints/{kind}/{name}", status_code=204)
     async def delete_checkpoint(run_id: str, kind: str, name: str) -> Response:
+        own_checkpoint(run_id, kind, name)
         parsed = validation.parse_tinker_path(f"{types.TINKER_SCHEME}{run_id}/{kind}/{name}", "checkpoint_id")
         await asyncio.wrap_future(
             scheduler.call(
@@ -455,6 +541,30 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         )
         return Response(status_code=204)
 
+    async def set_published(run_id: str, kind: str, name: str, published: bool) -> Response:
+        tinker_path = own_checkpoint(run_id, kind, name)
+        engine.weights_info(tinker_path)  # 404 for a checkpoint that does not exist
+        if not owners.set_published(tinker_path, published):
+            state = "public" if published else "private"
+            raise ConflictError(f"checkpoint {tinker_path} is already {state}", field="checkpoint_id")
+        return Response(status_code=204)
+
+    @api.post("/training_runs/{run_id}/checkpoints/{kind}/{name}/publish", status_code=204)
+    async def publish_checkpoint(run_id: str, kind: str, name: str) -> Response:
+        """Make a checkpoint loadable (read-only) by every tenant of this server."""
+        return await set_published(run_id, kind, name, True)
+
+    @api.delete("/training_runs/{run_id}/checkpoints/{kind}/{name}/publish", status_code=204)
+    async def unpublish_checkpoint(run_id: str, kind: str, name: str) -> Response:
+        return await set_published(run_id, kind, name, False)
+
+    @api.get("/storage_usage")
+    async def storage_usage() -> Response:
+        """Disk used by the caller's checkpoints, against its quota (our extension)."""
+        owner = current_owner.get()
+        usage = await run_in_threadpool(quota.used, owner)
+        return wire(types.StorageUsageResponse(owner=owner, used_bytes=usage, limit_bytes=quota.limit))
+
     @api.get("/training_runs/{run_id}/checkpoints/{kind}/{name}/archive")
     async def checkpoint_archive(
         run_id: str, kind: str, name: str, request: Request, format: str = "checkpoint"
@@ -462,6 +572,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         """Tinker's archive link (200 with {url, expires}); `format` picks an export (our extension)."""
         tinker_path = f"{types.TINKER_SCHEME}{run_id}/{kind}/{name}"
         validation.parse_tinker_path(tinker_path, "checkpoint_id")
+        owners.check_readable(tinker_path, "tinker_path")
         check_export(format, tinker_path, engine.weights_info(tinker_path).is_lora)
         path = f"{downloads_prefix}{run_id}/{kind}/{name}/{format}.tar"
         expires, signature = signer.sign(path)
@@ -493,15 +604,20 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/create_sampling_session")
     async def create_sampling_session(request: Request) -> Response:
         req = await body(request, types.CreateSamplingSessionRequest)
-        sessions.check_open(req.session_id)
-        sampler_id = await shared_sampler(
-            ("sampler", req.session_id, req.sampling_session_seq_id), req.base_model, req.model_path
-        )
+        owner = current_owner.get()
+        check_session_open(req.session_id)
+        key = ("sampler", owner, req.session_id, req.sampling_session_seq_id)
+        if sessions.recall(key) is None:
+            session_samplers.check((owner, req.session_id))
+        sampler_id = await shared_sampler(key, req.base_model, req.model_path)
+        if not owners.owns(Kind.SAMPLER, sampler_id, owner):
+            owners.record(Kind.SAMPLER, sampler_id, owner)
+            session_samplers.add((owner, req.session_id), sampler_id)
         return wire(types.CreateSamplingSessionResponse(sampling_session_id=sampler_id))
 
     @api.get("/samplers/{sampler_id}")
     async def get_sampler(sampler_id: str) -> Response:
-        return wire(engine.get_sampler(sampler_id))
+        return wire(engine.get_sampler(owners.check(Kind.SAMPLER, sampler_id)))
 
     @api.post("/asample")
     async def asample(request: Request) -> Response:
@@ -510,9 +626,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         sampler_id = req.sampling_session_id
         if sampler_id is None:  # older form: sample a base model or checkpoint directly
             sampler_id = await implicit_sampler(req.base_model, req.model_path)
+        else:
+            owners.check(Kind.SAMPLER, sampler_id)
         limits = engine.model_limits(engine.sampler_base_model(sampler_id))
         validation.check_sample_request(req, limits, config.max_num_samples)
-        request_id = store.open()
+        request_limits.check_sample_tokens(req, limits, config)
+        request_id = open_future()
         try:
             scheduler.submit_sample(SampleJob(sampler_id, req), store.finisher(request_id))
         except BaseException:
@@ -526,6 +645,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     @api.post("/retrieve_future")
     async def retrieve_future(request: Request) -> Response:
         req = await body(request, types.FutureRetrieveRequest)
+        if owners.foreign(Kind.FUTURE, req.request_id):
+            raise NotFoundError(str(UnknownRequestError(req.request_id, expired=False)), field="request_id")
         try:
             outcome = await store.wait(req.request_id, config.long_poll_seconds)
         except UnknownRequestError as exc:

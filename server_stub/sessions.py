@@ -53,7 +53,7 @@ class SessionRegistry:
     ) -> Session:
         now = self._clock()
         session = Session(
-            f"session-{uuid.uuid4().hex[:16]}", sdk_version, list(tags or []), user_metadata, now, now
+            f"session-{uuid.uuid4().hex}", sdk_version, list(tags or []), user_metadata, now, now
         )
         self._sessions[session.session_id] = session
         while len(self._sessions) > self._max_sessions:
@@ -104,3 +104,35 @@ class SessionRegistry:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+
+class SessionCounter:
+    """Live things (models or samplers) per (owner, session): a client session may hold at most `limit`."""
+
+    def __init__(self, setting: str, limit: int) -> None:
+        self._setting = setting
+        self._limit = limit
+        self._members: dict[Hashable, set[str]] = {}
+        self._key_of: dict[str, Hashable] = {}
+
+    def check(self, key: Hashable) -> None:
+        held = len(self._members.get(key, ()))
+        if held >= self._limit:
+            flag = "--" + self._setting.replace("_", "-")
+            raise UserError(
+                f"this session already holds {held} of at most {self._limit} ({flag}); "
+                "unload one or open a new session",
+                field="session_id",
+            )
+
+    def add(self, key: Hashable, member: str) -> None:
+        self._members.setdefault(key, set()).add(member)
+        self._key_of[member] = key
+
+    def discard(self, member: str) -> None:
+        key = self._key_of.pop(member, None)
+        if key is not None:
+            self._members.get(key, set()).discard(member)
+
+    def members(self, key: Hashable) -> set[str]:
+        return set(self._members.get(key, ()))

@@ -399,7 +399,7 @@ class TorchEngine:
 
     def _new_sampler(self, base_model: str, snapshot_id: str | None, model_path: str | None) -> SamplerRecord:
         record = SamplerRecord(
-            sampler_id=f"sampler-{uuid.uuid4().hex[:12]}",
+            sampler_id=f"sampler-{uuid.uuid4().hex}",
             base_model=base_model,
             snapshot_id=snapshot_id,
             model_path=model_path,

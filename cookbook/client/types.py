@@ -680,6 +680,14 @@ class HealthResponse(WireModel):
     status: Literal["ok"] = "ok"
 
 
+class StorageUsageResponse(WireModel):
+    """Our extension (GET /api/v1/storage_usage): disk the caller's checkpoints use, and its quota."""
+
+    owner: str
+    used_bytes: int
+    limit_bytes: int
+
+
 class TokenizerRequest(WireModel):
     """Our extension: fetch a base model's tokenizer so clients never need transformers."""
 
