@@ -12,8 +12,10 @@ FastAPI's body injection) so a schema error can still name its field in an `Erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -35,6 +37,7 @@ from server_stub.engine import ConflictError, Engine, ModelLimits, NotFoundError
 from server_stub.errors import install_error_handlers
 from server_stub.exports import check_export
 from server_stub.futures_store import Failed, FuturesStore, Succeeded, UnknownRequestError
+from server_stub.idle_unload import IdleUnloader
 from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
 from server_stub.openai_api import routes as openai_routes
 from server_stub.owners import OWNERS_FILE, Kind, OwnerRegistry, current_owner, unknown_run
@@ -47,6 +50,7 @@ from server_stub.training_pass import TrainingPass
 M = TypeVar("M", bound=types.WireModel)
 JSON = result_formats.JSON
 logger = logging.getLogger("server_stub.app")
+STORAGE_SWEEP_SECONDS = 60.0  # expired checkpoints are already invisible; this only frees their disk
 
 
 def wire(model: types.WireModel) -> Response:
@@ -88,13 +92,48 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     session_models = SessionCounter("max_models_per_session", config.max_models_per_session)
     session_samplers = SessionCounter("max_samplers_per_session", config.max_samplers_per_session)
 
+    def ignore_outcome(_: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            logger.warning("housekeeping: %s: %s", type(exc).__name__, exc)
+
+    def unload_idle_model(model_id: str) -> None:
+        with contextlib.suppress(UserError):  # already being unloaded
+            scheduler.close_model(
+                model_id, Task(lambda: engine.unload_model(model_id), ignore_outcome, "unload_idle_model")
+            )
+
+    def release_idle_sampler(sampler_id: str) -> None:
+        scheduler.submit(Task(lambda: engine.release_sampler(sampler_id), ignore_outcome, "release_sampler"))
+
+    idle = IdleUnloader(
+        sessions,
+        session_models,
+        session_samplers,
+        unload_idle_model,
+        release_idle_sampler,
+        config.idle_unload_seconds,
+    )
+
+    async def housekeeping() -> None:
+        """Unload what gone sessions left and free the disk of expired checkpoints, now and then."""
+        period = min(STORAGE_SWEEP_SECONDS, config.idle_unload_seconds / 4)
+        last_storage_sweep = float("-inf")
+        while True:
+            await asyncio.sleep(period)
+            idle.sweep()
+            if time.monotonic() - last_storage_sweep >= STORAGE_SWEEP_SECONDS:
+                last_storage_sweep = time.monotonic()
+                scheduler.submit(Task(engine.sweep_storage, ignore_outcome, "sweep_storage"))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         store.attach(asyncio.get_running_loop())
         scheduler.start()
+        keeper = asyncio.create_task(housekeeping())
         try:
             yield
         finally:
+            keeper.cancel()
             scheduler.stop(timeout=10)
 
     app = FastAPI(title="server_stub", summary="Local training server (Tinker wire)", lifespan=lifespan)
@@ -194,6 +233,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         digest = digest_of(received)
         model_id: str = validation.require_model_id(getattr(req, "model_id", None))
         base = base_model_of(model_id)
+        idle.touch(model_id)
         seq_id = validation.require_seq_id(getattr(req, "seq_id", None))
         existing = scheduler.find_ordered(model_id, seq_id, digest)
         if existing is not None:
@@ -325,6 +365,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         model_id = new_model_id()
         owners.record(Kind.RUN, model_id, owner)
         session_models.add((owner, req.session_id), model_id)
+        idle.touch(model_id)
         request_id = open_future(model_id)
         create = Task(
             lambda: engine.create_model(model_id, req.base_model, req.lora_config, req.user_metadata),
@@ -449,6 +490,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         session_models.check((owner, session_id))
         owners.record(Kind.RUN, model_id, owner)
         session_models.add((owner, session_id), model_id)
+        idle.touch(model_id)
         request_id = open_future(model_id)
         create = Task(
             lambda: create_from_checkpoint(
@@ -613,6 +655,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         if not owners.owns(Kind.SAMPLER, sampler_id, owner):
             owners.record(Kind.SAMPLER, sampler_id, owner)
             session_samplers.add((owner, req.session_id), sampler_id)
+            idle.touch(sampler_id)
         return wire(types.CreateSamplingSessionResponse(sampling_session_id=sampler_id))
 
     @api.get("/samplers/{sampler_id}")
@@ -628,6 +671,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             sampler_id = await implicit_sampler(req.base_model, req.model_path)
         else:
             owners.check(Kind.SAMPLER, sampler_id)
+            idle.touch(sampler_id)
         limits = engine.model_limits(engine.sampler_base_model(sampler_id))
         validation.check_sample_request(req, limits, config.max_num_samples)
         request_limits.check_sample_tokens(req, limits, config)

@@ -134,5 +134,8 @@ class SessionCounter:
         if key is not None:
             self._members.get(key, set()).discard(member)
 
+    def sessions(self) -> list[Hashable]:
+        return [key for key, members in self._members.items() if members]
+
     def members(self, key: Hashable) -> set[str]:
         return set(self._members.get(key, ()))
