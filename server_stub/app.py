@@ -40,7 +40,14 @@ from server_stub.futures_store import Failed, FuturesStore, Succeeded, UnknownRe
 from server_stub.idle_unload import IdleUnloader
 from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
 from server_stub.openai_api import routes as openai_routes
-from server_stub.owners import OWNERS_FILE, Kind, OwnerRegistry, current_owner, unknown_run
+from server_stub.owners import (
+    OWNERS_FILE,
+    Kind,
+    OwnedCheckpointsEngine,
+    OwnerRegistry,
+    current_owner,
+    unknown_run,
+)
 from server_stub.request_body import ReceivedBody, UnsupportedMediaError, receive
 from server_stub.scheduler import Scheduler, Task
 from server_stub.sessions import SessionCounter, SessionRegistry
@@ -238,13 +245,10 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         existing = scheduler.find_ordered(model_id, seq_id, digest)
         if existing is not None:
             return wire(types.UntypedAPIFuture(request_id=existing, model_id=model_id))
-        try:
+        request_id: str | None = None
+        try:  # whatever fails from here on, the seq id is given back so later calls never wait for it
             check(req, engine.model_limits(base))
-        except Exception as err:
-            scheduler.reject_ordered(model_id, seq_id, digest, err)
-            raise
-        request_id = open_future(model_id)
-        try:
+            request_id = open_future(model_id)
             scheduler.submit_ordered(
                 model_id,
                 seq_id,
@@ -252,8 +256,10 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 request_id,
                 Task(lambda: run(req), store.finisher(request_id), label),
             )
-        except BaseException:
-            store.discard(request_id)
+        except Exception as err:
+            if request_id is not None:
+                store.discard(request_id)
+            scheduler.reject_ordered(model_id, seq_id, digest, err)  # a no-op once the seq id is queued
             raise
         return wire(types.UntypedAPIFuture(request_id=request_id, model_id=model_id))
 
@@ -712,5 +718,6 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         return Response(content=content, media_type=media_type)
 
     app.include_router(api)
-    app.include_router(openai_routes.openai_router(engine, scheduler, config, implicit_sampler))
+    openai_engine: Any = OwnedCheckpointsEngine(engine, owners)
+    app.include_router(openai_routes.openai_router(openai_engine, scheduler, config, implicit_sampler))
     return app

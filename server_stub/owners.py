@@ -19,9 +19,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from cookbook.client import types
-from server_stub.engine import NotFoundError
+from server_stub.engine import Engine, NotFoundError
 from server_stub.storage.json_files import write_json_atomic
 
 DEFAULT_OWNER = "default"
@@ -150,3 +151,20 @@ def _run_of(tinker_path: str) -> str | None:
         return None
     run_id = tinker_path[len(types.TINKER_SCHEME) :].split("/", 1)[0]
     return run_id or None
+
+
+class OwnedCheckpointsEngine:
+    """`engine` as one tenant may see it: another's unpublished checkpoint has no weights_info.
+
+    Handed to routers that resolve checkpoint paths themselves (the OpenAI routes)."""
+
+    def __init__(self, engine: Engine, owners: OwnerRegistry) -> None:
+        self._engine = engine
+        self._owners = owners
+
+    def weights_info(self, tinker_path: str) -> types.WeightsInfoResponse:
+        self._owners.check_readable(tinker_path, "tinker_path")
+        return self._engine.weights_info(tinker_path)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
