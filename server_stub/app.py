@@ -46,6 +46,7 @@ from server_stub.owners import (
     OwnedCheckpointsEngine,
     OwnerRegistry,
     current_owner,
+    unknown_checkpoint,
     unknown_run,
 )
 from server_stub.request_body import ReceivedBody, UnsupportedMediaError, receive
@@ -590,7 +591,10 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         return Response(status_code=204)
 
     async def set_published(run_id: str, kind: str, name: str, published: bool) -> Response:
-        tinker_path = own_checkpoint(run_id, kind, name)
+        tinker_path = f"{types.TINKER_SCHEME}{run_id}/{kind}/{name}"
+        validation.parse_tinker_path(tinker_path, "checkpoint_id")
+        if owners.foreign(Kind.RUN, run_id):  # published or not, only its owner publishes it
+            raise unknown_checkpoint(tinker_path, "tinker_path")
         engine.weights_info(tinker_path)  # 404 for a checkpoint that does not exist
         if not owners.set_published(tinker_path, published):
             state = "public" if published else "private"
