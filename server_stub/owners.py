@@ -23,6 +23,7 @@ from typing import Any
 
 from cookbook.client import types
 from server_stub.engine import Engine, NotFoundError
+from server_stub.futures_store import UnknownRequestError
 from server_stub.storage.json_files import write_json_atomic
 
 DEFAULT_OWNER = "default"
@@ -48,7 +49,7 @@ def unknown(kind: Kind, ident: str) -> NotFoundError:
         return NotFoundError(f"unknown sampler {ident!r}", field="sampling_session_id")
     if kind is Kind.SESSION:
         return NotFoundError(f"unknown session {ident!r} (the server may have restarted)", field="session_id")
-    return NotFoundError(f"unknown request id {ident!r}", field="request_id")
+    return NotFoundError(str(UnknownRequestError(ident, expired=False)), field="request_id")
 
 
 def unknown_run(run_id: str) -> NotFoundError:
