@@ -19,6 +19,12 @@ Three kinds of work wait here, and the compute thread serves them in turn so non
   longer gaps of a loaded machine, where generations are slow too, at a bounded relative cost.
 * other heavy calls (create_sampler, delete_checkpoint, ...) in arrival order.
 
+A sampling batch can decode for seconds; training calls that arrive meanwhile do not wait for its
+end. The engine offers a turn after each decode step (`compute_turns`), and waiting training calls
+run then, as long as training has not had more of the compute than sampling since the batch began
+(a credit of sampling time, capped at `TURN_CREDIT_CAP`): with both busy they share it about
+evenly, and a training call waits about one decode step, not a whole generation.
+
 Submitting never blocks on compute: the web thread only takes a short lock. Results leave through
 each task's `finish(result, exception)` callback, called on the compute thread.
 """
@@ -35,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from server_stub.compute_turns import turns_for
 from server_stub.engine import ConflictError, Engine, NotFoundError, SampleJob, UserError
 from server_stub.errors import QueueFullError
 from server_stub.futures_store import Finisher
@@ -44,6 +51,7 @@ logger = logging.getLogger("server_stub.scheduler")
 T = TypeVar("T")
 _SKIP = object()  # marks a seq id consumed by a request that was rejected at POST time
 _KEEP_SEEN = 4096  # how many finished seq ids per model still answer idempotent retries
+TURN_CREDIT_CAP = 0.25  # seconds of sampling a burst of training calls may catch up on at once
 
 
 @dataclass
@@ -137,6 +145,8 @@ class Scheduler:
         self._kind_turn = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._turn_credit = 0.0  # sampling seconds not yet matched by training turns in this batch
+        self._last_turn = 0.0
         # Sizes (jobs per engine.sample call) of recent batches: observability and tests.
         self.sample_batch_sizes: deque[int] = deque(maxlen=1000)
 
@@ -316,20 +326,26 @@ class Scheduler:
                 wait = hint if wait is None else min(wait, hint)
         return None, wait
 
-    def _pick_training(self, now: float) -> tuple[Callable[[], None] | None, None]:
+    def _pick_training(
+        self, now: float, within_sampling: bool = False
+    ) -> tuple[Callable[[], None] | None, None]:
         names = list(self._lanes)
         for step in range(len(names)):
             index = (self._lane_cursor + step) % len(names)
-            work = self._take_from_lane(self._lanes[names[index]])
+            work = self._take_from_lane(self._lanes[names[index]], within_sampling)
             if work is not None:
                 self._lane_cursor = index + 1
                 return work, None
         return None, None
 
-    def _take_from_lane(self, lane: _Lane) -> Callable[[], None] | None:
+    def _take_from_lane(self, lane: _Lane, within_sampling: bool = False) -> Callable[[], None] | None:
+        """The lane's next call; `within_sampling`: only calls that leave models in place (no create,
+        no unload), since a sampling batch is paused around them."""
         while lane.pending.get(lane.next_seq) is _SKIP:
             del lane.pending[lane.next_seq]
             lane.next_seq += 1
+        if within_sampling and (lane.next_seq == 0 or lane.next_seq not in lane.pending):
+            return None
         task = lane.pending.pop(lane.next_seq, None)
         if task is not None:
             seq = lane.next_seq
@@ -400,9 +416,33 @@ class Scheduler:
             )
         return lambda: self._run_samples(batch), None
 
+    def _between_sampling_steps(self) -> bool:
+        """A turn offered by a sampling batch: run waiting training calls its credit covers."""
+        now = self._clock()
+        self._turn_credit = min(self._turn_credit + now - self._last_turn, TURN_CREDIT_CAP)
+        ran = False
+        while self._turn_credit > 0:
+            with self._cond:
+                work = None if self._stopping else self._pick_training(now, within_sampling=True)[0]
+            if work is None:
+                break
+            started = self._clock()
+            work()
+            now = self._clock()
+            self._turn_credit -= now - started
+            ran = True
+        self._last_turn = self._clock()
+        return ran
+
     def _run_samples(self, batch: list[_SampleTask]) -> None:
         started = self._clock()
-        results, exc = _call(lambda: self._engine.sample([t.job for t in batch]))
+        self._turn_credit, self._last_turn = 0.0, started
+
+        def run() -> Any:
+            with turns_for(self._between_sampling_steps):
+                return self._engine.sample([t.job for t in batch])
+
+        results, exc = _call(run)
         self._last_sample_run = self._clock() - started
         if exc is None and (not isinstance(results, list) or len(results) != len(batch)):
             exc = RuntimeError(f"engine.sample returned {type(results).__name__} for {len(batch)} jobs")

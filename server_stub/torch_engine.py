@@ -507,6 +507,7 @@ class TorchEngine:
                     base.source.limits.vocab_size,
                     pad_id,
                     self.max_pass_tokens,
+                    reactivate=lambda: self.sampling_modules.module_for(base, record.snapshot_id),
                 )
             for (i, _), response in zip(chunk, responses, strict=True):
                 results[i] = response
