@@ -40,6 +40,8 @@ from server_stub.futures_store import Failed, FuturesStore, Succeeded, UnknownRe
 from server_stub.idle_unload import IdleUnloader
 from server_stub.model_from_checkpoint import create_from_checkpoint, model_id_for
 from server_stub.openai_api import routes as openai_routes
+from server_stub.openai_api.wire import ChatCompletionRequest
+from server_stub.openapi_bodies import document_bodies, request_body
 from server_stub.owners import (
     OWNERS_FILE,
     Kind,
@@ -161,10 +163,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     ordered_routes: list[str] = []
     app.state.ordered_routes = ordered_routes
 
-    def ordered_post(path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def ordered_post(
+        path: str, body_doc: dict[str, Any]
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """A route whose calls carry a seq_id and run in their model's seq order."""
         ordered_routes.append(api.prefix + path)
-        return api.post(path)
+        return api.post(path, openapi_extra=body_doc)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -296,19 +300,19 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def healthz() -> Response:
         return wire(types.HealthResponse())
 
-    @api.post("/client/config")
+    @api.post("/client/config", openapi_extra=request_body(types.ClientConfigRequest))
     async def client_config() -> Response:
         return wire(types.ClientConfigResponse(proto_compress_fwdbwd=config.compress_forward_backward))
 
-    @api.post("/client/dynamic_config")
+    @api.post("/client/dynamic_config", openapi_extra=request_body(ignored=True))
     async def dynamic_config() -> Response:
         return wire(types.DynamicConfigResponse())
 
-    @api.post("/telemetry")
+    @api.post("/telemetry", openapi_extra=request_body(ignored=True))
     async def telemetry() -> Response:
         return Response(content=b'{"status":"accepted"}', media_type=JSON)
 
-    @api.post("/create_session")
+    @api.post("/create_session", openapi_extra=request_body(types.CreateSessionRequest))
     async def create_session(request: Request) -> Response:
         req = await body(request, types.CreateSessionRequest)
         request_limits.check_metadata(config, "tags", req.tags)
@@ -317,13 +321,13 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         owners.record(Kind.SESSION, session.session_id, current_owner.get())
         return wire(types.CreateSessionResponse(session_id=session.session_id))
 
-    @api.post("/session_heartbeat")
+    @api.post("/session_heartbeat", openapi_extra=request_body(types.SessionHeartbeatRequest))
     async def session_heartbeat(request: Request) -> Response:
         session_id = (await body(request, types.SessionHeartbeatRequest)).session_id
         sessions.heartbeat(owners.check(Kind.SESSION, session_id))
         return wire(types.SessionHeartbeatResponse())
 
-    @api.post("/sessions/{session_id}/finish")
+    @api.post("/sessions/{session_id}/finish", openapi_extra=request_body(types.FinishSessionRequest))
     async def finish_session(session_id: str, request: Request) -> Response:
         req = await body(request, types.FinishSessionRequest)
         owners.check(Kind.SESSION, session_id)
@@ -344,7 +348,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             )
         )
 
-    @api.post("/get_tokenizer")
+    @api.post("/get_tokenizer", openapi_extra=request_body(types.TokenizerRequest))
     async def get_tokenizer(request: Request) -> Response:
         req = await body(request, types.TokenizerRequest)
         return wire(await run_in_threadpool(engine.tokenizer, req.model_name))
@@ -356,7 +360,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         if session_id is not None and not owners.foreign(Kind.SESSION, session_id):
             sessions.check_open(session_id)
 
-    @api.post("/create_model")
+    @api.post("/create_model", openapi_extra=request_body(types.CreateModelRequest))
     async def create_model(request: Request) -> Response:
         req = await body(request, types.CreateModelRequest)
         owner = current_owner.get()
@@ -384,7 +388,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         sessions.remember(key, answer)
         return wire(answer)
 
-    @api.post("/get_info")
+    @api.post("/get_info", openapi_extra=request_body(types.GetInfoRequest))
     async def get_info(request: Request) -> Response:
         model_id = (await body(request, types.GetInfoRequest)).model_id
         return wire(engine.get_info(owners.check(Kind.RUN, model_id)))
@@ -416,15 +420,15 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "forward_backward" if req.backward else "forward",
         )
 
-    @ordered_post("/forward")
+    @ordered_post("/forward", request_body(types.ForwardRequest, protobuf=True))
     async def forward(request: Request) -> Response:
         return await training_call(request, forward_only_route=True)
 
-    @ordered_post("/forward_backward")
+    @ordered_post("/forward_backward", request_body(types.ForwardBackwardRequest, protobuf=True))
     async def forward_backward(request: Request) -> Response:
         return await training_call(request, forward_only_route=False)
 
-    @ordered_post("/optim_step")
+    @ordered_post("/optim_step", request_body(types.OptimStepRequest))
     async def optim_step(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -438,7 +442,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         validation.check_save_weights(req, limits)
         quota.check(current_owner.get())
 
-    @ordered_post("/save_weights")
+    @ordered_post("/save_weights", request_body(types.SaveWeightsRequest))
     async def save_weights(request: Request) -> Response:
         return await ordered_json(
             request,
@@ -453,7 +457,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         if req.path is not None:
             quota.check(current_owner.get())
 
-    @ordered_post("/save_weights_for_sampler")
+    @ordered_post("/save_weights_for_sampler", request_body(types.SaveWeightsForSamplerRequest))
     async def save_weights_for_sampler(request: Request) -> Response:
         owner = current_owner.get()
 
@@ -511,7 +515,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         sessions.remember(key, answer)
         return wire(answer)
 
-    @ordered_post("/load_weights")
+    @ordered_post("/load_weights", request_body(types.LoadWeightsRequest))
     async def load_weights(request: Request) -> Response:
         received = await read(request)
         req = decode_ordered(received, json_body(types.LoadWeightsRequest))
@@ -525,7 +529,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             "load_weights",
         )
 
-    @api.post("/unload_model")
+    @api.post("/unload_model", openapi_extra=request_body(types.UnloadModelRequest))
     async def unload_model(request: Request) -> Response:
         model_id = (await body(request, types.UnloadModelRequest)).model_id
         base_model_of(model_id)
@@ -543,7 +547,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     # -- checkpoints -------------------------------------------------------------------------
 
-    @api.post("/weights_info")
+    @api.post("/weights_info", openapi_extra=request_body(types.WeightsInfoRequest))
     async def weights_info(request: Request) -> Response:
         req = await body(request, types.WeightsInfoRequest)
         validation.parse_tinker_path(req.tinker_path, "tinker_path")
@@ -653,7 +657,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     # -- sampling ----------------------------------------------------------------------------
 
-    @api.post("/create_sampling_session")
+    @api.post("/create_sampling_session", openapi_extra=request_body(types.CreateSamplingSessionRequest))
     async def create_sampling_session(request: Request) -> Response:
         req = await body(request, types.CreateSamplingSessionRequest)
         owner = current_owner.get()
@@ -672,7 +676,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def get_sampler(sampler_id: str) -> Response:
         return wire(engine.get_sampler(owners.check(Kind.SAMPLER, sampler_id)))
 
-    @api.post("/asample")
+    @api.post("/asample", openapi_extra=request_body(types.SampleRequest))
     async def asample(request: Request) -> Response:
         req = await body(request, types.SampleRequest)
         validation.check_sample_target(req)
@@ -696,7 +700,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     # -- futures -----------------------------------------------------------------------------
 
-    @api.post("/retrieve_future")
+    @api.post("/retrieve_future", openapi_extra=request_body(types.FutureRetrieveRequest))
     async def retrieve_future(request: Request) -> Response:
         req = await body(request, types.FutureRetrieveRequest)
         if owners.foreign(Kind.FUTURE, req.request_id):
@@ -724,4 +728,5 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     app.include_router(api)
     openai_engine: Any = OwnedCheckpointsEngine(engine, owners)
     app.include_router(openai_routes.openai_router(openai_engine, scheduler, config, implicit_sampler))
+    document_bodies(app, {("post", f"{openai_routes.PREFIX}/chat/completions"): ChatCompletionRequest})
     return app

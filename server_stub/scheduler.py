@@ -147,6 +147,7 @@ class Scheduler:
         self._stopping = False
         self._turn_credit = 0.0  # sampling seconds not yet matched by training turns in this batch
         self._last_turn = 0.0
+        self._turns_seconds = 0.0  # spent on training turns within the current sampling batch
         # Sizes (jobs per engine.sample call) of recent batches: observability and tests.
         self.sample_batch_sizes: deque[int] = deque(maxlen=1000)
 
@@ -430,20 +431,21 @@ class Scheduler:
             work()
             now = self._clock()
             self._turn_credit -= now - started
+            self._turns_seconds += now - started
             ran = True
         self._last_turn = self._clock()
         return ran
 
     def _run_samples(self, batch: list[_SampleTask]) -> None:
         started = self._clock()
-        self._turn_credit, self._last_turn = 0.0, started
+        self._turn_credit, self._last_turn, self._turns_seconds = 0.0, started, 0.0
 
         def run() -> Any:
             with turns_for(self._between_sampling_steps):
                 return self._engine.sample([t.job for t in batch])
 
         results, exc = _call(run)
-        self._last_sample_run = self._clock() - started
+        self._last_sample_run = self._clock() - started - self._turns_seconds  # the batch's own time
         if exc is None and (not isinstance(results, list) or len(results) != len(batch)):
             exc = RuntimeError(f"engine.sample returned {type(results).__name__} for {len(batch)} jobs")
         for i, task in enumerate(batch):
