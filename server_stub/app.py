@@ -463,8 +463,15 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
         def save(r: types.SaveWeightsForSamplerRequest) -> types.SaveWeightsForSamplerResponseInternal:
             saved = engine.save_sampler_weights(r.model_id, r.path, r.ttl_seconds)
-            if saved.sampling_session_id is not None:  # an unnamed snapshot is a sampler of this owner
-                owners.record(Kind.SAMPLER, saved.sampling_session_id, owner)
+            sampler_id = saved.sampling_session_id
+            if (
+                sampler_id is not None
+            ):  # an unnamed snapshot is a sampler of this owner, in the model's session
+                owners.record(Kind.SAMPLER, sampler_id, owner)
+                idle.touch(sampler_id)
+                session = session_models.session_of(r.model_id) or (owner, None)
+                for oldest in session_samplers.add(session, sampler_id):  # an RL loop makes one per step
+                    release_idle_sampler(oldest)
             return saved
 
         return await ordered_json(

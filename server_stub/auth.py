@@ -40,8 +40,12 @@ def is_loopback_host(host: str) -> bool:
 
 def read_keys_file(path: Path) -> dict[str, str]:
     """Tenant by key from a file of `TENANT KEY` lines (blank lines and `#` comments skipped)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the keys file {path}: {exc}") from None
     tenants: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.server.web.web_fake_engine import BASE_MODEL
+from tests.server.web.web_fake_engine import BASE_MODEL, FakeEngine
 
 from .fake_app import API, datum, fake_client, fwd_bwd, new_model, ok, result
 
@@ -132,3 +132,19 @@ def test_limits_are_server_flags() -> None:
         "--idle-unload-seconds",
     ):
         assert flag in flags
+
+
+def test_snapshots_for_sampling_keep_only_the_newest_per_session(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    with fake_client(tmp_path, engine, max_samplers_per_session=2) as client:
+        session = ok(client, "/create_session", {"sdk_version": "t"})["session_id"]
+        model = new_model(client, session)
+        samplers = [
+            result(client, ok(client, "/save_weights_for_sampler", {"model_id": model, "seq_id": seq}))[
+                "sampling_session_id"
+            ]
+            for seq in (1, 2, 3)
+        ]
+        engine.wait_for_calls(5)  # create, three saves, one release
+        assert ("release_sampler", samplers[0]) in [call[:2] for call in engine.calls]
+        assert ("release_sampler", samplers[2]) not in [call[:2] for call in engine.calls]
