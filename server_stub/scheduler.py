@@ -22,7 +22,8 @@ Three kinds of work wait here, and the compute thread serves them in turn so non
 A sampling batch can decode for seconds; training calls that arrive meanwhile do not wait for its
 end. The engine offers a turn after each decode step (`compute_turns`), and waiting training calls
 run then, as long as training has not had more of the compute than sampling since the batch began
-(a credit of sampling time, capped at `TURN_CREDIT_CAP`): with both busy they share it about
+(a credit of sampling time, capped at `TURN_CREDIT_CAP` either way, that training calls spend;
+when training owes, a waiting sampling batch goes first): with both busy they share it about
 evenly, and a training call waits about one decode step, not a whole generation.
 
 Submitting never blocks on compute: the web thread only takes a short lock. Results leave through
@@ -145,7 +146,7 @@ class Scheduler:
         self._kind_turn = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._turn_credit = 0.0  # sampling seconds not yet matched by training turns in this batch
+        self._turn_credit = 0.0  # sampling seconds not yet matched by training time (negative: training owes)
         self._last_turn = 0.0
         self._turns_seconds = 0.0  # spent on training turns within the current sampling batch
         # Sizes (jobs per engine.sample call) of recent batches: observability and tests.
@@ -317,8 +318,9 @@ class Scheduler:
         """The next unit of work (kinds take turns), or how long to wait before looking again."""
         wait: float | None = None
         pickers = (self._pick_training, self._pick_samples, self._pick_misc)
+        first = 1 if self._turn_credit < 0 else self._kind_turn  # training owes sampling: samples first
         for offset in range(len(pickers)):
-            kind = (self._kind_turn + offset) % len(pickers)
+            kind = (first + offset) % len(pickers)
             work, hint = pickers[kind](now)
             if work is not None:
                 self._kind_turn = (kind + 1) % len(pickers)
@@ -361,7 +363,9 @@ class Scheduler:
         return None
 
     def _run_ordered(self, lane: _Lane, seq: int, task: Task) -> None:
+        started = self._clock()
         result, exc = _call(task.run)
+        self._turn_credit = max(self._turn_credit - (self._clock() - started), -TURN_CREDIT_CAP)
         _finish(task.finish, result, exc)
         if seq == 0 and exc is not None:
             self._drop_lane(lane, exc)
@@ -428,9 +432,8 @@ class Scheduler:
             if work is None:
                 break
             started = self._clock()
-            work()
+            work()  # an ordered call: it charges its own time to the credit
             now = self._clock()
-            self._turn_credit -= now - started
             self._turns_seconds += now - started
             ran = True
         self._last_turn = self._clock()
@@ -438,14 +441,16 @@ class Scheduler:
 
     def _run_samples(self, batch: list[_SampleTask]) -> None:
         started = self._clock()
-        self._turn_credit, self._last_turn, self._turns_seconds = 0.0, started, 0.0
+        self._last_turn, self._turns_seconds = started, 0.0
 
         def run() -> Any:
             with turns_for(self._between_sampling_steps):
                 return self._engine.sample([t.job for t in batch])
 
         results, exc = _call(run)
-        self._last_sample_run = self._clock() - started - self._turns_seconds  # the batch's own time
+        ended = self._clock()
+        self._last_sample_run = ended - started - self._turns_seconds  # the batch's own time
+        self._turn_credit = min(self._turn_credit + ended - self._last_turn, TURN_CREDIT_CAP)
         if exc is None and (not isinstance(results, list) or len(results) != len(batch)):
             exc = RuntimeError(f"engine.sample returned {type(results).__name__} for {len(batch)} jobs")
         for i, task in enumerate(batch):
