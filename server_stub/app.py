@@ -670,13 +670,12 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         owner = current_owner.get()
         check_session_open(req.session_id)
         key = ("sampler", owner, req.session_id, req.sampling_session_seq_id)
-        if sessions.recall(key) is None:
-            session_samplers.check((owner, req.session_id))
         sampler_id = await shared_sampler(key, req.base_model, req.model_path)
         if not owners.owns(Kind.SAMPLER, sampler_id, owner):
             owners.record(Kind.SAMPLER, sampler_id, owner)
-            session_samplers.add((owner, req.session_id), sampler_id)
             idle.touch(sampler_id)
+            for oldest in session_samplers.add((owner, req.session_id), sampler_id):
+                release_idle_sampler(oldest)
         return wire(types.CreateSamplingSessionResponse(sampling_session_id=sampler_id))
 
     @api.get("/samplers/{sampler_id}")

@@ -148,13 +148,20 @@ class ServerConfig:
     max_tokens_per_datum: Annotated[
         int, Option("refuse a datum longer than this many tokens (the model's context also applies)")
     ] = 32 * 1024
-    # A sample request is cut into pieces of sample_piece_rows rows; this bounds its KV caches and results.
+    # Bounds one request's KV cache and results: 128k positions of SmolLM2-135M's cache are about 6 GiB in fp32.
     max_sample_tokens: Annotated[
         int,
         Option("refuse a sample request whose num_samples x (prompt + max_tokens) is over this, with 413"),
-    ] = 256 * 1024
-    max_models_per_session: Annotated[int, Option("live training models one client session may hold")] = 32
-    max_samplers_per_session: Annotated[int, Option("sampling sessions one client session may create")] = 64
+    ] = 128 * 1024
+    # Adapters are small; a full-weight model is a copy of the base with its Adam state.
+    max_models_per_session: Annotated[
+        int,
+        Option("live training models one client session may hold; more are refused until one is unloaded"),
+    ] = 128
+    # An RL loop makes a sampler per step and samples only the newest few.
+    max_samplers_per_session: Annotated[
+        int, Option("samplers one client session keeps; past this the oldest is released")
+    ] = 256
     max_storage_bytes_per_owner: Annotated[
         int, Option("refuse a save once an owner's checkpoints take this many bytes of disk")
     ] = 50 * 1024**3
