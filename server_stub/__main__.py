@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from server_stub.auth import check_bind_allowed
+from server_stub.auth import check_bind_allowed, tenants_by_key
 from server_stub.config import ConfigError, ServerConfig, config_from_args
 from server_stub.engine import Engine
 
@@ -54,7 +54,8 @@ def build_engine(config: ServerConfig) -> Engine:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(argv)
-        check_bind_allowed(config.host, config.api_key)
+        check_bind_allowed(config.host, config.api_key, config.keys_file)
+        tenants_by_key(config.api_key, config.keys_file)  # a malformed keys file stops the start here
     except ConfigError as exc:
         print(f"server_stub: error: {exc}", file=sys.stderr)
         return 2

@@ -84,6 +84,10 @@ class ServerConfig:
     )
     dtype: Annotated[Dtype, Option("weights' dtype (auto: bfloat16 on cuda, float32 on cpu)")] = "auto"
     api_key: Annotated[str | None, Option("require this X-API-Key on every request", env=API_KEY_ENV)] = None
+    keys_file: Annotated[
+        Path | None,
+        Option("a file of 'TENANT KEY' lines: each key is one tenant, who sees only what it created"),
+    ] = None
     extra_models: Annotated[
         dict[str, str],
         Option(
@@ -132,10 +136,42 @@ class ServerConfig:
     ] = 2048
     max_pending_samples: Annotated[int, Option("at most this many sample requests wait for a batch")] = 10_000
     max_num_samples: Annotated[int, Option("the largest num_samples one sample request may ask for")] = 256
-    # Well above what a client sends: the official SDK splits forward_backward at 5 MB of protobuf.
+    # Well above what a client sends: the official SDK splits forward_backward at 5 MB of protobuf,
+    # and max_tokens_per_request of tokens, targets and weights is a few MB of JSON.
     max_request_bytes: Annotated[
         int, Option("refuse request bodies larger than this (compressed or not) with 413")
-    ] = 256 * 1024 * 1024
+    ] = 32 * 1024 * 1024
+    # Memory follows max_pass_tokens, not this; this bounds the request's own per-token tensors and parse.
+    max_tokens_per_request: Annotated[
+        int, Option("refuse a forward/forward_backward whose datums hold more tokens than this, with 413")
+    ] = 128 * 1024
+    max_tokens_per_datum: Annotated[
+        int, Option("refuse a datum longer than this many tokens (the model's context also applies)")
+    ] = 32 * 1024
+    # Bounds one request's KV cache and results: 128k positions of SmolLM2-135M's cache are about 6 GiB in fp32.
+    max_sample_tokens: Annotated[
+        int,
+        Option("refuse a sample request whose num_samples x (prompt + max_tokens) is over this, with 413"),
+    ] = 128 * 1024
+    # Adapters are small; a full-weight model is a copy of the base with its Adam state.
+    max_models_per_session: Annotated[
+        int,
+        Option("live training models one client session may hold; more are refused until one is unloaded"),
+    ] = 128
+    # An RL loop makes a sampler per step and samples only the newest few.
+    max_samplers_per_session: Annotated[
+        int, Option("samplers one client session keeps; past this the oldest is released")
+    ] = 256
+    max_storage_bytes_per_owner: Annotated[
+        int, Option("refuse a save once an owner's checkpoints take this many bytes of disk")
+    ] = 50 * 1024**3
+    max_metadata_bytes: Annotated[
+        int, Option("refuse user_metadata and tags larger than this many bytes of JSON, with 413")
+    ] = 64 * 1024
+    idle_unload_seconds: Annotated[
+        float,
+        Option("unload the models of a session finished (or silent) for this long; its checkpoints stay"),
+    ] = 600.0
     compress_forward_backward: Annotated[
         bool,
         Option(
@@ -194,6 +230,13 @@ class ServerConfig:
                 self.max_request_bytes,
                 self.max_pass_tokens,
                 self.ranks,
+                self.max_tokens_per_request,
+                self.max_tokens_per_datum,
+                self.max_sample_tokens,
+                self.max_models_per_session,
+                self.max_samplers_per_session,
+                self.max_storage_bytes_per_owner,
+                self.max_metadata_bytes,
             )
             < 1
         ):

@@ -134,6 +134,14 @@ class Engine(Protocol):
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None: ...
 
+    def release_sampler(self, sampler_id: str) -> None:
+        """Forget a sampler no client will use again (its snapshot and spill file go); unknown ids pass."""
+        ...
+
+    def sweep_storage(self) -> None:
+        """Remove what interrupted saves left behind and checkpoints whose TTL has passed."""
+        ...
+
     def export_archive(self, tinker_path: str, fmt: str) -> Path:
         """A new tar file of the checkpoint in export format `fmt`; the caller deletes it."""
         ...

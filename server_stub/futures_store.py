@@ -120,7 +120,10 @@ class UnknownRequestError(KeyError):
                 f"the result of request {self.request_id!r} is no longer kept "
                 "(fetched long ago or never fetched in time)"
             )
-        return f"unknown request id {self.request_id!r}"
+        return (
+            f"unknown request id {self.request_id!r}: this server process never issued it "
+            "(results live in memory, so a restart loses them)"
+        )
 
 
 class FuturesStore:

@@ -19,6 +19,13 @@ Three kinds of work wait here, and the compute thread serves them in turn so non
   longer gaps of a loaded machine, where generations are slow too, at a bounded relative cost.
 * other heavy calls (create_sampler, delete_checkpoint, ...) in arrival order.
 
+A sampling batch can decode for seconds; training calls that arrive meanwhile do not wait for its
+end. The engine offers a turn after each decode step (`compute_turns`), and waiting training calls
+run then, as long as training has not had more of the compute than sampling since the batch began
+(a credit of sampling time, capped at `TURN_CREDIT_CAP` either way, that training calls spend;
+when training owes, a waiting sampling batch goes first): with both busy they share it about
+evenly, and a training call waits about one decode step, not a whole generation.
+
 Submitting never blocks on compute: the web thread only takes a short lock. Results leave through
 each task's `finish(result, exception)` callback, called on the compute thread.
 """
@@ -35,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from server_stub.compute_turns import turns_for
 from server_stub.engine import ConflictError, Engine, NotFoundError, SampleJob, UserError
 from server_stub.errors import QueueFullError
 from server_stub.futures_store import Finisher
@@ -44,6 +52,7 @@ logger = logging.getLogger("server_stub.scheduler")
 T = TypeVar("T")
 _SKIP = object()  # marks a seq id consumed by a request that was rejected at POST time
 _KEEP_SEEN = 4096  # how many finished seq ids per model still answer idempotent retries
+TURN_CREDIT_CAP = 0.25  # seconds of sampling a burst of training calls may catch up on at once
 
 
 @dataclass
@@ -137,6 +146,9 @@ class Scheduler:
         self._kind_turn = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._turn_credit = 0.0  # sampling seconds not yet matched by training time (negative: training owes)
+        self._last_turn = 0.0
+        self._turns_seconds = 0.0  # spent on training turns within the current sampling batch
         # Sizes (jobs per engine.sample call) of recent batches: observability and tests.
         self.sample_batch_sizes: deque[int] = deque(maxlen=1000)
 
@@ -306,8 +318,9 @@ class Scheduler:
         """The next unit of work (kinds take turns), or how long to wait before looking again."""
         wait: float | None = None
         pickers = (self._pick_training, self._pick_samples, self._pick_misc)
+        first = 1 if self._turn_credit < 0 else self._kind_turn  # training owes sampling: samples first
         for offset in range(len(pickers)):
-            kind = (self._kind_turn + offset) % len(pickers)
+            kind = (first + offset) % len(pickers)
             work, hint = pickers[kind](now)
             if work is not None:
                 self._kind_turn = (kind + 1) % len(pickers)
@@ -316,20 +329,26 @@ class Scheduler:
                 wait = hint if wait is None else min(wait, hint)
         return None, wait
 
-    def _pick_training(self, now: float) -> tuple[Callable[[], None] | None, None]:
+    def _pick_training(
+        self, now: float, within_sampling: bool = False
+    ) -> tuple[Callable[[], None] | None, None]:
         names = list(self._lanes)
         for step in range(len(names)):
             index = (self._lane_cursor + step) % len(names)
-            work = self._take_from_lane(self._lanes[names[index]])
+            work = self._take_from_lane(self._lanes[names[index]], within_sampling)
             if work is not None:
                 self._lane_cursor = index + 1
                 return work, None
         return None, None
 
-    def _take_from_lane(self, lane: _Lane) -> Callable[[], None] | None:
+    def _take_from_lane(self, lane: _Lane, within_sampling: bool = False) -> Callable[[], None] | None:
+        """The lane's next call; `within_sampling`: only calls that leave models in place (no create,
+        no unload), since a sampling batch is paused around them."""
         while lane.pending.get(lane.next_seq) is _SKIP:
             del lane.pending[lane.next_seq]
             lane.next_seq += 1
+        if within_sampling and (lane.next_seq == 0 or lane.next_seq not in lane.pending):
+            return None
         task = lane.pending.pop(lane.next_seq, None)
         if task is not None:
             seq = lane.next_seq
@@ -344,7 +363,9 @@ class Scheduler:
         return None
 
     def _run_ordered(self, lane: _Lane, seq: int, task: Task) -> None:
+        started = self._clock()
         result, exc = _call(task.run)
+        self._turn_credit = max(self._turn_credit - (self._clock() - started), -TURN_CREDIT_CAP)
         _finish(task.finish, result, exc)
         if seq == 0 and exc is not None:
             self._drop_lane(lane, exc)
@@ -400,10 +421,36 @@ class Scheduler:
             )
         return lambda: self._run_samples(batch), None
 
+    def _between_sampling_steps(self) -> bool:
+        """A turn offered by a sampling batch: run waiting training calls its credit covers."""
+        now = self._clock()
+        self._turn_credit = min(self._turn_credit + now - self._last_turn, TURN_CREDIT_CAP)
+        ran = False
+        while self._turn_credit > 0:
+            with self._cond:
+                work = None if self._stopping else self._pick_training(now, within_sampling=True)[0]
+            if work is None:
+                break
+            started = self._clock()
+            work()  # an ordered call: it charges its own time to the credit
+            now = self._clock()
+            self._turns_seconds += now - started
+            ran = True
+        self._last_turn = self._clock()
+        return ran
+
     def _run_samples(self, batch: list[_SampleTask]) -> None:
         started = self._clock()
-        results, exc = _call(lambda: self._engine.sample([t.job for t in batch]))
-        self._last_sample_run = self._clock() - started
+        self._last_turn, self._turns_seconds = started, 0.0
+
+        def run() -> Any:
+            with turns_for(self._between_sampling_steps):
+                return self._engine.sample([t.job for t in batch])
+
+        results, exc = _call(run)
+        ended = self._clock()
+        self._last_sample_run = ended - started - self._turns_seconds  # the batch's own time
+        self._turn_credit = min(self._turn_credit + ended - self._last_turn, TURN_CREDIT_CAP)
         if exc is None and (not isinstance(results, list) or len(results) != len(batch)):
             exc = RuntimeError(f"engine.sample returned {type(results).__name__} for {len(batch)} jobs")
         for i, task in enumerate(batch):

@@ -9,6 +9,7 @@ answer for each pair (bounded: the oldest records go first).
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -53,7 +54,7 @@ class SessionRegistry:
     ) -> Session:
         now = self._clock()
         session = Session(
-            f"session-{uuid.uuid4().hex[:16]}", sdk_version, list(tags or []), user_metadata, now, now
+            f"session-{uuid.uuid4().hex}", sdk_version, list(tags or []), user_metadata, now, now
         )
         self._sessions[session.session_id] = session
         while len(self._sessions) > self._max_sessions:
@@ -104,3 +105,57 @@ class SessionRegistry:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+
+class SessionCounter:
+    """Live things (models or samplers) per (owner, session): a client session may hold at most `limit`.
+
+    Thread-safe: samplers made by save_weights_for_sampler are counted from the compute thread."""
+
+    def __init__(self, setting: str, limit: int) -> None:
+        self._setting = setting
+        self.limit = limit
+        self._members: dict[Hashable, dict[str, None]] = {}  # in the order they were added
+        self._key_of: dict[str, Hashable] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: Hashable) -> None:
+        with self._lock:
+            held = len(self._members.get(key, ()))
+        if held >= self.limit:
+            flag = "--" + self._setting.replace("_", "-")
+            raise UserError(
+                f"this session already holds {held} of at most {self.limit} ({flag}); "
+                "unload one or open a new session",
+                field="session_id",
+            )
+
+    def add(self, key: Hashable, member: str) -> list[str]:
+        """Count `member` under `key`; returns the oldest members past the limit (now uncounted)."""
+        with self._lock:
+            members = self._members.setdefault(key, {})
+            members[member] = None
+            self._key_of[member] = key
+            evicted = list(members)[: max(len(members) - self.limit, 0)]
+            for old in evicted:
+                del members[old]
+                del self._key_of[old]
+            return evicted
+
+    def discard(self, member: str) -> None:
+        with self._lock:
+            key = self._key_of.pop(member, None)
+            if key is not None:
+                self._members.get(key, {}).pop(member, None)
+
+    def session_of(self, member: str) -> Hashable | None:
+        with self._lock:
+            return self._key_of.get(member)
+
+    def sessions(self) -> list[Hashable]:
+        with self._lock:
+            return [key for key, members in self._members.items() if members]
+
+    def members(self, key: Hashable) -> set[str]:
+        with self._lock:
+            return set(self._members.get(key, ()))

@@ -28,7 +28,7 @@ from server_stub.models.registry import LoadedBase, ModelRegistry
 from server_stub.sampling.generate import generate
 from server_stub.sampling.modules import SamplingModules
 from server_stub.sampling.requests import PreparedRequest, prepare_request
-from server_stub.sampling.snapshots import SnapshotStore
+from server_stub.sampling.snapshots import SnapshotStore, remove_dead_spill_dirs
 from server_stub.storage.archive import write_tar
 from server_stub.storage.checkpoints import CheckpointMeta, CheckpointStore
 from server_stub.storage.paths import StorageLayout
@@ -124,6 +124,8 @@ class TorchEngine:
         self.layout = StorageLayout(Path(storage_dir))
         self.checkpoints = CheckpointStore(self.layout)
         self.runs = RunStore(self.layout, self.checkpoints)
+        self.sweep_storage()  # what a killed predecessor left: temp dirs of saves, spill files, expired
+        remove_dead_spill_dirs(self.layout.spill_root())
         self.snapshots = SnapshotStore(self.layout.spill_root(), self.device)
         self.sampling_modules = SamplingModules(self.registry, self.snapshots)
         self._models: dict[str, TrainableModel] = {}
@@ -402,6 +404,10 @@ class TorchEngine:
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         self.checkpoints.delete(run_id, checkpoint_id)
 
+    def sweep_storage(self) -> None:
+        self.checkpoints.sweep_leftovers()
+        self.checkpoints.sweep_all_expired()
+
     def export_archive(self, tinker_path: str, fmt: str) -> Path:
         meta, directory = self.checkpoints.get(tinker_path)
         inputs = ExportInputs(
@@ -437,7 +443,7 @@ class TorchEngine:
         return record
 
     def _next_sampler_id(self) -> str:
-        return f"sampler-{uuid.uuid4().hex[:12]}"
+        return f"sampler-{uuid.uuid4().hex}"  # 122 random bits: not guessable by another tenant
 
     def save_sampler_weights(
         self, model_id: str, name: str | None, ttl_seconds: int | None
@@ -454,6 +460,11 @@ class TorchEngine:
         return types.SaveWeightsForSamplerResponseInternal(
             path=self._save(model, meta, False, overwrite=False), type="save_weights_for_sampler"
         )
+
+    def release_sampler(self, sampler_id: str) -> None:
+        record = self._samplers.pop(sampler_id, None)
+        if record is not None and record.snapshot_id is not None:
+            self.snapshots.discard(record.snapshot_id)
 
     def create_sampler(self, base_model: str | None, model_path: str | None) -> types.GetSamplerResponse:
         check_sampler_source(base_model, model_path)
@@ -539,6 +550,7 @@ class TorchEngine:
                     base.source.limits.vocab_size,
                     pad_id,
                     self.max_pass_tokens,
+                    reactivate=lambda: self.sampling_modules.module_for(base, record.snapshot_id),
                 )
             for (i, _), response in zip(chunk, responses, strict=True):
                 results[i] = response

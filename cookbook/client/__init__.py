@@ -24,6 +24,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "InvalidInputError",
         "NotFoundError",
         "RequestFailedError",
+        "RequestLostError",
     ),
     "cookbook.client.futures": ("APIFuture",),
     "cookbook.client.http": ("HttpSamplingClient", "HttpServiceClient", "HttpTrainingClient", "RetryPolicy"),

@@ -51,6 +51,11 @@ class NotFoundError(APIStatusError):
     """404: unknown model, sampler, checkpoint or route."""
 
 
+class RequestLostError(NotFoundError):
+    """404 for a request id the client holds: the server restarted (or dropped the result) since it was
+    accepted, and the result is gone; submit the work again."""
+
+
 class ConflictError(APIStatusError):
     """409: e.g. a checkpoint of that name exists already."""
 

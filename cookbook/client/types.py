@@ -448,7 +448,8 @@ class TrainingRun(WireModel):
 TINKER_SCHEME = "tinker://"
 # Run ids and checkpoint names: no path separators, no leading dot, nothing a shell or a
 # filesystem would treat specially. The server relies on this to keep paths in its storage dir.
-SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:=-]{0,127}$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "ok\n" through.
+SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:=-]{0,127}\Z")
 
 
 class ParsedCheckpointTinkerPath(WireModel):
@@ -678,6 +679,14 @@ class GetServerCapabilitiesResponse(WireModel):
 
 class HealthResponse(WireModel):
     status: Literal["ok"] = "ok"
+
+
+class StorageUsageResponse(WireModel):
+    """Our extension (GET /api/v1/storage_usage): disk the caller's checkpoints use, and its quota."""
+
+    owner: str
+    used_bytes: int
+    limit_bytes: int
 
 
 class TokenizerRequest(WireModel):

@@ -112,3 +112,30 @@ def read_jsonl(path: str | os.PathLike[str], *, skip_invalid: bool = False) -> l
             else:
                 raise ValueError(f"{path}:{i}: invalid JSON line ({e}); the file is corrupt") from e
     return out
+
+
+def drop_rows_from_step(path: str | os.PathLike[str], step: int) -> int:
+    """Rewrite the file without rows whose "step" is `step` or later (a resumed run logs them again).
+
+    Atomic (temp file, then rename); unreadable lines go too. Returns how many rows were dropped."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    kept: list[str] = []
+    dropped = 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            dropped += 1
+            continue
+        row_step = row.get("step") if isinstance(row, dict) else None
+        if isinstance(row_step, int) and row_step >= step:
+            dropped += 1
+            continue
+        kept.append(line)
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(tmp, path)
+    return dropped

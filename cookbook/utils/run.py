@@ -29,12 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from cookbook.client.abstract import ServiceClient, TrainingClient
 from cookbook.utils.checkpoints import CheckpointRecord, get_last_checkpoint
-from cookbook.utils.ml_log import Logger, setup_logging
+from cookbook.utils.jsonl import drop_rows_from_step
+from cookbook.utils.ml_log import METRICS_FILE, Logger, setup_logging
 from cookbook.utils.plotting import plot_metrics
 from cookbook.utils.progress import console_write
 from cookbook.utils.run_config import RunConfig
@@ -66,8 +68,8 @@ class TrainingRun:
         self._given_service = service_client
         self._service: ServiceClient | None = None
         self._logger: Logger | None = None
-        resuming = prepare_log_dir(config.log_path, config, config.behavior_if_log_dir_exists)
-        self.last: CheckpointRecord | None = get_last_checkpoint(config.log_path) if resuming else None
+        self._resuming = prepare_log_dir(config.log_path, config, config.behavior_if_log_dir_exists)
+        self.last: CheckpointRecord | None = get_last_checkpoint(config.log_path) if self._resuming else None
         """The checkpoint this invocation starts from (None: a new run)."""
 
     # -- before connecting --------------------------------------------------------------------
@@ -118,6 +120,9 @@ class TrainingRun:
             self._service = await asyncio.to_thread(connect, self.config.base_url)
         try:
             c = self.config
+            if self._resuming:  # rows past the resume point were logged by a run that died before saving
+                start = self.steps_done(self.last) if self.last is not None else 0
+                drop_rows_from_step(Path(c.log_path) / METRICS_FILE, start)
             self._logger = setup_logging(c.log_path, c.wandb_project, c.wandb_name, config=c)
         except BaseException:
             self._close_own_service()

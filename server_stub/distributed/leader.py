@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.client import types
+from server_stub.compute_turns import turns_for
 from server_stub.distributed.group import HEARTBEAT_SECONDS, leave_group
 from server_stub.distributed.protocol import HEARTBEAT, STOP, Command, Failure, collect_failures, send_command
 from server_stub.distributed.rank_engine import RankEngine
@@ -202,12 +203,19 @@ class LeaderEngine:
         return self._everywhere("create_sampler", base_model, model_path)
 
     def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
-        return self._everywhere("sample", jobs)
+        with turns_for(lambda: False):  # the ranks decode in lockstep: no training call may cut in on rank 0
+            return self._everywhere("sample", jobs)
+
+    def release_sampler(self, sampler_id: str) -> None:
+        self._everywhere("release_sampler", sampler_id)  # every rank holds a replica of each sampler
 
     # -- heavy work on rank 0 alone -----------------------------------------------------------
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         self._here("delete_checkpoint", run_id, checkpoint_id)
+
+    def sweep_storage(self) -> None:
+        self._here("sweep_storage")  # only rank 0 touches --storage
 
     def export_archive(self, tinker_path: str, fmt: str) -> Path:
         return self._here("export_archive", tinker_path, fmt)

@@ -12,9 +12,11 @@ off at the end. The prompts' pass and prompt logprobs are `prefill.py`'s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cookbook.client import types
+from server_stub.compute_turns import offer_turn
 from server_stub.models.token_bytes import TokenBytes
 from server_stub.sampling.prefill import PromptOutputs, prefill
 from server_stub.sampling.stops import StopTracker
@@ -38,9 +40,13 @@ def generate(
     vocab_size: int,
     pad_id: int,
     max_tokens: int,
+    reactivate: Callable[[], torch.nn.Module] | None = None,
 ) -> list[types.SampleResponse]:
     """Sample every request's `num_samples` continuations in one batch (call under inference mode);
-    no piece of the prompts' pass holds more than `max_tokens` padded tokens (see `prefill`)."""
+    no piece of the prompts' pass holds more than `max_tokens` padded tokens (see `prefill`).
+
+    Between decode steps other work may take a turn (`compute_turns`); `reactivate` then gives the
+    module back with this batch's weights active again (training may have switched adapters)."""
     import torch
 
     device = next(module.parameters()).device
@@ -84,6 +90,11 @@ def generate(
             live, settings, new = live[index], settings.select(index), new[index]
             attention, next_position = attention[index], next_position[index]
             cache.reorder_cache(index)
+        if reactivate is not None:
+            with torch.inference_mode(False):  # training that takes the turn needs autograd
+                took_turn = offer_turn()
+            if took_turn:
+                module = reactivate()
         out = module(
             input_ids=new.unsqueeze(-1),
             attention_mask=attention[:, : width + step + 1] if pre.padded else None,

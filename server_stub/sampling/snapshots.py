@@ -4,10 +4,13 @@ A snapshot is a copy of a model's trainable tensors (adapter tensors or full wei
 save time; nothing can change it afterwards. Full-weight snapshots are large, so only the most
 recently used few stay in memory; older ones are written to a spill directory and read back on
 demand, so none is ever lost. Adapter snapshots are small and get a larger resident budget.
+A snapshot's spill file goes when the snapshot is discarded; each process spills into its own
+`<pid>-<hex>` directory, and directories of processes that died (kill -9) are removed at start.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 import weakref
@@ -99,7 +102,36 @@ class SnapshotStore:
     def _ensure_spill_dir(self) -> Path:
         if self._spill_dir is None:
             self._spill_root.mkdir(parents=True, exist_ok=True)
-            self._spill_dir = self._spill_root / uuid.uuid4().hex
+            self._spill_dir = self._spill_root / f"{os.getpid()}-{uuid.uuid4().hex}"
             self._spill_dir.mkdir()
             weakref.finalize(self, shutil.rmtree, str(self._spill_dir), True)
         return self._spill_dir
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_dead_spill_dirs(spill_root: Path) -> int:
+    """Remove spill directories whose process is gone (or that predate pid-named ones); how many went."""
+    if not spill_root.is_dir():
+        return 0
+    removed = 0
+    for child in spill_root.iterdir():
+        pid_text = child.name.split("-", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and _alive(int(pid_text)):
+            continue
+        if pid_text.isdigit() and int(pid_text) == os.getpid():
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+        removed += 1
+    return removed

@@ -2,7 +2,9 @@
 
 A checkpoint is written into a hidden temp directory beside its final place and renamed into
 place only when complete, so a failed save leaves any existing checkpoint of that name intact and
-readers never see a partial one. Each directory carries `checkpoint.json` (what it is, for which
+readers never see a partial one. Temp and trash directories a killed server left behind are
+removed at start (`sweep_leftovers`; one server per storage dir). A checkpoint holding a symbolic
+link is never read, so a planted link cannot lead a load or an export outside the storage dir. Each directory carries `checkpoint.json` (what it is, for which
 base model and LoRA shape, when it expires).
 """
 
@@ -20,10 +22,11 @@ from cookbook.client import types
 from server_stub.engine import ConflictError, NotFoundError, UserError
 from server_stub.models.lora_hub import LoraSpec
 from server_stub.storage.json_files import metadata_from_json, metadata_to_json, read_json, write_json_atomic
-from server_stub.storage.paths import CHECKPOINT_KIND_DIRS, StorageLayout
+from server_stub.storage.paths import CHECKPOINT_KIND_DIRS, RUNS_DIR, StorageLayout
 from server_stub.validation import parse_tinker_path
 
 META_FILE = "checkpoint.json"
+LEFTOVER_PREFIXES = (".tmp-", ".trash-")  # a save's work directories; complete ones are renamed away
 
 
 def _utc(timestamp: float) -> datetime:
@@ -89,7 +92,11 @@ class CheckpointMeta:
 
 
 def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def _holds_link(directory: Path) -> bool:
+    return any(path.is_symlink() for path in directory.rglob("*"))
 
 
 class CheckpointStore:
@@ -99,6 +106,8 @@ class CheckpointStore:
         self.layout = layout
 
     def _read_meta(self, directory: Path) -> CheckpointMeta | None:
+        if (directory / META_FILE).is_symlink():
+            return None
         payload = read_json(directory / META_FILE)
         return None if payload is None else metadata_from_json(CheckpointMeta, payload)
 
@@ -140,6 +149,8 @@ class CheckpointStore:
             raise NotFoundError(f"checkpoint {tinker_path} not found", field=field)
         if meta.expired():
             raise NotFoundError(f"checkpoint {tinker_path} expired", field=field)
+        if _holds_link(directory):
+            raise UserError(f"checkpoint {tinker_path} holds a symbolic link; it is not read", field=field)
         return meta, directory
 
     def list(self, run_id: str) -> list[CheckpointMeta]:
@@ -181,3 +192,29 @@ class CheckpointStore:
                 meta = None if child.name.startswith(".") or child.is_symlink() else self._read_meta(child)
                 if meta is not None and meta.expired():
                     self.delete(run_id, meta.checkpoint_id)
+
+    def kind_dirs(self) -> list[Path]:
+        """Every run's weights/ and sampler_weights/ directory that exists (symlinks skipped)."""
+        runs = self.layout.root / RUNS_DIR
+        found = []
+        for run in sorted(runs.iterdir()) if runs.is_dir() else []:
+            for kind_dir in CHECKPOINT_KIND_DIRS:
+                parent = run / kind_dir
+                if not run.is_symlink() and parent.is_dir() and not parent.is_symlink():
+                    found.append(parent)
+        return found
+
+    def sweep_leftovers(self) -> int:
+        """Remove the temp and trash directories of saves a killed server left; how many went."""
+        removed = 0
+        for parent in self.kind_dirs():
+            for child in list(parent.iterdir()):
+                if child.name.startswith(LEFTOVER_PREFIXES) and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                    removed += 1
+        return removed
+
+    def sweep_all_expired(self) -> None:
+        """Delete every run's expired checkpoints, so a TTL frees disk even for runs no longer trained."""
+        for parent in self.kind_dirs():
+            self.sweep_expired(parent.parent.name)

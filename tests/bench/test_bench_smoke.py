@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the repo, not 
 
 from bench import (  # noqa: E402
     bench_chunked_pass,
+    bench_fairness,
     bench_memory,
     bench_overhead,
     bench_rlhf_pipeline,
@@ -124,6 +125,15 @@ def test_wire_bench_prints_json_and_binary_wires_vs_in_process(
             assert spread_is_positive(case[wire]["throughput_ratio_over_in_process"])
             assert math.isfinite(case[wire]["call_overhead_ms"]["median"])
             assert case["codec"][wire]["request_bytes"] > 0 and case["codec"][wire]["decode_result_ms"] > 0
+
+
+def test_fairness_bench_prints_both_ratios_against_their_targets(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, data = run_quick(bench_fairness.main, server, tmp_path / "fairness.json", capsys)
+    assert "training step latency" in out and "sampling tokens / s" in out and "<= 2" in out
+    assert spread_is_positive(data["fairness"]["latency_ratio_shared_over_alone"])
+    assert spread_is_positive(data["fairness"]["throughput_ratio_shared_over_solo"])
 
 
 def test_service_bench_runs_as_a_module_and_prints_the_summary(server: LocalServer, tmp_path: Path) -> None:

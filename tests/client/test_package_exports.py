@@ -32,6 +32,7 @@ PUBLIC = {
     "ModelInput",
     "NotFoundError",
     "RequestFailedError",
+    "RequestLostError",
     "RetryPolicy",
     "SampleResponse",
     "SampledSequence",

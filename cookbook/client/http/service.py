@@ -155,6 +155,7 @@ class HttpServiceClient(ServiceClient):
         max_sample_connections: int = 256,
         transport: httpx.AsyncBaseTransport | None = None,
         wire: WireSetting = "auto",
+        unresponsive_after: float = 60,
     ):
         url = resolve_base_url(base_url)
         if url is None:
@@ -167,6 +168,7 @@ class HttpServiceClient(ServiceClient):
             base_url=url,
             api_key=resolve_api_key(api_key),
             timeout_s=timeout,
+            unresponsive_after_s=unresponsive_after,
             retry=policy,
             max_sample_connections=max_sample_connections,
             wire=wire,

@@ -91,6 +91,9 @@ class ClientSettings:
     base_url: str
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 60.0
+    # A frozen or vanished server: every request gives up (typed error) this long after it was first sent,
+    # however many retries of timeouts and refused connections that leaves.
+    unresponsive_after_s: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Connections per pool. Each in-flight sample holds one long-poll connection.
     max_sample_connections: int = 256
@@ -100,6 +103,8 @@ class ClientSettings:
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {self.timeout_s}")
+        if self.unresponsive_after_s <= 0:
+            raise ValueError(f"unresponsive_after must be > 0 seconds, got {self.unresponsive_after_s}")
         if self.max_sample_connections < 1 or self.max_connections < 1:
             raise ValueError("connection pool sizes must be >= 1")
         if self.wire not in WIRE_SETTINGS:

@@ -229,6 +229,11 @@ class Transport:
             self._clients[pool] = client
         return client
 
+    def _attempt_timeout(self, pool: Pool, give_up: float) -> httpx.Timeout:
+        """The pool's read timeout, cut to what is left before the request gives up on the server."""
+        read = self.settings.timeout_s if pool == Pool.DEFAULT else self.settings.poll_timeout_s
+        return httpx.Timeout(max(min(read, give_up - time.monotonic()), 0.001), pool=None)
+
     def _absolute_url(self, url: str) -> httpx.URL:
         parsed = self._urls.get(url)
         if parsed is None:
@@ -254,18 +259,28 @@ class Transport:
         content = encode(body) if isinstance(body, BaseModel) else body
         url = path if path.startswith(API_PREFIX) else API_PREFIX + path
         start = time.monotonic()
+        give_up = start + self.settings.unresponsive_after_s
         attempt = 0
         while True:
             retry_after: float | None = None
+            unanswered = False
             try:
                 response = await self._client(pool).request(
-                    method, self._absolute_url(url), content=content, headers=headers
+                    method,
+                    self._absolute_url(url),
+                    content=content,
+                    headers=headers,
+                    timeout=self._attempt_timeout(pool, give_up),
                 )
             except httpx.TimeoutException as exc:
+                unanswered = True
                 error: errors.CookbookError = errors.APITimeoutError(
-                    f"{method} {url} timed out on {self.settings.base_url}: {exc!r}"
+                    f"{method} {url}: no answer from {self.settings.base_url} within "
+                    f"{time.monotonic() - start:.0f} s (unresponsive_after={self.settings.unresponsive_after_s:g} s): "
+                    f"{exc!r}"
                 )
             except httpx.TransportError as exc:
+                unanswered = True
                 error = errors.APIConnectionError(
                     f"{method} {url}: could not reach the server at {self.settings.base_url}: {exc!r}"
                 )
@@ -277,6 +292,8 @@ class Transport:
                     raise error
                 retry_after = _retry_after_s(response)
             delay = policy.delay(attempt, self._rng, retry_after)
+            if unanswered and time.monotonic() + delay >= give_up:
+                raise error
             if not policy.should_retry(attempt, time.monotonic() - start, delay):
                 raise error
             attempt += 1
@@ -311,7 +328,17 @@ class Transport:
         iteration = 0
         while True:
             headers = {"X-Tinker-Request-Iteration": str(iteration), **(_ACCEPT_PROTOBUF if codec else {})}
-            data = await self.post("/retrieve_future", body, pool=pool, headers=headers)
+            try:
+                data = await self.post("/retrieve_future", body, pool=pool, headers=headers)
+            except errors.NotFoundError as exc:
+                raise errors.RequestLostError(
+                    f"request {request_id} is lost: the server at {self.settings.base_url} no longer knows it "
+                    f"(it restarted since it accepted the request, or dropped the result); submit it again. "
+                    f"Server said: {exc}",
+                    status_code=exc.status_code,
+                    body=exc.body,
+                    field=exc.field,
+                ) from exc
             iteration += 1
             if isinstance(data, bytes):
                 return _decode_protobuf_result(data, codec, request_id, response_type)

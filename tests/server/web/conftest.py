@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,12 +23,16 @@ def engine() -> Iterator[FakeEngine]:
 
 
 @pytest.fixture
-def make_client(engine: FakeEngine) -> Iterator[Callable[..., TestClient]]:
+def make_client(engine: FakeEngine, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     """Build a live app (compute thread running) with short long-polls; overrides go to ServerConfig."""
     clients: list[TestClient] = []
 
     def make(engine_override: Any = None, **overrides: Any) -> TestClient:
-        settings: dict[str, Any] = {"long_poll_seconds": 0.05, "sample_batch_window_seconds": 0.0}
+        settings: dict[str, Any] = {
+            "long_poll_seconds": 0.05,
+            "sample_batch_window_seconds": 0.0,
+            "storage_dir": tmp_path / "web-storage",  # the owners file lives there
+        }
         settings.update(overrides)
         client = TestClient(create_app(engine_override or engine, ServerConfig(**settings)))
         client.__enter__()

@@ -239,6 +239,13 @@ class FakeEngine:
         if self.checkpoints.pop(path, None) is None:
             raise NotFoundError(f"no checkpoint at {path}")
 
+    def release_sampler(self, sampler_id: str) -> None:
+        self._enter("release_sampler", sampler_id, None)
+        self.samplers.pop(sampler_id, None)
+
+    def sweep_storage(self) -> None:
+        self._enter("sweep_storage", None, None)
+
     def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
         self._enter("sample", None, len(jobs))
         results: list[types.SampleResponse | Exception] = []

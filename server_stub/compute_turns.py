@@ -1,0 +1,34 @@
+"""Turns on the one compute thread: a long sampling run lets waiting training calls in between its steps.
+
+Sampling a batch decodes token after token for up to thousands of steps; training calls queued
+meanwhile would wait for all of them. The scheduler installs a hook for the duration of a sampling
+run (`turns_for`), and the decoding loop offers it a turn after each step (`offer_turn`). The hook
+runs waiting training calls on the same thread, as long as they have not used more of the compute
+than sampling has since it started (see `Scheduler`). The hook is per thread: an engine driven
+without a scheduler never gives turns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
+_current = threading.local()
+
+
+@contextlib.contextmanager
+def turns_for(hook: Callable[[], bool]) -> Iterator[None]:
+    """While inside, `offer_turn` on this thread calls `hook` (which says whether it ran anything)."""
+    previous = getattr(_current, "hook", None)
+    _current.hook = hook
+    try:
+        yield
+    finally:
+        _current.hook = previous
+
+
+def offer_turn() -> bool:
+    """Let waiting work run now; True when some did (the caller re-activates the weights it samples)."""
+    hook: Callable[[], bool] | None = getattr(_current, "hook", None)
+    return hook is not None and hook()
