@@ -72,6 +72,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     )
     sessions = SessionRegistry()
     issued_model_ids: set[str] = set()
+    reward_heads: set[str] = set()  # models created with a reward head (known before their creation ran)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -271,7 +272,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             types.GetServerCapabilitiesResponse(
                 supported_models=engine.supported_models(),
                 wire_formats=result_formats.WIRE_FORMATS,
-                extensions=[*openai_routes.PATHS, types.EXTENSION_CHECKPOINT_ARCHIVE],
+                extensions=[
+                    *openai_routes.PATHS,
+                    types.EXTENSION_CHECKPOINT_ARCHIVE,
+                    types.EXTENSION_REWARD_HEAD,
+                ],
             )
         )
 
@@ -293,9 +298,17 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         engine.model_limits(req.base_model)
         validation.check_create_model(req)
         model_id = new_model_id()
+        if req.reward_head:
+            reward_heads.add(model_id)
         request_id = store.open(model_id)
         create = Task(
-            lambda: engine.create_model(model_id, req.base_model, req.lora_config, req.user_metadata),
+            lambda: engine.create_model(
+                model_id,
+                req.base_model,
+                req.lora_config,
+                req.user_metadata,
+                reward_head=bool(req.reward_head),
+            ),
             store.finisher(request_id),
             "create_model",
         )
@@ -319,13 +332,19 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         req = decode_ordered(received, json_body(model))
         return enqueue_ordered(received, req, check, run, label)
 
+    def check_training_pass(req: TrainingPass, limits: ModelLimits) -> None:
+        req.check(limits)
+        field = f"{req.where}.loss_fn" if req.where else "loss_fn"
+        has_head = req.model_id in reward_heads
+        validation.check_reward_loss_call(req.fwd.loss_fn, req.backward, has_head, req.model_id, field)
+
     async def training_call(request: Request, forward_only_route: bool) -> Response:
         received = await read(request)
         req = decode_ordered(received, lambda body: training_pass.decode(body, forward_only_route))
         return enqueue_ordered(
             received,
             req,
-            TrainingPass.check,
+            check_training_pass,
             lambda r: engine.forward_backward(r.model_id, r.fwd, backward=r.backward),
             "forward_backward" if req.backward else "forward",
         )
@@ -386,6 +405,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         model_id = validation.check_safe_name(model_id_for(session_id, model_seq_id), "session_id")
         if scheduler.lane_base_model(model_id) is not None or engine_knows_run(model_id):
             raise UserError(f"training run {model_id!r} exists already", field="model_seq_id")
+        if info.reward_head:
+            reward_heads.add(model_id)
         request_id = store.open(model_id)
         create = Task(
             lambda: create_from_checkpoint(
