@@ -251,8 +251,10 @@ class ComparisonEvaluator(SamplingClientEvaluator):
     `win_rate` (hard judge labels) with `win_rate_stderr`, `win_rate_soft` with
     `win_rate_soft_stderr`, with a gold model `gold_win_rate` (ties 0.5) with its stderr, and
     `answer_tokens` (mean sampled length) and `stop_frac` (answers that ended with the stop
-    sequence). Sampling uses seed `seed + i` for comparison i, so successive evaluations differ
-    by the policy, not by the draw. All comparisons run concurrently.
+    sequence). With a scalar judge (a `RewardModel`) also `reward_model_score` (its mean score of the
+    policy's answers) and `reward_model_score_reference` (of the reference answers). Sampling uses
+    seed `seed + i` for comparison i, so successive evaluations differ by the policy, not by the
+    draw. All comparisons run concurrently.
     """
 
     def __init__(
