@@ -1,7 +1,7 @@
 """How good a scalar reward model is: does it score the chosen answer above the rejected one?
 
 One `forward(..., "reward_score")` scores both sides of every test comparison. Metrics (prefix
-`test/` unless `name` says): `accuracy` (r_chosen > r_rejected), `margin` (mean r_chosen -
+`test/` unless `name` says): `accuracy` (r_chosen > r_rejected; a tie counts half), `margin` (mean r_chosen -
 r_rejected), `bt_loss` (mean -log σ(margin)), each also per `kind` tag (`accuracy/<kind>`,
 `margin/<kind>`: which attributes of the two answers differ), and the spread of the scores
 (`score_mean`, `score_std`). Unlike a pairwise judge, a scalar model has no order to be biased by.
@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 def bt_loss(margin: float) -> float:
     """-log σ(margin), without overflow."""
     return math.log1p(math.exp(-margin)) if margin > -30 else -margin
+
+
+def _accuracy(margins: np.ndarray) -> float:
+    """Pairs scored the right way round; an exact tie (e.g. a new, zero head) counts half, as a coin would."""
+    return float(np.mean(np.where(margins > 0, 1.0, np.where(margins == 0, 0.5, 0.0))))
 
 
 class RewardAccuracyEvaluator(TrainingClientEvaluator):
@@ -72,14 +77,14 @@ class RewardAccuracyEvaluator(TrainingClientEvaluator):
             if kind is not None:
                 by_kind[kind].append(margin)
         out: Metrics = {
-            f"{self.name}/accuracy": float((margins > 0).mean()),
+            f"{self.name}/accuracy": _accuracy(margins),
             f"{self.name}/margin": float(margins.mean()),
             f"{self.name}/bt_loss": float(np.mean([bt_loss(m) for m in margins.tolist()])),
             f"{self.name}/score_mean": float(values.mean()),
             f"{self.name}/score_std": float(values.std()),
         }
         for kind, kind_margins in sorted(by_kind.items()):
-            out[f"{self.name}/accuracy/{kind}"] = float(np.mean(np.asarray(kind_margins) > 0))
+            out[f"{self.name}/accuracy/{kind}"] = _accuracy(np.asarray(kind_margins))
             out[f"{self.name}/margin/{kind}"] = float(np.mean(kind_margins))
         return out
 

@@ -130,3 +130,8 @@ def test_the_builder_refuses_a_head_less_state(service: ServiceClient) -> None:
     builder = RewardModelBuilder(renderer_name="role_colon", model_name=BUILTIN, rm_weights_path=state)
     with pytest.raises(ValueError, match="no reward head"):
         builder.from_service(service)
+
+
+def test_a_new_zero_head_is_at_chance_not_always_wrong(renderer: Renderer) -> None:
+    metrics = RewardAccuracyEvaluator(PAIRS, renderer).metrics([0.0] * 4)
+    assert metrics["test/accuracy"] == 0.5 and metrics["test/accuracy/correctness"] == 0.5
