@@ -58,3 +58,40 @@ def test_scalar_pipeline_trains_a_reward_head_and_rl_reads_its_scores(
     assert rl_config["advantage_mode"] == "batch" and rl_config["kl_penalty_mode"] == "sequence"
     summary = json.loads((log_path / pipeline.SUMMARY_FILE).read_text())
     assert summary["stages"]["rm"]["headline"]["test/accuracy"]["points"] == 3
+
+
+def test_the_kind_is_pairwise_by_default_and_scalar_swaps_only_the_preference_stage() -> None:
+    import chz
+    import pytest
+
+    from cookbook.preference.preference_model import PreferenceModelBuilderFromChatRenderer
+    from cookbook.preference.reward_model import RewardModelBuilder
+    from cookbook.rl.preference_envs import PairwisePreferenceRLDatasetBuilder
+    from cookbook.rl.reward_model_envs import RewardModelRLDatasetBuilder
+    from cookbook.utils.checkpoints import CheckpointRecord
+
+    sft = CheckpointRecord(
+        name="final",
+        final=True,
+        state_path="tinker://sft/weights/final",
+        sampler_path="tinker://sft/sampler_weights/final",
+    )
+    pairwise = pipeline.PipelineConfig()
+    assert pairwise.rm.kind == "pairwise" and pairwise.rl.advantage_mode == "group"
+    rl = pipeline.rl_config(pairwise, sft, "tinker://rm/sampler_weights/final")
+    assert isinstance(rl.dataset_builder, PairwisePreferenceRLDatasetBuilder)
+    assert isinstance(rl.dataset_builder.preference_model_builder, PreferenceModelBuilderFromChatRenderer)
+
+    scalar = chz.entrypoint(pipeline.PipelineConfig, argv=["rm.kind=scalar", "rm.centering_coef=0.01"])
+    rm = pipeline.reward_model_config(scalar, "tinker://sft/weights/final")
+    assert rm.load_checkpoint_path == "tinker://sft/weights/final" and rm.centering_coef == 0.01
+    assert rm.dataset_builder.inner.common_config.batch_size == scalar.rm.batch_size // 2  # pairs
+    assert rm.max_steps == scalar.rm.steps and rm.optimizer == scalar.rm.optimizer
+    rl = pipeline.rl_config(scalar, sft, "tinker://rm/weights/final")
+    assert isinstance(rl.dataset_builder, RewardModelRLDatasetBuilder)
+    judge = rl.dataset_builder.reward_model_builder
+    assert isinstance(judge, RewardModelBuilder) and judge.rm_weights_path == "tinker://rm/weights/final"
+    assert all(e.preference_model_builder == judge and e.gold for e in rl.evaluator_builders)
+    assert pipeline.RM_PATH_KEY == {"pairwise": "sampler_path", "scalar": "state_path"}
+    with pytest.raises(ValueError, match=r"rm\.kind must be one of"):
+        pipeline.PipelineConfig(rm=pipeline.RMStage(kind="both"))  # type: ignore[arg-type]
