@@ -17,7 +17,6 @@ RL_KEYS = ("test/win_rate", "test/gold_win_rate", "test/reward_model_score", "te
 RL_TRAIN_KEYS = (
     "env/all/reward/total",
     "env/all/reward_model_score",
-    "env/all/judge_agreement",
     "kl_policy_ref",
 )
 
