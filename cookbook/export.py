@@ -13,6 +13,10 @@ neither it uses this process's bundled local server.
 The adapter's `base_model_name_or_path` is where the server loaded the base from (a directory or hub
 id); `--base-ref` writes another (e.g. the hub id, or your copy of the base). A built-in base is
 exported beside the adapter in `base_model/` and referenced by its absolute path.
+
+A reward model's export (a checkpoint with a reward head) also holds `reward_head.safetensors`: the
+head's `reward_head.weight` [1, hidden]; its score of a sequence is the model's final hidden state
+at the last token (`hidden_states[-1][:, -1]`) times that row.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from cookbook.client.http.settings import API_PREFIX, resolve_api_key, resolve_b
 from cookbook.client.local_server import shared_local_server
 
 ADAPTER_CONFIG = "adapter_config.json"
+REWARD_HEAD_FILE = "reward_head.safetensors"
 BUNDLED_BASE_DIR = "base_model"
 REQUEST_TIMEOUT_S = 60.0
 # A merge loads the base model on the server before the first byte comes back.
@@ -49,6 +54,7 @@ class ExportResult:
     directory: Path
     format: types.CheckpointExportFormat  # "peft" or "merged"
     base_reference: str | None  # the adapter's base_model_name_or_path (None for a merged model)
+    reward_head: Path | None = None  # a reward model's head file (None: the checkpoint has no head)
 
 
 def _raise_for_status(response: httpx.Response) -> None:
@@ -130,7 +136,8 @@ def export_checkpoint(
                         sink.write(chunk)
             _safe_extract(archive, out)
     reference = _point_adapter_at(out, base_reference) if fmt == "peft" else None
-    return ExportResult(directory=out, format=fmt, base_reference=reference)
+    head = out / REWARD_HEAD_FILE
+    return ExportResult(out, fmt, reference, head if info.reward_head and head.is_file() else None)
 
 
 def main(argv: list[str] | None = None) -> int:

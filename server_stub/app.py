@@ -88,6 +88,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     )
     sessions = SessionRegistry()
     issued_model_ids: set[str] = set()
+    reward_heads: set[str] = set()  # models created with a reward head (known before their creation ran)
 
     def engine_knows_run(run_id: str) -> bool:
         try:
@@ -352,7 +353,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             types.GetServerCapabilitiesResponse(
                 supported_models=engine.supported_models(),
                 wire_formats=result_formats.WIRE_FORMATS,
-                extensions=[*openai_routes.PATHS, types.EXTENSION_CHECKPOINT_ARCHIVE],
+                extensions=[
+                    *openai_routes.PATHS,
+                    types.EXTENSION_CHECKPOINT_ARCHIVE,
+                    types.EXTENSION_REWARD_HEAD,
+                ],
             )
         )
 
@@ -385,9 +390,17 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         owners.record(Kind.RUN, model_id, owner)
         session_models.add((owner, req.session_id), model_id)
         idle.touch(model_id)
+        if req.reward_head:
+            reward_heads.add(model_id)
         request_id = open_future(model_id)
         create = Task(
-            lambda: engine.create_model(model_id, req.base_model, req.lora_config, req.user_metadata),
+            lambda: engine.create_model(
+                model_id,
+                req.base_model,
+                req.lora_config,
+                req.user_metadata,
+                reward_head=bool(req.reward_head),
+            ),
             store.finisher(request_id),
             "create_model",
         )
@@ -412,18 +425,21 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         req = decode_ordered(received, json_body(model))
         return enqueue_ordered(received, req, check, run, label)
 
+    def check_training_pass(req: TrainingPass, limits: ModelLimits) -> None:
+        request_limits.check_training_tokens(req.fwd, config, req.where)
+        req.check(limits)
+        field = f"{req.where}.loss_fn" if req.where else "loss_fn"
+        has_head = req.model_id in reward_heads
+        validation.check_reward_loss_call(req.fwd.loss_fn, req.backward, has_head, req.model_id, field)
+
     async def training_call(request: Request, forward_only_route: bool) -> Response:
         received = await read(request)
         req = decode_ordered(received, lambda body: training_pass.decode(body, forward_only_route))
 
-        def check(call: TrainingPass, limits: ModelLimits) -> None:
-            request_limits.check_training_tokens(call.fwd, config, call.where)
-            call.check(limits)
-
         return enqueue_ordered(
             received,
             req,
-            check,
+            check_training_pass,
             lambda r: engine.forward_backward(r.model_id, r.fwd, backward=r.backward),
             "forward_backward" if req.backward else "forward",
         )
@@ -517,6 +533,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         owners.record(Kind.RUN, model_id, owner)
         session_models.add((owner, session_id), model_id)
         idle.touch(model_id)
+        if info.reward_head:
+            reward_heads.add(model_id)
         request_id = open_future(model_id)
         create = Task(
             lambda: create_from_checkpoint(

@@ -101,8 +101,10 @@ class Engine(Protocol):
         base_model: str,
         lora_config: types.LoraConfig | None,
         user_metadata: dict[str, Any] | None,
+        reward_head: bool = False,
     ) -> types.CreateModelResponse:
-        """A new trainable model; `lora_config` None or rank 0 means full-weight training."""
+        """A new trainable model; `lora_config` None or rank 0 means full-weight training;
+        `reward_head` adds a scalar reward head (our extension)."""
         ...
 
     def unload_model(self, model_id: str) -> types.UnloadModelResponse: ...

@@ -6,6 +6,9 @@
   has no source elsewhere, so the export carries it in `base_model/`.
 - `merged`: a complete Hugging Face model directory (config, fp32 `model.safetensors`, generation
   config, tokenizer files); LoRA is merged in, full weights are written as trained.
+
+A reward model's `peft` and `merged` exports also carry its head, `reward_head.safetensors`
+(`reward_head.weight` [1, hidden]: score = final hidden state at the last token @ weight.T).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from server_stub.engine import UserError
 from server_stub.models.merge import load_full_weights, merge_lora
 from server_stub.models.source import BaseModelSource, TokenizerFiles
 from server_stub.storage.checkpoints import CheckpointMeta
-from server_stub.storage.weight_files import LORA_WEIGHTS, read_weights, write_tokenizer
+from server_stub.storage.weight_files import LORA_WEIGHTS, REWARD_HEAD_WEIGHTS, read_weights, write_tokenizer
 
 BUNDLED_BASE_DIR = "base_model"
 COMPLETE_MARKER = "checkpoint_complete"
@@ -78,6 +81,11 @@ def _write_base_model(inputs: ExportInputs, out: Path) -> None:
     write_tokenizer_files(inputs.base, inputs.tokenizer, out)
 
 
+def _write_reward_head(inputs: ExportInputs, out: Path) -> None:
+    if inputs.meta.reward_head:
+        _link_or_copy(inputs.checkpoint_dir / REWARD_HEAD_WEIGHTS, out / REWARD_HEAD_WEIGHTS)
+
+
 def write_checkpoint(inputs: ExportInputs, out: Path) -> None:
     for path in sorted(inputs.checkpoint_dir.iterdir()):
         if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
@@ -93,6 +101,7 @@ def write_peft(inputs: ExportInputs, out: Path) -> None:
     adapter_config["base_model_name_or_path"] = inputs.base.reference or BUNDLED_BASE_DIR
     (out / ADAPTER_CONFIG).write_text(json.dumps(adapter_config, indent=2, sort_keys=True))
     write_tokenizer_files(inputs.base, inputs.tokenizer, out)
+    _write_reward_head(inputs, out)
 
 
 def write_merged(inputs: ExportInputs, out: Path) -> None:
@@ -108,6 +117,7 @@ def write_merged(inputs: ExportInputs, out: Path) -> None:
     model.name_or_path = inputs.base.reference or inputs.base.name
     model.save_pretrained(out)
     write_tokenizer_files(inputs.base, inputs.tokenizer, out)
+    _write_reward_head(inputs, out)
 
 
 EXPORT_WRITERS: dict[types.CheckpointExportFormat, Callable[[ExportInputs, Path], None]] = {

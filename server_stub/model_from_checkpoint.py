@@ -39,7 +39,9 @@ def create_from_checkpoint(
     user_metadata: dict[str, Any] | None,
 ) -> types.LoadWeightsResponse:
     """Create `model_id` shaped like the checkpoint at `path` and load it (compute thread)."""
-    engine.create_model(model_id, info.base_model, lora_config_of(info), user_metadata)
+    engine.create_model(
+        model_id, info.base_model, lora_config_of(info), user_metadata, reward_head=bool(info.reward_head)
+    )
     try:
         engine.load_state(model_id, path, optimizer)
     except Exception:

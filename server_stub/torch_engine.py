@@ -33,13 +33,23 @@ from server_stub.storage.archive import write_tar
 from server_stub.storage.checkpoints import CheckpointMeta, CheckpointStore
 from server_stub.storage.paths import StorageLayout
 from server_stub.storage.runs import RunMeta, RunStore, stringify_metadata
-from server_stub.storage.weight_files import read_optimizer, read_weights, write_optimizer, write_weights
+from server_stub.storage.weight_files import (
+    read_optimizer,
+    read_reward_head,
+    read_weights,
+    write_optimizer,
+    write_reward_head,
+    write_weights,
+)
 from server_stub.training.batch import build_batches
-from server_stub.training.forward_backward import run_pass
+from server_stub.training.forward_backward import run_pass, run_score_pass
+from server_stub.training.losses import LOSSES, ScoreLoss
+from server_stub.training.reward_head import REWARD_HEAD_WEIGHT
 from server_stub.training.trainable import TrainableModel, full_weight_model, lora_model
 from server_stub.validation import (
     check_adam_params,
     check_lora_config,
+    check_reward_loss_call,
     check_safe_name,
     check_sampler_source,
     check_ttl,
@@ -191,6 +201,7 @@ class TorchEngine:
             model_name=model.base_model,
             is_lora=model.is_lora,
             lora_rank=model.lora.rank if model.lora else None,
+            reward_head=True if model.reward_head is not None else None,
             model_data=types.ModelData(
                 arch=source.arch,
                 model_name=model.base_model,
@@ -228,6 +239,7 @@ class TorchEngine:
         base_model: str,
         lora_config: types.LoraConfig | None,
         user_metadata: dict[str, Any] | None,
+        reward_head: bool = False,
     ) -> types.CreateModelResponse:
         check_safe_name(model_id, "model_id")
         if model_id in self._models:
@@ -242,6 +254,8 @@ class TorchEngine:
             seed = DEFAULT_LORA_SEED if lora_config is None or lora_config.seed is None else lora_config.seed
             hub = self.registry.get(base_model).hub
             model = lora_model(model_id, base_model, hub, f"train{next(self._adapter_ids)}", spec, seed)
+        if reward_head:
+            model.add_reward_head()
         now = time.time()
         meta = RunMeta(
             run_id=model_id,
@@ -251,6 +265,7 @@ class TorchEngine:
             created_at=now,
             last_request_time=now,
             user_metadata=stringify_metadata(user_metadata),
+            reward_head=reward_head,
         )
         try:
             self.runs.create(meta)
@@ -278,6 +293,7 @@ class TorchEngine:
         self, model_id: str, fwd: types.ForwardBackwardInput, backward: bool
     ) -> types.ForwardBackwardOutput:
         model = self._model(model_id)
+        check_reward_loss_call(fwd.loss_fn, backward, model.reward_head is not None, model_id, "loss_fn")
         chunks = build_batches(
             fwd,
             self.model_limits(model.base_model),
@@ -285,6 +301,18 @@ class TorchEngine:
             self.pass_token_budget,
             self.max_pass_tokens,
         )
+        if isinstance(LOSSES[fwd.loss_fn], ScoreLoss):
+            assert model.reward_head is not None  # check_reward_loss_call refused a head-less model
+            scored = run_score_pass(model.module(), model.reward_head, chunks, fwd.loss_fn, backward)
+            self._touch(model_id)
+            return types.ForwardBackwardOutput(
+                loss_fn_output_type="ArrayRecord",
+                loss_fn_outputs=[
+                    {types.REWARD_SCORE_OUTPUT: types.TensorData(data=[score], dtype="float32", shape=[1])}
+                    for score in scored.scores
+                ],
+                metrics=scored.metrics,
+            )
         result = run_pass(model.module(), chunks, fwd.loss_fn, backward)
         self._touch(model_id)
         return types.ForwardBackwardOutput(
@@ -315,6 +343,7 @@ class TorchEngine:
             lora=model.lora,
             created_at=time.time(),
             ttl_seconds=ttl_seconds,
+            reward_head=model.reward_head is not None,
         )
 
     def _save(
@@ -336,12 +365,14 @@ class TorchEngine:
         def write(directory: Path) -> None:
             write_weights(
                 directory,
-                weights,
+                {name: w for name, w in weights.items() if name != REWARD_HEAD_WEIGHT},
                 model.lora,
                 model.base_model,
                 model.module().config.to_json_string(),
                 self.registry.tokenizer(model.base_model),
             )
+            if REWARD_HEAD_WEIGHT in weights:  # its own file: the PEFT adapter files stay standard
+                write_reward_head(directory, {REWARD_HEAD_WEIGHT: weights[REWARD_HEAD_WEIGHT]})
             if optimizer_state is not None:
                 write_optimizer(directory, optimizer_state)
 
@@ -382,12 +413,20 @@ class TorchEngine:
                 f"{tinker_path} holds {_describe(meta.lora)}, this model is {_describe(model.lora)}",
                 field="path",
             )
+        if meta.reward_head and model.reward_head is None:
+            raise UserError(
+                f"{tinker_path} holds a reward model (its head included); this model has no reward head: "
+                "create it with reward_head=true",
+                field="path",
+            )
         if optimizer and not meta.has_optimizer:
             raise UserError(
                 f"{tinker_path} has no optimizer state (use a tinker://.../weights/... checkpoint)",
                 field="path",
             )
         weights = read_weights(directory, meta.is_lora, self.device)
+        if meta.reward_head:
+            weights.update(read_reward_head(directory, self.device))
         model.check_compatible(weights, tinker_path)
         optimizer_state = read_optimizer(directory, self.device) if optimizer else None
         return SavedState(weights, optimizer_state, meta.optimizer_step or 0)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from cookbook.client import types
 from server_stub.engine import ModelLimits, UserError
 from server_stub.training.adamw import OPTIMIZER
-from server_stub.training.losses import LOSSES, PER_TARGET_INPUTS, TARGET_INPUT, Loss
+from server_stub.training.losses import LOSSES, PER_TARGET_INPUTS, TARGET_INPUT, Loss, ScoreLoss
 
 M = TypeVar("M", bound=types.WireModel)
 
@@ -207,7 +207,9 @@ def _tensor_shape(tensor: types.TensorData, field: str) -> list[int]:
     return list(tensor.shape)
 
 
-def _check_datum(datum: types.Datum, index: int, loss: Loss, limits: ModelLimits, prefix: str) -> None:
+def _check_datum(
+    datum: types.Datum, index: int, loss: Loss | ScoreLoss, limits: ModelLimits, prefix: str
+) -> None:
     where = _join(prefix, f"data.{index}")
     tokens = datum.model_input.to_ints()
     length = len(tokens)
@@ -221,6 +223,14 @@ def _check_datum(datum: types.Datum, index: int, loss: Loss, limits: ModelLimits
     _check_token_ids(tokens, limits.vocab_size, f"{where}.model_input")
 
     inputs = datum.loss_fn_inputs
+    if isinstance(loss, ScoreLoss):
+        if inputs:
+            key = next(iter(inputs))
+            raise _fail(
+                f"{where}.loss_fn_inputs.{key}",
+                f"is not an input of {loss.name}: it reads the reward head's score, send no loss_fn_inputs",
+            )
+        return
     for key in loss.required_inputs:
         if key not in inputs:
             raise _fail(
@@ -282,6 +292,29 @@ def check_forward_backward_input(
         _finite(value, field)
     for index, datum in enumerate(fwd.data):
         _check_datum(datum, index, loss, limits, prefix)
+    if isinstance(loss, ScoreLoss) and loss.paired and len(fwd.data) % 2:
+        raise _fail(
+            _join(prefix, "data"),
+            f"{loss.name} takes consecutive [chosen, rejected] pairs, got {len(fwd.data)} datums: "
+            f"the last pair (datum {len(fwd.data) - 1}) has no rejected side",
+        )
+
+
+def check_reward_loss_call(
+    loss_fn: str, backward: bool, has_reward_head: bool, model_id: str, field: str
+) -> None:
+    """A score loss needs a model with a reward head; a forward-only one (reward_score) is refused a backward."""
+    loss = LOSSES.get(loss_fn)
+    if not isinstance(loss, ScoreLoss):
+        return
+    if not has_reward_head:
+        raise _fail(
+            field,
+            f"{loss_fn} reads a reward head, and model {model_id!r} has none (create the model with "
+            f"reward_head=true; the server lists {types.EXTENSION_REWARD_HEAD!r} in its capabilities' extensions)",
+        )
+    if backward and loss.forward_only:
+        raise _fail(field, f"{loss_fn} only reads scores: send it to forward, not forward_backward")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -199,9 +199,14 @@ class ServiceClient(ABC):
 
     @abstractmethod
     async def create_training_client_async(
-        self, base_model: str, lora_config: types.LoraConfig, user_metadata: dict[str, str] | None = None
+        self,
+        base_model: str,
+        lora_config: types.LoraConfig,
+        user_metadata: dict[str, str] | None = None,
+        reward_head: bool = False,
     ) -> TrainingClient:
-        """A new trainable model. `lora_config.rank == 0` means full-weight training."""
+        """A new trainable model. `lora_config.rank == 0` means full-weight training; `reward_head` adds a
+        scalar reward head (needs a server whose capabilities list EXTENSION_REWARD_HEAD)."""
 
     @abstractmethod
     async def create_sampling_client_async(
@@ -236,23 +241,27 @@ class ServiceClient(ABC):
         train_attn: bool = True,
         train_unembed: bool = True,
         user_metadata: dict[str, str] | None = None,
+        reward_head: bool = False,
     ) -> TrainingClient:
-        """Tinker's call. On this server `rank=0` trains the full weights instead of an adapter."""
+        """Tinker's call. On this server `rank=0` trains the full weights instead of an adapter, and
+        `reward_head=True` adds a scalar reward head (our extension)."""
         if not (train_mlp or train_attn or train_unembed):
             raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
         config = types.LoraConfig(
             rank=rank, seed=seed, train_mlp=train_mlp, train_attn=train_attn, train_unembed=train_unembed
         )
-        return await self.create_training_client_async(base_model, config, user_metadata)
+        return await self.create_training_client_async(base_model, config, user_metadata, reward_head)
 
     async def create_training_client_from_state_async(
         self,
         path: str,
         base_model: str | None = None,
         user_metadata: dict[str, str] | None = None,
+        reward_head: bool = False,
     ) -> TrainingClient:
-        """A new model initialised with a checkpoint's weights and a fresh optimizer."""
-        client = await self._client_like_checkpoint(path, base_model, user_metadata)
+        """A new model initialised with a checkpoint's weights and a fresh optimizer. It has a reward head
+        when the checkpoint has one, or when `reward_head` asks for a new one (on a head-less checkpoint)."""
+        client = await self._client_like_checkpoint(path, base_model, user_metadata, reward_head)
         await (await client.load_state_async(path))
         return client
 
@@ -260,16 +269,19 @@ class ServiceClient(ABC):
         self, path: str, base_model: str | None = None, user_metadata: dict[str, str] | None = None
     ) -> TrainingClient:
         """A new model with a checkpoint's weights and Adam state: resumes a run exactly."""
-        client = await self._client_like_checkpoint(path, base_model, user_metadata)
+        client = await self._client_like_checkpoint(path, base_model, user_metadata, False)
         await (await client.load_state_with_optimizer_async(path))
         return client
 
     async def _client_like_checkpoint(
-        self, path: str, base_model: str | None, user_metadata: dict[str, str] | None
+        self, path: str, base_model: str | None, user_metadata: dict[str, str] | None, reward_head: bool
     ) -> TrainingClient:
         info = await self.weights_info_async(path)
         return await self.create_training_client_async(
-            base_model or info.base_model, _config_like(info), user_metadata
+            base_model or info.base_model,
+            _config_like(info),
+            user_metadata,
+            bool(info.reward_head) or reward_head,
         )
 
     create_training_client = sync_twin(create_training_client_async)

@@ -27,12 +27,15 @@ TensorDtype: TypeAlias = Literal["int64", "float32"]
 # Loss names: exactly the rows of the server's loss table (server_stub/training/losses.py), as a test checks.
 # The policy-gradient losses read the sampler's `logprobs` and per-token `advantages`.
 RLLossFnType: TypeAlias = Literal["importance_sampling", "ppo", "cispo", "dro"]
-LossFnType: TypeAlias = Literal["cross_entropy", RLLossFnType]
+# Our extension (EXTENSION_REWARD_HEAD): losses on the reward head's one score per datum, not on logprobs.
+RewardLossFnType: TypeAlias = Literal["bradley_terry", "reward_score"]
+LossFnType: TypeAlias = Literal["cross_entropy", RLLossFnType, RewardLossFnType]
 StopReason: TypeAlias = Literal["length", "stop"]
 CheckpointType: TypeAlias = Literal["training", "sampler"]
 
 LOSS_FN_NAMES: tuple[str, ...] = get_args(LossFnType)
 RL_LOSS_FN_NAMES: tuple[str, ...] = get_args(RLLossFnType)
+REWARD_LOSS_FN_NAMES: tuple[str, ...] = get_args(RewardLossFnType)
 # Metric keys are `name:reduction`; these are the reductions a client knows how to merge.
 METRIC_REDUCTIONS: tuple[str, ...] = ("sum", "mean", "min", "max", "slack", "unique", "hash_unordered")
 
@@ -226,8 +229,12 @@ class ForwardRequest(WireModel):
 LossFnOutput: TypeAlias = dict[str, TensorData]
 
 
+# A reward loss's per-datum output: the head's score, a float32 tensor of shape [1] (instead of `logprobs`).
+REWARD_SCORE_OUTPUT = "scores"
+
+
 class ForwardBackwardOutput(WireModel):
-    """Per-datum outputs (always `logprobs`) and `name:reduction` metrics."""
+    """Per-datum outputs (`logprobs`; `scores` for a reward loss) and `name:reduction` metrics."""
 
     loss_fn_output_type: str = "ArrayRecord"
     loss_fn_outputs: list[LossFnOutput]
@@ -279,6 +286,8 @@ class CreateModelRequest(WireModel):
     user_metadata: dict[str, Any] | None = None
     lora_config: LoraConfig | None = None
     optimizer_config: OptimizerConfig | None = None
+    # Our extension (EXTENSION_REWARD_HEAD): True adds a scalar reward head; None (Tinker's wire): no head.
+    reward_head: bool | None = None
     type: Literal["create_model"] = "create_model"
 
 
@@ -325,6 +334,7 @@ class GetInfoResponse(WireModel):
     is_lora: bool | None = None
     lora_rank: int | None = None
     model_name: str | None = None
+    reward_head: bool | None = None  # our extension: True when the model has a reward head
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +412,13 @@ class WeightsInfoResponse(WireModel):
     train_unembed: bool | None = None
     train_mlp: bool | None = None
     train_attn: bool | None = None
+    reward_head: bool | None = None  # our extension: True when the checkpoint holds a reward head
 
+
+# A scalar reward head (our extension): `reward_head=True` in create_model adds a linear layer that maps
+# the final hidden state at the last token of each datum to one score; the losses in RewardLossFnType
+# train and read it (`bradley_terry` takes datums in consecutive [chosen, rejected] pairs).
+EXTENSION_REWARD_HEAD = "reward_head"
 
 # A checkpoint's files as a tar behind a signed link: GET .../checkpoints/{kind}/{name}/archive, with
 # `?format=` one of CHECKPOINT_EXPORT_FORMATS (our extension; Tinker's archive is "checkpoint").

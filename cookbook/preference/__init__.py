@@ -1,5 +1,6 @@
-"""Learning from pairwise preferences: comparisons, judges (preference models), their training
-data and evaluators, and DPO. The DPO loop itself is `cookbook.preference.train_dpo`."""
+"""Learning from pairwise preferences: comparisons, judges (pairwise preference models and scalar
+reward models), their training data and evaluators, and DPO. The DPO loop itself is
+`cookbook.preference.train_dpo`, the scalar reward-model loop `cookbook.preference.train_reward_model`."""
 
 from cookbook.preference.comparison_datasets import (
     ChatDatasetBuilderFromComparisons,
@@ -21,6 +22,9 @@ from cookbook.preference.preference_model import (
     PreferenceModelFromChatRenderer,
     soft_score,
 )
+from cookbook.preference.reward_datasets import RewardDatasetBuilderFromComparisons
+from cookbook.preference.reward_evaluator import RewardAccuracyEvaluator, RewardAccuracyEvaluatorBuilder
+from cookbook.preference.reward_model import RewardModel, RewardModelBuilder
 from cookbook.preference.types import (
     Comparison,
     Label,
@@ -51,6 +55,11 @@ __all__ = [
     "PreferenceModelBuilder",
     "PreferenceModelBuilderFromChatRenderer",
     "PreferenceModelFromChatRenderer",
+    "RewardAccuracyEvaluator",
+    "RewardAccuracyEvaluatorBuilder",
+    "RewardDatasetBuilderFromComparisons",
+    "RewardModel",
+    "RewardModelBuilder",
     "comparison_kind",
     "comparison_supervised_dataset",
     "soft_score",

@@ -29,6 +29,7 @@ from cookbook.preference.comparison_datasets import ComparisonDatasetBuilder
 from cookbook.preference.comparison_renderer import ComparisonRenderer, ComparisonRendererFromChatRenderer
 from cookbook.preference.gold import GoldPreferenceModel
 from cookbook.preference.preference_model import build_preference_model
+from cookbook.preference.reward_model import RewardModel
 from cookbook.preference.types import (
     Comparison,
     LabeledComparison,
@@ -218,6 +219,7 @@ class _Scores:
     hard: float | None
     soft: float | None
     gold: float | None
+    reward: tuple[float, float] | None = None  # a scalar judge's scores of (policy answer, reference answer)
 
 
 def _reference_prompt_pairs(
@@ -249,8 +251,10 @@ class ComparisonEvaluator(SamplingClientEvaluator):
     `win_rate` (hard judge labels) with `win_rate_stderr`, `win_rate_soft` with
     `win_rate_soft_stderr`, with a gold model `gold_win_rate` (ties 0.5) with its stderr, and
     `answer_tokens` (mean sampled length) and `stop_frac` (answers that ended with the stop
-    sequence). Sampling uses seed `seed + i` for comparison i, so successive evaluations differ
-    by the policy, not by the draw. All comparisons run concurrently.
+    sequence). With a scalar judge (a `RewardModel`) also `reward_model_score` (its mean score of the
+    policy's answers) and `reward_model_score_reference` (of the reference answers). Sampling uses
+    seed `seed + i` for comparison i, so successive evaluations differ by the policy, not by the
+    draw. All comparisons run concurrently.
     """
 
     def __init__(
@@ -341,7 +345,11 @@ class ComparisonEvaluator(SamplingClientEvaluator):
             gold = pairwise_win_score(
                 await self.gold_model(policy_second), await self.gold_model(policy_first)
             )
-        return _Scores(answer, hard, soft, gold)
+        reward = None
+        if isinstance(judge, RewardModel):
+            policy_score, reference_score = await judge.score(prompt, [answer.completion, reference])
+            reward = (policy_score, reference_score)
+        return _Scores(answer, hard, soft, gold, reward)
 
     def metrics(self, scores: Sequence[_Scores]) -> Metrics:
         p = self.prefix
@@ -354,6 +362,10 @@ class ComparisonEvaluator(SamplingClientEvaluator):
             present = [v for v in values if v is not None]
             if present:
                 out[f"{p}{name}"], out[f"{p}{name}_stderr"] = mean_and_stderr(present)
+        rewards = [s.reward for s in scores if s.reward is not None]
+        if rewards:  # a scalar judge: its scores beside the win rates (reward hacking shows as a gap)
+            out[f"{p}reward_model_score"] = float(np.mean([policy for policy, _ in rewards]))
+            out[f"{p}reward_model_score_reference"] = float(np.mean([reference for _, reference in rewards]))
         out[f"{p}answer_tokens"] = float(np.mean([s.answer.num_tokens for s in scores]))
         out[f"{p}stop_frac"] = float(np.mean([s.answer.ended_with_stop for s in scores]))
         return out

@@ -82,6 +82,22 @@ class PreferenceEnv(Env):
         )
 
 
+def parse_answers(
+    policy_renderer: Renderer, trajectories_G: Sequence[Trajectory]
+) -> tuple[list[Message], list[bool]]:
+    """Each one-turn trajectory's answer message, and whether it ended with the stop sequence."""
+    messages, valid = [], []
+    for g, trajectory in enumerate(trajectories_G):
+        if len(trajectory.transitions) != 1:
+            raise ValueError(
+                f"trajectory {g} has {len(trajectory.transitions)} turns; a preference env has one"
+            )
+        message, termination = policy_renderer.parse_response(trajectory.transitions[0].ac.tokens)
+        messages.append(message)
+        valid.append(termination.is_stop_sequence)
+    return messages, valid
+
+
 @dataclass
 class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
     """`num_envs` answers to `convo_prefix`, rewarded by `preference_model` through a tournament."""
@@ -110,16 +126,7 @@ class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
 
     def parse_answers(self, trajectories_G: Sequence[Trajectory]) -> tuple[list[Message], list[bool]]:
         """Each trajectory's answer message, and whether it ended with the stop sequence."""
-        messages, valid = [], []
-        for g, trajectory in enumerate(trajectories_G):
-            if len(trajectory.transitions) != 1:
-                raise ValueError(
-                    f"trajectory {g} has {len(trajectory.transitions)} turns; a preference env has one"
-                )
-            message, termination = self.policy_renderer.parse_response(trajectory.transitions[0].ac.tokens)
-            messages.append(message)
-            valid.append(termination.is_stop_sequence)
-        return messages, valid
+        return parse_answers(self.policy_renderer, trajectories_G)
 
     async def compute_group_rewards(
         self, trajectories_G: list[Trajectory], envs: Sequence[Env]

@@ -30,6 +30,7 @@ from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClie
 from cookbook.client.types import RL_LOSS_FN_NAMES, RLLossFnType
 from cookbook.eval.evaluators import Evaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
+from cookbook.rl.advantages import ADVANTAGE_MODES, AdvantageMode
 from cookbook.rl.completers import SamplingClientTokenCompleter
 from cookbook.rl.kl_penalty import KL_PENALTY_MODES, KLPenaltyMode
 from cookbook.rl.metrics import entropy_metrics, env_metrics, sample_train_kl_metrics
@@ -89,6 +90,9 @@ class Config(RunConfig):
     # Setting it with kl_penalty_coef=0 still logs kl_policy_ref.
     kl_reference_path: str | None = None
     remove_constant_reward_groups: bool = False
+    advantage_mode: AdvantageMode = (
+        "group"  # "batch": normalised over the step's answers (see rl/advantages.py)
+    )
 
     eval_every: int = 20  # 0 = evaluate only at the start and the end
     num_groups_to_log: int = 2  # groups per step written to <log_path>/rollouts.jsonl as text
@@ -109,6 +113,10 @@ class Config(RunConfig):
             (
                 self.kl_penalty_mode in KL_PENALTY_MODES,
                 f"kl_penalty_mode must be one of {KL_PENALTY_MODES}, got {self.kl_penalty_mode!r}",
+            ),
+            (
+                self.advantage_mode in ADVANTAGE_MODES,
+                f"advantage_mode must be one of {ADVANTAGE_MODES}, got {self.advantage_mode!r}",
             ),
             (self.num_groups_to_log >= 0, f"num_groups_to_log must be >= 0, got {self.num_groups_to_log}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
@@ -228,6 +236,7 @@ class _Run:
                 kl_penalty_coef=config.kl_penalty_coef,
                 kl_penalty_mode=config.kl_penalty_mode,
                 remove_constant_groups=config.remove_constant_reward_groups,
+                advantage_mode=config.advantage_mode,
             )
         metrics.update(batch.metrics())
         metrics.update(entropy_metrics(batch.data_D))

@@ -24,7 +24,7 @@ import numpy as np
 from cookbook.client.abstract import SamplingClient
 from cookbook.client.types import Datum
 from cookbook.rl import kl_penalty
-from cookbook.rl.advantages import group_centered_advantages, remove_constant_reward_groups
+from cookbook.rl.advantages import AdvantageMode, advantages_by_mode, remove_constant_reward_groups
 from cookbook.rl.data_processing import (
     MASK_KEY,
     DatumOwner,
@@ -78,6 +78,7 @@ async def build_training_batch(
     kl_penalty_coef: float = 0.0,
     kl_penalty_mode: KLPenaltyMode = "sequence",
     remove_constant_groups: bool = False,
+    advantage_mode: AdvantageMode = "group",
 ) -> TrainingBatch:
     """Advantages (and KL penalty) for a step's groups; `reference` None means no KL at all."""
     if kl_penalty_mode not in KL_PENALTY_MODES:
@@ -107,7 +108,7 @@ async def build_training_batch(
         kl_penalties_P = [kl_penalty_coef * kl for kl in sequence_kl_P]
         rewards_P = [r - penalty for r, penalty in zip(env_rewards_P, kl_penalties_P, strict=True)]
 
-    advantages_P = [group_centered_advantages(rewards_G) for rewards_G in rewards_P]
+    advantages_P = advantages_by_mode(rewards_P, advantage_mode)
     advantages_D = [
         loss_input(datum, MASK_KEY) * advantages_P[owner.group_idx][owner.traj_idx]
         for datum, owner in zip(data_D, owners_D, strict=True)

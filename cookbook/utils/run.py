@@ -162,10 +162,11 @@ class TrainingRun:
         self._logger.log_metrics(metrics, step=step)
         self.logged_keys.update(metrics)
 
-    async def create_training_client(self) -> TrainingClient:
+    async def create_training_client(self, reward_head: bool = False) -> TrainingClient:
         """The loop's training client: resumed from `self.last` (weights and Adam state), else
         initialised from `load_checkpoint_path` (weights, fresh optimizer), else a fresh model
-        (LoRA of `lora_rank`, or full weights at 0). The renderer name goes into the run's metadata."""
+        (LoRA of `lora_rank`, or full weights at 0). The renderer name goes into the run's metadata.
+        `reward_head` gives a new or loaded model a reward head (a resumed one has it from its checkpoint)."""
         c = self.config
         metadata = {"renderer_name": c.renderer_name} if c.renderer_name else None
         if self.last is not None:
@@ -185,10 +186,10 @@ class TrainingRun:
             )
             logger.info("initialising the weights from %s (fresh optimizer)", c.load_checkpoint_path)
             return await self.service.create_training_client_from_state_async(
-                c.load_checkpoint_path, user_metadata=metadata
+                c.load_checkpoint_path, user_metadata=metadata, reward_head=reward_head
             )
         return await self.service.create_lora_training_client_async(
-            c.model_name, rank=c.lora_rank, seed=c.lora_seed, user_metadata=metadata
+            c.model_name, rank=c.lora_rank, seed=c.lora_seed, user_metadata=metadata, reward_head=reward_head
         )
 
     async def _check_checkpoint(self, path: str, what: str) -> None:

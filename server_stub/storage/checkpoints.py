@@ -47,6 +47,7 @@ class CheckpointMeta:
     optimizer_step: int | None = None
     has_optimizer: bool = False
     size_bytes: int | None = None
+    reward_head: bool = False  # the model had a reward head (in REWARD_HEAD_WEIGHTS)
 
     @property
     def tinker_path(self) -> str:
@@ -88,6 +89,7 @@ class CheckpointMeta:
             train_unembed=lora.train_unembed if lora else None,
             train_mlp=lora.train_mlp if lora else None,
             train_attn=lora.train_attn if lora else None,
+            reward_head=True if self.reward_head else None,
         )
 
 

@@ -29,6 +29,7 @@ class RunMeta:
     created_at: float
     last_request_time: float
     user_metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    reward_head: bool = False
 
 
 def stringify_metadata(metadata: dict[str, Any] | None) -> dict[str, str]:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
 LORA_WEIGHTS = "adapter_model.safetensors"
+REWARD_HEAD_WEIGHTS = "reward_head.safetensors"  # a reward model's head, beside the adapter or model files
 FULL_WEIGHTS = "model.safetensors"
 OPTIMIZER_STATE = "optimizer.safetensors"
 
@@ -65,6 +66,19 @@ def read_weights(directory: Path, is_lora: bool, device: torch.device) -> dict[s
     from safetensors.torch import load_file
 
     path = directory / (LORA_WEIGHTS if is_lora else FULL_WEIGHTS)
+    if not path.is_file():
+        raise UserError(f"checkpoint {directory.name!r} has no {path.name}", field="path")
+    return load_file(str(path), device=str(device))
+
+
+def write_reward_head(directory: Path, tensors: dict[str, torch.Tensor]) -> None:
+    _save(tensors, directory / REWARD_HEAD_WEIGHTS)
+
+
+def read_reward_head(directory: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    path = directory / REWARD_HEAD_WEIGHTS
     if not path.is_file():
         raise UserError(f"checkpoint {directory.name!r} has no {path.name}", field="path")
     return load_file(str(path), device=str(device))

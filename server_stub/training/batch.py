@@ -34,6 +34,7 @@ class TrainBatch:
     inputs: dict[str, torch.Tensor]  # float loss inputs: weights [B, L, K]; the others [B, L, 1]
     target_shapes: list[tuple[int, ...]]  # each datum's target_tokens shape, to cut outputs back out
     config: dict[str, float]  # the loss's settings: request values over defaults
+    last_positions: torch.Tensor  # [B] int64: each datum's last real position (where a reward head reads)
 
 
 MIN_PADDING_SAVED = 0.15
@@ -115,7 +116,12 @@ def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
     tokens = [np.asarray(d.model_input.to_ints(), dtype=np.int64) for d in fwd.data]
     arrays = [{k: t.to_numpy() for k, t in d.loss_fn_inputs.items()} for d in fwd.data]
     batch, length = len(tokens), max(t.size for t in tokens)
-    width = max(a[TARGET_INPUT].reshape(t.size, -1).shape[1] for t, a in zip(tokens, arrays, strict=True))
+    # Score losses send no target_tokens: their datums count as one (unused) target per position.
+    shapes = [
+        tuple(a[TARGET_INPUT].shape) if TARGET_INPUT in a else (t.size,)
+        for t, a in zip(tokens, arrays, strict=True)
+    ]
+    width = max(shape[1] if len(shape) == 2 else 1 for shape in shapes)
     input_ids = np.zeros((batch, length), dtype=np.int64)
     targets = np.zeros((batch, length, width), dtype=np.int64)
     valid = np.zeros((batch, length, width), dtype=bool)
@@ -128,10 +134,11 @@ def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
         floats[key][:] = config[key]
     for row, (ids, values) in enumerate(zip(tokens, arrays, strict=True)):
         n = ids.size
-        tgt = values[TARGET_INPUT].reshape(n, -1)
         input_ids[row, :n] = ids
-        targets[row, :n, : tgt.shape[1]] = tgt
-        valid[row, :n, : tgt.shape[1]] = True
+        if TARGET_INPUT in values:
+            tgt = values[TARGET_INPUT].reshape(n, -1)
+            targets[row, :n, : tgt.shape[1]] = tgt
+            valid[row, :n, : tgt.shape[1]] = True
         for key in float_keys:
             if key in values:
                 column = values[key].reshape(n, -1)
@@ -141,6 +148,7 @@ def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
         targets=torch.from_numpy(targets).to(device),
         valid=torch.from_numpy(valid).to(device),
         inputs={k: torch.from_numpy(v).to(device) for k, v in floats.items()},
-        target_shapes=[tuple(a[TARGET_INPUT].shape) for a in arrays],
+        target_shapes=shapes,
         config=config,
+        last_positions=torch.tensor([t.size - 1 for t in tokens], dtype=torch.int64, device=device),
     )

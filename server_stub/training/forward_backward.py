@@ -86,3 +86,65 @@ def datum_logprobs(rows: list[int], batch: TrainBatch, lp: torch.Tensor) -> dict
         values = lp_cpu[index, : shape[0], : (shape[1] if len(shape) == 2 else 1)].reshape(shape)
         outputs[row] = types.TensorData(data=values.reshape(-1).tolist(), dtype="float32", shape=list(shape))
     return outputs
+
+
+@dataclass
+class ScorePassResult:
+    loss: float
+    scores: list[float]  # one per datum, in request order
+    metrics: dict[str, float]
+
+
+def _scores_in_order(parts: list[tuple[list[int], torch.Tensor]]) -> torch.Tensor:
+    """Scores in request order from the chunks' (rows, scores) parts (chunks hold rows sorted by length)."""
+    import torch
+
+    scores = torch.cat([scores for _, scores in parts])
+    rows = torch.tensor([row for chunk_rows, _ in parts for row in chunk_rows], device=scores.device)
+    return scores[torch.argsort(rows)]
+
+
+def run_score_pass(
+    module: torch.nn.Module,
+    head: torch.nn.Parameter,
+    chunks: Sequence[tuple[list[int], TrainBatch]],
+    loss_fn: str,
+    backward: bool,
+) -> ScorePassResult:
+    """Score every datum with the reward head, apply `loss_fn` (a ScoreLoss) and, with `backward`, its gradient.
+
+    A score loss couples datums (a pair's two scores), so chunks do not add up on their own. One
+    chunk runs forward and backward directly. Several chunks first score every datum without a
+    graph, take the loss's gradient with respect to each score, then run each chunk again with
+    its graph and back-propagate `Σ score * dL/dscore`: the same gradient, with one chunk's
+    activations alive at a time (the price is one more forward).
+    """
+    import torch
+
+    from server_stub.training.losses import LOSSES, ScoreLoss
+    from server_stub.training.reward_head import reward_scores
+
+    loss = LOSSES[loss_fn]
+    assert isinstance(loss, ScoreLoss)
+    config = chunks[0][1].config
+    direct = backward and len(chunks) == 1
+    with torch.enable_grad() if direct else torch.inference_mode():
+        scores = _scores_in_order([(rows, reward_scores(module, head, batch)) for rows, batch in chunks])
+        value = loss.terms(scores, config)
+    _refuse_non_finite(loss_fn, float(value.detach()))
+    if direct:
+        value.backward()
+    elif backward:
+        leaf = scores.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            (grad_scores,) = torch.autograd.grad(loss.terms(leaf, config), leaf)
+        for rows, batch in chunks:
+            with torch.enable_grad():
+                chunk_scores = reward_scores(module, head, batch)
+                (chunk_scores * grad_scores[torch.tensor(rows, device=grad_scores.device)]).sum().backward()
+    values = scores.detach().float().cpu()
+    metrics = {"loss:sum": float(value.detach())}
+    if loss.paired:
+        metrics["pairs:sum"] = float(values.numel() // 2)
+        metrics["correct_pairs:sum"] = float((values[0::2] > values[1::2]).sum())
+    return ScorePassResult(loss=float(value.detach()), scores=values.tolist(), metrics=metrics)

@@ -1,8 +1,9 @@
 """The built-in losses (reference §3) and the loss table: token-level terms summed over every position.
 
-Each function maps the learner's target logprobs `lp` and the batch's inputs to the per-token
+Each token loss maps the learner's target logprobs `lp` and the batch's inputs to the per-token
 loss terms; `total_loss` sums the terms over real positions only. `lq` is the sampler's logprob
-(`logprobs` input) and `A` the advantage. `LOSSES` is the one table of losses: the server's
+(`logprobs` input) and `A` the advantage. Score losses (our reward-head extension) read instead
+the reward head's one score per datum, `r`. `LOSSES` is the one table of losses: the server's
 request validation, batching and loss dispatch all read it. Adding a loss is one function and one
 row here, and its name in the client's `LossFnType` (cookbook/client/types.py), which
 tests/server/engine/test_engine_loss_table.py checks against this table.
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from server_stub.training.batch import TrainBatch
 
 LossTerms = Callable[["torch.Tensor", "TrainBatch"], "torch.Tensor"]
+ScoreTerms = Callable[["torch.Tensor", Mapping[str, float]], "torch.Tensor"]
 
 TARGET_INPUT = "target_tokens"
 """The int64 input every loss reads: the token whose logprob `lp` is, per position (and per target)."""
@@ -51,6 +53,27 @@ class Loss:
     def inputs(self) -> tuple[str, ...]:
         """Every loss_fn_inputs key a datum may carry: the required ones, then the optional ones."""
         return (*self.required_inputs, *self.optional_inputs)
+
+
+@dataclass(frozen=True)
+class ScoreLoss:
+    """One row of the loss table for a model with a reward head: a loss on each datum's score.
+
+    Datums carry no loss_fn_inputs; `paired` losses read them as consecutive [chosen, rejected] pairs.
+    """
+
+    name: str
+    terms: ScoreTerms  # scores [B] and the settings -> the scalar loss
+    paired: bool
+    forward_only: bool = False  # a score read-out: forward_backward is refused
+    config_defaults: Mapping[str, float] = field(default_factory=dict)
+    required_inputs: tuple[str, ...] = ()
+    optional_inputs: tuple[str, ...] = ()
+    multi_target: bool = False
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ()
 
 
 def _ratio(lp: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
@@ -94,10 +117,24 @@ def dro(lp: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
     return -(lp * adv - 0.5 * batch.config["beta"] * (lp - lq).square() * real)
 
 
+def bradley_terry(r: torch.Tensor, config: Mapping[str, float]) -> torch.Tensor:
+    """Σ_pairs -log σ(r_c - r_r - margin) + centering_coef * (r_c + r_r)²: datums 2i (chosen), 2i+1 (rejected)."""
+    import torch
+
+    chosen, rejected = r[0::2], r[1::2]
+    fit = -torch.nn.functional.logsigmoid(chosen - rejected - config["margin"]).sum()
+    return fit + config["centering_coef"] * (chosen + rejected).square().sum()
+
+
+def reward_score(r: torch.Tensor, config: Mapping[str, float]) -> torch.Tensor:
+    """No loss: a forward that reads one score per datum."""
+    return r.sum() * 0.0
+
+
 _POLICY_INPUTS = (TARGET_INPUT, "logprobs", "advantages")
 _CLIP_INPUTS = ("clip_low_threshold", "clip_high_threshold")
 
-LOSSES: dict[str, Loss] = {
+LOSSES: dict[str, Loss | ScoreLoss] = {
     loss.name: loss
     for loss in (
         Loss("cross_entropy", cross_entropy, required_inputs=(TARGET_INPUT, "weights"), multi_target=True),
@@ -117,6 +154,13 @@ LOSSES: dict[str, Loss] = {
             config_defaults={"clip_low_threshold": 0.0, "clip_high_threshold": 4.0},
         ),
         Loss("dro", dro, required_inputs=_POLICY_INPUTS, config_defaults={"beta": 0.05}),
+        ScoreLoss(
+            "bradley_terry",
+            bradley_terry,
+            paired=True,
+            config_defaults={"margin": 0.0, "centering_coef": 0.0},
+        ),
+        ScoreLoss("reward_score", reward_score, paired=False, forward_only=True),
     )
 }
 """Every built-in loss by name, in the order error messages list them (reference §3 defaults)."""
@@ -126,5 +170,7 @@ def total_loss(loss_fn: str, lp: torch.Tensor, batch: TrainBatch) -> torch.Tenso
     """The scalar sum of `loss_fn`'s terms over real (datum, position, target) entries."""
     import torch
 
-    terms = LOSSES[loss_fn].terms(lp, batch)
+    loss = LOSSES[loss_fn]
+    assert isinstance(loss, Loss), f"{loss_fn} reads scores, not logprobs"
+    terms = loss.terms(lp, batch)
     return torch.where(batch.valid, terms, torch.zeros_like(terms)).sum()

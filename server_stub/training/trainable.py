@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from server_stub.engine import UserError
 from server_stub.models.lora_hub import LoraHub, LoraSpec
 from server_stub.training.adamw import AdamW
+from server_stub.training.reward_head import REWARD_HEAD_WEIGHT, new_reward_head
 
 if TYPE_CHECKING:
     import torch
@@ -36,32 +37,51 @@ class TrainableModel:
     optimizer: AdamW
     _module: Callable[[bool], torch.nn.Module]
     _release: Callable[[], None]
+    reward_head: torch.nn.Parameter | None = None  # also in `params`, under REWARD_HEAD_WEIGHT
 
     @property
     def is_lora(self) -> bool:
         return self.lora is not None
+
+    @property
+    def body_params(self) -> dict[str, torch.nn.Parameter]:
+        """The adapter or model tensors: `params` without the reward head (what a sampler computes with)."""
+        return {name: param for name, param in self.params.items() if name != REWARD_HEAD_WEIGHT}
+
+    def add_reward_head(self) -> None:
+        """Give the model a new (zero) reward head, trained with its other tensors."""
+        head = new_reward_head(self.module())
+        self.reward_head = head
+        self.params[REWARD_HEAD_WEIGHT] = head
+        self.optimizer = AdamW(self.params)
 
     def module(self, trainable: bool = True) -> torch.nn.Module:
         """The HF model, set up to compute this model (its adapter active when LoRA)."""
         return self._module(trainable)
 
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """An independent, whole copy of the trainable weights (immutable snapshots are built from it).
+        """An independent, whole copy of the weights a sampler uses (immutable snapshots are built from it).
 
         A weight sharded over ranks is gathered first: every rank must call this together."""
-        return {name: whole_tensor(param.detach()).clone() for name, param in self.params.items()}
+        return {name: whole_tensor(param.detach()).clone() for name, param in self.body_params.items()}
+
+    def _expected(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.nn.Parameter]:
+        """The tensors `tensors` must match: all of them, or the body alone when it brings no head
+        (a reward model started from a head-less checkpoint keeps its own head)."""
+        return self.params if REWARD_HEAD_WEIGHT in tensors else self.body_params
 
     def check_compatible(self, tensors: dict[str, torch.Tensor], source: str) -> None:
-        """UserError unless `tensors` has exactly this model's names and shapes."""
-        missing = sorted(set(self.params) - set(tensors))
-        extra = sorted(set(tensors) - set(self.params))
+        """UserError unless `tensors` has exactly this model's names and shapes (the head may be left out)."""
+        expected = self._expected(tensors)
+        missing = sorted(set(expected) - set(tensors))
+        extra = sorted(set(tensors) - set(expected))
         if missing or extra:
             raise UserError(
                 f"{source} does not match this model: {len(missing)} tensors missing "
                 f"(e.g. {missing[:1]}), {len(extra)} unexpected (e.g. {extra[:1]})",
                 field="path",
             )
-        for name, param in self.params.items():
+        for name, param in expected.items():
             if tuple(tensors[name].shape) != tuple(param.shape):
                 raise UserError(
                     f"{source}: tensor {name} has shape {tuple(tensors[name].shape)}, the model has "
@@ -75,7 +95,7 @@ class TrainableModel:
 
         self.check_compatible(tensors, source)
         with torch.no_grad():
-            for name, param in self.params.items():
+            for name, param in self._expected(tensors).items():
                 param.copy_(tensors[name].to(device=param.device, dtype=param.dtype))
 
     def release(self) -> None:

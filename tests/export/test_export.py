@@ -279,3 +279,48 @@ def test_unsafe_archive_entries_are_refused(tmp_path: Path) -> None:
     with pytest.raises(export_cli.ExportError, match="refusing archive entry"):
         export_cli._safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+@pytest.mark.parametrize("rank", [4, 0])
+def test_a_reward_model_exports_its_head_and_transformers_reproduces_its_scores(
+    service: ServiceClient, server: LocalServer, tmp_path: Path, rank: int
+) -> None:
+    import torch
+    import transformers
+    from safetensors.torch import load_file
+
+    tokenizer = service.get_tokenizer(ALIAS)
+    client = service.create_lora_training_client(ALIAS, rank=rank, reward_head=True)
+    pair = [text_datum(tokenizer, TEXTS[0]), text_datum(tokenizer, TEXTS[1])]
+    sequences = [types.Datum(model_input=d.model_input, loss_fn_inputs={}) for d in pair]
+    for _ in range(3):
+        client.forward_backward(sequences, "bradley_terry")
+        client.optim_step(ADAM)
+    scores = [
+        o[types.REWARD_SCORE_OUTPUT].data[0]
+        for o in client.forward(sequences, "reward_score").result().loss_fn_outputs
+    ]
+    state = client.save_state(f"rm{rank}").result().path
+
+    result = export_cli.export_checkpoint(
+        state, tmp_path / "rm", merged=True, base_url=server.url, api_key=API_KEY
+    )
+    assert result.reward_head == tmp_path / "rm" / export_cli.REWARD_HEAD_FILE
+    head = load_file(str(result.reward_head))["reward_head.weight"]
+    model = transformers.AutoModelForCausalLM.from_pretrained(result.directory)
+    with torch.no_grad():
+        exported = [
+            float(
+                model(torch.tensor([s.model_input.to_ints()]), output_hidden_states=True).hidden_states[-1][
+                    0, -1
+                ]
+                @ head[0]
+            )
+            for s in sequences
+        ]
+    np.testing.assert_allclose(exported, scores, rtol=1e-4, atol=1e-5)
+    if rank:
+        adapter = export_cli.export_checkpoint(
+            state, tmp_path / "adapter", base_url=server.url, api_key=API_KEY
+        )
+        assert adapter.format == "peft" and adapter.reward_head is not None

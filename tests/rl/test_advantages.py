@@ -54,3 +54,19 @@ def test_remove_constant_reward_groups_uses_total_rewards() -> None:
     evened = group([1.0, 0.0], final_rewards_G=[0.0, 1.0])
     assert remove_constant_reward_groups([mixed, constant, evened]) == [mixed]
     assert remove_constant_reward_groups([constant]) == []
+
+
+def test_batch_normalised_advantages_whiten_over_every_answer_of_the_step() -> None:
+    from cookbook.rl.advantages import advantages_by_mode
+
+    rewards_P = [[1.0, 3.0], [5.0, 7.0, 9.0]]
+    advantages_P = advantages_by_mode(rewards_P, "batch")
+    every = np.concatenate(advantages_P)
+    assert every.mean() == pytest.approx(0.0, abs=1e-12) and every.std() == pytest.approx(1.0)
+    np.testing.assert_allclose(advantages_P[0], (np.array([1.0, 3.0]) - 5.0) / np.std([1, 3, 5, 7, 9]))
+    # Across prompts: a group whose answers all score high keeps positive advantages.
+    assert all(a > 0 for a in advantages_by_mode([[0.0, 0.0], [2.0, 2.0]], "batch")[1])
+    assert [a.tolist() for a in advantages_by_mode([[2.0], [2.0, 2.0]], "batch")] == [[0.0], [0.0, 0.0]]
+    np.testing.assert_allclose(advantages_by_mode(rewards_P, "group")[1], [-2.0, 0.0, 2.0])
+    with pytest.raises(ValueError, match="advantage mode"):
+        advantages_by_mode(rewards_P, "whitened")  # type: ignore[arg-type]

@@ -187,7 +187,11 @@ class FakeServiceClient(ServiceClient):
         self.closed = False
 
     async def create_training_client_async(
-        self, base_model: str, lora_config: types.LoraConfig, user_metadata: dict[str, str] | None = None
+        self,
+        base_model: str,
+        lora_config: types.LoraConfig,
+        user_metadata: dict[str, str] | None = None,
+        reward_head: bool = False,
     ) -> TrainingClient:
         client = FakeTrainingClient(self.server, f"run{len(self.server.models)}", lora_config)
         self.server.models.append(client)

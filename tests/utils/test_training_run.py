@@ -24,7 +24,11 @@ class UntouchableService(ServiceClient):
     """Fails on first use, so that a test can tell a run that trains from one that returned."""
 
     async def create_training_client_async(
-        self, base_model: str, lora_config: types.LoraConfig, user_metadata: dict[str, str] | None = None
+        self,
+        base_model: str,
+        lora_config: types.LoraConfig,
+        user_metadata: dict[str, str] | None = None,
+        reward_head: bool = False,
     ) -> TrainingClient:
         raise ServerContacted("create_training_client")
 

@@ -189,6 +189,7 @@ class HttpServiceClient(ServiceClient):
         base_model: str,
         lora_config: types.LoraConfig,
         user_metadata: dict[str, str] | None = None,
+        reward_head: bool = False,
     ) -> HttpTrainingClient:
         session_id = await self._session.ensure()
         request = types.CreateModelRequest(
@@ -197,6 +198,7 @@ class HttpServiceClient(ServiceClient):
             base_model=base_model,
             user_metadata=user_metadata,
             lora_config=lora_config,
+            reward_head=True if reward_head else None,  # left out unless asked: Tinker's create_model body
         )
         request_id = await self._transport.submit("/create_model", request)
         created = await self._transport.retrieve(request_id, types.CreateModelResponse)

@@ -18,6 +18,8 @@ from server_stub.validation import check_forward_backward_input
 from .engine_helpers import TINY, fwd
 
 LIMITS = ModelLimits(vocab_size=512, max_context_length=512)
+# The rows on the learner's target logprobs; the reward-head rows (ScoreLoss) have tests of their own.
+TOKEN_LOSSES = {name: loss for name, loss in LOSSES.items() if isinstance(loss, Loss)}
 TOKENS = [5, 17, 99, 230]
 P = "forward_backward_input"
 
@@ -60,7 +62,7 @@ def test_the_client_input_dtypes_are_the_table_inputs() -> None:
     assert set(PER_TARGET_INPUTS) <= table_inputs
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", list(TOKEN_LOSSES))
 def test_each_row_accepts_its_required_and_optional_inputs_and_settings(name: str) -> None:
     loss = LOSSES[name]
     check_forward_backward_input(fwd([_datum(loss.required_inputs)], name), LIMITS)
@@ -68,7 +70,7 @@ def test_each_row_accepts_its_required_and_optional_inputs_and_settings(name: st
 
 
 @pytest.mark.parametrize(
-    ("name", "key"), [(n, k) for n, loss in LOSSES.items() for k in loss.required_inputs]
+    ("name", "key"), [(n, k) for n, loss in TOKEN_LOSSES.items() for k in loss.required_inputs]
 )
 def test_each_required_input_is_required(name: str, key: str) -> None:
     with pytest.raises(UserError) as info:
@@ -77,7 +79,7 @@ def test_each_required_input_is_required(name: str, key: str) -> None:
     assert f"missing {key!r}, which {name} requires" in info.value.message
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", list(TOKEN_LOSSES))
 def test_each_row_refuses_inputs_and_settings_of_other_rows(name: str) -> None:
     loss = LOSSES[name]
     foreign_inputs = {k for other in LOSSES.values() for k in other.inputs} - set(loss.inputs)
@@ -105,7 +107,7 @@ def test_an_unknown_loss_is_refused_with_the_table_names() -> None:
 
 
 def test_only_multi_target_rows_take_two_dimensional_targets() -> None:
-    for name, loss in LOSSES.items():
+    for name, loss in TOKEN_LOSSES.items():
         request = fwd([_datum(loss.required_inputs, targets_per_position=2)], name)
         if loss.multi_target:
             check_forward_backward_input(request, LIMITS)
@@ -116,7 +118,7 @@ def test_only_multi_target_rows_take_two_dimensional_targets() -> None:
             assert "must be 1-D, got shape [3, 2]" in info.value.message
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", list(TOKEN_LOSSES))
 def test_each_row_runs_in_the_engine_with_its_defaults(engine: TorchEngine, name: str) -> None:
     engine.create_model("m", TINY, None, None)
     out = engine.forward_backward("m", fwd([_datum(LOSSES[name].required_inputs)], name), backward=True)

@@ -32,7 +32,12 @@ def test_service_endpoints_answer_wire_types(client: TestClient) -> None:
     assert caps == {
         "supported_models": [{"model_name": BASE_MODEL, "max_context_length": CONTEXT}],
         "wire_formats": ["json", "protobuf"],
-        "extensions": ["/v1/models", "/v1/chat/completions", types.EXTENSION_CHECKPOINT_ARCHIVE],
+        "extensions": [
+            "/v1/models",
+            "/v1/chat/completions",
+            types.EXTENSION_CHECKPOINT_ARCHIVE,
+            types.EXTENSION_REWARD_HEAD,
+        ],
     }
     tok = post_ok(client, "/get_tokenizer", {"model_name": BASE_MODEL})
     assert tok["model_name"] == BASE_MODEL and tok["eos_token"] == "<eos>"

@@ -148,6 +148,7 @@ class FakeEngine:
         base_model: str,
         lora_config: types.LoraConfig | None,
         user_metadata: dict[str, Any] | None,
+        reward_head: bool = False,
     ) -> types.CreateModelResponse:
         self._enter("create_model", model_id)
         rank = lora_config.rank if lora_config else 0

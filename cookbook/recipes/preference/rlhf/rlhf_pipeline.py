@@ -29,6 +29,13 @@ over the bundled data, against the auto-started local server:
    training matchup: `env/all/judge_agreement[/<kind>]` is how often the preference model agreed
    with it on the policy's own answers, i.e. how accurate the reward is where RL uses it.
 
+`rm.kind=scalar` swaps stages 2 and 3 for the classic recipe: a scalar reward model (a reward
+head on the SFT weights, trained with the Bradley-Terry loss on each [chosen, rejected] pair;
+`test/accuracy` is chosen scored above rejected, also per kind) and RL whose reward is each
+answer's own score (`rl.kl_penalty_mode=sequence` for r_θ - λ·KL per answer, `rl.advantage_mode=batch`
+for batch-normalised advantages); the reward model's scores are logged beside the win rates
+(`test/reward_model_score`).
+
 Stages log under `<log_path>/{sft,rm,rl}` and resume from their own checkpoints.jsonl; a stage
 that finished is skipped when the pipeline is run again. At the end the pipeline prints each
 stage's headline metrics (first -> last) and wall time, writes `<log_path>/pipeline_summary.json`
@@ -44,7 +51,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import chz
 
@@ -55,6 +62,7 @@ from cookbook.model_config import (
     recipe_defaults,
     renderer_name_for,
 )
+from cookbook.preference import train_reward_model
 from cookbook.preference.comparison_datasets import (
     ChatDatasetBuilderFromComparisons,
     ComparisonDatasetBuilder,
@@ -62,6 +70,10 @@ from cookbook.preference.comparison_datasets import (
 from cookbook.preference.evaluators import ComparisonEvaluatorBuilder, PreferenceAccuracyEvaluatorBuilder
 from cookbook.preference.gold import GoldPreferenceModelBuilder
 from cookbook.preference.preference_model import PreferenceModelBuilderFromChatRenderer
+from cookbook.preference.reward_datasets import RewardDatasetBuilderFromComparisons
+from cookbook.preference.reward_evaluator import RewardAccuracyEvaluatorBuilder
+from cookbook.preference.reward_model import RewardModelBuilder
+from cookbook.preference.types import PreferenceModelBuilder
 from cookbook.recipes.preference.datasets import BUNDLED, comparison_builder
 from cookbook.recipes.preference.rlhf.report import (
     STAGES,
@@ -73,9 +85,12 @@ from cookbook.recipes.preference.rlhf.seeded_data import SeededDatasetBuilder
 from cookbook.recipes.renamed_keys import recipe_entrypoint
 from cookbook.recipes.sl_basic import ChatSFT
 from cookbook.rl import train as rl_train
+from cookbook.rl.advantages import AdvantageMode
 from cookbook.rl.kl_penalty import KLPenaltyMode
 from cookbook.rl.preference_envs import PairwisePreferenceRLDatasetBuilder
+from cookbook.rl.reward_model_envs import RewardModelRLDatasetBuilder
 from cookbook.rl.tournament import TournamentPattern
+from cookbook.rl.types import RLDatasetBuilder
 from cookbook.supervised import train as supervised_train
 from cookbook.supervised.types import ChatDatasetBuilderCommonConfig, SupervisedDatasetBuilder
 from cookbook.utils.checkpoints import CheckpointRecord, get_last_checkpoint
@@ -88,6 +103,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LOG_PATH = "/tmp/cookbook-runs/rlhf"
 SUMMARY_FILE = "pipeline_summary.json"
+
+PreferenceKind = Literal["pairwise", "scalar"]
+RM_PATH_KEY: dict[str, str] = {"pairwise": "sampler_path", "scalar": "state_path"}
+"""What RL reads of the rm stage's final checkpoint: a pairwise judge samples, a scalar model runs forward."""
 
 
 @chz.chz
@@ -102,9 +121,11 @@ class SFTStage(ChatSFT):
 
 @chz.chz
 class RMStage:
-    """Stage 2: the preference model, from the SFT weights."""
+    """Stage 2: the preference model, from the SFT weights: a pairwise judge, or a scalar reward model."""
 
     run: bool = True
+    kind: PreferenceKind = "pairwise"
+    centering_coef: float = 0.0  # scalar: adds centering_coef * (r_c + r_r)² to the Bradley-Terry loss
     batch_size: int = 32  # sequences: half as many comparisons, each in both orders
     num_epochs: int = 2
     steps: int | None = 400  # test accuracy levels off before this
@@ -128,6 +149,7 @@ class RLStage:
     num_substeps: int = 1
     kl_penalty_coef: float = 0.1
     kl_penalty_mode: KLPenaltyMode = "token"
+    advantage_mode: AdvantageMode = "group"
     tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS
     format_penalty: float = -1.0
     # The judge reads the top-k label logprobs at each prompt position; a trained judge puts nearly all
@@ -180,6 +202,8 @@ class PipelineConfig:
         ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.rm.kind not in RM_PATH_KEY:
+            raise ValueError(f"rm.kind must be one of {tuple(RM_PATH_KEY)}, got {self.rm.kind!r}")
 
     @property
     def renderer(self) -> str:
@@ -319,21 +343,98 @@ def rm_config(config: PipelineConfig, sft_state_path: str | None) -> supervised_
     )
 
 
-def preference_model_builder(
-    config: PipelineConfig, rm_sampler_path: str
-) -> PreferenceModelBuilderFromChatRenderer:
+def reward_model_config(config: PipelineConfig, sft_state_path: str) -> train_reward_model.Config:
+    """Stage 2 with `rm.kind=scalar`: a reward head on the SFT weights, Bradley-Terry on each pair."""
+    rm = config.rm
+    common = ChatDatasetBuilderCommonConfig(
+        model_name_for_tokenizer=config.model_name,
+        renderer_name=config.renderer,
+        max_length=rm.max_length,
+        batch_size=rm.batch_size // 2,  # comparisons: the pairwise kind's sequences per step, as pairs
+        base_url=config.base_url,
+    )
+    comparisons = config.comparisons()
+    return train_reward_model.Config(
+        log_path=config.stage_dir("rm"),
+        model_name=config.model_name,
+        base_url=config.base_url,
+        renderer_name=config.renderer,
+        lora_rank=config.rank,
+        dataset_builder=SeededDatasetBuilder(
+            inner=RewardDatasetBuilderFromComparisons(
+                common_config=common, comparison_builder=comparisons, include_test_set=False
+            ),
+            seed=config.seed,
+        ),
+        evaluator_builders=[
+            RewardAccuracyEvaluatorBuilder(common_config=common, comparison_builder=comparisons)
+        ],
+        load_checkpoint_path=sft_state_path,
+        optimizer=rm.optimizer,
+        num_epochs=rm.num_epochs,
+        max_steps=config.capped(rm.steps),
+        eval_every=rm.eval_every,
+        save_every=config.save_every,
+        centering_coef=rm.centering_coef,
+        wandb_project=config.wandb_project,
+        wandb_name=config.wandb_name("rm"),
+        behavior_if_log_dir_exists=config.behavior_if_log_dir_exists,
+    )
+
+
+def preference_model_builder(config: PipelineConfig, rm_path: str) -> PreferenceModelBuilder:
+    """The judge RL trains against: the pairwise model's sampler weights, or the scalar model's state."""
+    if config.rm.kind == "scalar":
+        return RewardModelBuilder(
+            renderer_name=config.renderer,
+            model_name=config.model_name,
+            rm_weights_path=rm_path,
+            base_url=config.base_url,
+        )
     return PreferenceModelBuilderFromChatRenderer(
         renderer_name=config.renderer,
         model_name=config.model_name,
-        rm_weights_path=rm_sampler_path,
+        rm_weights_path=rm_path,
         base_url=config.base_url,
         topk=config.rl.judge_topk,
     )
 
 
+def rl_dataset_builder(config: PipelineConfig, judge: PreferenceModelBuilder) -> RLDatasetBuilder:
+    """The prompts of the train comparisons, rewarded by a tournament of the pairwise judge or each answer's score."""
+    rl = config.rl
+    audit = GoldPreferenceModelBuilder() if config.use_gold else None
+    if config.rm.kind == "scalar":
+        return RewardModelRLDatasetBuilder(
+            comparison_builder=config.comparisons(),
+            batch_size=rl.batch_size,
+            policy_renderer_name=config.renderer,
+            policy_model_name=config.model_name,
+            group_size=rl.group_size,
+            reward_model_builder=judge,
+            format_penalty=rl.format_penalty,
+            shuffle_seed=config.seed,
+            base_url=config.base_url,
+            audit_model_builder=audit,
+        )
+    return PairwisePreferenceRLDatasetBuilder(
+        comparison_builder=config.comparisons(),
+        batch_size=rl.batch_size,
+        policy_renderer_name=config.renderer,
+        policy_model_name=config.model_name,
+        group_size=rl.group_size,
+        preference_model_builder=judge,
+        tournament_pattern=rl.tournament_pattern,
+        format_penalty=rl.format_penalty,
+        shuffle_seed=config.seed,
+        base_url=config.base_url,
+        audit_model_builder=audit,
+    )
+
+
 def rl_evaluator_builders(
     config: PipelineConfig,
-    judge: PreferenceModelBuilderFromChatRenderer,
+    judge: PreferenceModelBuilder,
 ) -> list[ComparisonEvaluatorBuilder]:
     """Win rates against the chosen answers of the test comparisons: sampled (T=1), and greedy."""
     temperatures = (1.0, 0.0) if config.rl.greedy_eval else (1.0,)
@@ -353,23 +454,12 @@ def rl_evaluator_builders(
     ]
 
 
-def rl_config(config: PipelineConfig, sft: CheckpointRecord, rm_sampler_path: str) -> rl_train.Config:
-    """Stage 3: RL from the SFT weights against the preference model, KL to the SFT policy, into `<log_path>/rl`."""
+def rl_config(config: PipelineConfig, sft: CheckpointRecord, rm_path: str) -> rl_train.Config:
+    """Stage 3: RL from the SFT weights against the preference model, KL to the SFT policy, into `<log_path>/rl`.
+    `rm_path` is the rm stage's final checkpoint path named by `RM_PATH_KEY[rm.kind]`."""
     rl = config.rl
-    judge = preference_model_builder(config, rm_sampler_path)
-    dataset = PairwisePreferenceRLDatasetBuilder(
-        comparison_builder=config.comparisons(),
-        batch_size=rl.batch_size,
-        policy_renderer_name=config.renderer,
-        policy_model_name=config.model_name,
-        group_size=rl.group_size,
-        preference_model_builder=judge,
-        tournament_pattern=rl.tournament_pattern,
-        format_penalty=rl.format_penalty,
-        shuffle_seed=config.seed,
-        base_url=config.base_url,
-        audit_model_builder=GoldPreferenceModelBuilder() if config.use_gold else None,
-    )
+    judge = preference_model_builder(config, rm_path)
+    dataset = rl_dataset_builder(config, judge)
     return rl_train.Config(
         log_path=config.stage_dir("rl"),
         model_name=config.model_name,
@@ -384,6 +474,7 @@ def rl_config(config: PipelineConfig, sft: CheckpointRecord, rm_sampler_path: st
         num_substeps=rl.num_substeps,
         kl_penalty_coef=rl.kl_penalty_coef,
         kl_penalty_mode=rl.kl_penalty_mode,
+        advantage_mode=rl.advantage_mode,
         kl_reference_path=sft.sampler_path or sft.state_path,
         eval_every=rl.eval_every,
         save_every=config.save_every,
@@ -463,7 +554,10 @@ def run_rm(config: PipelineConfig, log: StageLog, sft: CheckpointRecord) -> Chec
     if (done := log.finished("rm", config.rm.run)) is not None:
         return done
     with log.running("rm"):
-        return supervised_train.main(rm_config(config, _path_of(sft, "state_path", "sft")))
+        sft_state_path = _path_of(sft, "state_path", "sft")
+        if config.rm.kind == "scalar":
+            return train_reward_model.main(reward_model_config(config, sft_state_path))
+        return supervised_train.main(rm_config(config, sft_state_path))
 
 
 def run_rl(
@@ -472,7 +566,7 @@ def run_rl(
     if (done := log.finished("rl", config.rl.run)) is not None:
         return done
     with log.running("rl"):
-        return rl_train.main(rl_config(config, sft, _path_of(rm, "sampler_path", "rm")))
+        return rl_train.main(rl_config(config, sft, _path_of(rm, RM_PATH_KEY[config.rm.kind], "rm")))
 
 
 def main(config: PipelineConfig, clock: StageClock = wall_clock) -> dict[str, Any]:
