@@ -356,7 +356,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 extensions=[
                     *openai_routes.PATHS,
                     types.EXTENSION_CHECKPOINT_ARCHIVE,
-                    types.EXTENSION_REWARD_HEAD,
+                    # a multi-rank engine says it has no reward heads
+                    *([types.EXTENSION_REWARD_HEAD] if getattr(engine, "supports_reward_head", True) else []),
                 ],
             )
         )

@@ -21,7 +21,7 @@ from server_stub.compute_turns import turns_for
 from server_stub.distributed.group import HEARTBEAT_SECONDS, leave_group
 from server_stub.distributed.protocol import HEARTBEAT, STOP, Command, Failure, collect_failures, send_command
 from server_stub.distributed.rank_engine import RankEngine
-from server_stub.engine import ConflictError, ModelLimits, SampleJob
+from server_stub.engine import ConflictError, ModelLimits, SampleJob, UserError
 from server_stub.validation import check_safe_name
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class LeaderEngine:
         threading.Thread(target=self._watch, name="ranks-watch", daemon=True).start()
 
     # -- health ------------------------------------------------------------------------------
+
+    supports_reward_head = False  # see create_model
 
     def health_problem(self) -> str | None:
         """None while every rank is in step; else why the server cannot compute."""
@@ -169,8 +171,14 @@ class LeaderEngine:
         base_model: str,
         lora_config: types.LoraConfig | None,
         user_metadata: dict[str, Any] | None,
+        reward_head: bool = False,
     ) -> types.CreateModelResponse:
         check_safe_name(model_id, "model_id")
+        if reward_head:  # a pair's two scores would land on different ranks; not built for several ranks
+            raise UserError(
+                "a reward head needs a one-rank server: this one runs on several ranks (--ranks)",
+                field="reward_head",
+            )
         if self.local.runs.exists(model_id):  # only rank 0 sees the storage: refuse before the workers build
             raise ConflictError(f"training run {model_id!r} already exists in storage", field="model_id")
         return self._everywhere("create_model", model_id, base_model, lora_config, user_metadata)

@@ -1,8 +1,11 @@
-"""Training calls that arrive while the ranks sample wait for the batch instead of cutting in on rank 0."""
+"""Several ranks: training calls queued during sampling wait for the batch; what one rank alone offers is refused."""
 
 from __future__ import annotations
 
+import pytest
+
 from cookbook.client import types
+from cookbook.client.errors import CookbookError
 from cookbook.client.http import HttpServiceClient
 
 from .test_parity import ADAM, BASE_MODEL, RESULT_TIMEOUT_S, _batch
@@ -23,3 +26,9 @@ def test_training_queued_during_sampling_completes_on_two_ranks(two_ranks: HttpS
         assert len(sequences) == 8 and all(len(s.tokens) == 160 or s.stop_reason == "stop" for s in sequences)
     for future in steps:
         future.result(RESULT_TIMEOUT_S)
+
+
+def test_a_reward_head_is_refused_on_several_ranks(two_ranks: HttpServiceClient) -> None:
+    assert types.EXTENSION_REWARD_HEAD not in two_ranks.get_server_capabilities().extensions
+    with pytest.raises(CookbookError, match="one-rank server"):
+        two_ranks.create_lora_training_client(BASE_MODEL, rank=4, reward_head=True)
