@@ -279,8 +279,13 @@ def test_dpo_loop_logs_saves_and_resumes_exactly(
     # a crash after the checkpoint before step 4: the rerun trains steps 4 and 5 exactly as before
     (log / "checkpoints.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
     asyncio.run(main_async(config, service))
-    resumed = [r for r in _metrics(log)[len(rows) :] if "dpo_loss" in r]
+    after = _metrics(log)  # the resume dropped the dead run's rows from step 4 on, then logged them anew
+    assert [r for r in after if r["step"] < 4] == [r for r in rows if r["step"] < 4]
+    resumed = [r for r in after if "dpo_loss" in r and r["step"] >= 4]
     assert [r["step"] for r in resumed] == [4, 5]
+    assert [r["step"] for r in after].count(
+        6
+    ) == 1  # one final evaluation, not the dead run's and the new one's
     for before, after in zip(train_rows[4:], resumed, strict=True):
         assert after["dpo_loss"] == pytest.approx(before["dpo_loss"], abs=1e-4)
         assert after["margin"] == pytest.approx(before["margin"], abs=1e-4)

@@ -226,15 +226,17 @@ def test_a_crashed_run_resumes_at_its_checkpoint_and_continues_identically(
 
     train.main(config)
     steps = [row["step"] for row in read_metrics(log_path)]
-    assert steps == [0, 1, 2, 2, 3], "the resumed run starts at the checkpoint's batch"
+    assert steps == [0, 1, 2, 3], (
+        "the resumed run starts at the checkpoint's batch, its rows replace the dead run's"
+    )
     assert load_checkpoints_file(log_path)[-1].name == "final"
     # Raising max_steps continues the finished run from its final checkpoint (optimizer included).
     extended = train.main(make_config(log_path, server_url, save_every=2, max_steps=5))
     assert (extended.name, extended.batch) == ("final", 5)
-    assert [row["step"] for row in read_metrics(log_path)] == [0, 1, 2, 2, 3, 4]
+    assert [row["step"] for row in read_metrics(log_path)] == [0, 1, 2, 3, 4]
     # Weights, Adam state and data position were restored each time: with the same sampling
     # seeds the resumed steps reproduce the uninterrupted shared run (same config, no evals).
-    resumed = {row["step"]: row["env/all/reward/total"] for row in train_rows(log_path)[3:]}
+    resumed = {row["step"]: row["env/all/reward/total"] for row in train_rows(log_path)[2:]}
     reference = {row["step"]: row["env/all/reward/total"] for row in train_rows(shared_run.log_path)}
     assert resumed == pytest.approx({step: reference[step] for step in resumed}, abs=1e-6)
 

@@ -399,7 +399,7 @@ def test_a_crashed_run_resumes_without_training_any_batch_twice_or_skipping_one(
     with pytest.raises(CrashError):
         run(config, server)
     assert [r.name for r in load_checkpoints_file(config.log_path)] == ["000004"]
-    rows_before = len(read_jsonl(Path(config.log_path) / "metrics.jsonl"))
+    rows_before = read_jsonl(Path(config.log_path) / "metrics.jsonl")
 
     server.crash_at_fwd_bwd = None
     run(config, server)
@@ -407,7 +407,10 @@ def test_a_crashed_run_resumes_without_training_any_batch_twice_or_skipping_one(
     assert len(server.models) == 2
     assert resumed.state.trained == expected
     assert resumed.state.optim_steps == 12  # the Adam step count came back with the checkpoint
-    new_rows = read_jsonl(Path(config.log_path) / "metrics.jsonl")[rows_before:]
+    rows_after = read_jsonl(Path(config.log_path) / "metrics.jsonl")
+    kept = [r for r in rows_before if r["step"] < 4]  # the dead run's rows from the resume point on are gone
+    assert rows_after[: len(kept)] == kept
+    new_rows = rows_after[len(kept) :]
     assert new_rows[0]["step"] == 4
     assert [r["step"] for r in new_rows if "train_mean_nll" in r] == list(range(4, 12))
     assert "data changed" not in caplog.text
