@@ -20,7 +20,7 @@ import random
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import chz
 
@@ -104,6 +104,29 @@ def parse_answers(
     return messages, valid
 
 
+async def add_audit_metrics(
+    audit: JudgeAudit,
+    metrics_G: list[Metrics],
+    pairs: Sequence[tuple[int, int]],
+    comparisons: Sequence[Comparison],
+    preferences: Sequence[float],
+) -> None:
+    """Add each answer's judge_agreement metrics: how often `audit` agreed with the group's preferences."""
+    audits = await audit.episode_metrics(len(metrics_G), pairs, comparisons, preferences)
+    for metrics, answer_audit in zip(metrics_G, audits, strict=True):
+        metrics.update(answer_audit)
+
+
+def with_format_penalty(
+    rewards: Sequence[float], valid: Sequence[bool], metrics_G: list[Metrics], format_penalty: float
+) -> list[tuple[float, Metrics]]:
+    """Each answer's (reward, metrics), `format_penalty` added to the answers that did not end cleanly."""
+    return [
+        (reward + (0.0 if ok else format_penalty), metrics)
+        for reward, ok, metrics in zip(rewards, valid, metrics_G, strict=True)
+    ]
+
+
 @dataclass
 class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
     """`num_envs` answers to `convo_prefix`, rewarded by `preference_model` through a tournament."""
@@ -149,13 +172,8 @@ class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
             for fraction, ok in zip(fractions, valid, strict=True)
         ]
         if self.audit is not None:
-            audits = await self.audit.episode_metrics(len(messages), pairs, comparisons, preferences)
-            for metrics, audit in zip(metrics_G, audits, strict=True):
-                metrics.update(audit)
-        return [
-            (fraction + (0.0 if ok else self.format_penalty), metrics)
-            for fraction, ok, metrics in zip(fractions, valid, metrics_G, strict=True)
-        ]
+            await add_audit_metrics(self.audit, metrics_G, pairs, comparisons, preferences)
+        return with_format_penalty(fractions, valid, metrics_G, self.format_penalty)
 
     def logging_tags(self) -> list[str]:
         return [LOGGING_TAG]
@@ -195,6 +213,16 @@ class PromptGroupDataset(RLDataset, Generic[GroupT]):
         start = index * self.batch_size
         return [self.group_for(prompt) for prompt in self.prompts[start : start + self.batch_size]]
 
+    def group_fields(self, prompt: list[Message]) -> dict[str, Any]:
+        """The fields every kind of group builder takes, for the group answering `prompt`."""
+        return {
+            "convo_prefix": prompt,
+            "policy_renderer": self.policy_renderer,
+            "num_envs": self.group_size,
+            "format_penalty": self.format_penalty,
+            "audit": self.audit,
+        }
+
     @abstractmethod
     def group_for(self, prompt: list[Message]) -> GroupT:
         """The group builder of `group_size` answers to `prompt`."""
@@ -222,14 +250,10 @@ class PairwisePreferenceDataset(PromptGroupDataset[PairwisePreferenceGroupBuilde
 
     def group_for(self, prompt: list[Message]) -> PairwisePreferenceGroupBuilder:
         return PairwisePreferenceGroupBuilder(
-            convo_prefix=prompt,
-            policy_renderer=self.policy_renderer,
             tournament_pattern=self.tournament_pattern,
             preference_model=self.preference_model,
-            num_envs=self.group_size,
             matchup_group_size=self.matchup_group_size,
-            format_penalty=self.format_penalty,
-            audit=self.audit,
+            **self.group_fields(prompt),
         )
 
 

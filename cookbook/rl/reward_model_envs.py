@@ -31,7 +31,9 @@ from cookbook.rl.preference_envs import (
     PreferenceEnv,
     PromptGroupDataset,
     PromptRLDatasetBuilder,
+    add_audit_metrics,
     parse_answers,
+    with_format_penalty,
 )
 from cookbook.rl.types import Env, EnvGroupBuilder, Metrics, Trajectory
 
@@ -69,13 +71,8 @@ class RewardModelGroupBuilder(EnvGroupBuilder):
             pairs = list(itertools.combinations(range(len(messages)), 2))
             comparisons = [Comparison(self.convo_prefix, [messages[i]], [messages[j]]) for i, j in pairs]
             preferences = [math.tanh((scores[j] - scores[i]) / 2.0) for i, j in pairs]
-            audits = await self.audit.episode_metrics(len(messages), pairs, comparisons, preferences)
-            for metrics, audit in zip(metrics_G, audits, strict=True):
-                metrics.update(audit)
-        return [
-            (score + (0.0 if ok else self.format_penalty), metrics)
-            for score, ok, metrics in zip(scores, valid, metrics_G, strict=True)
-        ]
+            await add_audit_metrics(self.audit, metrics_G, pairs, comparisons, preferences)
+        return with_format_penalty(scores, valid, metrics_G, self.format_penalty)
 
     def logging_tags(self) -> list[str]:
         return [LOGGING_TAG]
@@ -98,14 +95,7 @@ class RewardModelRLDataset(PromptGroupDataset[RewardModelGroupBuilder]):
         self.reward_model = reward_model
 
     def group_for(self, prompt: list[Message]) -> RewardModelGroupBuilder:
-        return RewardModelGroupBuilder(
-            convo_prefix=prompt,
-            policy_renderer=self.policy_renderer,
-            reward_model=self.reward_model,
-            num_envs=self.group_size,
-            format_penalty=self.format_penalty,
-            audit=self.audit,
-        )
+        return RewardModelGroupBuilder(reward_model=self.reward_model, **self.group_fields(prompt))
 
 
 @chz.chz
