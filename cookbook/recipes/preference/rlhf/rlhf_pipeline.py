@@ -56,6 +56,7 @@ from typing import Any, Literal, TypeVar
 import chz
 
 from cookbook.client.types import RLLossFnType
+from cookbook.eval.evaluators import EvaluatorBuilder
 from cookbook.model_config import (
     BUILTIN_MODEL_NAME,
     get_recommended_lora_rank,
@@ -322,64 +323,64 @@ def sft_config(config: PipelineConfig) -> supervised_train.Config:
     )
 
 
-def _comparison_data(config: PipelineConfig, batch_size: int) -> ChatDatasetBuilderCommonConfig:
-    """How the reward-model stage renders and batches the comparisons."""
-    return ChatDatasetBuilderCommonConfig(
+def _rm_stage(
+    config: PipelineConfig,
+    sft_state_path: str | None,
+    loop: type[StageConfig],
+    data: Callable[..., SupervisedDatasetBuilder],
+    accuracy: Callable[..., EvaluatorBuilder],
+    batch_size: int,
+    **settings: Any,
+) -> StageConfig:
+    """The reward-model stage of either kind: the train comparisons rendered as `data`, batched by
+    `batch_size`, scored on the test comparisons by `accuracy`, from `sft_state_path` (None: the base model)."""
+    rm = config.rm
+    common = ChatDatasetBuilderCommonConfig(
         model_name_for_tokenizer=config.model_name,
         renderer_name=config.renderer,
-        max_length=config.rm.max_length,
+        max_length=rm.max_length,
         batch_size=batch_size,
         base_url=config.base_url,
     )
-
-
-def _rm_schedule(config: PipelineConfig, sft_state_path: str | None) -> dict[str, Any]:
-    """The reward-model stage's start and schedule, whichever kind it trains."""
-    rm = config.rm
-    return {
-        "load_checkpoint_path": sft_state_path,
-        "optimizer": rm.optimizer,
-        "num_epochs": rm.num_epochs,
-        "max_steps": config.capped(rm.steps),
-        "eval_every": rm.eval_every,
-    }
+    comparisons = config.comparisons()
+    return _supervised_stage(
+        config,
+        "rm",
+        data(common_config=common, comparison_builder=comparisons, include_test_set=False),
+        loop,
+        evaluator_builders=[accuracy(common_config=common, comparison_builder=comparisons)],
+        load_checkpoint_path=sft_state_path,
+        optimizer=rm.optimizer,
+        num_epochs=rm.num_epochs,
+        max_steps=config.capped(rm.steps),
+        eval_every=rm.eval_every,
+        **settings,
+    )
 
 
 def rm_config(config: PipelineConfig, sft_state_path: str | None) -> supervised_train.Config:
     """Stage 2: the preference model, from the SFT weights (fresh optimizer; None: from the base model),
     into `<log_path>/rm`."""
-    common = _comparison_data(config, config.rm.batch_size)
-    comparisons = config.comparisons()
-    return _supervised_stage(
+    return _rm_stage(
         config,
-        "rm",
-        ChatDatasetBuilderFromComparisons(
-            common_config=common, comparison_builder=comparisons, include_test_set=False
-        ),
-        evaluator_builders=[
-            PreferenceAccuracyEvaluatorBuilder(common_config=common, comparison_builder=comparisons)
-        ],
-        **_rm_schedule(config, sft_state_path),
+        sft_state_path,
+        supervised_train.Config,
+        ChatDatasetBuilderFromComparisons,
+        PreferenceAccuracyEvaluatorBuilder,
+        config.rm.batch_size,
     )
 
 
 def reward_model_config(config: PipelineConfig, sft_state_path: str) -> train_reward_model.Config:
     """Stage 2 with `rm.kind=scalar`: a reward head on the SFT weights, Bradley-Terry on each pair."""
-    # a batch counts pairs: as many sequences per step as the pairwise kind
-    common = _comparison_data(config, config.rm.batch_size // 2)
-    comparisons = config.comparisons()
-    return _supervised_stage(
+    return _rm_stage(
         config,
-        "rm",
-        RewardDatasetBuilderFromComparisons(
-            common_config=common, comparison_builder=comparisons, include_test_set=False
-        ),
+        sft_state_path,
         train_reward_model.Config,
-        evaluator_builders=[
-            RewardAccuracyEvaluatorBuilder(common_config=common, comparison_builder=comparisons)
-        ],
+        RewardDatasetBuilderFromComparisons,
+        RewardAccuracyEvaluatorBuilder,
+        config.rm.batch_size // 2,  # a batch counts pairs: as many sequences per step as the pairwise kind
         centering_coef=config.rm.centering_coef,
-        **_rm_schedule(config, sft_state_path),
     )
 
 
