@@ -29,23 +29,16 @@ import chz
 from cookbook.client.abstract import ServiceClient, TrainingClient
 from cookbook.client.types import Datum
 from cookbook.eval.evaluators import Evaluator
-from cookbook.eval.run import build_evaluators, run_evaluators
+from cookbook.eval.run import build_evaluators
 from cookbook.preference.dpo_evaluator import DPOTestEvaluator
 from cookbook.preference.dpo_loss import DPO_METRICS, make_dpo_loss_fn, reference_sums
+from cookbook.preference.pair_loop import PairStepLoop
 from cookbook.supervised.loop_config import SupervisedRunConfig
-from cookbook.supervised.train import (
-    EpochPlan,
-    checkpoint_name,
-    loop_state,
-    optim_metrics,
-    plan_epochs,
-    position_of_step,
-)
-from cookbook.utils.checkpoints import FINAL_NAME, CheckpointRecord, save_checkpoint_async
+from cookbook.supervised.train import EpochPlan, optim_metrics, plan_epochs, position_of_step
+from cookbook.utils.checkpoints import CheckpointRecord
 from cookbook.utils.optimizer_config import OptimizerConfig, optimizer_defaults
-from cookbook.utils.progress import TrainingProgress
 from cookbook.utils.run import TrainingRun
-from cookbook.utils.timing import StepClock, timed
+from cookbook.utils.timing import timed
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +79,11 @@ class _ScoredBatch:
     reference_sums: asyncio.Future[list[float]] | None
 
 
-class _DPORun:
-    """One invocation of the loop, from `start_step` to `total_steps`."""
+class _DPORun(PairStepLoop):
+    """The DPO loop; the next step's reference sums are computed while this step's updates run."""
+
+    config: Config
+    progress_label = "dpo"
 
     def __init__(
         self,
@@ -98,62 +94,18 @@ class _DPORun:
         plan: EpochPlan,
         evaluators: list[Evaluator],
     ):
-        self.config = config
-        self.run = run
-        self.client = client
+        super().__init__(config, run, client, plan, evaluators)
         self.reference = reference
-        self.train_set = plan.train_set
-        self.n_batches = len(plan.train_set)
-        self.evaluators = evaluators
-        self.start_step = plan.start_step
-        self.total_steps = plan.total_steps
         self._scored: _ScoredBatch | None = None
-
-    def _batch_of(self, step: int) -> list[Datum]:
-        """Step `step`'s pairs; called once per step, in step order (a new epoch reshuffles the set)."""
-        epoch, batch_index = position_of_step(step, self.n_batches)
-        if batch_index == 0 or step == self.start_step:
-            self.train_set.set_epoch(epoch)
-        return pairs_of(self.train_set.get_batch(batch_index))
 
     def _score(self, step: int) -> _ScoredBatch:
         """Step `step`'s batch with its reference sums under way."""
-        data = self._batch_of(step)
+        data = pairs_of(self.batch_of(step))
         sums = asyncio.ensure_future(reference_sums(self.reference, data)) if data else None
         return _ScoredBatch(step, data, sums)
 
-    async def train(self) -> CheckpointRecord:
-        with TrainingProgress(self.total_steps, initial_step=self.start_step, desc="dpo") as progress:
-            for step in range(self.start_step, self.total_steps):
-                metrics = await self.step(step)
-                self.run.log(metrics, step=step)
-                progress.update(metrics)
-        if self.evaluators:
-            metrics: dict[str, Any] = {}
-            with timed("evals", metrics):
-                metrics.update(await run_evaluators(self.evaluators, self.client))
-            self.run.log(metrics, step=self.total_steps)
-        state = loop_state(self.total_steps, self.n_batches)
-        paths = await save_checkpoint_async(self.client, FINAL_NAME, self.config.log_path, state, kind="both")
-        return CheckpointRecord.from_dict({"name": FINAL_NAME, **state, **paths})
-
-    async def step(self, step: int) -> dict[str, Any]:
+    async def train_step(self, step: int, metrics: dict[str, Any]) -> bool:
         c = self.config
-        clock = StepClock()
-        metrics: dict[str, Any] = {}
-        if c.save_every > 0 and step != self.start_step and step % c.save_every == 0:
-            with timed("save", metrics):
-                await save_checkpoint_async(
-                    self.client,
-                    checkpoint_name(step),
-                    c.log_path,
-                    loop_state(step, self.n_batches),
-                    kind="state",
-                    ttl_seconds=c.ttl_seconds,
-                )
-        if self.evaluators and c.eval_every > 0 and step % c.eval_every == 0:
-            with timed("evals", metrics):
-                metrics.update(await run_evaluators(self.evaluators, self.client))
         epoch, batch_index = position_of_step(step, self.n_batches)
         with timed("get_batch", metrics):
             scored = (
@@ -166,7 +118,7 @@ class _DPORun:
             logger.warning(
                 "step %d: batch %d holds no complete [chosen, rejected] pair; skipping it", step, batch_index
             )
-            return metrics
+            return False
         with timed("reference", metrics):
             reference = await scored.reference_sums
         adam = c.optimizer.adam_params(step, self.total_steps)
@@ -181,8 +133,7 @@ class _DPORun:
         metrics.update({key: output.metrics[key] for key in DPO_METRICS})
         metrics.update(optim_metrics(optim_out))
         metrics["learning_rate"] = adam.learning_rate
-        clock.record_total(metrics)
-        return metrics
+        return True
 
 
 async def _reference(config: Config, service: ServiceClient) -> TrainingClient:

@@ -19,23 +19,15 @@ from typing import Any
 
 import chz
 
-from cookbook.client.abstract import ServiceClient, TrainingClient
-from cookbook.eval.evaluators import Evaluator
-from cookbook.eval.run import build_evaluators, run_evaluators
+from cookbook.client.abstract import ServiceClient
+from cookbook.eval.run import build_evaluators
+from cookbook.preference.pair_loop import PairStepLoop
 from cookbook.preference.reward_model import require_reward_heads
 from cookbook.supervised.loop_config import SupervisedRunConfig
-from cookbook.supervised.train import (
-    EpochPlan,
-    checkpoint_name,
-    loop_state,
-    optim_metrics,
-    plan_epochs,
-    position_of_step,
-)
-from cookbook.utils.checkpoints import FINAL_NAME, CheckpointRecord, save_checkpoint_async
-from cookbook.utils.progress import TrainingProgress
+from cookbook.supervised.train import optim_metrics, plan_epochs, position_of_step
+from cookbook.utils.checkpoints import CheckpointRecord
 from cookbook.utils.run import TrainingRun
-from cookbook.utils.timing import StepClock, timed
+from cookbook.utils.timing import timed
 
 logger = logging.getLogger(__name__)
 
@@ -54,68 +46,22 @@ class Config(SupervisedRunConfig):
             raise ValueError(f"centering_coef must be >= 0, got {self.centering_coef}")
 
 
-class _RewardRun:
-    """One invocation of the loop, from `start_step` to `total_steps`."""
+class _RewardRun(PairStepLoop):
+    """The reward-model loop: one Bradley-Terry step per batch of pairs."""
 
-    def __init__(
-        self,
-        config: Config,
-        run: TrainingRun,
-        client: TrainingClient,
-        plan: EpochPlan,
-        evaluators: list[Evaluator],
-    ):
-        self.config = config
-        self.run = run
-        self.client = client
-        self.train_set = plan.train_set
-        self.n_batches = len(plan.train_set)
-        self.evaluators = evaluators
-        self.start_step = plan.start_step
-        self.total_steps = plan.total_steps
+    config: Config
+    progress_label = "rm"
 
-    async def train(self) -> CheckpointRecord:
-        with TrainingProgress(self.total_steps, initial_step=self.start_step, desc="rm") as progress:
-            for step in range(self.start_step, self.total_steps):
-                metrics = await self.step(step)
-                self.run.log(metrics, step=step)
-                progress.update(metrics)
-        if self.evaluators:
-            metrics: dict[str, Any] = {}
-            with timed("evals", metrics):
-                metrics.update(await run_evaluators(self.evaluators, self.client))
-            self.run.log(metrics, step=self.total_steps)
-        state = loop_state(self.total_steps, self.n_batches)
-        paths = await save_checkpoint_async(self.client, FINAL_NAME, self.config.log_path, state, kind="both")
-        return CheckpointRecord.from_dict({"name": FINAL_NAME, **state, **paths})
-
-    async def step(self, step: int) -> dict[str, Any]:
+    async def train_step(self, step: int, metrics: dict[str, Any]) -> bool:
         c = self.config
-        clock = StepClock()
-        metrics: dict[str, Any] = {}
-        if c.save_every > 0 and step != self.start_step and step % c.save_every == 0:
-            with timed("save", metrics):
-                await save_checkpoint_async(
-                    self.client,
-                    checkpoint_name(step),
-                    c.log_path,
-                    loop_state(step, self.n_batches),
-                    kind="state",
-                    ttl_seconds=c.ttl_seconds,
-                )
-        if self.evaluators and c.eval_every > 0 and step % c.eval_every == 0:
-            with timed("evals", metrics):
-                metrics.update(await run_evaluators(self.evaluators, self.client))
         epoch, batch_index = position_of_step(step, self.n_batches)
         with timed("get_batch", metrics):
-            if batch_index == 0 or step == self.start_step:
-                self.train_set.set_epoch(epoch)
-            data = self.train_set.get_batch(batch_index)
+            data = self.batch_of(step)
         data = data[: len(data) // 2 * 2]  # the dataset keeps pairs whole; never send half of one
         metrics.update(num_pairs=len(data) // 2, epoch=epoch, progress=(step + 1) / self.total_steps)
         if not data:
             logger.warning("step %d: batch %d holds no complete pair; skipping it", step, batch_index)
-            return metrics
+            return False
         adam = c.optimizer.adam_params(step, self.total_steps)
         settings = {"margin": c.margin, "centering_coef": c.centering_coef}
         with timed("train", metrics):
@@ -128,8 +74,7 @@ class _RewardRun:
         metrics["train/accuracy"] = output.metrics["correct_pairs:sum"] / pairs
         metrics.update(optim_metrics(optim_out))
         metrics["learning_rate"] = adam.learning_rate
-        clock.record_total(metrics)
-        return metrics
+        return True
 
 
 async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:

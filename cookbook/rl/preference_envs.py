@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import chz
 
@@ -49,11 +51,15 @@ DEFAULT_FORMAT_PENALTY = -1.0
 DEFAULT_MATCHUP_GROUP_SIZE = 4
 LOGGING_TAG = "pair_pref"
 
+GroupT = TypeVar("GroupT", bound=EnvGroupBuilder)
+
 __all__ = [
     "PairwisePreferenceDataset",
     "PairwisePreferenceGroupBuilder",
     "PairwisePreferenceRLDatasetBuilder",
     "PreferenceEnv",
+    "PromptGroupDataset",
+    "PromptRLDatasetBuilder",
     "TournamentPattern",
     "get_pairs_chunked",
 ]
@@ -96,6 +102,29 @@ def parse_answers(
         messages.append(message)
         valid.append(termination.is_stop_sequence)
     return messages, valid
+
+
+async def add_audit_metrics(
+    audit: JudgeAudit,
+    metrics_G: list[Metrics],
+    pairs: Sequence[tuple[int, int]],
+    comparisons: Sequence[Comparison],
+    preferences: Sequence[float],
+) -> None:
+    """Add each answer's judge_agreement metrics: how often `audit` agreed with the group's preferences."""
+    audits = await audit.episode_metrics(len(metrics_G), pairs, comparisons, preferences)
+    for metrics, answer_audit in zip(metrics_G, audits, strict=True):
+        metrics.update(answer_audit)
+
+
+def with_format_penalty(
+    rewards: Sequence[float], valid: Sequence[bool], metrics_G: list[Metrics], format_penalty: float
+) -> list[tuple[float, Metrics]]:
+    """Each answer's (reward, metrics), `format_penalty` added to the answers that did not end cleanly."""
+    return [
+        (reward + (0.0 if ok else format_penalty), metrics)
+        for reward, ok, metrics in zip(rewards, valid, metrics_G, strict=True)
+    ]
 
 
 @dataclass
@@ -143,20 +172,15 @@ class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
             for fraction, ok in zip(fractions, valid, strict=True)
         ]
         if self.audit is not None:
-            audits = await self.audit.episode_metrics(len(messages), pairs, comparisons, preferences)
-            for metrics, audit in zip(metrics_G, audits, strict=True):
-                metrics.update(audit)
-        return [
-            (fraction + (0.0 if ok else self.format_penalty), metrics)
-            for fraction, ok, metrics in zip(fractions, valid, metrics_G, strict=True)
-        ]
+            await add_audit_metrics(self.audit, metrics_G, pairs, comparisons, preferences)
+        return with_format_penalty(fractions, valid, metrics_G, self.format_penalty)
 
     def logging_tags(self) -> list[str]:
         return [LOGGING_TAG]
 
 
-class PairwisePreferenceDataset(RLDataset):
-    """Batch i: the prompts of comparisons [i * batch_size, (i + 1) * batch_size), one group each."""
+class PromptGroupDataset(RLDataset, Generic[GroupT]):
+    """Batch i: the prompts [i * batch_size, (i + 1) * batch_size), one group of `group_size` answers each."""
 
     def __init__(
         self,
@@ -164,9 +188,6 @@ class PairwisePreferenceDataset(RLDataset):
         batch_size: int,
         group_size: int,
         policy_renderer: Renderer,
-        preference_model: PreferenceModel,
-        tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS,
-        matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE,
         format_penalty: float = DEFAULT_FORMAT_PENALTY,
         audit: JudgeAudit | None = None,
     ):
@@ -180,32 +201,60 @@ class PairwisePreferenceDataset(RLDataset):
         self.batch_size = batch_size
         self.group_size = group_size
         self.policy_renderer = policy_renderer
-        self.preference_model = preference_model
-        self.tournament_pattern = TournamentPattern(tournament_pattern)
-        self.matchup_group_size = matchup_group_size
         self.format_penalty = format_penalty
         self.audit = audit
 
     def __len__(self) -> int:
         return len(self.prompts) // self.batch_size
 
-    def get_batch(self, index: int) -> list[PairwisePreferenceGroupBuilder]:
+    def get_batch(self, index: int) -> list[GroupT]:
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range: the dataset has {len(self)} batches")
         start = index * self.batch_size
-        return [
-            PairwisePreferenceGroupBuilder(
-                convo_prefix=prompt,
-                policy_renderer=self.policy_renderer,
-                tournament_pattern=self.tournament_pattern,
-                preference_model=self.preference_model,
-                num_envs=self.group_size,
-                matchup_group_size=self.matchup_group_size,
-                format_penalty=self.format_penalty,
-                audit=self.audit,
-            )
-            for prompt in self.prompts[start : start + self.batch_size]
-        ]
+        return [self.group_for(prompt) for prompt in self.prompts[start : start + self.batch_size]]
+
+    def group_fields(self, prompt: list[Message]) -> dict[str, Any]:
+        """The fields every kind of group builder takes, for the group answering `prompt`."""
+        return {
+            "convo_prefix": prompt,
+            "policy_renderer": self.policy_renderer,
+            "num_envs": self.group_size,
+            "format_penalty": self.format_penalty,
+            "audit": self.audit,
+        }
+
+    @abstractmethod
+    def group_for(self, prompt: list[Message]) -> GroupT:
+        """The group builder of `group_size` answers to `prompt`."""
+
+
+class PairwisePreferenceDataset(PromptGroupDataset[PairwisePreferenceGroupBuilder]):
+    """Groups rewarded by `preference_model` through a tournament."""
+
+    def __init__(
+        self,
+        prompts: Sequence[list[Message]],
+        batch_size: int,
+        group_size: int,
+        policy_renderer: Renderer,
+        preference_model: PreferenceModel,
+        tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS,
+        matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE,
+        format_penalty: float = DEFAULT_FORMAT_PENALTY,
+        audit: JudgeAudit | None = None,
+    ):
+        super().__init__(prompts, batch_size, group_size, policy_renderer, format_penalty, audit)
+        self.preference_model = preference_model
+        self.tournament_pattern = TournamentPattern(tournament_pattern)
+        self.matchup_group_size = matchup_group_size
+
+    def group_for(self, prompt: list[Message]) -> PairwisePreferenceGroupBuilder:
+        return PairwisePreferenceGroupBuilder(
+            tournament_pattern=self.tournament_pattern,
+            preference_model=self.preference_model,
+            matchup_group_size=self.matchup_group_size,
+            **self.group_fields(prompt),
+        )
 
 
 def load_policy_renderer(model_name: str, renderer_name: str, base_url: str | None = None) -> Renderer:
@@ -220,13 +269,13 @@ def load_policy_renderer(model_name: str, renderer_name: str, base_url: str | No
 
 
 @chz.chz
-class PairwisePreferenceRLDatasetBuilder(RLDatasetBuilder):
-    """Self-play RL on the prompts of a comparison data set's train split, judged by a preference model.
+class PromptRLDatasetBuilder(RLDatasetBuilder):
+    """RL on the prompts of a comparison data set's train split (the fields pairwise and scalar RL share).
 
     `batch_size` counts prompts (groups) per step, `group_size` answers per prompt. With
     `shuffle_seed` the prompts are reordered by it (None keeps the data set's order). With
-    `audit_model_builder` (e.g. the bundled data's gold rule) every matchup is judged by it too,
-    and the rollouts report how often the preference model agreed (`env/all/judge_agreement`).
+    `audit_model_builder` (e.g. the bundled data's gold rule) the group's answers are compared by it
+    too, and the rollouts report how often the reward agreed (`env/all/judge_agreement`).
     """
 
     comparison_builder: ComparisonDatasetBuilder
@@ -234,13 +283,41 @@ class PairwisePreferenceRLDatasetBuilder(RLDatasetBuilder):
     policy_renderer_name: str
     policy_model_name: str
     group_size: int
-    preference_model_builder: PreferenceModelBuilder
-    tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS
-    matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE
     format_penalty: float = DEFAULT_FORMAT_PENALTY
     shuffle_seed: int | None = None
     base_url: str | None = None
     audit_model_builder: PreferenceModelBuilder | None = None
+
+    def prompts(self) -> list[list[Message]]:
+        """The prompt conversations of the train comparisons, in training order."""
+        train, _ = self.comparison_builder.get_labeled_comparisons()
+        prompts = [list(c.comparison.prompt_conversation) for c in train]
+        if self.shuffle_seed is not None:
+            random.Random(self.shuffle_seed).shuffle(prompts)
+        return prompts
+
+    async def prompts_and_renderer(self) -> tuple[list[list[Message]], Renderer]:
+        """The training prompts and the policy's renderer, loaded off the event loop."""
+        prompts = await asyncio.to_thread(self.prompts)
+        renderer = await asyncio.to_thread(
+            load_policy_renderer, self.policy_model_name, self.policy_renderer_name, self.base_url
+        )
+        return prompts, renderer
+
+    async def build_audit(self) -> JudgeAudit | None:
+        """The audit judge of `audit_model_builder`, if one is set."""
+        if self.audit_model_builder is None:
+            return None
+        return JudgeAudit.of(await build_preference_model(self.audit_model_builder))
+
+
+@chz.chz
+class PairwisePreferenceRLDatasetBuilder(PromptRLDatasetBuilder):
+    """Self-play RL judged by a preference model through a tournament of each group's answers."""
+
+    preference_model_builder: PreferenceModelBuilder
+    tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS
+    matchup_group_size: int = DEFAULT_MATCHUP_GROUP_SIZE
 
     @chz.validate
     def _check(self) -> None:
@@ -252,23 +329,10 @@ class PairwisePreferenceRLDatasetBuilder(RLDatasetBuilder):
             raise ValueError(f"matchup_group_size must be at least 2, got {self.matchup_group_size}")
         TournamentPattern(self.tournament_pattern)  # a ValueError naming the bad value
 
-    def prompts(self) -> list[list[Message]]:
-        """The prompt conversations of the train comparisons, in training order."""
-        train, _ = self.comparison_builder.get_labeled_comparisons()
-        prompts = [list(c.comparison.prompt_conversation) for c in train]
-        if self.shuffle_seed is not None:
-            random.Random(self.shuffle_seed).shuffle(prompts)
-        return prompts
-
     async def __call__(self) -> tuple[PairwisePreferenceDataset, None]:
-        prompts = await asyncio.to_thread(self.prompts)
-        renderer = await asyncio.to_thread(
-            load_policy_renderer, self.policy_model_name, self.policy_renderer_name, self.base_url
-        )
+        prompts, renderer = await self.prompts_and_renderer()
         preference_model = await build_preference_model(self.preference_model_builder)
-        audit = None
-        if self.audit_model_builder is not None:
-            audit = JudgeAudit.of(await build_preference_model(self.audit_model_builder))
+        audit = await self.build_audit()
         dataset = PairwisePreferenceDataset(
             prompts,
             self.batch_size,

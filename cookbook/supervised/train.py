@@ -213,8 +213,57 @@ class _InFlightStep:
     save: _PendingSave | None = None
 
 
-class _SupervisedRun:
-    """One invocation of the loop, from `start_step` to `total_steps`."""
+class EpochLoop:
+    """One invocation of a loop over an `EpochPlan`, from `start_step` to `total_steps` (SFT, DPO, RM).
+
+    It holds the run, the client, the plan and the evaluators, fetches a step's batch (reshuffling
+    at each epoch's start), runs the evaluators and writes the final checkpoint.
+    """
+
+    def __init__(
+        self,
+        config: SupervisedRunConfig,
+        run: TrainingRun,
+        client: TrainingClient,
+        plan: EpochPlan,
+        evaluators: list[Evaluator],
+    ):
+        self.config = config
+        self.run = run
+        self.client = client
+        self.train_set = plan.train_set
+        self.n_batches = len(plan.train_set)
+        self.evaluators = evaluators
+        self.start_step = plan.start_step
+        self.total_steps = plan.total_steps
+
+    def batch_of(self, step: int) -> list[Datum]:
+        """Step `step`'s batch; called once per step, in step order (a new epoch reshuffles the set)."""
+        epoch, batch_index = position_of_step(step, self.n_batches)
+        if batch_index == 0 or step == self.start_step:
+            self.train_set.set_epoch(epoch)
+        return self.train_set.get_batch(batch_index)
+
+    async def evaluate(self, metrics: dict[str, Any]) -> None:
+        """Run every evaluator on the current weights, adding their metrics and time to `metrics`."""
+        with timed("evals", metrics):
+            metrics.update(await run_evaluators(self.evaluators, self.client))
+
+    async def finish(self) -> CheckpointRecord:
+        """The last evaluation (logged at `total_steps`) and the "final" checkpoint, whose record it returns."""
+        if self.evaluators:
+            metrics: dict[str, Any] = {}
+            await self.evaluate(metrics)
+            self.run.log(metrics, step=self.total_steps)
+        state = loop_state(self.total_steps, self.n_batches)
+        paths = await save_checkpoint_async(self.client, FINAL_NAME, self.config.log_path, state, kind="both")
+        return CheckpointRecord.from_dict({"name": FINAL_NAME, **state, **paths})
+
+
+class _SupervisedRun(EpochLoop):
+    """The SFT loop: pipelined steps, each checkpoint recording its next batch's fingerprint."""
+
+    config: Config
 
     def __init__(
         self,
@@ -224,15 +273,8 @@ class _SupervisedRun:
         plan: EpochPlan,
         evaluators: list[Evaluator],
     ):
-        self.config = config
-        self.run = run
+        super().__init__(config, run, training_client, plan, evaluators)
         self.resumed_from = run.last
-        self.client = training_client
-        self.train_set = plan.train_set
-        self.n_batches = len(plan.train_set)
-        self.evaluators = evaluators
-        self.start_step = plan.start_step
-        self.total_steps = plan.total_steps
 
     async def train(self) -> CheckpointRecord:
         in_flight: deque[_InFlightStep] = deque()
@@ -243,26 +285,20 @@ class _SupervisedRun:
                     await self._finish_step(in_flight.popleft(), progress)
             while in_flight:
                 await self._finish_step(in_flight.popleft(), progress)
-        await self._final_evaluation()
-        state = loop_state(self.total_steps, self.n_batches)
-        paths = await save_checkpoint_async(self.client, FINAL_NAME, self.config.log_path, state, kind="both")
-        return CheckpointRecord.from_dict({"name": FINAL_NAME, **state, **paths})
+        return await self.finish()
 
     async def _submit_step(self, step: int) -> _InFlightStep:
         """Everything that must happen before batch `step` trains, then its two calls."""
         clock = StepClock()
         metrics: dict[str, Any] = {}
-        epoch, batch_index = position_of_step(step, self.n_batches)
+        epoch, _ = position_of_step(step, self.n_batches)
         with timed("get_batch", metrics):
-            if batch_index == 0 or step == self.start_step:
-                self.train_set.set_epoch(epoch)
-            data = self.train_set.get_batch(batch_index)
+            data = self.batch_of(step)
         if step == self.start_step:
             self._check_resumed_data(data)
         save = self._maybe_save(step, data)
         if self.evaluators and self.config.eval_every > 0 and step % self.config.eval_every == 0:
-            with timed("evals", metrics):
-                metrics.update(await run_evaluators(self.evaluators, self.client))
+            await self.evaluate(metrics)
         adam_params = self.config.optimizer.adam_params(step, self.total_steps)
         with timed("submit", metrics):
             fwd_bwd = await self.client.forward_backward_async(data, "cross_entropy")
@@ -317,14 +353,6 @@ class _SupervisedRun:
         s.clock.record_total(metrics)
         self.run.log(metrics, step=s.step)
         progress.update(metrics)
-
-    async def _final_evaluation(self) -> None:
-        if not self.evaluators:
-            return
-        metrics: dict[str, Any] = {}
-        with timed("evals", metrics):
-            metrics.update(await run_evaluators(self.evaluators, self.client))
-        self.run.log(metrics, step=self.total_steps)
 
 
 async def main_async(config: Config, service_client: ServiceClient | None = None) -> CheckpointRecord:

@@ -51,11 +51,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import chz
 
 from cookbook.client.types import RLLossFnType
+from cookbook.eval.evaluators import EvaluatorBuilder
 from cookbook.model_config import (
     BUILTIN_MODEL_NAME,
     get_recommended_lora_rank,
@@ -92,6 +93,7 @@ from cookbook.rl.reward_model_envs import RewardModelRLDatasetBuilder
 from cookbook.rl.tournament import TournamentPattern
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.supervised import train as supervised_train
+from cookbook.supervised.loop_config import SupervisedRunConfig
 from cookbook.supervised.types import ChatDatasetBuilderCommonConfig, SupervisedDatasetBuilder
 from cookbook.utils.checkpoints import CheckpointRecord, get_last_checkpoint
 from cookbook.utils.jsonable import write_json
@@ -281,11 +283,18 @@ RENAMED_KEYS: dict[str, str] = {
 # ---------------------------------------------------------------------------------------------
 
 
+StageConfig = TypeVar("StageConfig", bound=SupervisedRunConfig)
+
+
 def _supervised_stage(
-    config: PipelineConfig, stage: str, dataset_builder: SupervisedDatasetBuilder, **settings: Any
-) -> supervised_train.Config:
-    """A supervised stage into `<log_path>/<stage>`; its data order also follows the pipeline's seed."""
-    return supervised_train.Config(
+    config: PipelineConfig,
+    stage: str,
+    dataset_builder: SupervisedDatasetBuilder,
+    loop: type[StageConfig] = supervised_train.Config,
+    **settings: Any,
+) -> StageConfig:
+    """A `loop` stage into `<log_path>/<stage>`; its data order also follows the pipeline's seed."""
+    return loop(
         log_path=config.stage_dir(stage),
         model_name=config.model_name,
         base_url=config.base_url,
@@ -314,71 +323,64 @@ def sft_config(config: PipelineConfig) -> supervised_train.Config:
     )
 
 
-def rm_config(config: PipelineConfig, sft_state_path: str | None) -> supervised_train.Config:
-    """Stage 2: the preference model, from the SFT weights (fresh optimizer; None: from the base model),
-    into `<log_path>/rm`."""
+def _rm_stage(
+    config: PipelineConfig,
+    sft_state_path: str | None,
+    loop: type[StageConfig],
+    data: Callable[..., SupervisedDatasetBuilder],
+    accuracy: Callable[..., EvaluatorBuilder],
+    batch_size: int,
+    **settings: Any,
+) -> StageConfig:
+    """The reward-model stage of either kind: the train comparisons rendered as `data`, batched by
+    `batch_size`, scored on the test comparisons by `accuracy`, from `sft_state_path` (None: the base model)."""
     rm = config.rm
     common = ChatDatasetBuilderCommonConfig(
         model_name_for_tokenizer=config.model_name,
         renderer_name=config.renderer,
         max_length=rm.max_length,
-        batch_size=rm.batch_size,
+        batch_size=batch_size,
         base_url=config.base_url,
     )
     comparisons = config.comparisons()
     return _supervised_stage(
         config,
         "rm",
-        ChatDatasetBuilderFromComparisons(
-            common_config=common, comparison_builder=comparisons, include_test_set=False
-        ),
-        evaluator_builders=[
-            PreferenceAccuracyEvaluatorBuilder(common_config=common, comparison_builder=comparisons)
-        ],
+        data(common_config=common, comparison_builder=comparisons, include_test_set=False),
+        loop,
+        evaluator_builders=[accuracy(common_config=common, comparison_builder=comparisons)],
         load_checkpoint_path=sft_state_path,
         optimizer=rm.optimizer,
         num_epochs=rm.num_epochs,
         max_steps=config.capped(rm.steps),
         eval_every=rm.eval_every,
+        **settings,
+    )
+
+
+def rm_config(config: PipelineConfig, sft_state_path: str | None) -> supervised_train.Config:
+    """Stage 2: the preference model, from the SFT weights (fresh optimizer; None: from the base model),
+    into `<log_path>/rm`."""
+    return _rm_stage(
+        config,
+        sft_state_path,
+        supervised_train.Config,
+        ChatDatasetBuilderFromComparisons,
+        PreferenceAccuracyEvaluatorBuilder,
+        config.rm.batch_size,
     )
 
 
 def reward_model_config(config: PipelineConfig, sft_state_path: str) -> train_reward_model.Config:
     """Stage 2 with `rm.kind=scalar`: a reward head on the SFT weights, Bradley-Terry on each pair."""
-    rm = config.rm
-    common = ChatDatasetBuilderCommonConfig(
-        model_name_for_tokenizer=config.model_name,
-        renderer_name=config.renderer,
-        max_length=rm.max_length,
-        batch_size=rm.batch_size // 2,  # comparisons: the pairwise kind's sequences per step, as pairs
-        base_url=config.base_url,
-    )
-    comparisons = config.comparisons()
-    return train_reward_model.Config(
-        log_path=config.stage_dir("rm"),
-        model_name=config.model_name,
-        base_url=config.base_url,
-        renderer_name=config.renderer,
-        lora_rank=config.rank,
-        dataset_builder=SeededDatasetBuilder(
-            inner=RewardDatasetBuilderFromComparisons(
-                common_config=common, comparison_builder=comparisons, include_test_set=False
-            ),
-            seed=config.seed,
-        ),
-        evaluator_builders=[
-            RewardAccuracyEvaluatorBuilder(common_config=common, comparison_builder=comparisons)
-        ],
-        load_checkpoint_path=sft_state_path,
-        optimizer=rm.optimizer,
-        num_epochs=rm.num_epochs,
-        max_steps=config.capped(rm.steps),
-        eval_every=rm.eval_every,
-        save_every=config.save_every,
-        centering_coef=rm.centering_coef,
-        wandb_project=config.wandb_project,
-        wandb_name=config.wandb_name("rm"),
-        behavior_if_log_dir_exists=config.behavior_if_log_dir_exists,
+    return _rm_stage(
+        config,
+        sft_state_path,
+        train_reward_model.Config,
+        RewardDatasetBuilderFromComparisons,
+        RewardAccuracyEvaluatorBuilder,
+        config.rm.batch_size // 2,  # a batch counts pairs: as many sequences per step as the pairwise kind
+        centering_coef=config.rm.centering_coef,
     )
 
 
@@ -403,32 +405,21 @@ def preference_model_builder(config: PipelineConfig, rm_path: str) -> Preference
 def rl_dataset_builder(config: PipelineConfig, judge: PreferenceModelBuilder) -> RLDatasetBuilder:
     """The prompts of the train comparisons, rewarded by a tournament of the pairwise judge or each answer's score."""
     rl = config.rl
-    audit = GoldPreferenceModelBuilder() if config.use_gold else None
+    prompts: dict[str, Any] = {
+        "comparison_builder": config.comparisons(),
+        "batch_size": rl.batch_size,
+        "policy_renderer_name": config.renderer,
+        "policy_model_name": config.model_name,
+        "group_size": rl.group_size,
+        "format_penalty": rl.format_penalty,
+        "shuffle_seed": config.seed,
+        "base_url": config.base_url,
+        "audit_model_builder": GoldPreferenceModelBuilder() if config.use_gold else None,
+    }
     if config.rm.kind == "scalar":
-        return RewardModelRLDatasetBuilder(
-            comparison_builder=config.comparisons(),
-            batch_size=rl.batch_size,
-            policy_renderer_name=config.renderer,
-            policy_model_name=config.model_name,
-            group_size=rl.group_size,
-            reward_model_builder=judge,
-            format_penalty=rl.format_penalty,
-            shuffle_seed=config.seed,
-            base_url=config.base_url,
-            audit_model_builder=audit,
-        )
+        return RewardModelRLDatasetBuilder(reward_model_builder=judge, **prompts)
     return PairwisePreferenceRLDatasetBuilder(
-        comparison_builder=config.comparisons(),
-        batch_size=rl.batch_size,
-        policy_renderer_name=config.renderer,
-        policy_model_name=config.model_name,
-        group_size=rl.group_size,
-        preference_model_builder=judge,
-        tournament_pattern=rl.tournament_pattern,
-        format_penalty=rl.format_penalty,
-        shuffle_seed=config.seed,
-        base_url=config.base_url,
-        audit_model_builder=audit,
+        preference_model_builder=judge, tournament_pattern=rl.tournament_pattern, **prompts
     )
 
 
