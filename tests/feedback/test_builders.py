@@ -103,7 +103,9 @@ def test_comparison_pairs_with_ties_dropped_or_kept(known: KnownDB) -> None:
 def test_comparisons_of_bundled_questions_carry_the_gold_kind(known: KnownDB) -> None:
     train, test = FeedbackComparisonBuilder(db=str(known.path), test_size=1).get_labeled_comparisons()
     kinds = {c.comparison.completion_B[0]["content"]: c.kind for c in [*train, *(test or [])]}
-    assert kinds["The capital of France is Rome."] == "correctness" and kinds["8."] == "style"
+    assert kinds["The capital of France is Rome."] == "correctness"
+    # "Sure! 7." over "8.": the gold rule reads a bare "7." as a correct answer and "8." as a wrong one
+    assert kinds["8."] == "correctness+style"
 
 
 def test_split_by_question_keeps_questions_whole() -> None:
