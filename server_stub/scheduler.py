@@ -22,9 +22,10 @@ Three kinds of work wait here, and the compute thread serves them in turn so non
 A sampling batch can decode for seconds; training calls that arrive meanwhile do not wait for its
 end. The engine offers a turn after each decode step (`compute_turns`), and waiting training calls
 run then, as long as training has not had more of the compute than sampling since the batch began
-(a credit of sampling time, capped at `TURN_CREDIT_CAP` either way, that training calls spend;
-when training owes, a waiting sampling batch goes first): with both busy they share it about
-evenly, and a training call waits about one decode step, not a whole generation.
+(a credit earned by sampling time at the rate `TRAINING_SHARE` sets, capped at `TURN_CREDIT_CAP`
+either way, that training calls spend; when training owes, a waiting sampling batch goes first):
+with both busy training gets about that share, and a training call waits about one decode step,
+not a whole generation.
 
 Submitting never blocks on compute: the web thread only takes a short lock. Results leave through
 each task's `finish(result, exception)` callback, called on the compute thread.
@@ -53,6 +54,9 @@ T = TypeVar("T")
 _SKIP = object()  # marks a seq id consumed by a request that was rejected at POST time
 _KEEP_SEEN = 4096  # how many finished seq ids per model still answer idempotent retries
 TURN_CREDIT_CAP = 0.25  # seconds of sampling a burst of training calls may catch up on at once
+# Training's share of the compute while both kinds wait; lower, sampling keeps more of its solo rate
+# and a training step waits longer (bench/README.md, fairness).
+TRAINING_SHARE = 0.5
 
 
 @dataclass
@@ -421,10 +425,15 @@ class Scheduler:
             )
         return lambda: self._run_samples(batch), None
 
+    def _earn_credit(self, sampling_seconds: float) -> None:
+        """Sampling time earns training its share of the compute (capped)."""
+        earned = sampling_seconds * TRAINING_SHARE / (1 - TRAINING_SHARE)
+        self._turn_credit = min(self._turn_credit + earned, TURN_CREDIT_CAP)
+
     def _between_sampling_steps(self) -> bool:
         """A turn offered by a sampling batch: run waiting training calls its credit covers."""
         now = self._clock()
-        self._turn_credit = min(self._turn_credit + now - self._last_turn, TURN_CREDIT_CAP)
+        self._earn_credit(now - self._last_turn)
         ran = False
         while self._turn_credit > 0:
             with self._cond:
@@ -450,7 +459,7 @@ class Scheduler:
         results, exc = _call(run)
         ended = self._clock()
         self._last_sample_run = ended - started - self._turns_seconds  # the batch's own time
-        self._turn_credit = min(self._turn_credit + ended - self._last_turn, TURN_CREDIT_CAP)
+        self._earn_credit(ended - self._last_turn)
         if exc is None and (not isinstance(results, list) or len(results) != len(batch)):
             exc = RuntimeError(f"engine.sample returned {type(results).__name__} for {len(batch)} jobs")
         for i, task in enumerate(batch):
