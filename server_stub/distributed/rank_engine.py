@@ -8,8 +8,9 @@ found on one rank (a non-finite loss, a bad checkpoint on rank 0) are shared bef
 
 from __future__ import annotations
 
-import itertools
 import math
+import random
+import secrets
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -74,10 +75,10 @@ class RankEngine(TorchEngine):
 
         super().__init__(storage_dir, device=str(place.device), **engine_options)
         self.place = place
-        prefix: list[Any] = [uuid.uuid4().hex[:8]]
-        dist.broadcast_object_list(prefix, src=0)  # sampler ids: rank 0's random prefix and a shared count
-        self._sampler_prefix = prefix[0]
-        self._sampler_numbers = itertools.count()
+        seed: list[Any] = [secrets.randbits(128)]
+        # sampler ids: every rank draws the same random ids from rank 0's secret seed, in step
+        dist.broadcast_object_list(seed, src=0)
+        self._sampler_ids = random.Random(seed[0])
 
     # -- models ------------------------------------------------------------------------------
 
@@ -212,7 +213,9 @@ class RankEngine(TorchEngine):
     # -- samplers: every rank holds every sampler; a batch of requests is split across ranks ----
 
     def _next_sampler_id(self) -> str:
-        return f"sampler-{self._sampler_prefix}-{next(self._sampler_numbers)}"  # the same on every rank
+        return (
+            f"sampler-{uuid.UUID(int=self._sampler_ids.getrandbits(128), version=4).hex}"  # 122 random bits
+        )
 
     def create_sampler(self, base_model: str | None, model_path: str | None) -> types.GetSamplerResponse:
         check_sampler_source(base_model, model_path)
