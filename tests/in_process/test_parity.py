@@ -40,7 +40,7 @@ def sft_like_run(service: ServiceClient) -> dict[str, object]:
         data: list[types.Datum], logprobs: list[torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         loss = -torch.nn.functional.logsigmoid(logprobs[0].sum() - logprobs[1].sum())
-        return loss, {"margin_loss": float(loss)}
+        return loss, {"margin_loss": float(loss.detach())}
 
     pair = [text_datum(tokenizer, TEXTS[0]), text_datum(tokenizer, TEXTS[1])]
     custom = tc.forward_backward_custom(pair, margin_loss).result()

@@ -72,10 +72,11 @@ class InProcessTrainingClient(TrainingClient):
         backward: bool,
     ) -> APIFuture[types.ForwardBackwardOutput]:
         fwd = types.ForwardBackwardInput(data=data, loss_fn=loss_fn, loss_fn_config=config)
-        where = "forward_backward_input" if backward else "forward_input"  # as the JSON wire names the fields
 
         def check(seq_id: int) -> TrainingPass:
-            training_pass = TrainingPass(self._model_id, seq_id, fwd, backward, where)
+            training_pass = TrainingPass(
+                self._model_id, seq_id, fwd, backward, where=""
+            )  # fields named as on the binary wire
             training_pass.check(
                 self._limits, self._server.config, self._server.has_reward_head(self._model_id)
             )
