@@ -48,6 +48,7 @@ from cookbook.recipes.preference.rlhf.report import STAGES, CurveSummary, summar
 from cookbook.utils.jsonl import read_jsonl
 from cookbook.utils.ml_log import METRICS_FILE
 from cookbook.utils.timing import TIME_PREFIX
+from server_stub.compute_time import COMPUTE_KINDS
 
 PIPELINE_MODULE = "bench.timed_rlhf_pipeline"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +233,7 @@ class RunResult:
         }
         entries = {
             **{key: recorded.get(key) for key in ("wall_s", "client_cpu_s", "server_cpu_s", "waiting_s")},
-            **{f"{kind}_s": compute.get(kind) for kind in ("training", "sampling", "other")},
+            **{f"{kind}_s": compute.get(kind) for kind in COMPUTE_KINDS},
             **loops,
         }
         return {key: entries.get(key) for _, key in PROFILE_FIELDS}
