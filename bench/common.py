@@ -180,18 +180,27 @@ def process_cpu_seconds(pid: int | None = None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+ComputeReader = Callable[[], dict[str, float] | None]
+"""The server's compute thread: busy seconds per kind so far (None when the server cannot say)."""
+
+
 @dataclass
 class CpuMeter:
-    """Wall time and the CPU this process and the server spent between `start` and `stop`."""
+    """Wall time and the CPU this process and the server spent between `start` and `stop`, and, given a
+    `compute` reader, the seconds the server's compute thread was busy, per kind of work."""
 
     server_pid: int | None
+    compute: ComputeReader | None = None
     wall: float = 0.0
     client_cpu: float = 0.0
     server_cpu: float | None = None
+    compute_s: dict[str, float] | None = None  # per kind, and their sum as "compute"
     _marks: tuple[float, float, float | None] = field(default=(0.0, 0.0, None), repr=False)
+    _compute_mark: dict[str, float] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         server = process_cpu_seconds(self.server_pid) if self.server_pid is not None else None
+        self._compute_mark = self.compute() if self.compute is not None else None
         self._marks = (time.perf_counter(), time.process_time(), server)
 
     def stop(self) -> None:
@@ -201,6 +210,32 @@ class CpuMeter:
         now = process_cpu_seconds(self.server_pid) if self.server_pid is not None else None
         if server is not None and now is not None:
             self.server_cpu = (self.server_cpu or 0.0) + now - server
+        after = self.compute() if self.compute is not None else None
+        if self._compute_mark is not None and after is not None:
+            from server_stub.compute_time import compute_difference
+
+            spent = compute_difference(self._compute_mark, after)
+            self.compute_s = {k: (self.compute_s or {}).get(k, 0.0) + v for k, v in spent.items()}
+
+
+def http_compute_reader(url: str, api_key: str | None = None) -> ComputeReader:
+    """Reads a server's GET /api/v1/compute_time; None from a server without that route."""
+    import httpx
+
+    from cookbook.client import types
+
+    headers = {"X-API-Key": api_key} if api_key else {}
+
+    def read() -> dict[str, float] | None:
+        try:
+            answer = httpx.get(f"{url}/api/v1/compute_time", headers=headers, timeout=30)
+        except httpx.HTTPError:
+            return None
+        if answer.status_code != 200:
+            return None
+        return types.ComputeTimeResponse.model_validate_json(answer.content).seconds
+
+    return read
 
 
 # -- output ------------------------------------------------------------------------------------

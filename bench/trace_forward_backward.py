@@ -89,8 +89,8 @@ def start_server(storage: Path) -> tuple[str, Any, threading.Thread]:
     import uvicorn
 
     from cookbook.client.local_server import free_port
-    from server_stub.__main__ import build_engine
     from server_stub.app import create_app
+    from server_stub.build import build_engine
     from server_stub.config import ServerConfig
 
     config = ServerConfig(port=free_port(), storage_dir=storage, device="cpu", log_level="warning")

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from server_stub.auth import check_bind_allowed, tenants_by_key
-from server_stub.config import ConfigError, ServerConfig, config_from_args
-from server_stub.engine import Engine
+from server_stub.config import ConfigError, config_from_args
 
 READY_PREFIX = "server_stub listening on "
 
@@ -33,24 +32,6 @@ class _AnnouncingServer(uvicorn.Server):
             print(f"{READY_PREFIX}http://{shown}:{port}", flush=True)
 
 
-def build_engine(config: ServerConfig) -> Engine:
-    """The PyTorch engine, imported only now: torch is slow to import and the CLI checks come first."""
-    from server_stub.distributed.launch import build_leader, wants_ranks
-
-    if wants_ranks(config):
-        return build_leader(config)
-    from server_stub.torch_engine import TorchEngine
-
-    config.storage_dir.mkdir(parents=True, exist_ok=True)
-    return TorchEngine(
-        config.storage_dir,
-        device=config.device,
-        dtype=config.dtype,
-        extra_models=dict(config.extra_models) or None,
-        max_pass_tokens=config.max_pass_tokens,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(argv)
@@ -63,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from server_stub.app import create_app
+    from server_stub.build import build_engine
 
     app = create_app(build_engine(config), config)
     server = _AnnouncingServer(

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from cookbook.client import types
 from server_stub import request_limits, result_formats, sequence_key, training_pass, validation
 from server_stub.auth import ApiKeyMiddleware, tenants_by_key
+from server_stub.build import build_scheduler
 from server_stub.config import ServerConfig
 from server_stub.download_links import DownloadSigner
 from server_stub.engine import ConflictError, Engine, ModelLimits, NotFoundError, SampleJob, UserError
@@ -52,7 +53,7 @@ from server_stub.owners import (
     unknown_run,
 )
 from server_stub.request_body import ReceivedBody, UnsupportedMediaError, receive
-from server_stub.scheduler import Scheduler, Task
+from server_stub.scheduler import Task
 from server_stub.sessions import SessionCounter, SessionRegistry
 from server_stub.storage_usage import StorageQuota
 from server_stub.training_pass import TrainingPass
@@ -77,15 +78,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         max_entries=config.max_stored_results,
         max_bytes=config.max_stored_bytes,
     )
-    scheduler = Scheduler(
-        engine,
-        sample_batch_rows=config.sample_batch_rows,
-        sample_batch_window=config.sample_batch_window_seconds,
-        sample_batch_max_wait=config.sample_batch_max_wait_seconds,
-        sample_batch_wait_fraction=config.sample_batch_wait_fraction,
-        max_pending_samples=config.max_pending_samples,
-        max_seq_ahead=config.max_seq_ahead,
-    )
+    scheduler = build_scheduler(engine, config)
     sessions = SessionRegistry()
     issued_model_ids: set[str] = set()
     reward_heads: set[str] = set()  # models created with a reward head (known before their creation ran)
@@ -347,6 +340,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
             )
         )
 
+    @api.get("/compute_time")
+    async def compute_time() -> Response:
+        """The compute thread's busy seconds per kind of work (our extension, for profiling)."""
+        return wire(types.ComputeTimeResponse(seconds=scheduler.compute_time.snapshot()))
+
     @api.get("/get_server_capabilities")
     async def get_server_capabilities() -> Response:
         return wire(
@@ -356,6 +354,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                 extensions=[
                     *openai_routes.PATHS,
                     types.EXTENSION_CHECKPOINT_ARCHIVE,
+                    types.EXTENSION_COMPUTE_TIME,
                     # a multi-rank engine says it has no reward heads
                     *([types.EXTENSION_REWARD_HEAD] if getattr(engine, "supports_reward_head", True) else []),
                 ],
@@ -427,11 +426,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         return enqueue_ordered(received, req, check, run, label)
 
     def check_training_pass(req: TrainingPass, limits: ModelLimits) -> None:
-        request_limits.check_training_tokens(req.fwd, config, req.where)
-        req.check(limits)
-        field = f"{req.where}.loss_fn" if req.where else "loss_fn"
-        has_head = req.model_id in reward_heads
-        validation.check_reward_loss_call(req.fwd.loss_fn, req.backward, has_head, req.model_id, field)
+        req.check(limits, config, has_reward_head=req.model_id in reward_heads)
 
     async def training_call(request: Request, forward_only_route: bool) -> Response:
         received = await read(request)

@@ -80,6 +80,11 @@ def outcome_of(result: Any, exc: BaseException | None) -> Outcome:
         except Exception as exc:
             return outcome_of(None, exc)
         return Succeeded(body, media_type, result)
+    return failure_of(exc)
+
+
+def failure_of(exc: BaseException) -> Failed:
+    """A failed engine call as the client reads it: the caller's mistake (user) or the server's."""
     if isinstance(exc, UserError):
         message = exc.message
         if exc.field and not message.startswith(exc.field):

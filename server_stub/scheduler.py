@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from server_stub.compute_time import ComputeClock
 from server_stub.compute_turns import turns_for
 from server_stub.engine import ConflictError, Engine, NotFoundError, SampleJob, UserError
 from server_stub.errors import QueueFullError
@@ -155,6 +156,7 @@ class Scheduler:
         self._turns_seconds = 0.0  # spent on training turns within the current sampling batch
         # Sizes (jobs per engine.sample call) of recent batches: observability and tests.
         self.sample_batch_sizes: deque[int] = deque(maxlen=1000)
+        self.compute_time = ComputeClock()  # the compute thread's busy seconds per kind of work
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -368,14 +370,16 @@ class Scheduler:
 
     def _run_ordered(self, lane: _Lane, seq: int, task: Task) -> None:
         started = self._clock()
-        result, exc = _call(task.run)
+        with self.compute_time.measure("training"):
+            result, exc = _call(task.run)
         self._turn_credit = max(self._turn_credit - (self._clock() - started), -TURN_CREDIT_CAP)
         _finish(task.finish, result, exc)
         if seq == 0 and exc is not None:
             self._drop_lane(lane, exc)
 
     def _run_close(self, lane: _Lane, task: Task) -> None:
-        result, exc = _call(task.run)
+        with self.compute_time.measure("training"):
+            result, exc = _call(task.run)
         with self._cond:
             if exc is None:
                 self._lanes.pop(lane.model_id, None)
@@ -456,7 +460,8 @@ class Scheduler:
             with turns_for(self._between_sampling_steps):
                 return self._engine.sample([t.job for t in batch])
 
-        results, exc = _call(run)
+        with self.compute_time.measure("sampling"):
+            results, exc = _call(run)
         ended = self._clock()
         self._last_sample_run = ended - started - self._turns_seconds  # the batch's own time
         self._earn_credit(ended - self._last_turn)
@@ -476,7 +481,8 @@ class Scheduler:
         task = self._misc.popleft()
 
         def run() -> None:
-            result, exc = _call(task.run)
+            with self.compute_time.measure("other"):
+                result, exc = _call(task.run)
             _finish(task.finish, result, exc)
 
         return run, None

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from cookbook.client import proto, types
-from server_stub import validation
+from server_stub import request_limits, validation
+from server_stub.config import ServerConfig
 from server_stub.engine import ModelLimits, UserError
 from server_stub.request_body import ReceivedBody
 
@@ -25,8 +26,14 @@ class TrainingPass:
     backward: bool
     where: str  # the path of `fwd`'s fields in the body ("" when they sit at its top level)
 
-    def check(self, limits: ModelLimits) -> None:
+    def check(self, limits: ModelLimits, config: ServerConfig, has_reward_head: bool) -> None:
+        """Everything a training call must satisfy before it is queued (sizes, inputs, loss and head)."""
+        request_limits.check_training_tokens(self.fwd, config, self.where)
         validation.check_forward_backward_input(self.fwd, limits, self.where)
+        field = f"{self.where}.loss_fn" if self.where else "loss_fn"
+        validation.check_reward_loss_call(
+            self.fwd.loss_fn, self.backward, has_reward_head, self.model_id, field
+        )
 
 
 def _from_json_forward_backward(raw: bytes) -> TrainingPass:

@@ -1,22 +1,46 @@
-"""`connect()`: a service client for a server URL, or for the bundled local server.
+"""`connect()`: a service client for a server URL, for this process's own engine, or for the bundled server.
 
-With a base URL (argument, $COOKBOOK_BASE_URL or $TINKER_BASE_URL) it connects there; with
+With a base URL (argument, $COOKBOOK_BASE_URL or $TINKER_BASE_URL) it connects there; an
+`inprocess://` URL runs the server's engine and scheduler inside this process instead (no HTTP; see
+`cookbook.client.in_process`, imported only then, since it brings the server and torch with it); with
 none it starts (or reuses) this process's bundled server, so recipes run with no setup.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from cookbook.client.abstract import ServiceClient
 from cookbook.client.http.service import HttpServiceClient
-from cookbook.client.http.settings import resolve_base_url
+from cookbook.client.http.settings import BASE_URL_ENV_VARS, resolve_base_url
 from cookbook.client.local_server import shared_local_server
+
+IN_PROCESS_PREFIX = "inprocess://"
 
 
 def connect(base_url: str | None = None, api_key: str | None = None, **client_kwargs: Any) -> ServiceClient:
-    """A service client; `client_kwargs` go to `HttpServiceClient` (timeout, max_retries, ...)."""
+    """A service client; `client_kwargs` go to `HttpServiceClient` (timeout, max_retries, ...).
+
+    In process, the API key and the HTTP settings have nothing to apply to and are ignored."""
+    if is_in_process(base_url):
+        from cookbook.client.in_process import connect_in_process
+
+        return connect_in_process(requested_base_url(base_url) or IN_PROCESS_PREFIX)
     url = resolve_base_url(base_url)
     if url is None:
         url = shared_local_server().url
     return HttpServiceClient(url, api_key, **client_kwargs)
+
+
+def requested_base_url(base_url: str | None = None) -> str | None:
+    """The URL asked for, as written: the argument, else the first base-URL variable set."""
+    if base_url:
+        return base_url
+    return next((os.environ[name] for name in BASE_URL_ENV_VARS if os.environ.get(name)), None)
+
+
+def is_in_process(base_url: str | None = None) -> bool:
+    """Whether `connect(base_url)` runs the engine in this process (an `inprocess://` URL)."""
+    url = requested_base_url(base_url)
+    return url is not None and url.strip().lower().startswith(IN_PROCESS_PREFIX)

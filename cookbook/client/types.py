@@ -697,6 +697,16 @@ class HealthResponse(WireModel):
     status: Literal["ok"] = "ok"
 
 
+# The server's compute thread, profiled: GET /api/v1/compute_time (our extension).
+EXTENSION_COMPUTE_TIME = "compute_time"
+
+
+class ComputeTimeResponse(WireModel):
+    """Seconds the compute thread has been busy since it started, per kind ("training", "sampling", "other")."""
+
+    seconds: dict[str, float]
+
+
 class StorageUsageResponse(WireModel):
     """Our extension (GET /api/v1/storage_usage): disk the caller's checkpoints use, and its quota."""
 

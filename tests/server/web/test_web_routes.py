@@ -36,6 +36,7 @@ def test_service_endpoints_answer_wire_types(client: TestClient) -> None:
             "/v1/models",
             "/v1/chat/completions",
             types.EXTENSION_CHECKPOINT_ARCHIVE,
+            types.EXTENSION_COMPUTE_TIME,
             types.EXTENSION_REWARD_HEAD,
         ],
     }
