@@ -6,7 +6,6 @@ loop can keep the server busy with its next steps while the evaluation is comput
 
 from __future__ import annotations
 
-import asyncio
 from abc import abstractmethod
 from collections.abc import Awaitable, Sequence
 
@@ -30,7 +29,7 @@ class ForwardEvaluator(TrainingClientEvaluator):
 
     async def submit(self, training_client: TrainingClient) -> Awaitable[Metrics]:
         future = await training_client.forward_async(self.data, self.loss_fn)
-        return asyncio.ensure_future(self._read(future))
+        return self._read(future)  # started when awaited: the result is read where the loop chooses
 
     async def __call__(self, training_client: TrainingClient) -> Metrics:
         return await (await self.submit(training_client))
