@@ -7,7 +7,8 @@ loop can keep the server busy with its next steps while the evaluation is comput
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Generator, Sequence
+from typing import Any
 
 from cookbook.client.abstract import TrainingClient
 from cookbook.client.futures import APIFuture
@@ -28,8 +29,7 @@ class ForwardEvaluator(TrainingClientEvaluator):
         """The metrics from the forward's outputs (one per Datum, in order)."""
 
     async def submit(self, training_client: TrainingClient) -> Awaitable[Metrics]:
-        future = await training_client.forward_async(self.data, self.loss_fn)
-        return self._read(future)  # started when awaited: the result is read where the loop chooses
+        return _Reading(self, await training_client.forward_async(self.data, self.loss_fn))
 
     async def __call__(self, training_client: TrainingClient) -> Metrics:
         return await (await self.submit(training_client))
@@ -41,3 +41,15 @@ class ForwardEvaluator(TrainingClientEvaluator):
                 f"forward returned {len(output.loss_fn_outputs)} outputs for {len(self.data)} datums"
             )
         return self.metrics_from(output)
+
+
+class _Reading:
+    """The reading of a queued forward's result, run where the loop awaits it (after its next
+    submissions); its coroutine exists only once awaited, so a loop that fails first leaves none behind."""
+
+    def __init__(self, evaluator: ForwardEvaluator, future: APIFuture[ForwardBackwardOutput]):
+        self._evaluator = evaluator
+        self._future = future
+
+    def __await__(self) -> Generator[Any, None, Metrics]:
+        return self._evaluator._read(self._future).__await__()
