@@ -16,16 +16,20 @@ from cookbook.eval.evaluators import (
     TrainingClientEvaluator,
     TrainingClientEvaluatorBuilder,
 )
-from cookbook.eval.run import build_evaluators, run_evaluators
+from cookbook.eval.forward_evaluator import ForwardEvaluator
+from cookbook.eval.run import PendingEvaluation, build_evaluators, run_evaluators, submit_evaluators
 
 __all__ = [
     "Evaluator",
     "EvaluatorBuilder",
+    "ForwardEvaluator",
     "Metrics",
+    "PendingEvaluation",
     "SamplingClientEvaluator",
     "SamplingClientEvaluatorBuilder",
     "TrainingClientEvaluator",
     "TrainingClientEvaluatorBuilder",
     "build_evaluators",
     "run_evaluators",
+    "submit_evaluators",
 ]

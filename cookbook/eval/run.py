@@ -29,23 +29,51 @@ def build_evaluators(builders: Sequence[EvaluatorBuilder]) -> list[Evaluator]:
     return evaluators
 
 
-async def run_evaluators(evaluators: Sequence[Evaluator], training_client: TrainingClient) -> Metrics:
-    """Run every evaluator on the model's current weights and merge their metrics.
+class PendingEvaluation:
+    """Evaluations already queued on the server; `metrics()` waits for them and merges their metrics."""
 
-    All of them start together. Sampling evaluators share one snapshot, taken only if one of
-    them exists. Two evaluators reporting the same metric name is an error, not a silent overwrite.
+    def __init__(self, parts: Sequence[Awaitable[Metrics]]):
+        self._parts = list(parts)
+
+    async def metrics(self) -> Metrics:
+        """Every evaluator's metrics; two evaluators reporting the same name is an error, not an overwrite."""
+        merged: Metrics = {}
+        for metrics in await asyncio.gather(*self._parts):
+            clash = sorted(set(merged) & set(metrics))
+            if clash:
+                raise ValueError(
+                    f"two evaluators report the same metric(s) {clash}; give them different names"
+                )
+            merged.update(metrics)
+        return merged
+
+
+async def submit_evaluators(
+    evaluators: Sequence[Evaluator], training_client: TrainingClient
+) -> PendingEvaluation:
+    """Queue every evaluator's work on the model's weights as they are now; read it later.
+
+    Sampling evaluators share one snapshot, taken only if one of them exists (they then sample
+    from it whatever the training client does next). Training-client evaluators start together;
+    this returns once each has queued its calls, so the loop may submit its next steps before
+    reading the metrics, which still describe these weights.
     """
     trainers = [ev for ev in evaluators if isinstance(ev, TrainingClientEvaluator)]
     samplers = [ev for ev in evaluators if isinstance(ev, SamplingClientEvaluator)]
-    jobs: list[Awaitable[Metrics]] = []
+    parts: list[Awaitable[Metrics]] = []
     if samplers:
         sampling_client = await training_client.save_weights_and_get_sampling_client_async()
-        jobs.extend(ev(sampling_client) for ev in samplers)
-    jobs.extend(ev(training_client) for ev in trainers)
-    merged: Metrics = {}
-    for metrics in await asyncio.gather(*jobs):
-        clash = sorted(set(merged) & set(metrics))
-        if clash:
-            raise ValueError(f"two evaluators report the same metric(s) {clash}; give them different names")
-        merged.update(metrics)
-    return merged
+        parts.extend(asyncio.ensure_future(ev(sampling_client)) for ev in samplers)
+    try:
+        parts.extend(await asyncio.gather(*(ev.submit(training_client) for ev in trainers)))
+    except BaseException:
+        for part in parts:  # the sampling evaluations already started have no reader now
+            if isinstance(part, asyncio.Future):
+                part.cancel()
+        raise
+    return PendingEvaluation(parts)
+
+
+async def run_evaluators(evaluators: Sequence[Evaluator], training_client: TrainingClient) -> Metrics:
+    """Run every evaluator on the model's current weights and merge their metrics (see `submit_evaluators`)."""
+    return await (await submit_evaluators(evaluators, training_client)).metrics()

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import chz
 import numpy as np
 
-from cookbook.client.abstract import SamplingClient, TrainingClient
-from cookbook.client.types import Datum, SamplingParams, TensorData
-from cookbook.eval.evaluators import Metrics, SamplingClientEvaluator, TrainingClientEvaluator
+from cookbook.client.abstract import SamplingClient
+from cookbook.client.types import Datum, ForwardBackwardOutput, SamplingParams, TensorData
+from cookbook.eval.evaluators import Metrics, SamplingClientEvaluator
+from cookbook.eval.forward_evaluator import ForwardEvaluator
 from cookbook.preference.comparison_datasets import ComparisonDatasetBuilder
 from cookbook.preference.comparison_renderer import ComparisonRenderer, ComparisonRendererFromChatRenderer
 from cookbook.preference.gold import GoldPreferenceModel
@@ -93,7 +94,7 @@ def _with_rival_target(datum: Datum, rival_token: int) -> Datum:
     )
 
 
-class PreferenceAccuracyEvaluator(TrainingClientEvaluator):
+class PreferenceAccuracyEvaluator(ForwardEvaluator):
     """`<name>/nll` (label-token NLL) and `<name>/accuracy` over both orders of every comparison.
 
     A judgement is correct when the correct label's logprob beats its rival's; ties ("Tie"
@@ -123,6 +124,7 @@ class PreferenceAccuracyEvaluator(TrainingClientEvaluator):
                 logger.warning("%s accuracy: leaving out comparison %d: %s", name, index, exc)
         if not self.orders:
             raise ValueError(f"PreferenceAccuracyEvaluator {name!r} has no comparison to score")
+        super().__init__([o.datum for o in self.orders])
 
     @staticmethod
     def _scored(
@@ -136,13 +138,7 @@ class PreferenceAccuracyEvaluator(TrainingClientEvaluator):
         )
         return _ScoredOrder(index, labeled.label, labeled.kind, _with_rival_target(datum, rival))
 
-    async def __call__(self, training_client: TrainingClient) -> Metrics:
-        future = await training_client.forward_async([o.datum for o in self.orders], "cross_entropy")
-        output = await future
-        if len(output.loss_fn_outputs) != len(self.orders):
-            raise ValueError(
-                f"forward returned {len(output.loss_fn_outputs)} outputs for {len(self.orders)} datums"
-            )
+    def metrics_from(self, output: ForwardBackwardOutput) -> Metrics:
         label_lp, rival_lp = [], []
         for out in output.loss_fn_outputs:
             logprobs = out["logprobs"].to_numpy().reshape(-1, 2)

@@ -13,6 +13,7 @@ from typing import Any
 
 import chz
 import datasets
+import numpy as np
 
 from cookbook.client.types import Datum
 from cookbook.renderers import Message, Renderer, TrainOnWhat
@@ -23,6 +24,9 @@ from cookbook.supervised.types import ChatDatasetBuilder, SupervisedDataset
 logger = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+MAX_RENDERED_ROWS = 20_000
+"""The most rows whose Datums a data set keeps between epochs (rendering a row again costs more CPU
+than keeping it); a larger set would hold too much memory, so its rows are rendered every epoch."""
 
 
 def conversation_to_datum(
@@ -42,7 +46,9 @@ class SupervisedDatasetFromHFDataset(SupervisedDataset):
 
     `map_fn` turns a row into one Datum; `flatmap_fn` into any number (0 drops the row, so a
     batch may then hold fewer than `batch_size` Datums). A trailing partial batch is dropped.
-    `set_epoch(seed)` reorders the rows by a permutation that depends only on `seed`.
+    `set_epoch(seed)` reorders the rows by a permutation that depends only on `seed` (the one
+    `datasets.Dataset.shuffle(seed=seed)` applies). A data set of at most `MAX_RENDERED_ROWS` rows
+    keeps each row's Datums once made, so later epochs reuse them instead of rendering again.
     """
 
     def __init__(
@@ -60,22 +66,30 @@ class SupervisedDatasetFromHFDataset(SupervisedDataset):
             hf_dataset = datasets.Dataset.from_list(list(hf_dataset))
         self.hf_dataset = hf_dataset
         self.batch_size = batch_size
-        self._rows = hf_dataset
         self._flatmap: Callable[[Row], list[Datum]] = flatmap_fn or (lambda row: [map_fn(row)])  # type: ignore[misc]
+        self._order: list[int] | None = None  # row ids in this epoch's order; None: as stored
+        self._rendered: dict[int, list[Datum]] | None = {} if len(hf_dataset) <= MAX_RENDERED_ROWS else None
 
     def __len__(self) -> int:
-        return len(self._rows) // self.batch_size
+        return len(self.hf_dataset) // self.batch_size
 
     def get_batch(self, index: int) -> list[Datum]:
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range: the dataset has {len(self)} batches")
         start = index * self.batch_size
-        columns = self._rows[start : start + self.batch_size]  # one Arrow-to-Python conversion per batch
-        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-        return [datum for row in rows for datum in self._flatmap(row)]
+        stop = start + self.batch_size
+        row_ids = list(range(start, stop)) if self._order is None else self._order[start:stop]
+        rendered = self._rendered if self._rendered is not None else {}
+        missing = [row_id for row_id in row_ids if row_id not in rendered]
+        if missing:
+            columns = self.hf_dataset[missing]  # one Arrow-to-Python conversion per batch
+            rows = (dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True))
+            for row_id, row in zip(missing, rows, strict=True):
+                rendered[row_id] = self._flatmap(row)
+        return [datum for row_id in row_ids for datum in rendered[row_id]]
 
     def set_epoch(self, seed: int = 0) -> None:
-        self._rows = self.hf_dataset.shuffle(seed=seed)
+        self._order = np.random.default_rng(seed).permutation(len(self.hf_dataset)).tolist()
 
 
 def skip_untrainable(map_fn: Callable[[Row], Datum]) -> Callable[[Row], list[Datum]]:

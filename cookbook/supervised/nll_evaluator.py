@@ -2,20 +2,21 @@
 
 One `forward` call over the whole test set: it queues behind the steps already submitted, so
 the number describes exactly the weights after those steps, and it never touches gradients.
+A loop may submit its next steps before reading it (`ForwardEvaluator.submit`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cookbook.client.abstract import TrainingClient
-from cookbook.client.types import Datum
-from cookbook.eval.evaluators import Metrics, TrainingClientEvaluator
+from cookbook.client.types import Datum, ForwardBackwardOutput
+from cookbook.eval.evaluators import Metrics
+from cookbook.eval.forward_evaluator import ForwardEvaluator
 from cookbook.supervised.common import compute_mean_nll
 from cookbook.supervised.types import SupervisedDataset
 
 
-class NLLEvaluator(TrainingClientEvaluator):
+class NLLEvaluator(ForwardEvaluator):
     """`<name>/nll`: the weighted mean NLL over the trained tokens of a fixed set of Datums.
 
     With "mean"-reduced Datums (each example's weights sum to 1) this is the average over
@@ -31,7 +32,7 @@ class NLLEvaluator(TrainingClientEvaluator):
                     f"NLLEvaluator {name!r}: data[{i}] needs 'target_tokens' and 'weights' "
                     f"loss inputs, has {sorted(datum.loss_fn_inputs)}"
                 )
-        self.data = list(data)
+        super().__init__(data)
         self.name = name
 
     @classmethod
@@ -40,13 +41,7 @@ class NLLEvaluator(TrainingClientEvaluator):
         data = [datum for i in range(len(dataset)) for datum in dataset.get_batch(i)]
         return cls(data, name=name)
 
-    async def __call__(self, training_client: TrainingClient) -> Metrics:
-        future = await training_client.forward_async(self.data, "cross_entropy")
-        output = await future
-        if len(output.loss_fn_outputs) != len(self.data):
-            raise ValueError(
-                f"forward returned {len(output.loss_fn_outputs)} outputs for {len(self.data)} datums"
-            )
+    def metrics_from(self, output: ForwardBackwardOutput) -> Metrics:
         logprobs = [out["logprobs"] for out in output.loss_fn_outputs]
         weights = [datum.loss_fn_inputs["weights"] for datum in self.data]
         return {f"{self.name}/nll": compute_mean_nll(logprobs, weights)}

@@ -10,7 +10,8 @@ is just another call in that stream and needs no draining:
   succeeded; resuming from it therefore trains batch s next, with no batch trained twice or
   skipped (Tinker's cookbook saves after submitting ahead and replays batches on resume);
 - evaluations at step s (`forward` over the test set) queue behind the submitted updates and
-  see exactly s of them.
+  see exactly s of them; they are submitted before batch s and read with its results, so the
+  server computes them without the loop draining its queue.
 
 Setup, resume (weights, Adam state, data position, step), the finished-run rule, the client
 and logging are `TrainingRun`'s (cookbook/utils/run.py), the same for every loop.
@@ -37,7 +38,7 @@ from cookbook.client.types import (
     SaveWeightsResponse,
 )
 from cookbook.eval.evaluators import Evaluator
-from cookbook.eval.run import build_evaluators, run_evaluators
+from cookbook.eval.run import PendingEvaluation, build_evaluators, run_evaluators, submit_evaluators
 from cookbook.supervised.common import compute_mean_nll
 from cookbook.supervised.loop_config import SupervisedRunConfig
 from cookbook.supervised.nll_evaluator import NLLEvaluator
@@ -211,6 +212,7 @@ class _InFlightStep:
     clock: StepClock
     metrics: dict[str, Any] = field(default_factory=dict)
     save: _PendingSave | None = None
+    evaluation: PendingEvaluation | None = None  # queued before this step's calls
 
 
 class EpochLoop:
@@ -297,14 +299,16 @@ class _SupervisedRun(EpochLoop):
         if step == self.start_step:
             self._check_resumed_data(data)
         save = self._maybe_save(step, data)
+        evaluation = None
         if self.evaluators and self.config.eval_every > 0 and step % self.config.eval_every == 0:
-            await self.evaluate(metrics)
+            with timed("evals", metrics):
+                evaluation = await submit_evaluators(self.evaluators, self.client)
         adam_params = self.config.optimizer.adam_params(step, self.total_steps)
         with timed("submit", metrics):
             fwd_bwd = await self.client.forward_backward_async(data, "cross_entropy")
             optim = await self.client.optim_step_async(adam_params)
         return _InFlightStep(
-            step, epoch, data, adam_params.learning_rate, fwd_bwd, optim, clock, metrics, save
+            step, epoch, data, adam_params.learning_rate, fwd_bwd, optim, clock, metrics, save, evaluation
         )
 
     def _check_resumed_data(self, data: list[Datum]) -> None:
@@ -344,6 +348,9 @@ class _SupervisedRun(EpochLoop):
         metrics = s.metrics
         if s.save is not None:
             await self._record_save(s.save, metrics)
+        if s.evaluation is not None:
+            with timed("evals", metrics):
+                metrics.update(await s.evaluation.metrics())
         with timed("wait", metrics):
             fwd_out = await s.fwd_bwd
             optim_out = await s.optim

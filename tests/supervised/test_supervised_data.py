@@ -109,6 +109,22 @@ def test_set_epoch_reshuffles_deterministically() -> None:
     assert [i for b in range(3) for i in _ids(dataset.get_batch(b))] == epoch_order(1)
 
 
+def test_epoch_order_is_datasets_shuffle_and_each_row_is_rendered_once() -> None:
+    rendered: list[int] = []
+
+    def counting(row: dict) -> Datum:
+        rendered.append(row["i"])
+        return _index_datum(row)
+
+    rows = datasets.Dataset.from_list(_rows(50))
+    dataset = SupervisedDatasetFromHFDataset(rows, batch_size=7, map_fn=counting)
+    for seed in (0, 3, 12345):
+        dataset.set_epoch(seed)
+        shuffled = rows.shuffle(seed=seed)["i"]
+        assert [i for b in range(len(dataset)) for i in _ids(dataset.get_batch(b))] == shuffled[:49]
+    assert sorted(rendered) == list(range(50))  # later epochs reuse the Datums made in earlier ones
+
+
 def test_flatmap_can_drop_or_expand_rows() -> None:
     dataset = SupervisedDatasetFromHFDataset(
         _rows(4), batch_size=4, flatmap_fn=lambda row: [_index_datum(row)] * (row["i"] % 3)

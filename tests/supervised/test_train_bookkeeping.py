@@ -492,6 +492,27 @@ def test_metrics_schedule_and_artifacts(tmp_path: Path) -> None:
     assert (Path(config.log_path) / "metrics.png").stat().st_size > 0
 
 
+def test_an_evaluation_is_queued_before_its_step_and_read_after_that_step_was_submitted(
+    tmp_path: Path,
+) -> None:
+    server = FakeServer()
+    config = make_config(tmp_path, max_steps=10)
+    run(config, server)
+    events = server.events
+    queued = [i for i, event in enumerate(events) if event[0] == "forward"]
+    assert len(queued) == 5  # steps 0, 3, 6, 9 and the final evaluation
+    for i in queued[:-1]:
+        assert events[i + 1][0] == "fwd_bwd"  # the step's batch goes right behind its evaluation
+        assert events[i + 2][0] == "optim"  # and is submitted before the evaluation is read
+    assert [event for event in events if event[0] == "read" and event[1][0] == "forward"] == [
+        ("read", ("forward", 3))
+    ] * 5
+    rows = read_jsonl(Path(config.log_path) / "metrics.jsonl")
+    evals = {r["step"]: r["test/nll"] for r in rows if "test/nll" in r}
+    # The fake's logprob is -1/(1 + optimizer steps): each evaluation saw exactly its step's updates.
+    assert evals == pytest.approx({s: 1.0 / (1 + s) for s in (0, 3, 6, 9, 10)})
+
+
 def test_load_checkpoint_path_initialises_weights_only(tmp_path: Path) -> None:
     server = FakeServer()
     server.checkpoints["tinker://previous/weights/final"] = FakeState(trained=[7, 7, 7], optim_steps=30)
