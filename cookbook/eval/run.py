@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 
-from cookbook.client.abstract import TrainingClient
+from cookbook.client.abstract import SamplingClient, TrainingClient
 from cookbook.eval.evaluators import (
     Evaluator,
     EvaluatorBuilder,
@@ -29,17 +29,23 @@ def build_evaluators(builders: Sequence[EvaluatorBuilder]) -> list[Evaluator]:
     return evaluators
 
 
-async def run_evaluators(evaluators: Sequence[Evaluator], training_client: TrainingClient) -> Metrics:
+async def run_evaluators(
+    evaluators: Sequence[Evaluator],
+    training_client: TrainingClient,
+    sampling_client: SamplingClient | None = None,
+) -> Metrics:
     """Run every evaluator on the model's current weights and merge their metrics.
 
-    All of them start together. Sampling evaluators share one snapshot, taken only if one of
-    them exists. Two evaluators reporting the same metric name is an error, not a silent overwrite.
+    All of them start together. Sampling evaluators share one snapshot: `sampling_client` when the
+    caller holds one of the current weights, else one taken only if a sampling evaluator exists.
+    Two evaluators reporting the same metric name is an error, not a silent overwrite.
     """
     trainers = [ev for ev in evaluators if isinstance(ev, TrainingClientEvaluator)]
     samplers = [ev for ev in evaluators if isinstance(ev, SamplingClientEvaluator)]
     jobs: list[Awaitable[Metrics]] = []
     if samplers:
-        sampling_client = await training_client.save_weights_and_get_sampling_client_async()
+        if sampling_client is None:
+            sampling_client = await training_client.save_weights_and_get_sampling_client_async()
         jobs.extend(ev(sampling_client) for ev in samplers)
     jobs.extend(ev(training_client) for ev in trainers)
     merged: Metrics = {}

@@ -1,8 +1,10 @@
-"""Rollouts: run episodes with a policy, concurrently, and score each group once it is complete.
+"""Rollouts: run episodes with a policy, concurrently, and score the groups once they are complete.
 
 Every episode of a group runs as its own asyncio task, and every group of a batch too, so all
 of a step's sample requests are in flight together and the server batches them into a few
-large generation passes instead of one pass per answer.
+large generation passes instead of one pass per answer. A batch is scored once all its groups
+are sampled, through `EnvGroupBuilder.compute_batch_rewards`, in the batch's order: a model-based
+judge scores every matchup of the step in one pass, and the same batch always makes the same pass.
 
 Reproducibility: given a `seed`, each episode gets its own sampling seed derived from its place
 in the batch (group index, env index, turn), never from the order in which requests happen to
@@ -19,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from cookbook.rl.completers import TokenCompleter
-from cookbook.rl.types import Env, EnvGroupBuilder, Trajectory, TrajectoryGroup, Transition
+from cookbook.rl.types import Env, EnvGroupBuilder, Metrics, Trajectory, TrajectoryGroup, Transition
 
 T = TypeVar("T")
 
@@ -70,20 +72,25 @@ async def do_single_rollout(policy: TokenCompleter, env: Env, seed: int | None =
             return Trajectory(transitions=transitions, final_ob=ob)
 
 
-async def do_group_rollout(
-    builder: EnvGroupBuilder, policy: TokenCompleter, seed: int | None = None
-) -> TrajectoryGroup:
-    """Run a group's episodes concurrently, then score the group as a whole."""
+async def _make_envs(builder: EnvGroupBuilder) -> list[Env]:
     envs = list(await builder.make_envs())
     if not envs:
         raise ValueError(f"{type(builder).__name__}.make_envs() returned no environments")
-    try:
-        trajectories_G = await gather_or_cancel(
-            [do_single_rollout(policy, env, derive_seed(seed, i)) for i, env in enumerate(envs)]
-        )
-        rewards_and_metrics_G = await builder.compute_group_rewards(trajectories_G, envs)
-    finally:
-        await builder.cleanup()
+    return envs
+
+
+async def _run_episodes(envs: Sequence[Env], policy: TokenCompleter, seed: int | None) -> list[Trajectory]:
+    """A group's episodes, concurrently; episode i is seeded from its place (`seed`, i)."""
+    return await gather_or_cancel(
+        [do_single_rollout(policy, env, derive_seed(seed, i)) for i, env in enumerate(envs)]
+    )
+
+
+def _scored_group(
+    builder: EnvGroupBuilder,
+    trajectories_G: list[Trajectory],
+    rewards_and_metrics_G: Sequence[tuple[float, Metrics]],
+) -> TrajectoryGroup:
     if len(rewards_and_metrics_G) != len(trajectories_G):
         raise ValueError(
             f"{type(builder).__name__}.compute_group_rewards returned {len(rewards_and_metrics_G)} "
@@ -96,10 +103,64 @@ async def do_group_rollout(
     )
 
 
+async def do_group_rollout(
+    builder: EnvGroupBuilder, policy: TokenCompleter, seed: int | None = None
+) -> TrajectoryGroup:
+    """Run a group's episodes concurrently, then score the group as a whole."""
+    envs = await _make_envs(builder)
+    try:
+        trajectories_G = await _run_episodes(envs, policy, seed)
+        rewards_and_metrics_G = await builder.compute_group_rewards(trajectories_G, envs)
+    finally:
+        await builder.cleanup()
+    return _scored_group(builder, trajectories_G, rewards_and_metrics_G)
+
+
+async def compute_batch_rewards(
+    builders_P: Sequence[EnvGroupBuilder],
+    trajectories_P: Sequence[list[Trajectory]],
+    envs_P: Sequence[Sequence[Env]],
+) -> list[list[tuple[float, Metrics]]]:
+    """Every group's (reward, metrics) pairs, in order: the groups of each builder class are scored
+    together by that class's `compute_batch_rewards` (the classes concurrently)."""
+    by_class: dict[type[EnvGroupBuilder], list[int]] = {}
+    for p, builder in enumerate(builders_P):
+        by_class.setdefault(type(builder), []).append(p)
+    scored = await gather_or_cancel(
+        [
+            cls.compute_batch_rewards(
+                [builders_P[p] for p in indices],
+                [trajectories_P[p] for p in indices],
+                [envs_P[p] for p in indices],
+            )
+            for cls, indices in by_class.items()
+        ]
+    )
+    out: list[list[tuple[float, Metrics]]] = [[] for _ in builders_P]
+    for indices, rewards_P in zip(by_class.values(), scored, strict=True):
+        if len(rewards_P) != len(indices):
+            raise ValueError(
+                f"compute_batch_rewards returned {len(rewards_P)} groups' rewards for {len(indices)}"
+            )
+        for p, rewards_G in zip(indices, rewards_P, strict=True):
+            out[p] = list(rewards_G)
+    return out
+
+
 async def do_batch_rollouts(
     builders_P: Sequence[EnvGroupBuilder], policy: TokenCompleter, seed: int | None = None
 ) -> list[TrajectoryGroup]:
-    """Roll out every group of a batch concurrently (one sample request per episode turn in flight)."""
-    return await gather_or_cancel(
-        [do_group_rollout(builder, policy, derive_seed(seed, p)) for p, builder in enumerate(builders_P)]
-    )
+    """Roll out every group of a batch concurrently (one sample request per episode turn in flight),
+    then score the batch; group p's episodes are seeded from (`seed`, p) as `do_group_rollout` would."""
+    try:
+        envs_P = await gather_or_cancel([_make_envs(builder) for builder in builders_P])
+        trajectories_P = await gather_or_cancel(
+            [_run_episodes(envs, policy, derive_seed(seed, p)) for p, envs in enumerate(envs_P)]
+        )
+        rewards_P = await compute_batch_rewards(builders_P, trajectories_P, envs_P)
+    finally:
+        await asyncio.gather(*(builder.cleanup() for builder in builders_P))
+    return [
+        _scored_group(builder, trajectories_G, rewards_G)
+        for builder, trajectories_G, rewards_G in zip(builders_P, trajectories_P, rewards_P, strict=True)
+    ]

@@ -20,21 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import chz
 from chz.mungers import attr_if_none
 
 from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
 from cookbook.client.types import RL_LOSS_FN_NAMES, RLLossFnType
-from cookbook.eval.evaluators import Evaluator
+from cookbook.eval.evaluators import Evaluator, Metrics, TrainingClientEvaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
 from cookbook.rl.advantages import ADVANTAGE_MODES, AdvantageMode
 from cookbook.rl.completers import SamplingClientTokenCompleter
-from cookbook.rl.kl_penalty import KL_PENALTY_MODES, KLPenaltyMode
+from cookbook.rl.kl_penalty import KL_PENALTY_MODES, KLPenaltyMode, ReferencePolicy
 from cookbook.rl.metrics import entropy_metrics, env_metrics, sample_train_kl_metrics
-from cookbook.rl.reference import create_reference_sampling_client
+from cookbook.rl.reference import create_reference_policy
 from cookbook.rl.rollout_log import log_rollouts
 from cookbook.rl.rollouts import derive_seed, do_batch_rollouts
 from cookbook.rl.test_set_evaluator import RLTestSetEvaluator
@@ -56,6 +57,8 @@ from cookbook.utils.run_config import RunConfig
 from cookbook.utils.timing import timed, timed_total
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 PLOT_KEYS: tuple[str, ...] = (
@@ -158,7 +161,7 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
             )
         reference = None
         if config.uses_reference:
-            reference = await create_reference_sampling_client(
+            reference = await create_reference_policy(
                 run.service, config.model_name, config.kl_reference_path or config.load_checkpoint_path
             )
         tokenizer = None
@@ -166,6 +169,24 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
             tokenizer = await asyncio.to_thread(get_tokenizer, config.model_name, run.service)
         loop = _Run(config, run, training_client, train_dataset, evaluators, reference, tokenizer)
         return await loop.train(start, end)
+
+
+async def beside(evaluation: asyncio.Task[Metrics] | None, work: Awaitable[T], metrics: Metrics) -> T:
+    """`work`'s result, with the `evaluation` running meanwhile added to `metrics` (cancelled if `work` fails)."""
+    if evaluation is None:
+        return await work
+    try:
+        result = await work
+    except BaseException:
+        evaluation.cancel()
+        await asyncio.gather(evaluation, return_exceptions=True)
+        raise
+    evaluated = await evaluation
+    clash = sorted(set(evaluated) & set(metrics))
+    if clash:
+        raise ValueError(f"evaluators report metric(s) {clash} that the RL step reports too")
+    metrics.update(evaluated)
+    return result
 
 
 @dataclass
@@ -177,7 +198,7 @@ class _Run:
     training_client: TrainingClient
     dataset: RLDataset
     evaluators: Sequence[Evaluator]
-    reference: SamplingClient | None
+    reference: ReferencePolicy | None
     tokenizer: Tokenizer | None
 
     async def train(self, start: int, end: int) -> CheckpointRecord:
@@ -191,26 +212,56 @@ class _Run:
                     "optim/lr": self.config.optimizer.lr_at(step, end),
                 }
                 with timed_total(metrics):
+                    evaluation = None
                     if self.evaluators and self.is_eval_step(step):
-                        with timed("eval", metrics):
-                            metrics.update(await run_evaluators(self.evaluators, self.training_client))
-                    trained = await self.rl_step(step, end, sampling_client, metrics)
-                    with timed("sampler", metrics):
-                        sampling_client = await self.next_sampler(step + 1, end, sampling_client, trained)
+                        evaluation = await self.start_evaluation(sampling_client)
+
+                    sampling_client = await beside(
+                        evaluation, self.step_and_next_sampler(step, end, sampling_client, metrics), metrics
+                    )
                 self.run.log(metrics, step)
                 progress.update(metrics)
 
         final_metrics: dict[str, float] = {"progress/batch": end, "progress/done_frac": 1.0}
-        if self.evaluators:
-            with timed("eval", final_metrics):
-                final_metrics.update(await run_evaluators(self.evaluators, self.training_client))
-            self.run.log(final_metrics, end)
-        await save_checkpoint_async(
-            self.training_client, FINAL_NAME, self.config.log_path, {"batch": end}, kind="both"
+        evaluation = await self.start_evaluation(sampling_client) if self.evaluators else None
+        await beside(
+            evaluation,
+            save_checkpoint_async(
+                self.training_client, FINAL_NAME, self.config.log_path, {"batch": end}, kind="both"
+            ),
+            final_metrics,
         )
+        if evaluation is not None:
+            self.run.log(final_metrics, end)
         final = get_last_checkpoint(self.config.log_path)
         assert final is not None and final.final
         return final
+
+    async def step_and_next_sampler(
+        self, step: int, end: int, sampling_client: SamplingClient, metrics: dict[str, float]
+    ) -> SamplingClient:
+        """Step `step`, then the sampler of the weights it left."""
+        trained = await self.rl_step(step, end, sampling_client, metrics)
+        with timed("sampler", metrics):
+            return await self.next_sampler(step + 1, end, sampling_client, trained)
+
+    async def start_evaluation(self, sampling_client: SamplingClient) -> asyncio.Task[Metrics]:
+        """The evaluators on the current weights (`sampling_client` is a snapshot of them), as a task that
+        runs beside the step: training-client evaluators go first, since the step will change their
+        model; sampling evaluators read the immutable snapshot, so they overlap the step's own work."""
+        trainers = [ev for ev in self.evaluators if isinstance(ev, TrainingClientEvaluator)]
+        samplers = [ev for ev in self.evaluators if not isinstance(ev, TrainingClientEvaluator)]
+        first: Metrics = {}
+        with timed("eval", first):
+            first.update(await run_evaluators(trainers, self.training_client))
+
+        async def sampled() -> Metrics:
+            metrics = dict(first)
+            with timed("eval", metrics):
+                metrics.update(await run_evaluators(samplers, self.training_client, sampling_client))
+            return metrics
+
+        return asyncio.ensure_future(sampled())
 
     def is_eval_step(self, step: int) -> bool:
         every = self.config.eval_every
