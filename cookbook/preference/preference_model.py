@@ -43,6 +43,7 @@ from cookbook.client.types import Datum, ModelInput, SampleResponse, SamplingPar
 from cookbook.preference.comparison_renderer import ComparisonRenderer, ComparisonRendererFromChatRenderer
 from cookbook.preference.types import Comparison, PreferenceJudgement, PreferenceModel, PreferenceModelBuilder
 from cookbook.renderers import get_renderer
+from cookbook.utils.forward_pieces import forward_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -166,12 +167,8 @@ class PreferenceModelFromChatRenderer(PreferenceModel):
             )
             for c in comparisons
         ]
-        output = await (await self.scorer.forward_async(data, "cross_entropy"))
-        if len(output.loss_fn_outputs) != len(data):
-            raise ValueError(
-                f"forward returned {len(output.loss_fn_outputs)} outputs for {len(data)} judgements"
-            )
-        label_logprobs = [out["logprobs"].to_numpy().reshape(-1, 2)[-1] for out in output.loss_fn_outputs]
+        outputs = await forward_outputs(self.scorer, data, "cross_entropy")
+        label_logprobs = [out["logprobs"].to_numpy().reshape(-1, 2)[-1] for out in outputs]
         settled = [greedy_label(float(a), float(b), self.a_token, self.b_token) for a, b in label_logprobs]
         unsettled = [i for i, token in enumerate(settled) if token is None]
         sampled = await asyncio.gather(*(self.label_distribution(comparisons[i]) for i in unsettled))

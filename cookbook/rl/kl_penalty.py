@@ -27,6 +27,7 @@ import numpy as np
 from cookbook.client.abstract import SamplingClient, TrainingClient
 from cookbook.client.types import Datum, TensorData
 from cookbook.rl.data_processing import MASK_KEY, DatumOwner, full_sequence, loss_input
+from cookbook.utils.forward_pieces import forward_outputs
 
 KLPenaltyMode = Literal["sequence", "token"]
 KL_PENALTY_MODES: tuple[str, ...] = get_args(KLPenaltyMode)
@@ -43,8 +44,8 @@ async def compute_reference_logprobs(reference: ReferencePolicy, data_D: Sequenc
 
 
 async def _forward_logprobs(reference: TrainingClient, data_D: Sequence[Datum]) -> list[np.ndarray]:
-    """One `forward` over the whole batch (the action mask as weights: the reported loss is then the NLL
-    of the actions; only the logprobs are read)."""
+    """One `forward` pass over the whole batch (the action mask as weights: the reported loss is then the
+    NLL of the actions; only the logprobs are read)."""
     scored_D = [
         Datum(
             model_input=datum.model_input,
@@ -55,12 +56,8 @@ async def _forward_logprobs(reference: TrainingClient, data_D: Sequence[Datum]) 
         )
         for datum in data_D
     ]
-    output = await (await reference.forward_async(scored_D, "cross_entropy"))
-    if len(output.loss_fn_outputs) != len(data_D):
-        raise ValueError(
-            f"the reference's forward returned {len(output.loss_fn_outputs)} outputs for {len(data_D)} datums"
-        )
-    return [out["logprobs"].to_numpy().astype(np.float64) for out in output.loss_fn_outputs]
+    outputs = await forward_outputs(reference, scored_D, "cross_entropy")
+    return [out["logprobs"].to_numpy().astype(np.float64) for out in outputs]
 
 
 async def _sampler_logprobs(reference: SamplingClient, data_D: Sequence[Datum]) -> list[np.ndarray]:

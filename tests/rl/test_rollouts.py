@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import ClassVar
 
 import pytest
 
@@ -120,6 +121,37 @@ def test_wrong_number_of_group_rewards_is_an_error_after_cleanup() -> None:
     with pytest.raises(ValueError, match="2 \\(reward, metrics\\) pairs for 3 trajectories"):
         asyncio.run(do_group_rollout(builder, ScriptedPolicy()))
     assert builder.cleaned_up
+
+
+class BatchRankingBuilder(RankingBuilder):
+    """Scores its batch's groups in one call of the class hook, after every group has been sampled."""
+
+    batch_calls: ClassVar[list[int]] = []
+
+    @classmethod
+    async def compute_batch_rewards(
+        cls,
+        builders_P: Sequence[BatchRankingBuilder],
+        trajectories_P: Sequence[list[Trajectory]],
+        envs_P: Sequence[Sequence[Env]],
+    ) -> list[list[tuple[float, Metrics]]]:
+        cls.batch_calls.append(len(builders_P))
+        return await super().compute_batch_rewards(builders_P, trajectories_P, envs_P)
+
+
+def test_a_batch_is_scored_once_per_builder_class_in_batch_order_then_cleaned_up() -> None:
+    BatchRankingBuilder.batch_calls = []
+    builders = [BatchRankingBuilder(2), RankingBuilder(3), BatchRankingBuilder(2), RankingBuilder(1)]
+    groups = asyncio.run(do_batch_rollouts(builders, ScriptedPolicy(), seed=11))
+    assert BatchRankingBuilder.batch_calls == [2]
+    assert [len(g.trajectories_G) for g in groups] == [2, 3, 2, 1]
+    assert all(b.cleaned_up for b in builders)
+    for builder, group in zip(builders, groups, strict=True):
+        assert builder.seen is not None and builder.seen[0] == group.trajectories_G
+        assert [m["rank"] for m in group.metrics_G] == group.final_rewards_G
+    # Group p's episodes sample with the seeds a lone rollout of that group, seeded (11, p), uses.
+    lone = asyncio.run(do_group_rollout(RankingBuilder(3), ScriptedPolicy(), seed=derive_seed(11, 1)))
+    assert groups[1].trajectories_G == lone.trajectories_G
 
 
 def test_multi_turn_episode_records_every_transition() -> None:
