@@ -2,14 +2,17 @@
 
 Every episode of a group runs as its own asyncio task, and every group of a batch too, so all
 of a step's sample requests are in flight together and the server batches them into a few
-large generation passes instead of one pass per answer. A batch is scored once all its groups
-are sampled, through `EnvGroupBuilder.compute_batch_rewards`, in the batch's order: a model-based
-judge scores every matchup of the step in one pass, and the same batch always makes the same pass.
+large generation passes instead of one pass per answer. When a group's episodes all start from
+the same observation (the usual case: several answers to one prompt), a sampling client samples
+their first turns as one request of that many rows (`TokenCompleter.complete_group`). A batch is
+scored once all its groups are sampled, through `EnvGroupBuilder.compute_batch_rewards`, in the
+batch's order: a model-based judge scores every matchup of the step in one pass, and the same
+batch always makes the same pass.
 
-Reproducibility: given a `seed`, each episode gets its own sampling seed derived from its place
-in the batch (group index, env index, turn), never from the order in which requests happen to
-run, so a batch samples the same tokens whatever the scheduling (the server's sampling seeds
-are per request, independent of what else shares a generation batch).
+Reproducibility: given a `seed`, every sample's seed is derived from its place in the batch
+(group index, then the group's shared first turn, or env index and turn), never from the order
+in which requests happen to run, so a batch samples the same tokens whatever the scheduling (the
+server's sampling seeds are per request, independent of what else shares a generation batch).
 """
 
 from __future__ import annotations
@@ -18,24 +21,21 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
-import numpy as np
-
 from cookbook.rl.completers import TokenCompleter
-from cookbook.rl.types import Env, EnvGroupBuilder, Metrics, Trajectory, TrajectoryGroup, Transition
+from cookbook.rl.seeds import derive_seed
+from cookbook.rl.types import (
+    Env,
+    EnvGroupBuilder,
+    Metrics,
+    Observation,
+    StopCondition,
+    TokensWithLogprobs,
+    Trajectory,
+    TrajectoryGroup,
+    Transition,
+)
 
 T = TypeVar("T")
-
-
-def derive_seed(seed: int | None, *path: int) -> int | None:
-    """A 32-bit seed for one branch of a seeded computation (`path` = e.g. step, group, env, turn).
-
-    Distinct paths give independent seeds; None stays None (unseeded sampling).
-    """
-    if seed is None:
-        return None
-    if seed < 0 or any(p < 0 for p in path):
-        raise ValueError(f"seeds and seed paths must be non-negative, got seed={seed}, path={path}")
-    return int(np.random.SeedSequence(seed, spawn_key=path).generate_state(1, dtype=np.uint32)[0])
 
 
 async def gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
@@ -53,9 +53,25 @@ async def gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
 async def do_single_rollout(policy: TokenCompleter, env: Env, seed: int | None = None) -> Trajectory:
     """Run one episode to its end: observe, sample, step, until the env says it is done."""
     ob, stop_condition = await env.initial_observation()
+    return await _continue_episode(policy, env, seed, ob, stop_condition)
+
+
+async def _continue_episode(
+    policy: TokenCompleter,
+    env: Env,
+    seed: int | None,
+    ob: Observation,
+    stop_condition: StopCondition,
+    first_action: TokensWithLogprobs | None = None,
+) -> Trajectory:
+    """The episode from its initial observation `ob`; turn t samples with `derive_seed(seed, t)`, except
+    a first turn already sampled (`first_action`)."""
     transitions: list[Transition] = []
     while True:
-        ac = await policy(ob, stop_condition, seed=derive_seed(seed, len(transitions)))
+        if first_action is not None and not transitions:
+            ac = first_action
+        else:
+            ac = await policy(ob, stop_condition, seed=derive_seed(seed, len(transitions)))
         result = await env.step(list(ac.tokens))
         transitions.append(
             Transition(
@@ -80,9 +96,22 @@ async def _make_envs(builder: EnvGroupBuilder) -> list[Env]:
 
 
 async def _run_episodes(envs: Sequence[Env], policy: TokenCompleter, seed: int | None) -> list[Trajectory]:
-    """A group's episodes, concurrently; episode i is seeded from its place (`seed`, i)."""
+    """A group's episodes, concurrently. Episode i's turns are seeded from (`seed`, i, turn); when every
+    episode starts from the same observation and the policy samples a group in one call, their first
+    turns are one `complete_group(seed=seed)`."""
+    starts = await gather_or_cancel([env.initial_observation() for env in envs])
+    first_actions: Sequence[TokensWithLogprobs | None] = [None] * len(envs)
+    ob, stop_condition = starts[0]
+    shared_start = all(o == ob and list(s) == list(stop_condition) for o, s in starts)
+    if policy.one_call_per_group and len(envs) > 1 and shared_start:
+        first_actions = await policy.complete_group(ob, stop_condition, len(envs), seed=seed)
+        if len(first_actions) != len(envs):
+            raise ValueError(f"complete_group returned {len(first_actions)} samples for {len(envs)} episodes")
     return await gather_or_cancel(
-        [do_single_rollout(policy, env, derive_seed(seed, i)) for i, env in enumerate(envs)]
+        [
+            _continue_episode(policy, env, derive_seed(seed, i), ob_i, stop_i, first)
+            for i, (env, (ob_i, stop_i), first) in enumerate(zip(envs, starts, first_actions, strict=True))
+        ]
     )
 
 
