@@ -41,7 +41,7 @@ from cookbook.rl.rollouts import derive_seed, do_batch_rollouts
 from cookbook.rl.test_set_evaluator import RLTestSetEvaluator
 from cookbook.rl.train_step import train_step
 from cookbook.rl.training_batch import build_training_batch
-from cookbook.rl.types import RLDataset, RLDatasetBuilder
+from cookbook.rl.types import RLDataset, RLDatasetBuilder, TrajectoryGroup
 from cookbook.tokenizer_utils import Tokenizer, get_tokenizer
 from cookbook.utils.checkpoints import (
     FINAL_NAME,
@@ -54,7 +54,7 @@ from cookbook.utils.optimizer_config import OptimizerConfig, optimizer_defaults
 from cookbook.utils.progress import TrainingProgress
 from cookbook.utils.run import TrainingRun
 from cookbook.utils.run_config import RunConfig
-from cookbook.utils.timing import timed, timed_total
+from cookbook.utils.timing import TIME_PREFIX, timed, timed_total
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +182,11 @@ async def beside(evaluation: asyncio.Task[Metrics] | None, work: Awaitable[T], m
         await asyncio.gather(evaluation, return_exceptions=True)
         raise
     evaluated = await evaluation
-    clash = sorted(set(evaluated) & set(metrics))
+    clash = sorted(key for key in set(evaluated) & set(metrics) if not key.startswith(TIME_PREFIX))
     if clash:
         raise ValueError(f"evaluators report metric(s) {clash} that the RL step reports too")
-    metrics.update(evaluated)
+    for key, value in evaluated.items():
+        metrics[key] = metrics.get(key, 0.0) + value if key.startswith(TIME_PREFIX) else value
     return result
 
 
@@ -212,18 +213,22 @@ class _Run:
                     "optim/lr": self.config.optimizer.lr_at(step, end),
                 }
                 with timed_total(metrics):
-                    evaluation = None
-                    if self.evaluators and self.is_eval_step(step):
-                        evaluation = await self.start_evaluation(sampling_client)
-
+                    evaluating = bool(self.evaluators) and self.is_eval_step(step)
+                    if evaluating:
+                        metrics.update(await self.training_client_evaluation())
+                    groups_P = await self.roll_out(step, sampling_client, metrics)
+                    evaluation = self.start_sampling_evaluation(sampling_client) if evaluating else None
                     sampling_client = await beside(
-                        evaluation, self.step_and_next_sampler(step, end, sampling_client, metrics), metrics
+                        evaluation, self.learn(step, end, sampling_client, groups_P, metrics), metrics
                     )
                 self.run.log(metrics, step)
                 progress.update(metrics)
 
         final_metrics: dict[str, float] = {"progress/batch": end, "progress/done_frac": 1.0}
-        evaluation = await self.start_evaluation(sampling_client) if self.evaluators else None
+        evaluation = None
+        if self.evaluators:
+            final_metrics.update(await self.training_client_evaluation())
+            evaluation = self.start_sampling_evaluation(sampling_client)
         await beside(
             evaluation,
             save_checkpoint_async(
@@ -237,40 +242,38 @@ class _Run:
         assert final is not None and final.final
         return final
 
-    async def step_and_next_sampler(
-        self, step: int, end: int, sampling_client: SamplingClient, metrics: dict[str, float]
-    ) -> SamplingClient:
-        """Step `step`, then the sampler of the weights it left."""
-        trained = await self.rl_step(step, end, sampling_client, metrics)
-        with timed("sampler", metrics):
-            return await self.next_sampler(step + 1, end, sampling_client, trained)
-
-    async def start_evaluation(self, sampling_client: SamplingClient) -> asyncio.Task[Metrics]:
-        """The evaluators on the current weights (`sampling_client` is a snapshot of them), as a task that
-        runs beside the step: training-client evaluators go first, since the step will change their
-        model; sampling evaluators read the immutable snapshot, so they overlap the step's own work."""
+    async def training_client_evaluation(self) -> Metrics:
+        """The training-client evaluators, on the current weights (before the step changes them)."""
         trainers = [ev for ev in self.evaluators if isinstance(ev, TrainingClientEvaluator)]
-        samplers = [ev for ev in self.evaluators if not isinstance(ev, TrainingClientEvaluator)]
-        first: Metrics = {}
-        with timed("eval", first):
-            first.update(await run_evaluators(trainers, self.training_client))
+        metrics: Metrics = {}
+        if trainers:
+            with timed("eval", metrics):
+                metrics.update(await run_evaluators(trainers, self.training_client))
+        return metrics
 
-        async def sampled() -> Metrics:
-            metrics = dict(first)
+    def start_sampling_evaluation(self, sampling_client: SamplingClient) -> asyncio.Task[Metrics]:
+        """The sampling evaluators on `sampling_client` (the snapshot the step sampled from), as a task that
+        runs beside the step's judging and update. It starts after the step's rollouts: sample requests
+        in flight together share the server's generation batches, which changes their logprobs by
+        rounding, so the training rollouts never share a batch with evaluation samples."""
+        samplers = [ev for ev in self.evaluators if not isinstance(ev, TrainingClientEvaluator)]
+
+        async def evaluate() -> Metrics:
+            metrics: Metrics = {}
             with timed("eval", metrics):
                 metrics.update(await run_evaluators(samplers, self.training_client, sampling_client))
             return metrics
 
-        return asyncio.ensure_future(sampled())
+        return asyncio.ensure_future(evaluate())
 
     def is_eval_step(self, step: int) -> bool:
         every = self.config.eval_every
         return step == 0 if every == 0 else step % every == 0
 
-    async def rl_step(
-        self, step: int, end: int, sampling_client: SamplingClient, metrics: dict[str, float]
-    ) -> bool:
-        """Roll out batch `step` (of `end`), build the training data and train on it; False when the update was skipped."""
+    async def roll_out(
+        self, step: int, sampling_client: SamplingClient, metrics: dict[str, float]
+    ) -> list[TrajectoryGroup]:
+        """Batch `step`'s rollouts from `sampling_client`, scored; their metrics go to `metrics`."""
         config = self.config
         builders_P = self.dataset.get_batch(step)
         tags_P = [builder.logging_tags() for builder in builders_P]
@@ -280,6 +283,26 @@ class _Run:
         metrics.update(env_metrics(groups_P, tags_P))
         if self.tokenizer is not None:
             log_rollouts(config.log_path, step, groups_P, tags_P, self.tokenizer, config.num_groups_to_log)
+        return groups_P
+
+    async def learn(
+        self,
+        step: int,
+        end: int,
+        sampling_client: SamplingClient,
+        groups_P: list[TrajectoryGroup],
+        metrics: dict[str, float],
+    ) -> SamplingClient:
+        """Train on the step's rollouts; returns the sampler of the weights that leaves."""
+        trained = await self.update(step, end, groups_P, metrics)
+        with timed("sampler", metrics):
+            return await self.next_sampler(step + 1, end, sampling_client, trained)
+
+    async def update(
+        self, step: int, end: int, groups_P: list[TrajectoryGroup], metrics: dict[str, float]
+    ) -> bool:
+        """Build the training data of batch `step` (of `end`) and train on it; False when the update was skipped."""
+        config = self.config
         with timed("advantages", metrics):
             batch = await build_training_batch(
                 groups_P,
