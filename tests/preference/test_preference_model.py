@@ -212,4 +212,4 @@ def test_a_scorer_judges_a_list_in_one_forward_pass_as_the_sampler_judges_each(
     assert [j.soft for j in one_pass] == pytest.approx([j.soft for j in each], abs=1e-4)
     assert [j.hard for j in one_pass] == [j.hard for j in each]
     assert asyncio.run(by_forward.preferences(comparisons)) == [j.soft for j in one_pass]
-    assert asyncio.run(by_forward.judge_many([])) == [] and scorer.forwards == 1
+    assert asyncio.run(by_forward.judge_many([])) == [] and scorer.forwards == 2
