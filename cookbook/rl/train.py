@@ -2,13 +2,18 @@
 
 Each step i:
 
-    evaluate (every `eval_every` steps, step 0 included)  ->  roll out batch i with the current
-    sampler  ->  advantages (+ KL penalty)  ->  Datums  ->  pipelined training substeps  ->
-    a fresh sampler of the new weights (every `save_every` steps through a saved checkpoint)
+    roll out batch i with the current sampler (a group's answers in one sample request, the
+    step's matchups judged in one pass)  ->  advantages (+ KL penalty: the reference scores the
+    batch in one forward)  ->  Datums  ->  pipelined training substeps  ->  a fresh sampler of
+    the new weights (every `save_every` steps through a saved checkpoint)
 
-and once more at the end: evaluate, save the "final" checkpoint, plot the curves. Training is
-on-policy: a sampling client is an immutable snapshot, so a new one is taken after every update
-(forgetting that silently samples old weights).
+Every `eval_every` steps (step 0 included) the evaluators judge the weights batch i was sampled
+from: they start once its rollouts are sampled and run beside the update (never beside the
+rollouts, whose logprobs would change by rounding in shared generation batches), and finish before
+the next step's rollouts. Once more at the end: evaluate beside saving the "final" checkpoint,
+plot the curves. Training is on-policy (the next step's rollouts wait for this step's update): a
+sampling client is an immutable snapshot, so a new one is taken after every update (forgetting
+that silently samples old weights).
 
 Setup, resume (weights, Adam state and the next batch index), the finished-run rule, the client
 and logging are `TrainingRun`'s (cookbook/utils/run.py), the same for every loop. Every step's
