@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 
-from cookbook.client.abstract import TrainingClient
+from cookbook.client.abstract import SamplingClient, TrainingClient
 from cookbook.eval.evaluators import (
     Evaluator,
     EvaluatorBuilder,
@@ -49,12 +49,15 @@ class PendingEvaluation:
 
 
 async def submit_evaluators(
-    evaluators: Sequence[Evaluator], training_client: TrainingClient
+    evaluators: Sequence[Evaluator],
+    training_client: TrainingClient,
+    sampling_client: SamplingClient | None = None,
 ) -> PendingEvaluation:
     """Queue every evaluator's work on the model's weights as they are now; read it later.
 
-    Sampling evaluators share one snapshot, taken only if one of them exists (they then sample
-    from it whatever the training client does next). Training-client evaluators start together;
+    Sampling evaluators share one snapshot: `sampling_client` when the caller holds one of the
+    current weights, else one taken only if a sampling evaluator exists (they then sample from it
+    whatever the training client does next). Training-client evaluators start together;
     this returns once each has queued its calls, so the loop may submit its next steps before
     reading the metrics, which still describe these weights.
     """
@@ -62,7 +65,8 @@ async def submit_evaluators(
     samplers = [ev for ev in evaluators if isinstance(ev, SamplingClientEvaluator)]
     parts: list[Awaitable[Metrics]] = []
     if samplers:
-        sampling_client = await training_client.save_weights_and_get_sampling_client_async()
+        if sampling_client is None:
+            sampling_client = await training_client.save_weights_and_get_sampling_client_async()
         parts.extend(asyncio.ensure_future(ev(sampling_client)) for ev in samplers)
     try:
         parts.extend(await asyncio.gather(*(ev.submit(training_client) for ev in trainers)))
@@ -74,6 +78,10 @@ async def submit_evaluators(
     return PendingEvaluation(parts)
 
 
-async def run_evaluators(evaluators: Sequence[Evaluator], training_client: TrainingClient) -> Metrics:
+async def run_evaluators(
+    evaluators: Sequence[Evaluator],
+    training_client: TrainingClient,
+    sampling_client: SamplingClient | None = None,
+) -> Metrics:
     """Run every evaluator on the model's current weights and merge their metrics (see `submit_evaluators`)."""
-    return await (await submit_evaluators(evaluators, training_client)).metrics()
+    return await (await submit_evaluators(evaluators, training_client, sampling_client)).metrics()

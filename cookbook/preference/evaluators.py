@@ -34,6 +34,7 @@ from cookbook.preference.reward_model import RewardModel
 from cookbook.preference.types import (
     Comparison,
     LabeledComparison,
+    PreferenceJudgement,
     PreferenceModel,
     PreferenceModelBuilder,
 )
@@ -250,7 +251,8 @@ class ComparisonEvaluator(SamplingClientEvaluator):
     sequence). With a scalar judge (a `RewardModel`) also `reward_model_score` (its mean score of the
     policy's answers) and `reward_model_score_reference` (of the reference answers). Sampling uses
     seed `seed + i` for comparison i, so successive evaluations differ by the policy, not by the
-    draw. All comparisons run concurrently.
+    draw. All answers are sampled concurrently, then the judge gets every comparison in one
+    `judge_many` call (one forward pass for a model judge with a scorer).
     """
 
     def __init__(
@@ -298,10 +300,30 @@ class ComparisonEvaluator(SamplingClientEvaluator):
 
     async def __call__(self, sampling_client: SamplingClient) -> Metrics:
         renderer, judge = await self._setup(sampling_client)
+        answers = await asyncio.gather(
+            *(self._answer(i, prompt, sampling_client, renderer) for i, (prompt, _) in enumerate(self.pairs))
+        )
+        # Per pair: (reference, policy) then (policy, reference); a model judge scores them all in one pass.
+        comparisons = [
+            comparison
+            for (prompt, reference), answer in zip(self.pairs, answers, strict=True)
+            for comparison in (
+                Comparison(prompt, reference, answer.completion),
+                Comparison(prompt, answer.completion, reference),
+            )
+        ]
+        judged = await judge.judge_many(comparisons) if judge is not None else None
         scores = await asyncio.gather(
             *(
-                self._score(i, prompt, reference, sampling_client, renderer, judge)
-                for i, (prompt, reference) in enumerate(self.pairs)
+                self._score(
+                    prompt,
+                    reference,
+                    answer,
+                    comparisons[2 * i : 2 * i + 2],
+                    None if judged is None else judged[2 * i : 2 * i + 2],
+                    judge,
+                )
+                for i, ((prompt, reference), answer) in enumerate(zip(self.pairs, answers, strict=True))
             )
         )
         return self.metrics(scores)
@@ -323,19 +345,18 @@ class ComparisonEvaluator(SamplingClientEvaluator):
 
     async def _score(
         self,
-        index: int,
         prompt: list[Message],
         reference: list[Message],
-        sampling_client: SamplingClient,
-        renderer: Renderer,
+        answer: _PolicyAnswer,
+        comparisons: Sequence[Comparison],
+        judged: Sequence[PreferenceJudgement] | None,
         judge: PreferenceModel | None,
     ) -> _Scores:
-        answer = await self._answer(index, prompt, sampling_client, renderer)
-        policy_second = Comparison(prompt, reference, answer.completion)
-        policy_first = Comparison(prompt, answer.completion, reference)
+        """One pair's scores from the judge's verdicts on `comparisons`: (reference, policy), (policy, reference)."""
+        policy_second, policy_first = comparisons
         hard = soft = gold = None
-        if judge is not None:
-            j0, j1 = await asyncio.gather(judge.judge(policy_second), judge.judge(policy_first))
+        if judged is not None:
+            j0, j1 = judged
             hard, soft = pairwise_win_score(j0.hard, j1.hard), pairwise_win_score(j0.soft, j1.soft)
         if self.gold_model is not None:
             gold = pairwise_win_score(

@@ -17,6 +17,13 @@ position that gives
 soft score = (P(B) - P(A)) / (P(A) + P(B)) = tanh((log P(B) - log P(A)) / 2), in [-1, 1];
 hard score = -1 / +1 for a greedy A / B, 0 for a tie label or anything else (with a warning).
 Concurrent judgements are independent requests, which the server batches together.
+
+With a `scorer` (a training client holding the same weights) a list of judgements (`judge_many`,
+`preferences`: an RL step's matchups, an evaluation's comparisons) is ONE `forward` call instead:
+each judge prompt is a datum whose last target has two columns, A and B, so one pass gives both
+labels' exact logprobs (never a top-k bound). The greedy label follows from them whenever the
+likelier label has more mass than every other token together (a trained judge nearly always);
+otherwise that judgement's hard label comes from the one-token sample request above.
 """
 
 from __future__ import annotations
@@ -24,16 +31,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import chz
+import numpy as np
 
-from cookbook.client.abstract import SamplingClient, ServiceClient
-from cookbook.client.types import SampleResponse, SamplingParams
+from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
+from cookbook.client.types import Datum, ModelInput, SampleResponse, SamplingParams, TensorData
 from cookbook.preference.comparison_renderer import ComparisonRenderer, ComparisonRendererFromChatRenderer
 from cookbook.preference.types import Comparison, PreferenceJudgement, PreferenceModel, PreferenceModelBuilder
 from cookbook.renderers import get_renderer
+from cookbook.utils.forward_pieces import forward_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +82,35 @@ def label_distribution(response: SampleResponse, a_token: int, b_token: int) -> 
     return LabelDistribution(logprob_a, logprob_b, b_is_bound, greedy_token)
 
 
+def label_scoring_datum(prompt: ModelInput, a_token: int, b_token: int) -> Datum:
+    """The judge's prompt as a `forward` datum whose last target has two columns: the A and B labels."""
+    tokens = np.asarray(prompt.to_ints(), dtype=np.int64)
+    targets_T2 = np.empty((len(tokens), 2), dtype=np.int64)
+    targets_T2[:-1] = tokens[1:, None]
+    targets_T2[-1] = (a_token, b_token)
+    weights_T2 = np.zeros((len(tokens), 2), dtype=np.float32)
+    weights_T2[-1, 0] = 1.0
+    return Datum(
+        model_input=prompt,
+        loss_fn_inputs={
+            "target_tokens": TensorData.from_numpy(targets_T2),
+            "weights": TensorData.from_numpy(weights_T2),
+        },
+    )
+
+
+def greedy_label(logprob_a: float, logprob_b: float, a_token: int, b_token: int) -> int | None:
+    """The argmax token when the label logprobs alone settle it (the likelier label outweighs all the
+    other tokens together), else None."""
+    p_a, p_b = math.exp(logprob_a), math.exp(logprob_b)
+    if p_a == p_b or max(p_a, p_b) <= 1.0 - p_a - p_b:
+        return None
+    return a_token if p_a > p_b else b_token
+
+
 class PreferenceModelFromChatRenderer(PreferenceModel):
-    """A judge model behind `sampling_client`; `scoring` picks what `__call__` returns."""
+    """A judge model behind `sampling_client` (and `scorer`, the same weights in a training client,
+    which batches `judge_many`); `scoring` picks what `__call__` returns."""
 
     def __init__(
         self,
@@ -81,6 +118,7 @@ class PreferenceModelFromChatRenderer(PreferenceModel):
         sampling_client: SamplingClient,
         scoring: Scoring = "soft",
         topk: int = DEFAULT_TOPK,
+        scorer: TrainingClient | None = None,
     ):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
@@ -88,6 +126,7 @@ class PreferenceModelFromChatRenderer(PreferenceModel):
             raise ValueError(f"topk must be at least 2 (both labels must fit), got {topk}")
         self.comparison_renderer = comparison_renderer
         self.sampling_client = sampling_client
+        self.scorer = scorer
         self.scoring = scoring
         self.topk = topk
         self.a_token = comparison_renderer.label_token("A")
@@ -109,12 +148,42 @@ class PreferenceModelFromChatRenderer(PreferenceModel):
         return label_distribution(response, self.a_token, self.b_token)
 
     async def judge(self, comparison: Comparison) -> PreferenceJudgement:
+        if self.scorer is not None:
+            return (await self.judge_many([comparison]))[0]
         dist = await self.label_distribution(comparison)
         if dist.b_is_bound:
             self.bounded_judgements += 1
         return PreferenceJudgement(
             soft=soft_score(dist.logprob_a, dist.logprob_b), hard=self._hard_label(dist.greedy_token)
         )
+
+    async def judge_many(self, comparisons: Sequence[Comparison]) -> list[PreferenceJudgement]:
+        """Every comparison's judgement, in order: one `forward` call with a scorer (see the module)."""
+        if self.scorer is None or not comparisons:
+            return await super().judge_many(comparisons)
+        data = [
+            label_scoring_datum(
+                self.comparison_renderer.build_generation_prompt(c), self.a_token, self.b_token
+            )
+            for c in comparisons
+        ]
+        outputs = await forward_outputs(self.scorer, data, "cross_entropy")
+        label_logprobs = [out["logprobs"].to_numpy().reshape(-1, 2)[-1] for out in outputs]
+        settled = [greedy_label(float(a), float(b), self.a_token, self.b_token) for a, b in label_logprobs]
+        unsettled = [i for i, token in enumerate(settled) if token is None]
+        sampled = await asyncio.gather(*(self.label_distribution(comparisons[i]) for i in unsettled))
+        greedy = {i: dist.greedy_token for i, dist in zip(unsettled, sampled, strict=True)}
+        return [
+            PreferenceJudgement(
+                soft=soft_score(float(a), float(b)),
+                hard=self._hard_label(token if token is not None else greedy[i]),
+            )
+            for i, ((a, b), token) in enumerate(zip(label_logprobs, settled, strict=True))
+        ]
+
+    async def preferences(self, comparisons: Sequence[Comparison]) -> list[float]:
+        judgements = await self.judge_many(comparisons)
+        return [j.soft if self.scoring == "soft" else j.hard for j in judgements]
 
     async def __call__(self, comparison: Comparison) -> float:
         judgement = await self.judge(comparison)
@@ -151,6 +220,8 @@ class PreferenceModelBuilderFromChatRenderer(PreferenceModelBuilder):
     base_url: str | None = None
     scoring: Scoring = "soft"
     topk: int = DEFAULT_TOPK
+    # Also load the weights into a training client, so that a list of judgements is one forward pass.
+    batch_forward: bool = True
 
     @chz.validate
     def _check(self) -> None:
@@ -174,7 +245,10 @@ class PreferenceModelBuilderFromChatRenderer(PreferenceModelBuilder):
         tokenizer = get_tokenizer(self.model_name, service)
         renderer = ComparisonRendererFromChatRenderer(get_renderer(self.renderer_name, tokenizer))
         sampling_client = service.create_sampling_client(model_path=self.rm_weights_path)
-        return PreferenceModelFromChatRenderer(renderer, sampling_client, self.scoring, self.topk)
+        scorer = (
+            service.create_training_client_from_state(self.rm_weights_path) if self.batch_forward else None
+        )
+        return PreferenceModelFromChatRenderer(renderer, sampling_client, self.scoring, self.topk, scorer)
 
 
 async def build_preference_model(builder: PreferenceModelBuilder) -> PreferenceModel:

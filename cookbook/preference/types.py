@@ -9,6 +9,7 @@ can break accuracy down by kind. A `PreferenceModel` judges a comparison with a 
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +168,15 @@ class PreferenceModel(ABC):
         """Soft and hard forms of the judgement; by default the hard one is the sign of `__call__`."""
         value = await self(comparison)
         return PreferenceJudgement(soft=value, hard=sign(value))
+
+    async def preferences(self, comparisons: Sequence[Comparison]) -> list[float]:
+        """`__call__` of every comparison, in order; by default all of them in flight together.
+        Model-based judges override it to score the whole list in one pass."""
+        return list(await asyncio.gather(*(self(c) for c in comparisons)))
+
+    async def judge_many(self, comparisons: Sequence[Comparison]) -> list[PreferenceJudgement]:
+        """`judge` of every comparison, in order; by default all of them in flight together."""
+        return list(await asyncio.gather(*(self.judge(c) for c in comparisons)))
 
 
 @chz.chz

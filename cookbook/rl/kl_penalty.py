@@ -11,8 +11,9 @@ it into a penalty, chosen by `kl_penalty_mode`:
   A_t += coef * (mean(d) - d_t), where mean(d) is over every action token of the batch: tokens
   more likely under the policy than under the reference are pushed down, the others up.
 
-The reference logprobs come from `compute_logprobs` on the reference's sampling client, on the
-exact token sequence that was trained (token-in/token-out).
+The reference logprobs are scored on the exact token sequences that are trained (token-in/token-out):
+by one `forward` call over the whole batch when the reference is a training client holding its
+weights, else by one `compute_logprobs` request per Datum on its sampling client.
 """
 
 from __future__ import annotations
@@ -23,16 +24,44 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from cookbook.client.abstract import SamplingClient
-from cookbook.client.types import Datum
+from cookbook.client.abstract import SamplingClient, TrainingClient
+from cookbook.client.types import Datum, TensorData
 from cookbook.rl.data_processing import MASK_KEY, DatumOwner, full_sequence, loss_input
+from cookbook.utils.forward_pieces import forward_outputs
 
 KLPenaltyMode = Literal["sequence", "token"]
 KL_PENALTY_MODES: tuple[str, ...] = get_args(KLPenaltyMode)
 
+ReferencePolicy = SamplingClient | TrainingClient
+"""The frozen reference: a training client is scored by `forward`, a sampling client by `compute_logprobs`."""
 
-async def compute_reference_logprobs(reference: SamplingClient, data_D: Sequence[Datum]) -> list[np.ndarray]:
-    """The reference policy's logprob of every target token of every Datum (all requests in flight together)."""
+
+async def compute_reference_logprobs(reference: ReferencePolicy, data_D: Sequence[Datum]) -> list[np.ndarray]:
+    """The reference policy's logprob of every target token of every Datum."""
+    if isinstance(reference, TrainingClient):
+        return await _forward_logprobs(reference, data_D)
+    return await _sampler_logprobs(reference, data_D)
+
+
+async def _forward_logprobs(reference: TrainingClient, data_D: Sequence[Datum]) -> list[np.ndarray]:
+    """One `forward` pass over the whole batch (the action mask as weights: the reported loss is then the
+    NLL of the actions; only the logprobs are read)."""
+    scored_D = [
+        Datum(
+            model_input=datum.model_input,
+            loss_fn_inputs={
+                "target_tokens": datum.loss_fn_inputs["target_tokens"],
+                "weights": TensorData.from_numpy(loss_input(datum, MASK_KEY).astype(np.float32)),
+            },
+        )
+        for datum in data_D
+    ]
+    outputs = await forward_outputs(reference, scored_D, "cross_entropy")
+    return [out["logprobs"].to_numpy().astype(np.float64) for out in outputs]
+
+
+async def _sampler_logprobs(reference: SamplingClient, data_D: Sequence[Datum]) -> list[np.ndarray]:
+    """One `compute_logprobs` request per Datum, all in flight together."""
     prompt_logprobs_D = await asyncio.gather(
         *(reference.compute_logprobs_async(full_sequence(datum)) for datum in data_D)
     )

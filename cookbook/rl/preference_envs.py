@@ -7,9 +7,9 @@ sampled, a preference model judges every matchup of the group's tournament (see
 with the chat format's stop sequence (cut off by max_tokens, or malformed) gets a format
 penalty on top (default -1), so it is worse than any clean answer whatever the judge says.
 
-All the group's judgements are requested at once: a model-based judge turns each into a
-sample request, and the server batches concurrent requests into a few forward passes (the
-whole batch's groups are rolled out concurrently too, so their judgements overlap).
+A batch's groups are judged together (`compute_batch_rewards`): every matchup of every group
+that shares a judge goes to it in one `preferences` call, in the batch's order, which a
+model-based judge scores in one forward pass; a group scored on its own makes one call too.
 """
 
 from __future__ import annotations
@@ -127,6 +127,15 @@ def with_format_penalty(
     ]
 
 
+@dataclass(frozen=True)
+class _Matchups:
+    """A group's answers (whether each ended cleanly) and its tournament's comparisons."""
+
+    valid: list[bool]
+    pairs: list[tuple[int, int]]
+    comparisons: list[Comparison]
+
+
 @dataclass
 class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
     """`num_envs` answers to `convo_prefix`, rewarded by `preference_model` through a tournament."""
@@ -157,23 +166,70 @@ class PairwisePreferenceGroupBuilder(EnvGroupBuilder):
         """Each trajectory's answer message, and whether it ended with the stop sequence."""
         return parse_answers(self.policy_renderer, trajectories_G)
 
-    async def compute_group_rewards(
-        self, trajectories_G: list[Trajectory], envs: Sequence[Env]
-    ) -> list[tuple[float, Metrics]]:
+    def matchups(self, trajectories_G: Sequence[Trajectory]) -> _Matchups:
+        """The group's answers and the comparisons its tournament asks the judge about."""
         messages, valid = self.parse_answers(trajectories_G)
         pairs = get_pairs_chunked(len(messages), self.tournament_pattern, self.matchup_group_size)
         comparisons = [Comparison(self.convo_prefix, [messages[i]], [messages[j]]) for i, j in pairs]
-        preferences = [
-            float(p) for p in await asyncio.gather(*(self.preference_model(c) for c in comparisons))
-        ]
-        fractions, _ = win_fractions(len(messages), pairs, preferences)
+        return _Matchups(valid, pairs, comparisons)
+
+    async def rewards(self, matchups: _Matchups, preferences: Sequence[float]) -> list[tuple[float, Metrics]]:
+        """Each answer's (reward, metrics) from the judge's `preferences` of the group's matchups."""
+        preferences = [float(p) for p in preferences]
+        fractions, _ = win_fractions(len(matchups.valid), matchups.pairs, preferences)
         metrics_G: list[Metrics] = [
             {"win_fraction": fraction, "format": float(ok)}
-            for fraction, ok in zip(fractions, valid, strict=True)
+            for fraction, ok in zip(fractions, matchups.valid, strict=True)
         ]
         if self.audit is not None:
-            await add_audit_metrics(self.audit, metrics_G, pairs, comparisons, preferences)
-        return with_format_penalty(fractions, valid, metrics_G, self.format_penalty)
+            await add_audit_metrics(self.audit, metrics_G, matchups.pairs, matchups.comparisons, preferences)
+        return with_format_penalty(fractions, matchups.valid, metrics_G, self.format_penalty)
+
+    async def compute_group_rewards(
+        self, trajectories_G: list[Trajectory], envs: Sequence[Env]
+    ) -> list[tuple[float, Metrics]]:
+        matchups = self.matchups(trajectories_G)
+        return await self.rewards(matchups, await self.preference_model.preferences(matchups.comparisons))
+
+    @classmethod
+    async def compute_batch_rewards(
+        cls,
+        builders_P: Sequence[PairwisePreferenceGroupBuilder],
+        trajectories_P: Sequence[list[Trajectory]],
+        envs_P: Sequence[Sequence[Env]],
+    ) -> list[list[tuple[float, Metrics]]]:
+        """One `preferences` call per judge over all its groups' matchups, in the batch's order."""
+        matchups_P = [b.matchups(t) for b, t in zip(builders_P, trajectories_P, strict=True)]
+        by_judge: dict[int, list[int]] = {}
+        for p, builder in enumerate(builders_P):
+            by_judge.setdefault(id(builder.preference_model), []).append(p)
+        judged = await asyncio.gather(
+            *(
+                builders_P[indices[0]].preference_model.preferences(
+                    [c for p in indices for c in matchups_P[p].comparisons]
+                )
+                for indices in by_judge.values()
+            )
+        )
+        preferences_P: list[list[float]] = [[] for _ in builders_P]
+        for indices, preferences in zip(by_judge.values(), judged, strict=True):
+            start = 0
+            for p in indices:
+                end = start + len(matchups_P[p].comparisons)
+                preferences_P[p] = list(preferences[start:end])
+                start = end
+            if start != len(preferences):
+                raise ValueError(f"the judge returned {len(preferences)} preferences for {start} comparisons")
+        return list(
+            await asyncio.gather(
+                *(
+                    builder.rewards(matchups, preferences)
+                    for builder, matchups, preferences in zip(
+                        builders_P, matchups_P, preferences_P, strict=True
+                    )
+                )
+            )
+        )
 
     def logging_tags(self) -> list[str]:
         return [LOGGING_TAG]

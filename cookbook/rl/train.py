@@ -2,13 +2,18 @@
 
 Each step i:
 
-    evaluate (every `eval_every` steps, step 0 included)  ->  roll out batch i with the current
-    sampler  ->  advantages (+ KL penalty)  ->  Datums  ->  pipelined training substeps  ->
-    a fresh sampler of the new weights (every `save_every` steps through a saved checkpoint)
+    roll out batch i with the current sampler (a group's answers in one sample request, the
+    step's matchups judged in one pass)  ->  advantages (+ KL penalty: the reference scores the
+    batch in one forward)  ->  Datums  ->  pipelined training substeps  ->  a fresh sampler of
+    the new weights (every `save_every` steps through a saved checkpoint)
 
-and once more at the end: evaluate, save the "final" checkpoint, plot the curves. Training is
-on-policy: a sampling client is an immutable snapshot, so a new one is taken after every update
-(forgetting that silently samples old weights).
+Every `eval_every` steps (step 0 included) the evaluators judge the weights batch i was sampled
+from: they start once its rollouts are sampled and run beside the update (never beside the
+rollouts, whose logprobs would change by rounding in shared generation batches), and finish before
+the next step's rollouts. Once more at the end: evaluate beside saving the "final" checkpoint,
+plot the curves. Training is on-policy (the next step's rollouts wait for this step's update): a
+sampling client is an immutable snapshot, so a new one is taken after every update (forgetting
+that silently samples old weights).
 
 Setup, resume (weights, Adam state and the next batch index), the finished-run rule, the client
 and logging are `TrainingRun`'s (cookbook/utils/run.py), the same for every loop. Every step's
@@ -20,27 +25,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import chz
 from chz.mungers import attr_if_none
 
 from cookbook.client.abstract import SamplingClient, ServiceClient, TrainingClient
 from cookbook.client.types import RL_LOSS_FN_NAMES, RLLossFnType
-from cookbook.eval.evaluators import Evaluator
+from cookbook.eval.evaluators import Evaluator, Metrics, TrainingClientEvaluator
 from cookbook.eval.run import build_evaluators, run_evaluators
 from cookbook.rl.advantages import ADVANTAGE_MODES, AdvantageMode
 from cookbook.rl.completers import SamplingClientTokenCompleter
-from cookbook.rl.kl_penalty import KL_PENALTY_MODES, KLPenaltyMode
+from cookbook.rl.kl_penalty import KL_PENALTY_MODES, KLPenaltyMode, ReferencePolicy
 from cookbook.rl.metrics import entropy_metrics, env_metrics, sample_train_kl_metrics
-from cookbook.rl.reference import create_reference_sampling_client
+from cookbook.rl.reference import create_reference_policy
 from cookbook.rl.rollout_log import log_rollouts
 from cookbook.rl.rollouts import derive_seed, do_batch_rollouts
 from cookbook.rl.test_set_evaluator import RLTestSetEvaluator
 from cookbook.rl.train_step import train_step
 from cookbook.rl.training_batch import build_training_batch
-from cookbook.rl.types import RLDataset, RLDatasetBuilder
+from cookbook.rl.types import RLDataset, RLDatasetBuilder, TrajectoryGroup
 from cookbook.tokenizer_utils import Tokenizer, get_tokenizer
 from cookbook.utils.checkpoints import (
     FINAL_NAME,
@@ -53,9 +59,11 @@ from cookbook.utils.optimizer_config import OptimizerConfig, optimizer_defaults
 from cookbook.utils.progress import TrainingProgress
 from cookbook.utils.run import TrainingRun
 from cookbook.utils.run_config import RunConfig
-from cookbook.utils.timing import timed, timed_total
+from cookbook.utils.timing import TIME_PREFIX, timed, timed_total
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 PLOT_KEYS: tuple[str, ...] = (
@@ -158,7 +166,7 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
             )
         reference = None
         if config.uses_reference:
-            reference = await create_reference_sampling_client(
+            reference = await create_reference_policy(
                 run.service, config.model_name, config.kl_reference_path or config.load_checkpoint_path
             )
         tokenizer = None
@@ -166,6 +174,25 @@ async def main_async(config: Config, service_client: ServiceClient | None = None
             tokenizer = await asyncio.to_thread(get_tokenizer, config.model_name, run.service)
         loop = _Run(config, run, training_client, train_dataset, evaluators, reference, tokenizer)
         return await loop.train(start, end)
+
+
+async def beside(evaluation: asyncio.Task[Metrics] | None, work: Awaitable[T], metrics: Metrics) -> T:
+    """`work`'s result, with the `evaluation` running meanwhile added to `metrics` (cancelled if `work` fails)."""
+    if evaluation is None:
+        return await work
+    try:
+        result = await work
+    except BaseException:
+        evaluation.cancel()
+        await asyncio.gather(evaluation, return_exceptions=True)
+        raise
+    evaluated = await evaluation
+    clash = sorted(key for key in set(evaluated) & set(metrics) if not key.startswith(TIME_PREFIX))
+    if clash:
+        raise ValueError(f"evaluators report metric(s) {clash} that the RL step reports too")
+    for key, value in evaluated.items():
+        metrics[key] = metrics.get(key, 0.0) + value if key.startswith(TIME_PREFIX) else value
+    return result
 
 
 @dataclass
@@ -177,7 +204,7 @@ class _Run:
     training_client: TrainingClient
     dataset: RLDataset
     evaluators: Sequence[Evaluator]
-    reference: SamplingClient | None
+    reference: ReferencePolicy | None
     tokenizer: Tokenizer | None
 
     async def train(self, start: int, end: int) -> CheckpointRecord:
@@ -191,35 +218,67 @@ class _Run:
                     "optim/lr": self.config.optimizer.lr_at(step, end),
                 }
                 with timed_total(metrics):
-                    if self.evaluators and self.is_eval_step(step):
-                        with timed("eval", metrics):
-                            metrics.update(await run_evaluators(self.evaluators, self.training_client))
-                    trained = await self.rl_step(step, end, sampling_client, metrics)
-                    with timed("sampler", metrics):
-                        sampling_client = await self.next_sampler(step + 1, end, sampling_client, trained)
+                    evaluating = bool(self.evaluators) and self.is_eval_step(step)
+                    if evaluating:
+                        metrics.update(await self.training_client_evaluation())
+                    groups_P = await self.roll_out(step, sampling_client, metrics)
+                    evaluation = self.start_sampling_evaluation(sampling_client) if evaluating else None
+                    sampling_client = await beside(
+                        evaluation, self.learn(step, end, sampling_client, groups_P, metrics), metrics
+                    )
                 self.run.log(metrics, step)
                 progress.update(metrics)
 
         final_metrics: dict[str, float] = {"progress/batch": end, "progress/done_frac": 1.0}
+        evaluation = None
         if self.evaluators:
-            with timed("eval", final_metrics):
-                final_metrics.update(await run_evaluators(self.evaluators, self.training_client))
-            self.run.log(final_metrics, end)
-        await save_checkpoint_async(
-            self.training_client, FINAL_NAME, self.config.log_path, {"batch": end}, kind="both"
+            final_metrics.update(await self.training_client_evaluation())
+            evaluation = self.start_sampling_evaluation(sampling_client)
+        await beside(
+            evaluation,
+            save_checkpoint_async(
+                self.training_client, FINAL_NAME, self.config.log_path, {"batch": end}, kind="both"
+            ),
+            final_metrics,
         )
+        if evaluation is not None:
+            self.run.log(final_metrics, end)
         final = get_last_checkpoint(self.config.log_path)
         assert final is not None and final.final
         return final
+
+    async def training_client_evaluation(self) -> Metrics:
+        """The training-client evaluators, on the current weights (before the step changes them)."""
+        trainers = [ev for ev in self.evaluators if isinstance(ev, TrainingClientEvaluator)]
+        metrics: Metrics = {}
+        if trainers:
+            with timed("eval", metrics):
+                metrics.update(await run_evaluators(trainers, self.training_client))
+        return metrics
+
+    def start_sampling_evaluation(self, sampling_client: SamplingClient) -> asyncio.Task[Metrics]:
+        """The sampling evaluators on `sampling_client` (the snapshot the step sampled from), as a task that
+        runs beside the step's judging and update. It starts after the step's rollouts: sample requests
+        in flight together share the server's generation batches, which changes their logprobs by
+        rounding, so the training rollouts never share a batch with evaluation samples."""
+        samplers = [ev for ev in self.evaluators if not isinstance(ev, TrainingClientEvaluator)]
+
+        async def evaluate() -> Metrics:
+            metrics: Metrics = {}
+            with timed("eval", metrics):
+                metrics.update(await run_evaluators(samplers, self.training_client, sampling_client))
+            return metrics
+
+        return asyncio.ensure_future(evaluate())
 
     def is_eval_step(self, step: int) -> bool:
         every = self.config.eval_every
         return step == 0 if every == 0 else step % every == 0
 
-    async def rl_step(
-        self, step: int, end: int, sampling_client: SamplingClient, metrics: dict[str, float]
-    ) -> bool:
-        """Roll out batch `step` (of `end`), build the training data and train on it; False when the update was skipped."""
+    async def roll_out(
+        self, step: int, sampling_client: SamplingClient, metrics: dict[str, float]
+    ) -> list[TrajectoryGroup]:
+        """Batch `step`'s rollouts from `sampling_client`, scored; their metrics go to `metrics`."""
         config = self.config
         builders_P = self.dataset.get_batch(step)
         tags_P = [builder.logging_tags() for builder in builders_P]
@@ -229,6 +288,26 @@ class _Run:
         metrics.update(env_metrics(groups_P, tags_P))
         if self.tokenizer is not None:
             log_rollouts(config.log_path, step, groups_P, tags_P, self.tokenizer, config.num_groups_to_log)
+        return groups_P
+
+    async def learn(
+        self,
+        step: int,
+        end: int,
+        sampling_client: SamplingClient,
+        groups_P: list[TrajectoryGroup],
+        metrics: dict[str, float],
+    ) -> SamplingClient:
+        """Train on the step's rollouts; returns the sampler of the weights that leaves."""
+        trained = await self.update(step, end, groups_P, metrics)
+        with timed("sampler", metrics):
+            return await self.next_sampler(step + 1, end, sampling_client, trained)
+
+    async def update(
+        self, step: int, end: int, groups_P: list[TrajectoryGroup], metrics: dict[str, float]
+    ) -> bool:
+        """Build the training data of batch `step` (of `end`) and train on it; False when the update was skipped."""
+        config = self.config
         with timed("advantages", metrics):
             batch = await build_training_batch(
                 groups_P,

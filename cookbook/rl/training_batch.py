@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cookbook.client.abstract import SamplingClient
 from cookbook.client.types import Datum
 from cookbook.rl import kl_penalty
 from cookbook.rl.advantages import AdvantageMode, advantages_by_mode, remove_constant_reward_groups
@@ -74,7 +73,7 @@ class TrainingBatch:
 async def build_training_batch(
     groups_P: Sequence[TrajectoryGroup],
     *,
-    reference: SamplingClient | None,
+    reference: kl_penalty.ReferencePolicy | None,
     kl_penalty_coef: float = 0.0,
     kl_penalty_mode: KLPenaltyMode = "sequence",
     remove_constant_groups: bool = False,

@@ -6,17 +6,20 @@ that are trained are the tokens that were sampled, with the sampler's own logpro
 
 Rewards come from two places: `Env.step` (per-step rewards, e.g. a verifier's score) and
 `EnvGroupBuilder.compute_group_rewards`, which sees a whole group of trajectories at once (what
-pairwise preference rewards need: each completion is judged against its siblings).
+pairwise preference rewards need: each completion is judged against its siblings). A batch's groups
+are scored together through `compute_batch_rewards`, so a model-based judge can score all of a
+step's matchups in one pass.
 
 Axis suffixes on names follow DESIGN.md: `_G` members of one group, `_P` groups of a batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Self, TypeAlias
 
 import chz
 
@@ -148,8 +151,26 @@ class EnvGroupBuilder(ABC):
         """A (reward, metrics) pair per trajectory, judged with the whole group in view (default: none)."""
         return [(0.0, {}) for _ in trajectories_G]
 
+    @classmethod
+    async def compute_batch_rewards(
+        cls,
+        builders_P: Sequence[Self],
+        trajectories_P: Sequence[list[Trajectory]],
+        envs_P: Sequence[Sequence[Env]],
+    ) -> list[list[tuple[float, Metrics]]]:
+        """`compute_group_rewards` of several groups of this class at once, in order (a judge may score
+        them in one pass); by default each group's on its own, all in flight together."""
+        return list(
+            await asyncio.gather(
+                *(
+                    builder.compute_group_rewards(trajectories_G, envs)
+                    for builder, trajectories_G, envs in zip(builders_P, trajectories_P, envs_P, strict=True)
+                )
+            )
+        )
+
     async def cleanup(self) -> None:  # noqa: B027 - an optional hook, deliberately empty
-        """Release what `make_envs` acquired; called once after the group is scored."""
+        """Release what `make_envs` acquired; called once after the group (or its batch) is scored or failed."""
 
     def logging_tags(self) -> list[str]:
         """Tags under which this group's metrics are also reported (`env/<tag>/...`)."""

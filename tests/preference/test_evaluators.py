@@ -85,9 +85,10 @@ def test_comparison_evaluator_matches_a_direct_computation(
     policy = policy_client.save_weights_and_get_sampling_client()
     judge_path = policy_client.save_weights_for_sampler("comparison-judge").result().path
     base_url = service.base_url  # type: ignore[attr-defined]
-    builder = PreferenceModelBuilderFromChatRenderer(
+    settings = dict(
         renderer_name="role_colon", model_name=BUILTIN, rm_weights_path=judge_path, base_url=base_url
     )
+    builder = PreferenceModelBuilderFromChatRenderer(**settings, batch_forward=False)
     evaluator = ComparisonEvaluator(
         builder, bundled_test, "role_colon", BUILTIN, max_tokens=12, gold_model=GoldPreferenceModel(), seed=7
     )
@@ -97,7 +98,7 @@ def test_comparison_evaluator_matches_a_direct_computation(
         comparison_renderer, service.create_sampling_client(model_path=judge_path)
     )
     gold = GoldPreferenceModel()
-    hard, soft, gold_scores, lengths, stops = [], [], [], [], []
+    hard, soft, gold_scores, lengths, stops, judged = [], [], [], [], [], []
     for i, labeled in enumerate(bundled_test):
         prompt = labeled.comparison.prompt_conversation
         params = SamplingParams(
@@ -111,6 +112,7 @@ def test_comparison_evaluator_matches_a_direct_computation(
         stops.append(ended.is_stop_sequence)
         reference = labeled.chosen_and_rejected()[0]
         first, second = Comparison(prompt, reference, [message]), Comparison(prompt, [message], reference)
+        judged += [first, second]
         j0, j1 = asyncio.run(judge.judge(first)), asyncio.run(judge.judge(second))
         hard.append(pairwise_win_score(j0.hard, j1.hard))
         soft.append(pairwise_win_score(j0.soft, j1.soft))
@@ -122,6 +124,31 @@ def test_comparison_evaluator_matches_a_direct_computation(
     assert metrics["test/answer_tokens"] == pytest.approx(np.mean(lengths))
     assert metrics["test/stop_frac"] == pytest.approx(np.mean(stops))
     assert set(gold_scores) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+
+    # With the judge's weights in a training client, all comparisons are one forward pass that reads
+    # both labels' exact logprobs (this untrained judge often leaves B out of the sampler's top k).
+    batched = ComparisonEvaluator(
+        PreferenceModelBuilderFromChatRenderer(**settings),
+        bundled_test,
+        "role_colon",
+        BUILTIN,
+        max_tokens=12,
+        gold_model=GoldPreferenceModel(),
+        seed=7,
+    )
+    in_one_pass = asyncio.run(batched(policy))
+    exact = PreferenceModelFromChatRenderer(
+        comparison_renderer,
+        service.create_sampling_client(model_path=judge_path),
+        scorer=service.create_training_client_from_state(judge_path),
+    )
+    exact_soft = [asyncio.run(exact.judge(c)).soft for c in judged]
+    exact_scores = [
+        pairwise_win_score(r0, r1) for r0, r1 in zip(exact_soft[::2], exact_soft[1::2], strict=True)
+    ]
+    assert in_one_pass["test/win_rate_soft"] == pytest.approx(np.mean(exact_scores), abs=1e-4)
+    for key in ("test/win_rate", "test/gold_win_rate", "test/answer_tokens", "test/stop_frac"):
+        assert in_one_pass[key] == metrics[key]
 
     greedy = ComparisonEvaluator(
         None, bundled_test[:3], "role_colon", BUILTIN, max_tokens=8, temperature=0.0, gold_model=gold

@@ -21,7 +21,7 @@ from cookbook.preference import (
     PreferenceModelFromChatRenderer,
     soft_score,
 )
-from cookbook.preference.preference_model import label_distribution
+from cookbook.preference.preference_model import greedy_label, label_distribution
 from tests.preference.conftest import BUILTIN
 
 A, B, OTHER = 11, 12, 13
@@ -57,6 +57,13 @@ def test_label_distribution_reads_the_last_position() -> None:
     assert dist.b_is_bound and dist.logprob_b == pytest.approx(math.log(0.05)) and dist.greedy_token == OTHER
     with pytest.raises(ValueError, match="top-k"):
         label_distribution(SampleResponse(sequences=[], prompt_logprobs=[None, -1.0]), A, B)
+
+
+def test_the_label_logprobs_settle_the_greedy_label_only_when_they_outweigh_every_other_token() -> None:
+    assert greedy_label(math.log(0.6), math.log(0.3), A, B) == A
+    assert greedy_label(math.log(0.1), math.log(0.5), A, B) == B  # 0.5 > the other 0.4
+    assert greedy_label(math.log(0.3), math.log(0.35), A, B) is None  # 0.35 here, up to 0.35 elsewhere
+    assert greedy_label(math.log(0.4), math.log(0.4), A, B) is None  # a tie: the sampler decides
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,3 +183,33 @@ def test_builder_from_saved_weights_and_concurrent_judgements(
         PreferenceModelBuilderFromChatRenderer(
             renderer_name="role_colon", model_name=BUILTIN, rm_weights_path="x"
         )
+
+
+class CountingForwards:
+    """Passes a training client's forward calls through, counting them."""
+
+    def __init__(self, inner: TrainingClient):
+        self.inner = inner
+        self.forwards = 0
+
+    async def forward_async(self, data, loss_fn):  # type: ignore[no-untyped-def]
+        self.forwards += 1
+        return await self.inner.forward_async(data, loss_fn)
+
+
+def test_a_scorer_judges_a_list_in_one_forward_pass_as_the_sampler_judges_each(
+    trained: tuple[TrainingClient, SamplingClient], comparison_renderer: ComparisonRendererFromChatRenderer
+) -> None:
+    client, sampler = trained
+    by_sampler = PreferenceModelFromChatRenderer(comparison_renderer, sampler)
+    scorer = CountingForwards(client)
+    by_forward = PreferenceModelFromChatRenderer(comparison_renderer, sampler, scorer=scorer)  # type: ignore[arg-type]
+    comparisons = [B_BETTER, B_BETTER.swap(), *OTHERS, *(c.swap() for c in OTHERS)]
+
+    one_pass = asyncio.run(by_forward.judge_many(comparisons))
+    assert scorer.forwards == 1
+    each = [asyncio.run(by_sampler.judge(c)) for c in comparisons]
+    assert [j.soft for j in one_pass] == pytest.approx([j.soft for j in each], abs=1e-4)
+    assert [j.hard for j in one_pass] == [j.hard for j in each]
+    assert asyncio.run(by_forward.preferences(comparisons)) == [j.soft for j in one_pass]
+    assert asyncio.run(by_forward.judge_many([])) == [] and scorer.forwards == 2

@@ -1,7 +1,8 @@
 """KL penalty arithmetic in both modes, through build_training_batch.
 
 The reference policy is a table-driven SamplingClient: it isolates the arithmetic from the
-server (the integration test runs the same code against the real server's compute_logprobs).
+server (the integration test runs the same code against the real server's compute_logprobs);
+the last test checks a training-client reference's forward pass against its sampler's logprobs.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from cookbook.client.abstract import SamplingClient
+from cookbook.client.abstract import SamplingClient, ServiceClient
 from cookbook.client.types import ModelInput, SampledSequence, SampleResponse, SamplingParams
-from cookbook.rl.data_processing import MASK_KEY, DatumOwner, loss_input
-from cookbook.rl.kl_penalty import sequence_kl_estimates
+from cookbook.rl.data_processing import MASK_KEY, DatumOwner, assemble_training_data, loss_input
+from cookbook.rl.kl_penalty import compute_reference_logprobs, sequence_kl_estimates
 from cookbook.rl.training_batch import TrainingBatch, build_training_batch
 from cookbook.rl.types import TrajectoryGroup
 
@@ -157,3 +158,16 @@ def test_sequence_kl_sums_over_every_datum_of_a_trajectory() -> None:
     owners = [DatumOwner(0, 1), DatumOwner(0, 1), DatumOwner(1, 0)]
     kl = sequence_kl_estimates(ratios, owners, [2, 1])
     assert [k.tolist() for k in kl] == [[0.0, 1.75], [2.0]]
+
+
+def test_a_training_client_reference_scores_the_batch_by_forward_as_its_sampler_would(
+    service: ServiceClient,
+) -> None:
+    client = service.create_lora_training_client("tiny-llama", rank=0)
+    sampler = client.save_weights_and_get_sampling_client()
+    data_D, _ = assemble_training_data([two_member_group()], [[0.0, 0.0]])
+    by_forward = asyncio.run(compute_reference_logprobs(client, data_D))
+    by_sampler = asyncio.run(compute_reference_logprobs(sampler, data_D))
+    assert [len(lp) for lp in by_forward] == [len(PROMPT) + 1] * 2
+    for forward_T, sampler_T in zip(by_forward, by_sampler, strict=True):
+        np.testing.assert_allclose(forward_T, sampler_T, atol=1e-4)

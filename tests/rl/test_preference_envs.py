@@ -7,6 +7,7 @@ preference model); the server-backed judge and sampler are checked on the built-
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -206,6 +207,43 @@ def test_one_way_tournament_halves_the_judge_calls_and_both_ways_cancels_a_posit
         group_builder(renderer, PrefersFirstSlot(), 3, ONE).compute_group_rewards(trajectories, [])
     )
     assert [r for r, _ in biased] == pytest.approx([1.0, 0.5, 0.0])
+
+
+class ListCountingJudge(CountingJudge):
+    """Also counts `preferences` calls (a model judge scores each such list in one pass)."""
+
+    def __init__(self, inner: PreferenceModel):
+        super().__init__(inner)
+        self.lists: list[int] = []
+
+    async def preferences(self, comparisons: Sequence[Comparison]) -> list[float]:
+        self.lists.append(len(comparisons))
+        return await super().preferences(comparisons)
+
+
+def test_a_batch_of_groups_is_judged_in_one_call_with_the_rewards_of_each_group_alone(
+    renderer: Renderer,
+) -> None:
+    texts = [
+        ["Sure! 3 plus 4 is 7.", "3 plus 4 is 7.", "3 plus 4 is 8."],
+        ["3 plus 4 is 8.", "Ugh, fine. 3 plus 4 is 7."],
+        ["3 plus 4 is 7."],
+        ["3 plus 4 is 7.", "3 plus", "Of course! 3 plus 4 is 7."],
+    ]
+    trajectories_P = [
+        [answer_trajectory(renderer, t, stopped=t != "3 plus") for t in group] for group in texts
+    ]
+    judge = ListCountingJudge(GoldPreferenceModel())
+    builders = [group_builder(renderer, judge, len(group)) for group in texts]
+    together = asyncio.run(
+        PairwisePreferenceGroupBuilder.compute_batch_rewards(builders, trajectories_P, [[] for _ in texts])
+    )
+    assert judge.lists == [6 + 2 + 0 + 6]  # one call, every group's ordered pairs in batch order
+    alone = [
+        asyncio.run(builder.compute_group_rewards(trajectories, []))
+        for builder, trajectories in zip(builders, trajectories_P, strict=True)
+    ]
+    assert together == alone
 
 
 def test_a_group_of_one_gets_even_odds_without_asking_the_judge(renderer: Renderer) -> None:

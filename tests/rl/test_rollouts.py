@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import ClassVar
 
 import pytest
 
@@ -120,6 +121,85 @@ def test_wrong_number_of_group_rewards_is_an_error_after_cleanup() -> None:
     with pytest.raises(ValueError, match="2 \\(reward, metrics\\) pairs for 3 trajectories"):
         asyncio.run(do_group_rollout(builder, ScriptedPolicy()))
     assert builder.cleaned_up
+
+
+class BatchRankingBuilder(RankingBuilder):
+    """Scores its batch's groups in one call of the class hook, after every group has been sampled."""
+
+    batch_calls: ClassVar[list[int]] = []
+
+    @classmethod
+    async def compute_batch_rewards(
+        cls,
+        builders_P: Sequence[BatchRankingBuilder],
+        trajectories_P: Sequence[list[Trajectory]],
+        envs_P: Sequence[Sequence[Env]],
+    ) -> list[list[tuple[float, Metrics]]]:
+        cls.batch_calls.append(len(builders_P))
+        return await super().compute_batch_rewards(builders_P, trajectories_P, envs_P)
+
+
+def test_a_batch_is_scored_once_per_builder_class_in_batch_order_then_cleaned_up() -> None:
+    BatchRankingBuilder.batch_calls = []
+    builders = [BatchRankingBuilder(2), RankingBuilder(3), BatchRankingBuilder(2), RankingBuilder(1)]
+    groups = asyncio.run(do_batch_rollouts(builders, ScriptedPolicy(), seed=11))
+    assert BatchRankingBuilder.batch_calls == [2]
+    assert [len(g.trajectories_G) for g in groups] == [2, 3, 2, 1]
+    assert all(b.cleaned_up for b in builders)
+    for builder, group in zip(builders, groups, strict=True):
+        assert builder.seen is not None and builder.seen[0] == group.trajectories_G
+        assert [m["rank"] for m in group.metrics_G] == group.final_rewards_G
+    # Group p's episodes sample with the seeds a lone rollout of that group, seeded (11, p), uses.
+    lone = asyncio.run(do_group_rollout(RankingBuilder(3), ScriptedPolicy(), seed=derive_seed(11, 1)))
+    assert groups[1].trajectories_G == lone.trajectories_G
+
+
+class GroupSamplingPolicy(ScriptedPolicy):
+    """Samples a group's shared first turn in one call (as one request of n rows would)."""
+
+    one_call_per_group = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.group_calls: list[tuple[list[int], int, int | None]] = []
+
+    async def complete_group(
+        self, model_input: ModelInput, stop: StopCondition, n: int, *, seed: int | None = None
+    ) -> list[TokensWithLogprobs]:
+        self.group_calls.append((model_input.to_ints(), n, seed))
+        return [
+            TokensWithLogprobs(
+                tokens=[model_input.length, 500 + i], maybe_logprobs=[-1.0, -1.0], stop_reason="stop"
+            )
+            for i in range(n)
+        ]
+
+
+class TwoPromptsBuilder(RankingBuilder):
+    """Its members start from different observations: they cannot share one sample request."""
+
+    async def make_envs(self) -> Sequence[Env]:
+        self.made = [CountdownEnv(self.turns) for _ in range(self.group_size)]
+        self.made[0].history = [7]
+        return self.made
+
+
+def test_a_groups_shared_first_turn_is_one_call_and_later_turns_are_each_episodes_own() -> None:
+    policy = GroupSamplingPolicy()
+    groups = asyncio.run(
+        do_batch_rollouts(
+            [RankingBuilder(3, turns=2), TwoPromptsBuilder(2), RankingBuilder(1)], policy, seed=5
+        )
+    )
+    assert policy.group_calls == [([1, 2], 3, derive_seed(5, 0))]
+    first_turns = [t.transitions[0].ac.tokens for t in groups[0].trajectories_G]
+    assert first_turns == [[2, 500], [2, 501], [2, 502]]
+    # Second turns, the differing group and the group of one sample episode by episode.
+    second_turn_seeds = [call[2] for call in policy.calls if len(call[0]) > 2 and call[0][:2] == [1, 2]]
+    assert sorted(second_turn_seeds) == sorted(
+        derive_seed(derive_seed(derive_seed(5, 0), i), 1) for i in range(3)
+    )
+    assert len(policy.calls) == 3 + 2 + 1
 
 
 def test_multi_turn_episode_records_every_transition() -> None:

@@ -154,8 +154,8 @@ class RLStage:
     advantage_mode: AdvantageMode = "group"
     tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS
     format_penalty: float = -1.0
-    # The judge reads the top-k label logprobs at each prompt position; a trained judge puts nearly all
-    # its mass on " A" and " B", so k=2 suffices and keeps each judgement's reply (and its cost) small.
+    # The judge scores a step's matchups in one forward pass; only a judgement whose label logprobs do not
+    # settle its greedy label asks a sample request for the top-k, and a trained judge rarely needs more than 2.
     judge_topk: int = 2
     eval_every: int = 10
     eval_comparisons: int = 200
