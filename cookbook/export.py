@@ -11,8 +11,10 @@ and key come from `--base-url`/`--api-key` or $COOKBOOK_BASE_URL/$COOKBOOK_API_K
 neither it uses this process's bundled local server.
 
 The adapter's `base_model_name_or_path` is where the server loaded the base from (a directory or hub
-id); `--base-ref` writes another (e.g. the hub id, or your copy of the base). A built-in base is
-exported beside the adapter in `base_model/` and referenced by its absolute path.
+id). A base no other tool loads by name (the built-in model, a GGUF file) is exported beside the
+adapter in `base_model/`, as a Hugging Face directory (a GGUF dequantised to fp32), and referenced by
+its absolute path. `--base-ref` writes another reference (e.g. the hub id, or your copy of the base)
+and then the server sends no `base_model/`.
 
 A reward model's export (a checkpoint with a reward head) also holds `reward_head.safetensors`: the
 head's `reward_head.weight` [1, hidden]; its score of a sequence is the model's final hidden state
@@ -52,7 +54,7 @@ class ExportError(CookbookError):
 @dataclass(frozen=True)
 class ExportResult:
     directory: Path
-    format: types.CheckpointExportFormat  # "peft" or "merged"
+    format: types.CheckpointExportFormat  # "peft" (an adapter, with or without its base) or "merged"
     base_reference: str | None  # the adapter's base_model_name_or_path (None for a merged model)
     reward_head: Path | None = None  # a reward model's head file (None: the checkpoint has no head)
 
@@ -118,9 +120,13 @@ def export_checkpoint(
         _raise_for_status(info_response)
         info = types.WeightsInfoResponse.model_validate(info_response.json())
         fmt: types.CheckpointExportFormat = "merged" if merged or not info.is_lora else "peft"
+        # A caller who names the base needs no copy of it, so the server is asked for none.
+        wire_fmt: types.CheckpointExportFormat = (
+            "peft_without_base" if fmt == "peft" and base_reference is not None else fmt
+        )
         link_response = http.get(
             f"{API_PREFIX}/training_runs/{parsed.training_run_id}/checkpoints/{parsed.checkpoint_id}/archive",
-            params={"format": fmt},
+            params={"format": wire_fmt},
         )
         _raise_for_status(link_response)
         link = types.CheckpointArchiveUrlResponse.model_validate(link_response.json())

@@ -2,8 +2,10 @@
 
 - `checkpoint`: the checkpoint's own files plus `checkpoint_complete` (what Tinker's archive holds).
 - `peft`: a PEFT adapter (`adapter_config.json` + `adapter_model.safetensors`) whose
-  `base_model_name_or_path` is the base's real source, with the tokenizer files. A built-in base
-  has no source elsewhere, so the export carries it in `base_model/`.
+  `base_model_name_or_path` is the base's real source, with the tokenizer files. A base no other
+  tool can load by name (a built-in model, a GGUF file) is carried in `base_model/` as a Hugging
+  Face directory (a GGUF dequantised to fp32), which the reference then names.
+- `peft_without_base`: the same adapter without `base_model/`, for a caller who names its base.
 - `merged`: a complete Hugging Face model directory (config, fp32 `model.safetensors`, generation
   config, tokenizer files); LoRA is merged in, full weights are written as trained.
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from cookbook.client import types
 from server_stub.engine import UserError
+from server_stub.models.hf_dir import CHAT_TEMPLATE_FILE
 from server_stub.models.merge import load_full_weights, merge_lora
 from server_stub.models.source import BaseModelSource, TokenizerFiles
 from server_stub.storage.checkpoints import CheckpointMeta
@@ -30,13 +33,14 @@ from server_stub.storage.weight_files import LORA_WEIGHTS, REWARD_HEAD_WEIGHTS, 
 BUNDLED_BASE_DIR = "base_model"
 COMPLETE_MARKER = "checkpoint_complete"
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_FORMATS = ("peft", "peft_without_base")
 # Files of a Hugging Face directory that describe its tokenizer and chat format.
 TOKENIZER_FILE_NAMES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
     "added_tokens.json",
-    "chat_template.jinja",
+    CHAT_TEMPLATE_FILE,
     "chat_template.json",
     "tokenizer.model",
     "vocab.json",
@@ -63,14 +67,17 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def write_tokenizer_files(base: BaseModelSource, tokenizer: TokenizerFiles, out: Path) -> None:
-    """The base's own tokenizer files (chat template included) when it came from a directory."""
+    """The base's own tokenizer files when it came from a directory, else the served tokenizer's;
+    the chat template included either way."""
     reference = Path(base.reference) if base.reference else None
     if reference is not None and reference.is_dir():
         for name in TOKENIZER_FILE_NAMES:
             if (reference / name).is_file():
                 shutil.copyfile(reference / name, out / name)
-    else:
-        write_tokenizer(out, tokenizer)
+        return
+    write_tokenizer(out, tokenizer)
+    if tokenizer.chat_template is not None:
+        (out / CHAT_TEMPLATE_FILE).write_text(tokenizer.chat_template)
 
 
 def _write_base_model(inputs: ExportInputs, out: Path) -> None:
@@ -93,15 +100,26 @@ def write_checkpoint(inputs: ExportInputs, out: Path) -> None:
     (out / COMPLETE_MARKER).touch()
 
 
-def write_peft(inputs: ExportInputs, out: Path) -> None:
+def _write_adapter(inputs: ExportInputs, out: Path, bundle_base: bool) -> None:
     _link_or_copy(inputs.checkpoint_dir / LORA_WEIGHTS, out / LORA_WEIGHTS)
     adapter_config = json.loads((inputs.checkpoint_dir / ADAPTER_CONFIG).read_text())
-    if inputs.base.reference is None:
+    if bundle_base and inputs.base.reference is None:
         _write_base_model(inputs, out / BUNDLED_BASE_DIR)
-    adapter_config["base_model_name_or_path"] = inputs.base.reference or BUNDLED_BASE_DIR
+    # Unbundled and without a reference, the base goes by its server alias until the caller names it.
+    adapter_config["base_model_name_or_path"] = inputs.base.reference or (
+        BUNDLED_BASE_DIR if bundle_base else inputs.base.name
+    )
     (out / ADAPTER_CONFIG).write_text(json.dumps(adapter_config, indent=2, sort_keys=True))
     write_tokenizer_files(inputs.base, inputs.tokenizer, out)
     _write_reward_head(inputs, out)
+
+
+def write_peft(inputs: ExportInputs, out: Path) -> None:
+    _write_adapter(inputs, out, bundle_base=True)
+
+
+def write_peft_without_base(inputs: ExportInputs, out: Path) -> None:
+    _write_adapter(inputs, out, bundle_base=False)
 
 
 def write_merged(inputs: ExportInputs, out: Path) -> None:
@@ -123,6 +141,7 @@ def write_merged(inputs: ExportInputs, out: Path) -> None:
 EXPORT_WRITERS: dict[types.CheckpointExportFormat, Callable[[ExportInputs, Path], None]] = {
     "checkpoint": write_checkpoint,
     "peft": write_peft,
+    "peft_without_base": write_peft_without_base,
     "merged": write_merged,
 }
 assert set(EXPORT_WRITERS) == set(types.CHECKPOINT_EXPORT_FORMATS)
@@ -134,7 +153,7 @@ def check_export(fmt: str, tinker_path: str, is_lora: bool) -> None:
         raise UserError(
             f"format must be one of {list(types.CHECKPOINT_EXPORT_FORMATS)}, got {fmt!r}", field="format"
         )
-    if fmt == "peft" and not is_lora:
+    if fmt in ADAPTER_FORMATS and not is_lora:
         raise UserError(
             f"{tinker_path} holds full weights, not a LoRA adapter: export it with format 'merged'",
             field="format",

@@ -421,9 +421,10 @@ class WeightsInfoResponse(WireModel):
 EXTENSION_REWARD_HEAD = "reward_head"
 
 # A checkpoint's files as a tar behind a signed link: GET .../checkpoints/{kind}/{name}/archive, with
-# `?format=` one of CHECKPOINT_EXPORT_FORMATS (our extension; Tinker's archive is "checkpoint").
+# `?format=` one of CHECKPOINT_EXPORT_FORMATS (our extension; Tinker's archive is "checkpoint";
+# "peft_without_base" never bundles the base, for a caller who names the adapter's base itself).
 EXTENSION_CHECKPOINT_ARCHIVE = "checkpoint_archive"
-CheckpointExportFormat: TypeAlias = Literal["checkpoint", "peft", "merged"]
+CheckpointExportFormat: TypeAlias = Literal["checkpoint", "peft", "peft_without_base", "merged"]
 CHECKPOINT_EXPORT_FORMATS: tuple[str, ...] = get_args(CheckpointExportFormat)
 
 

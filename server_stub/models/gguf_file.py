@@ -65,4 +65,5 @@ def gguf_source(name: str, file: str | Path) -> BaseModelSource:
         model = AutoModelForCausalLM.from_pretrained(**where, dtype=dtype)
         return forget_quantization(model).to(device=device, dtype=dtype).eval()
 
-    return source_from_config(name, config_dict, generation, path, load_tokenizer, build_model)
+    # No other tool loads a .gguf path as a base model, so exports carry the dequantised base instead.
+    return source_from_config(name, config_dict, generation, path, load_tokenizer, build_model, None)

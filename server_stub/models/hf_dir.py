@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 # transformers 5 saves the template beside tokenizer_config.json rather than inside it.
-_CHAT_TEMPLATE_FILE = "chat_template.jinja"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 
 def special_token(value: Any) -> str | None:
@@ -53,8 +53,12 @@ def source_from_config(
     origin: Path,
     load_tokenizer: Callable[[], TokenizerFiles],
     build_model: Callable[[torch.device, torch.dtype], PreTrainedModel],
+    reference: str | None,
 ) -> BaseModelSource:
-    """A source from a model's config.json contents (and generation_config.json's, when there is one)."""
+    """A source from a model's config.json contents (and generation_config.json's, when there is one).
+
+    `origin` is the file or directory named in errors; `reference` is what exports name as the base.
+    """
     text_config = config.get("text_config", config)
     context = next((text_config[k] for k in _CONTEXT_KEYS if isinstance(text_config.get(k), int)), None)
     vocab = text_config.get("vocab_size")
@@ -70,7 +74,7 @@ def source_from_config(
         config_eos_ids=tuple(dict.fromkeys(eos_ids)),
         load_tokenizer=load_tokenizer,
         build_model=build_model,
-        reference=str(origin),
+        reference=reference,
     )
 
 
@@ -85,7 +89,7 @@ def hf_dir_source(name: str, directory: str | Path) -> BaseModelSource:
 
     def load_tokenizer() -> TokenizerFiles:
         tok_config = _read_json(root / "tokenizer_config.json")
-        template_file = root / _CHAT_TEMPLATE_FILE
+        template_file = root / CHAT_TEMPLATE_FILE
         template = chat_template_text(tok_config.get("chat_template")) or (
             template_file.read_text() if template_file.is_file() else None
         )
@@ -103,6 +107,5 @@ def hf_dir_source(name: str, directory: str | Path) -> BaseModelSource:
         model = AutoModelForCausalLM.from_pretrained(str(root), dtype=dtype)
         return model.to(device).eval()
 
-    return source_from_config(
-        name, config, _read_json(root / "generation_config.json"), root, load_tokenizer, build_model
-    )
+    generation = _read_json(root / "generation_config.json")
+    return source_from_config(name, config, generation, root, load_tokenizer, build_model, str(root))

@@ -38,6 +38,6 @@ class BaseModelSource:
     config_eos_ids: tuple[int, ...]
     load_tokenizer: Callable[[], TokenizerFiles]
     build_model: Callable[[torch.device, torch.dtype], PreTrainedModel]
-    # Where the weights came from (a hub id, or the directory or file loaded), so exports name a base
-    # that other tools resolve; None for a built-in model, whose exports carry the base itself.
+    # A name other tools load the base by (a hub id or a Hugging Face directory), which exports write
+    # as the adapter's base; None when there is none (a built-in model, a GGUF file): exports carry it.
     reference: str | None = None

@@ -204,6 +204,7 @@ def test_cli_exports_a_builtin_base_beside_its_adapter(
         json.loads((custom / "adapter_config.json").read_text())["base_model_name_or_path"]
         == "org/some-model"
     )
+    assert not (custom / "base_model").exists()  # a caller who names the base gets no copy of it
 
 
 def test_official_sdk_downloads_the_tinker_archive(server: LocalServer, lora_paths: tuple[str, str]) -> None:
@@ -251,10 +252,14 @@ def test_bad_inputs_get_clear_errors(
         http.get(f"{checkpoints}/sampler_weights/lora/archive?format=zip"), 400
     )
     full_run = types.ParsedCheckpointTinkerPath.from_tinker_path(full_paths[0]).training_run_id
-    assert "'merged'" in error(
-        http.get(f"/api/v1/training_runs/{full_run}/checkpoints/sampler_weights/full/archive?format=peft"),
-        400,
-    )
+    for adapter_format in ("peft", "peft_without_base"):
+        assert "'merged'" in error(
+            http.get(
+                f"/api/v1/training_runs/{full_run}/checkpoints/sampler_weights/full/archive"
+                f"?format={adapter_format}"
+            ),
+            400,
+        )
     link = http.get(f"{checkpoints}/sampler_weights/lora/archive").json()["url"]
     assert "signature" in error(httpx.get(link.replace("signature=", "signature=0")), 403)
     assert "signature" in error(httpx.get(link.replace("/checkpoint.tar", "/merged.tar")), 403)
