@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 from cookbook.client import types
 from server_stub.compute_turns import offer_turn
 from server_stub.models.token_bytes import TokenBytes
+from server_stub.sampling.llama_decode import DecodePlan, decodes_in_place, plan_for
 from server_stub.sampling.prefill import PromptOutputs, prefill
 from server_stub.sampling.stops import StopTracker
 from server_stub.sampling.token_choice import RowSettings, choose_tokens
 
 if TYPE_CHECKING:
     import torch
+    from transformers import DynamicCache
 
     from server_stub.engine import TokenSink
     from server_stub.sampling.requests import PreparedRequest
@@ -70,6 +72,7 @@ def generate(
     next_position, logits = pre.next_position, pre.logits
     cache = pre.cache
     sinks = _token_sinks(requests)
+    lean = _LeanDecode.start(module, cache, attention if pre.padded else None, width + steps)
     for step in range(steps):
         new, new_lp = choose_tokens(logits, settings, step)
         tokens[live, step], logprobs[live, step] = new, new_lp
@@ -80,21 +83,30 @@ def generate(
         length = torch.where(active, step + 1, length)
         stopped |= hit
         done |= hit | (row_max <= step + 1)
-        if step + 1 == steps or bool(done.all()):
+        if step + 1 == steps:
             break
         assert cache is not None  # a prefill keeps its cache whenever some row decodes a second token
         keep = ~done[live]
         kept = int(keep.sum())
+        if kept == 0:
+            break
         if kept <= COMPACT_FRACTION * live.numel() and live.numel() - kept >= COMPACT_MIN_ROWS:
             index = keep.nonzero().flatten()  # drop finished rows: they would only waste compute
             live, settings, new = live[index], settings.select(index), new[index]
             attention, next_position = attention[index], next_position[index]
             cache.reorder_cache(index)
+            if lean is not None:
+                lean.select(index)
         if reactivate is not None:
             with torch.inference_mode(False):  # training that takes the turn needs autograd
                 took_turn = offer_turn()
             if took_turn:
                 module = reactivate()
+                if lean is not None:
+                    lean = lean.refreshed(module)
+        if lean is not None:
+            logits = lean.step(new, next_position + step, cache, width + step + 1)
+            continue
         out = module(
             input_ids=new.unsqueeze(-1),
             attention_mask=attention[:, : width + step + 1] if pre.padded else None,
@@ -104,6 +116,47 @@ def generate(
         )
         logits = out.logits[:, -1, :].float()
     return _responses(requests, pre.prompt_outputs, tokens, logprobs, length, stopped)
+
+
+class _LeanDecode:
+    """Decode steps through `llama_decode` instead of the Hugging Face module, for the models it covers."""
+
+    def __init__(self, plan: DecodePlan, attend: torch.Tensor | None, positions: int):
+        self.plan = plan
+        self.cos, self.sin = plan.rotary_table(positions)
+        self.attend = attend  # [rows, 1, 1, positions] bool, None when no row is padded
+
+    @classmethod
+    def start(
+        cls,
+        module: torch.nn.Module,
+        cache: DynamicCache | None,
+        attention: torch.Tensor | None,
+        positions: int,
+    ) -> _LeanDecode | None:
+        plan = plan_for(module) if decodes_in_place(cache) else None
+        if plan is None:
+            return None
+        return cls(plan, None if attention is None else attention.bool()[:, None, None, :], positions)
+
+    def select(self, rows: torch.Tensor) -> None:
+        if self.attend is not None:
+            self.attend = self.attend[rows]
+
+    def refreshed(self, module: torch.nn.Module) -> _LeanDecode | None:
+        """This decode with the module's weights as they are after another caller's turn."""
+        plan = plan_for(module)
+        if plan is None:
+            return None
+        self.plan = plan
+        return self
+
+    def step(
+        self, new: torch.Tensor, position: torch.Tensor, cache: DynamicCache, filled: int
+    ) -> torch.Tensor:
+        """fp32 logits [R, V] after feeding `new` at `position`; `filled` positions are then cached."""
+        attend = None if self.attend is None else self.attend[..., :filled]
+        return self.plan.step(new, self.cos[position], self.sin[position], cache, attend)
 
 
 def _token_sinks(requests: list[PreparedRequest]) -> list[tuple[TokenSink, int, int]]:
