@@ -97,8 +97,8 @@ class DecodePlan:
     inv_freq: torch.Tensor
     rope_scaling: float
 
-    def rotary_table(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, signed sin) [positions, head_dim] as Hugging Face's rotary embedding computes them."""
+    def rotary_table(self, positions: int) -> torch.Tensor:
+        """[positions, 2, head_dim]: cos and signed sin as Hugging Face's rotary embedding computes them."""
         import torch
 
         angles = torch.arange(positions, device=self.inv_freq.device).float()[:, None] * self.inv_freq.float()
@@ -108,23 +108,22 @@ class DecodePlan:
         sin = (both.sin() * self.rope_scaling).to(dtype)
         half = self.head_dim // 2
         # rotate_half(x) * sin == roll(x, half) * [-sin_low, sin_high]: one roll instead of two slices and a cat.
-        return cos, torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
+        return torch.stack((cos, torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)), dim=1)
 
     def step(
         self,
         token_ids: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rotary: torch.Tensor,
         cache: DynamicCache,
         attend: torch.Tensor | None,
     ) -> torch.Tensor:
-        """fp32 logits [R, V] of the next token after `token_ids` [R]; `cos`/`sin` [R, head_dim] are the
-        rows' rotary rows; `attend` [R, 1, 1, positions] bool masks padding (None: every position)."""
+        """fp32 logits [R, V] of the next token after `token_ids` [R]; `rotary` [R, 2, head_dim] holds the
+        rows' rows of `rotary_table`; `attend` [R, 1, 1, positions] bool masks padding (None: all positions)."""
         import torch
         import torch.nn.functional as F
 
         rows, heads, kv_heads, dim = token_ids.shape[0], self.heads, self.kv_heads, self.head_dim
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        cos, sin = rotary[:, :1], rotary[:, 1:]
         hidden = F.embedding(token_ids, self.embedding)
         for layer, cache_layer in zip(self.layers, cache.layers, strict=True):
             qkv = layer.qkv(_rms_norm(hidden, layer.input_norm, self.eps)).view(
@@ -168,6 +167,8 @@ def plan_for(module: torch.nn.Module) -> DecodePlan | None:
     tensors = _read_tensors(module)
     if tensors is None:
         return None
+    if any(t.is_inference() for t in tensors):  # no version counter to tell a change by: build afresh
+        return _build(module)
     key = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
     known = _plans.get(module)
     if known is not None and known[0] == key:

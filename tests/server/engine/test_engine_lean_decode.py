@@ -112,7 +112,7 @@ def test_each_decode_step_gives_the_hugging_face_logits(
         for cache in caches:
             model(input_ids=prompts, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
             cache.reorder_cache(rows)
-        cos, sin = plan.rotary_table(16)
+        rotary = plan.rotary_table(16)
         attention = torch.cat([mask[rows], torch.ones(3, 6, dtype=torch.int64)], dim=1)
         for step, token in enumerate((3, 4, 5, 6)):
             ids = torch.tensor([token, token + 1, token + 2])
@@ -126,7 +126,7 @@ def test_each_decode_step_gives_the_hugging_face_logits(
                 use_cache=True,
             ).logits[:, -1]
             attend = attention[:, :filled].bool()[:, None, None, :]
-            ours = plan.step(ids, cos[position], sin[position], caches[1], attend)
+            ours = plan.step(ids, rotary[position], caches[1], attend)
             assert torch.allclose(ours, theirs, atol=STEP_ATOL), float((ours - theirs).abs().max())
 
 
