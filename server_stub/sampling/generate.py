@@ -7,7 +7,9 @@ is then expanded to the `num_samples` rows of
 each request, and every decode step advances all rows together (attention mask and per-row
 position ids keep the padding invisible). Rows that finish keep decoding until enough of them have
 finished to be worth dropping from the batch (cache rows included); their surplus tokens are cut
-off at the end. The prompts' pass and prompt logprobs are `prefill.py`'s.
+off at the end. The prompts' pass and prompt logprobs are `prefill.py`'s. Decode steps of the
+Llama-family models go through `llama_decode`'s lean step, others through the Hugging Face module;
+per-step bookkeeping is kept for the rows still decoding only.
 """
 
 from __future__ import annotations

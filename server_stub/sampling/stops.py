@@ -28,10 +28,8 @@ class StopTracker:
 
         rows = [req for req in requests for _ in range(req.num_samples)]
         width = max((len(r.stop_token_ids) for r in rows), default=0) or 1
-        ids = torch.full((len(rows), width), -1, dtype=torch.int64)
-        for i, req in enumerate(rows):
-            ids[i, : len(req.stop_token_ids)] = torch.tensor(req.stop_token_ids, dtype=torch.int64)
-        self._stop_ids = ids.to(device)
+        padded = [[*r.stop_token_ids, *[-1] * (width - len(r.stop_token_ids))] for r in rows]
+        self._stop_ids = torch.tensor(padded, dtype=torch.int64, device=device).view(len(rows), width)
         self._rows: list[int] = list(range(len(rows)))  # the original row of each row still checked
         self._bytes = token_bytes
         self._row_strings = [req.stop_strings for req in rows]

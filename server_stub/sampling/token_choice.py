@@ -35,7 +35,7 @@ class RowSettings:
     all_greedy: bool
     any_filtered: bool
     unit_temperature: bool  # every row samples at temperature 1 (or greedy): logits need no scaling
-    draws: torch.Tensor | None = None  # [R, DRAW_BLOCK] uniforms for steps draws_from onwards
+    draws: torch.Tensor | None = None  # [R, DRAW_BLOCK] fp32 uniforms for steps draws_from onwards
     draws_from: int = -1
 
     @classmethod
@@ -84,10 +84,12 @@ class RowSettings:
         )
 
     def uniforms(self, step: int) -> torch.Tensor:
-        """[R] float64: each row's uniform for `step`, hashed a block of steps at a time."""
+        """[R] fp32 (the logits' dtype): each row's uniform for `step`, hashed a block of steps at a time."""
+        import torch
+
         if self.draws is None or not self.draws_from <= step < self.draws_from + DRAW_BLOCK:
             self.draws_from = step
-            self.draws = uniform_block(self.keys, step, DRAW_BLOCK)
+            self.draws = uniform_block(self.keys, step, DRAW_BLOCK).to(torch.float32)
         return self.draws[:, step - self.draws_from]
 
 
