@@ -14,7 +14,8 @@ per-step bookkeeping is kept for the rows still decoding only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from cookbook.client import types
@@ -74,55 +75,74 @@ def generate(
     sinks = _token_sinks(requests)
     limit_steps = set(max_of_row)  # a row reaches its max_tokens only after one of these many steps
     lean = _LeanDecode.start(module, cache, attention if pre.padded else None, width + steps)
-    for step in range(steps):
-        new, new_lp = choose_tokens(logits, settings, step)
-        if batch.everyone:
-            tokens[:, step], logprobs[:, step] = new, new_lp
-        else:
-            tokens[batch.rows, step], logprobs[batch.rows, step] = new, new_lp
-        if sinks:
-            _tell_sinks(sinks, tokens[:, step].tolist(), batch.active_rows(num_rows).tolist())
-        hit = stops.hits(new, tokens, step) & batch.active
-        batch.length = torch.where(hit, step + 1, batch.length)
-        batch.stopped |= hit
-        batch.active ^= hit  # hit only holds active rows
-        if step + 1 in limit_steps:
-            batch.active &= batch.max_tokens > step + 1
-        if step + 1 == steps:
-            break
-        assert cache is not None  # a prefill keeps its cache whenever some row decodes a second token
-        kept = int(batch.active.sum())
-        if kept == 0:
-            break
-        if kept <= COMPACT_FRACTION * batch.size and batch.size - kept >= COMPACT_MIN_ROWS:
-            index = batch.active.nonzero().flatten()  # drop finished rows: they would only waste compute
-            batch.record(length, stopped)
-            batch, settings, new = batch.select(index), settings.select(index), new[index]
-            attention, next_position = attention[index], next_position[index]
-            stops.select(index)
-            cache.reorder_cache(index)
-            if lean is not None:
-                lean.select(index)
-        if reactivate is not None:
-            with torch.inference_mode(False):  # training that takes the turn needs autograd
-                took_turn = offer_turn()
-            if took_turn:
-                module = reactivate()
+    threads = torch.get_num_threads()
+    with _intra_op_threads(lean.plan.threads if lean is not None else None):
+        for step in range(steps):
+            new, new_lp = choose_tokens(logits, settings, step)
+            if batch.everyone:
+                tokens[:, step], logprobs[:, step] = new, new_lp
+            else:
+                tokens[batch.rows, step], logprobs[batch.rows, step] = new, new_lp
+            if sinks:
+                _tell_sinks(sinks, tokens[:, step].tolist(), batch.active_rows(num_rows).tolist())
+            hit = stops.hits(new, tokens, step) & batch.active
+            batch.length = torch.where(hit, step + 1, batch.length)
+            batch.stopped |= hit
+            batch.active ^= hit  # hit only holds active rows
+            if step + 1 in limit_steps:
+                batch.active &= batch.max_tokens > step + 1
+            if step + 1 == steps:
+                break
+            assert cache is not None  # a prefill keeps its cache whenever some row decodes a second token
+            kept = int(batch.active.sum())
+            if kept == 0:
+                break
+            if kept <= COMPACT_FRACTION * batch.size and batch.size - kept >= COMPACT_MIN_ROWS:
+                index = batch.active.nonzero().flatten()  # drop finished rows: they would only waste compute
+                batch.record(length, stopped)
+                batch, settings, new = batch.select(index), settings.select(index), new[index]
+                attention, next_position = attention[index], next_position[index]
+                stops.select(index)
+                cache.reorder_cache(index)
                 if lean is not None:
-                    lean = lean.refreshed(module)
-        if lean is not None:
-            logits = lean.step(new, next_position + step, cache, width + step + 1)
-            continue
-        out = module(
-            input_ids=new.unsqueeze(-1),
-            attention_mask=attention[:, : width + step + 1] if pre.padded else None,
-            position_ids=(next_position + step).unsqueeze(-1),
-            cache=cache,
-            use_cache=True,
-        )
-        logits = out.logits[:, -1, :].float()
+                    lean.select(index)
+            if reactivate is not None:
+                # Training that takes the turn needs autograd and the process's own thread count.
+                with torch.inference_mode(False), _intra_op_threads(threads):
+                    took_turn = offer_turn()
+                if took_turn:
+                    module = reactivate()
+                    if lean is not None:
+                        lean = lean.refreshed(module)
+            if lean is not None:
+                logits = lean.step(new, next_position + step, cache, width + step + 1)
+                continue
+            out = module(
+                input_ids=new.unsqueeze(-1),
+                attention_mask=attention[:, : width + step + 1] if pre.padded else None,
+                position_ids=(next_position + step).unsqueeze(-1),
+                cache=cache,
+                use_cache=True,
+            )
+            logits = out.logits[:, -1, :].float()
     batch.record(length, stopped)
     return _responses(requests, pre.prompt_outputs, tokens, logprobs, length, stopped)
+
+
+@contextlib.contextmanager
+def _intra_op_threads(count: int | None) -> Iterator[None]:
+    """Run the block on `count` intra-op threads (None: as it is), the count before restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count is None or count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Batch:

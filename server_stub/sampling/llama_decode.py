@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 # Models whose parameters fit in this many bytes get fused, LoRA-merged weight copies: there the
 # per-op overhead a fused matmul saves outweighs the copy; beyond it the matmuls dominate.
 FUSE_MAX_BYTES = 64 << 20
+# Their decode steps also run on one thread: each op is too small to split, and every parallel op
+# would pay a thread wake-up (bench/README.md, the sampler against generate).
+SMALL_MODEL_DECODE_THREADS = 1
 # Rotary kinds whose angles depend on the position only (the table below is exact for them).
 _STATIC_ROPE = ("default", "linear", "llama3")
 
@@ -96,6 +99,7 @@ class DecodePlan:
     eps: float
     inv_freq: torch.Tensor
     rope_scaling: float
+    threads: int | None  # intra-op threads for a step (None: the process's own setting)
 
     def rotary_table(self, positions: int) -> torch.Tensor:
         """[positions, 2, head_dim]: cos and signed sin as Hugging Face's rotary embedding computes them."""
@@ -293,6 +297,7 @@ def _build(module: torch.nn.Module) -> DecodePlan | None:
         eps=config.rms_norm_eps,
         inv_freq=rotary.inv_freq,
         rope_scaling=float(rotary.attention_scaling),
+        threads=SMALL_MODEL_DECODE_THREADS if fuse else None,
     )
 
 
