@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # per-op overhead a fused matmul saves outweighs the copy; beyond it the matmuls dominate.
 FUSE_MAX_BYTES = 64 << 20
 # Their decode steps also run on one thread: each op is too small to split, and every parallel op
-# would pay a thread wake-up (bench/README.md, the sampler against generate).
+# would pay a thread wake-up (bench/README.md, "The lean decode step").
 SMALL_MODEL_DECODE_THREADS = 1
 # Rotary kinds whose angles depend on the position only (the table below is exact for them).
 _STATIC_ROPE = ("default", "linear", "llama3")
