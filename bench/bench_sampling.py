@@ -7,11 +7,15 @@ batches them itself; `generate` gets the B prompts as one batch. Both stop a row
 server always does), so throughput counts the tokens actually generated, EOS included; with the
 random-init model EOS is rare and rows almost always run to `max_tokens`.
 
+With `--smollm2` the same comparison also runs on SmolLM2-135M-Instruct (the GGUF of
+`bench/smollm2.py`, served as "smollm2" in fp32; `generate` gets transformers' own load of the same
+file), in the same run and on the same server, its prompts drawn from above the special tokens.
+
 A second table compares N concurrent 1-sample requests with one request for N samples of the same
 prompt: the same rows to decode, so any gap is per-request cost (HTTP, batching, prefill), with
 the client's and the server's CPU per request alongside.
 
-    python -m bench.bench_sampling [--quick] [--threads N] [--rounds N] [--json PATH]
+    python -m bench.bench_sampling [--quick] [--smollm2] [--threads N] [--rounds N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,19 +36,34 @@ from bench import common  # sets OMP_WAIT_POLICY before anything imports torch
 from cookbook.client import types
 
 if TYPE_CHECKING:
+    import torch
+
     from cookbook.client.abstract import SamplingClient
 
 PROMPT_LENGTH = 20
 CASES = ((4, 32), (4, 64), (16, 32), (16, 64), (64, 32), (64, 64))  # (prompts, new tokens)
 QUICK_CASES = ((2, 4),)
+SMOLLM2_CASES = ((4, 32), (16, 32))
+QUICK_SMOLLM2_CASES = ((2, 4),)
 CONCURRENCY = ((8, 64), (32, 64))  # (N requests or samples, new tokens)
 QUICK_CONCURRENCY = ((2, 4),)
+SMOLLM2_NAME = "smollm2"
+SMOLLM2_FIRST_PLAIN_TOKEN = 100  # SmolLM2's special tokens (EOS and chat markers) all lie below this
 
 
-def prompts(count: int, vocab_size: int, seed: int = 0) -> list[list[int]]:
-    """Random prompts that avoid token 0 (the built-in model's EOS)."""
+@dataclass(frozen=True)
+class Model:
+    """A served model and the range its random prompts are drawn from."""
+
+    name: str
+    first_token: int
+    vocab_size: int
+
+
+def prompts(count: int, model: Model, seed: int = 0) -> list[list[int]]:
+    """Random prompts that avoid the model's EOS and special tokens."""
     rng = np.random.default_rng(seed)
-    return rng.integers(1, vocab_size, size=(count, PROMPT_LENGTH)).tolist()
+    return rng.integers(model.first_token, model.vocab_size, size=(count, PROMPT_LENGTH)).tolist()
 
 
 def sampling_params(new_tokens: int) -> types.SamplingParams:
@@ -56,13 +76,34 @@ def sampling_params(new_tokens: int) -> types.SamplingParams:
 class HfGenerate:
     """The baseline: transformers' `generate` on an identical model in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: torch.nn.Module, eos: tuple[int, ...]):
+        self.model = model
+        self.eos = eos
+
+    @classmethod
+    def builtin(cls) -> HfGenerate:
         import torch
 
         from server_stub.models.tiny_llama import TINY_LLAMA_EOS_ID, build_tiny_llama
 
-        self.model = build_tiny_llama(torch.device("cpu"), torch.float32)
-        self.eos = TINY_LLAMA_EOS_ID
+        return cls(build_tiny_llama(torch.device("cpu"), torch.float32), (TINY_LLAMA_EOS_ID,))
+
+    @classmethod
+    def smollm2(cls) -> HfGenerate:
+        """transformers' own fp32 load of the GGUF the server serves."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from bench.smollm2 import smollm2_gguf
+
+        gguf = smollm2_gguf()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+            )
+        eos = model.generation_config.eos_token_id
+        return cls(model.eval(), tuple(eos) if isinstance(eos, list) else (int(eos),))
 
     def tokens_and_seconds(self, batch: list[list[int]], new_tokens: int) -> tuple[int, float]:
         """Generated tokens (up to and including each row's EOS) and wall seconds for one batch."""
@@ -81,15 +122,15 @@ class HfGenerate:
                 top_p=1.0,
                 max_new_tokens=new_tokens,
                 min_new_tokens=0,
-                eos_token_id=self.eos,
-                pad_token_id=self.eos,
+                eos_token_id=list(self.eos),
+                pad_token_id=self.eos[0],
             )
         seconds = time.perf_counter() - start
         return sum(_length_to_eos(row, self.eos) for row in out[:, ids.shape[1] :].tolist()), seconds
 
 
-def _length_to_eos(row: list[int], eos: int) -> int:
-    return row.index(eos) + 1 if eos in row else len(row)
+def _length_to_eos(row: list[int], eos: tuple[int, ...]) -> int:
+    return next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
 
 
 def server_tokens_and_seconds(
@@ -129,9 +170,9 @@ def one_request_seconds(
 
 
 def _sample_throughput(
-    client: SamplingClient, hf: HfGenerate, batch_size: int, new_tokens: int, rounds: int
+    client: SamplingClient, hf: HfGenerate, model: Model, batch_size: int, new_tokens: int, rounds: int
 ) -> dict[str, Any]:
-    batch = prompts(batch_size, common.vocab_size(), seed=batch_size * 1000 + new_tokens)
+    batch = prompts(batch_size, model, seed=batch_size * 1000 + new_tokens)
     server_tokens_and_seconds(client, batch, new_tokens)  # warm up both sides
     hf.tokens_and_seconds(batch, new_tokens)
     counts: dict[str, list[int]] = {"server": [], "hf_generate": []}
@@ -152,6 +193,7 @@ def _sample_throughput(
         },
     )
     return {
+        "model": model.name,
         "prompts": batch_size,
         "new_tokens": new_tokens,
         "prompt_length": PROMPT_LENGTH,
@@ -168,7 +210,7 @@ def _sample_throughput(
 def _concurrency(
     client: SamplingClient, server: common.ServerHandle, samples: int, new_tokens: int, rounds: int
 ) -> dict[str, Any]:
-    prompt = prompts(1, common.vocab_size(), seed=7)[0]
+    prompt = prompts(1, Model(common.BASE_MODEL, 1, common.vocab_size()), seed=7)[0]
     meters = {"concurrent": common.CpuMeter(server.pid), "one_request": common.CpuMeter(server.pid)}
     one_request_seconds(client, prompt, samples, new_tokens)  # warm up
     per_round = common.interleaved(
@@ -216,16 +258,29 @@ def _cpu(value: float | None) -> str:
     return "n/a" if value is None else common.number(value)
 
 
-def run(settings: common.BenchSettings, server: common.ServerHandle) -> common.BenchReport:
+def run(
+    settings: common.BenchSettings, server: common.ServerHandle, smollm2: bool = False
+) -> common.BenchReport:
     from cookbook.client import connect
 
     rounds = settings.rounds_or(4)
     service = connect(server.url)
     client = service.create_sampling_client(base_model=common.BASE_MODEL)
-    hf = HfGenerate()
+    builtin = Model(common.BASE_MODEL, 1, common.vocab_size())
+    hf = HfGenerate.builtin()
     throughput = [
-        _sample_throughput(client, hf, b, n, rounds) for b, n in (QUICK_CASES if settings.quick else CASES)
+        _sample_throughput(client, hf, builtin, b, n, rounds)
+        for b, n in (QUICK_CASES if settings.quick else CASES)
     ]
+    if smollm2:
+        hf = HfGenerate.smollm2()
+        served = Model(SMOLLM2_NAME, SMOLLM2_FIRST_PLAIN_TOKEN, int(hf.model.config.vocab_size))
+        smollm2_client = service.create_sampling_client(base_model=SMOLLM2_NAME)
+        throughput += [
+            _sample_throughput(smollm2_client, hf, served, b, n, rounds)
+            for b, n in (QUICK_SMOLLM2_CASES if settings.quick else SMOLLM2_CASES)
+        ]
+        del hf
     concurrency = [
         _concurrency(client, server, n, t, rounds)
         for n, t in (QUICK_CONCURRENCY if settings.quick else CONCURRENCY)
@@ -237,6 +292,7 @@ def run(settings: common.BenchSettings, server: common.ServerHandle) -> common.B
         f"({settings.threads} torch threads each side, {PROMPT_LENGTH}-token prompts, T=1, median [range] "
         f"over {rounds} rounds)",
         [
+            "model",
             "prompts",
             "new tokens",
             "server tok/s",
@@ -250,6 +306,7 @@ def run(settings: common.BenchSettings, server: common.ServerHandle) -> common.B
     for r in throughput:
         rows = r["mean_tokens_per_row"]
         speed.add(
+            r["model"],
             r["prompts"],
             r["new_tokens"],
             common.Spread.from_dict(r["server_tokens_per_s"]).text(0),
@@ -291,7 +348,28 @@ def run(settings: common.BenchSettings, server: common.ServerHandle) -> common.B
 
 
 def main(argv: list[str] | None = None) -> int:
-    return common.run_cli(__doc__.splitlines()[0], run, argv)
+    parser = common.build_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--smollm2",
+        action="store_true",
+        help="also compare on SmolLM2-135M-Instruct (a started server serves it; a --base-url one must)",
+    )
+    args = parser.parse_args(argv)
+    settings = common.settings_from_args(args)
+    if args.smollm2 and settings.base_url is None:
+        from bench.smollm2 import smollm2_gguf
+
+        model_flags = ("--model", f"{SMOLLM2_NAME}={smollm2_gguf()}", "--dtype", "float32")
+        settings = replace(settings, server_args=(*settings.server_args, *model_flags))
+    common.use_threads(settings.threads)
+    with common.bench_server(settings) as server:
+        report = run(settings, server, smollm2=args.smollm2)
+    print(report.render(), flush=True)
+    if settings.json_path is not None:
+        common.write_json(
+            settings.json_path, {"machine": common.machine_info(settings), report.name: report.data}
+        )
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,23 +7,28 @@ is then expanded to the `num_samples` rows of
 each request, and every decode step advances all rows together (attention mask and per-row
 position ids keep the padding invisible). Rows that finish keep decoding until enough of them have
 finished to be worth dropping from the batch (cache rows included); their surplus tokens are cut
-off at the end. The prompts' pass and prompt logprobs are `prefill.py`'s.
+off at the end. The prompts' pass and prompt logprobs are `prefill.py`'s. Decode steps of the
+Llama-family models go through `llama_decode`'s lean step, others through the Hugging Face module;
+per-step bookkeeping is kept for the rows still decoding only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from cookbook.client import types
 from server_stub.compute_turns import offer_turn
 from server_stub.models.token_bytes import TokenBytes
+from server_stub.sampling.llama_decode import DecodePlan, decodes_in_place, plan_for
 from server_stub.sampling.prefill import PromptOutputs, prefill
 from server_stub.sampling.stops import StopTracker
 from server_stub.sampling.token_choice import RowSettings, choose_tokens
 
 if TYPE_CHECKING:
     import torch
+    from transformers import DynamicCache
 
     from server_stub.engine import TokenSink
     from server_stub.sampling.requests import PreparedRequest
@@ -50,60 +55,167 @@ def generate(
     import torch
 
     device = next(module.parameters()).device
-    row_max = torch.tensor(
-        [req.max_tokens for req in requests for _ in range(req.num_samples)], device=device
-    )
-    steps = int(row_max.max())
+    max_of_row = [req.max_tokens for req in requests for _ in range(req.num_samples)]
+    steps = max(max_of_row)
     room = min(steps, INITIAL_ROOM) if steps > 1 else None  # one token per row needs no cache
     pre = prefill(module, requests, pad_id, room, device, max_tokens)
     stops = StopTracker(requests, token_bytes, vocab_size, device)
     num_rows, width = pre.prompt_mask.shape
     tokens = torch.zeros((num_rows, steps), dtype=torch.int64, device=device)
     logprobs = torch.zeros((num_rows, steps), dtype=torch.float32, device=device)
-    length = torch.zeros(num_rows, dtype=torch.int64, device=device)
+    row_max = torch.tensor(max_of_row, device=device)
+    length = row_max.clone()  # a row that never stops runs to its max_tokens
     stopped = torch.zeros(num_rows, dtype=torch.bool, device=device)
-    done = torch.zeros(num_rows, dtype=torch.bool, device=device)
-    # The decoding batch: which original rows it holds, and their settings, masks and positions.
-    live = torch.arange(num_rows, device=device)
+    # The decoding batch: which original rows it holds, and their settings, state, masks and positions.
+    batch = _Batch(torch.arange(num_rows, device=device), row_max, everyone=True)
     settings = RowSettings.build(requests, vocab_size, device)
     attention = torch.cat([pre.prompt_mask, pre.prompt_mask.new_ones((num_rows, steps))], dim=1)
     next_position, logits = pre.next_position, pre.logits
     cache = pre.cache
     sinks = _token_sinks(requests)
-    for step in range(steps):
-        new, new_lp = choose_tokens(logits, settings, step)
-        tokens[live, step], logprobs[live, step] = new, new_lp
-        active = ~done
-        if sinks:
-            _tell_sinks(sinks, tokens[:, step].tolist(), active.tolist())
-        hit = stops.hits(tokens[:, step], tokens, step) & active
-        length = torch.where(active, step + 1, length)
-        stopped |= hit
-        done |= hit | (row_max <= step + 1)
-        if step + 1 == steps or bool(done.all()):
-            break
-        assert cache is not None  # a prefill keeps its cache whenever some row decodes a second token
-        keep = ~done[live]
-        kept = int(keep.sum())
-        if kept <= COMPACT_FRACTION * live.numel() and live.numel() - kept >= COMPACT_MIN_ROWS:
-            index = keep.nonzero().flatten()  # drop finished rows: they would only waste compute
-            live, settings, new = live[index], settings.select(index), new[index]
-            attention, next_position = attention[index], next_position[index]
-            cache.reorder_cache(index)
-        if reactivate is not None:
-            with torch.inference_mode(False):  # training that takes the turn needs autograd
-                took_turn = offer_turn()
-            if took_turn:
-                module = reactivate()
-        out = module(
-            input_ids=new.unsqueeze(-1),
-            attention_mask=attention[:, : width + step + 1] if pre.padded else None,
-            position_ids=(next_position + step).unsqueeze(-1),
-            cache=cache,
-            use_cache=True,
-        )
-        logits = out.logits[:, -1, :].float()
+    limit_steps = set(max_of_row)  # a row reaches its max_tokens only after one of these many steps
+    lean = _LeanDecode.start(module, cache, attention if pre.padded else None, width + steps)
+    threads = torch.get_num_threads()
+    with _intra_op_threads(lean.plan.threads if lean is not None else None):
+        for step in range(steps):
+            new, new_lp = choose_tokens(logits, settings, step)
+            if batch.everyone:
+                tokens[:, step], logprobs[:, step] = new, new_lp
+            else:
+                tokens[batch.rows, step], logprobs[batch.rows, step] = new, new_lp
+            if sinks:
+                _tell_sinks(sinks, tokens[:, step].tolist(), batch.active_rows(num_rows).tolist())
+            hit = stops.hits(new, tokens, step) & batch.active
+            batch.length = torch.where(hit, step + 1, batch.length)
+            batch.stopped |= hit
+            batch.active ^= hit  # hit only holds active rows
+            if step + 1 in limit_steps:
+                batch.active &= batch.max_tokens > step + 1
+            if step + 1 == steps:
+                break
+            assert cache is not None  # a prefill keeps its cache whenever some row decodes a second token
+            kept = int(batch.active.sum())
+            if kept == 0:
+                break
+            if kept <= COMPACT_FRACTION * batch.size and batch.size - kept >= COMPACT_MIN_ROWS:
+                index = batch.active.nonzero().flatten()  # drop finished rows: they would only waste compute
+                batch.record(length, stopped)
+                batch, settings, new = batch.select(index), settings.select(index), new[index]
+                attention, next_position = attention[index], next_position[index]
+                stops.select(index)
+                cache.reorder_cache(index)
+                if lean is not None:
+                    lean.select(index)
+            if reactivate is not None:
+                # Training that takes the turn needs autograd and the process's own thread count.
+                with torch.inference_mode(False), _intra_op_threads(threads):
+                    took_turn = offer_turn()
+                if took_turn:
+                    module = reactivate()
+                    if lean is not None:
+                        lean = lean.refreshed(module)
+            if lean is not None:
+                logits = lean.step(new, next_position + step, cache, width + step + 1)
+                continue
+            out = module(
+                input_ids=new.unsqueeze(-1),
+                attention_mask=attention[:, : width + step + 1] if pre.padded else None,
+                position_ids=(next_position + step).unsqueeze(-1),
+                cache=cache,
+                use_cache=True,
+            )
+            logits = out.logits[:, -1, :].float()
+    batch.record(length, stopped)
     return _responses(requests, pre.prompt_outputs, tokens, logprobs, length, stopped)
+
+
+@contextlib.contextmanager
+def _intra_op_threads(count: int | None) -> Iterator[None]:
+    """Run the block on `count` intra-op threads (None: as it is), the count before restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count is None or count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Batch:
+    """The rows still decoding (original row numbers) and their state, kept for those rows only."""
+
+    def __init__(self, rows: torch.Tensor, max_tokens: torch.Tensor, everyone: bool = False):
+        import torch
+
+        self.rows = rows
+        self.everyone = everyone  # rows are all rows, in order: writes can use plain slices
+        self.size = rows.numel()
+        self.max_tokens = max_tokens
+        self.active = torch.ones(self.size, dtype=torch.bool, device=rows.device)  # not stopped nor at max
+        self.length = max_tokens.clone()
+        self.stopped = torch.zeros(self.size, dtype=torch.bool, device=rows.device)
+
+    def active_rows(self, num_rows: int) -> torch.Tensor:
+        """[num_rows] bool: original rows still sampling."""
+        import torch
+
+        active = torch.zeros(num_rows, dtype=torch.bool, device=self.rows.device)
+        active[self.rows] = self.active
+        return active
+
+    def record(self, length: torch.Tensor, stopped: torch.Tensor) -> None:
+        """Write these rows' lengths and stop flags into the whole batch's."""
+        length[self.rows], stopped[self.rows] = self.length, self.stopped
+
+    def select(self, index: torch.Tensor) -> _Batch:
+        kept = _Batch(self.rows[index], self.max_tokens[index])
+        kept.active, kept.length, kept.stopped = self.active[index], self.length[index], self.stopped[index]
+        return kept
+
+
+class _LeanDecode:
+    """Decode steps through `llama_decode` instead of the Hugging Face module, for the models it covers."""
+
+    def __init__(self, plan: DecodePlan, attend: torch.Tensor | None, positions: int):
+        self.plan = plan
+        self.rotary = plan.rotary_table(positions)
+        self.attend = attend  # [rows, 1, 1, positions] bool, None when no row is padded
+
+    @classmethod
+    def start(
+        cls,
+        module: torch.nn.Module,
+        cache: DynamicCache | None,
+        attention: torch.Tensor | None,
+        positions: int,
+    ) -> _LeanDecode | None:
+        plan = plan_for(module) if decodes_in_place(cache) else None
+        if plan is None:
+            return None
+        return cls(plan, None if attention is None else attention.bool()[:, None, None, :], positions)
+
+    def select(self, rows: torch.Tensor) -> None:
+        if self.attend is not None:
+            self.attend = self.attend[rows]
+
+    def refreshed(self, module: torch.nn.Module) -> _LeanDecode | None:
+        """This decode with the module's weights as they are after another caller's turn."""
+        plan = plan_for(module)
+        if plan is None:
+            return None
+        self.plan = plan
+        return self
+
+    def step(
+        self, new: torch.Tensor, position: torch.Tensor, cache: DynamicCache, filled: int
+    ) -> torch.Tensor:
+        """fp32 logits [R, V] after feeding `new` at `position`; `filled` positions are then cached."""
+        attend = None if self.attend is None else self.attend[..., :filled]
+        return self.plan.step(new, self.rotary[position], cache, attend)
 
 
 def _token_sinks(requests: list[PreparedRequest]) -> list[tuple[TokenSink, int, int]]:

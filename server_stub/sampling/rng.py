@@ -48,3 +48,12 @@ def uniforms(keys: torch.Tensor, step: int) -> torch.Tensor:
     """One float64 in (0, 1) per key for decode step `step`."""
     bits = fmix32(keys ^ fmix32((step * 2 + 1) ^ _STEP_SALT))
     return (bits.double() + 0.5) / 4294967296.0
+
+
+def uniform_block(keys: torch.Tensor, first_step: int, steps: int) -> torch.Tensor:
+    """[keys, steps] float64: column i is `uniforms(keys, first_step + i)`, in one pass of the hash."""
+    import torch
+
+    step = torch.arange(first_step, first_step + steps, dtype=torch.int64, device=keys.device)
+    bits = fmix32(keys.unsqueeze(-1) ^ fmix32((step * 2 + 1) ^ _STEP_SALT))
+    return (bits.double() + 0.5) / 4294967296.0

@@ -28,10 +28,9 @@ class StopTracker:
 
         rows = [req for req in requests for _ in range(req.num_samples)]
         width = max((len(r.stop_token_ids) for r in rows), default=0) or 1
-        ids = torch.full((len(rows), width), -1, dtype=torch.int64)
-        for i, req in enumerate(rows):
-            ids[i, : len(req.stop_token_ids)] = torch.tensor(req.stop_token_ids, dtype=torch.int64)
-        self._stop_ids = ids.to(device)
+        padded = [[*r.stop_token_ids, *[-1] * (width - len(r.stop_token_ids))] for r in rows]
+        self._stop_ids = torch.tensor(padded, dtype=torch.int64, device=device).view(len(rows), width)
+        self._rows: list[int] = list(range(len(rows)))  # the original row of each row still checked
         self._bytes = token_bytes
         self._row_strings = [req.stop_strings for req in rows]
         # Distinct stop-string sets -> a [sets, V] mask of tokens that could complete one of them.
@@ -49,15 +48,22 @@ class StopTracker:
             self._row_has = torch.tensor([bool(s) for s in self._row_strings], device=device)
             self._window = [max((len(s) for s in strings), default=0) for strings in self._row_strings]
 
+    def select(self, index: torch.Tensor) -> None:
+        """Check only rows `index` of those checked so far from now on (the batch dropped the others)."""
+        self._stop_ids = self._stop_ids[index]
+        self._rows = [self._rows[i] for i in index.tolist()]
+        if self._has_strings:
+            self._row_set, self._row_has = self._row_set[index], self._row_has[index]
+
     def hits(self, new_tokens: torch.Tensor, history: torch.Tensor, step: int) -> torch.Tensor:
-        """[R] bool: the token just generated at `step` stops its row. `history` is [R, >step] tokens."""
+        """[R] bool: the token just generated at `step` stops its row, for each row still checked.
+        `history` is [all rows, >step] tokens, indexed by original row."""
         hit = (self._stop_ids == new_tokens.unsqueeze(-1)).any(-1)
         if not self._has_strings:
             return hit
         candidates = self._candidates[self._row_set, new_tokens] & self._row_has & ~hit
-        rows = candidates.nonzero().flatten().tolist()
-        for row in rows:
-            if self._string_hit(row, history, step):
+        for row in candidates.nonzero().flatten().tolist():
+            if self._string_hit(self._rows[row], history, step):
                 hit[row] = True
         return hit
 

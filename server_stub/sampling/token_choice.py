@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from server_stub.sampling.rng import row_key, uniforms
+from server_stub.sampling.rng import row_key, uniform_block
 
 if TYPE_CHECKING:
     import torch
 
     from server_stub.sampling.requests import PreparedRequest
+
+DRAW_BLOCK = 32  # decode steps whose uniforms are hashed together (one pass instead of one per step)
 
 
 @dataclass
@@ -32,6 +34,9 @@ class RowSettings:
     any_greedy: bool
     all_greedy: bool
     any_filtered: bool
+    unit_temperature: bool  # every row samples at temperature 1 (or greedy): logits need no scaling
+    draws: torch.Tensor | None = None  # [R, DRAW_BLOCK] fp32 uniforms for steps draws_from onwards
+    draws_from: int = -1
 
     @classmethod
     def build(cls, requests: list[PreparedRequest], vocab_size: int, device: torch.device) -> RowSettings:
@@ -55,6 +60,9 @@ class RowSettings:
             any_greedy=any(greedy),
             all_greedy=all(greedy),
             any_filtered=any(f and not g for f, g in zip(filtered, greedy, strict=True)),
+            unit_temperature=all(
+                g or req.temperature == 1.0 for g, (req, _) in zip(greedy, rows, strict=True)
+            ),
         )
 
     def select(self, rows: torch.Tensor) -> RowSettings:
@@ -70,7 +78,19 @@ class RowSettings:
             any_greedy=bool(greedy.any()),
             all_greedy=bool(greedy.all()),
             any_filtered=bool((filtered & ~greedy).any()),
+            unit_temperature=self.unit_temperature,
+            draws=None if self.draws is None else self.draws[rows],
+            draws_from=self.draws_from,
         )
+
+    def uniforms(self, step: int) -> torch.Tensor:
+        """[R] fp32 (the logits' dtype): each row's uniform for `step`, hashed a block of steps at a time."""
+        import torch
+
+        if self.draws is None or not self.draws_from <= step < self.draws_from + DRAW_BLOCK:
+            self.draws_from = step
+            self.draws = uniform_block(self.keys, step, DRAW_BLOCK).to(torch.float32)
+        return self.draws[:, step - self.draws_from]
 
 
 def _invert_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -86,11 +106,13 @@ def choose_tokens(logits: torch.Tensor, rows: RowSettings, step: int) -> tuple[t
     """(tokens [R] int64, logprobs [R] fp32) for fp32 logits [R, V]."""
     import torch
 
-    logp = torch.log_softmax(logits / rows.temperature.unsqueeze(-1), dim=-1)
+    logp = torch.log_softmax(
+        logits if rows.unit_temperature else logits / rows.temperature.unsqueeze(-1), dim=-1
+    )
     if rows.all_greedy:
         tokens = logits.argmax(-1)
         return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    u = uniforms(rows.keys, step)
+    u = rows.uniforms(step)
     probs = logp.exp()
     tokens = _invert_cdf(probs, u)
     if rows.any_filtered:
