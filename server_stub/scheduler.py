@@ -17,6 +17,9 @@ Three kinds of work wait here, and the compute thread serves them in turn so non
   such bursts, and the requests left out wait for a whole generation. Waiting for a quiet gap keeps a burst
   together and costs a lone request only the gap; scaling the gap with the run time covers the
   longer gaps of a loaded machine, where generations are slow too, at a bounded relative cost.
+  Requests that came while a batch ran count the gap (and the cap) from its end, so the clients it
+  answers rejoin them: starting them at once would split loops that sample one request at a time
+  into two smaller batches that alternate from then on.
 * other heavy calls (create_sampler, delete_checkpoint, ...) in arrival order.
 
 A sampling batch can decode for seconds; training calls that arrive meanwhile do not wait for its
@@ -25,7 +28,9 @@ run then, as long as training has not had more of the compute than sampling sinc
 (a credit earned by sampling time at the rate `TRAINING_SHARE` sets, capped at `TURN_CREDIT_CAP`
 either way, that training calls spend; when training owes, a waiting sampling batch goes first):
 with both busy training gets about that share, and a training call waits about one decode step,
-not a whole generation.
+not a whole generation. Training spends credit only on compute that sampling wanted: all of a turn,
+but between batches only the part after the waiting sample requests were ready to start, so time
+sampling would have left idle (its requests still arriving) is free.
 
 Submitting never blocks on compute: the web thread only takes a short lock. Results leave through
 each task's `finish(result, exception)` callback, called on the compute thread.
@@ -137,6 +142,7 @@ class Scheduler:
         )
         self._batch_wait_fraction = sample_batch_wait_fraction
         self._last_sample_arrival = float("-inf")
+        self._last_batch_end = float("-inf")
         self._last_sample_run = 0.0  # seconds the previous engine.sample call took
         self._max_pending_samples = max_pending_samples
         self._max_seq_ahead = max_seq_ahead
@@ -153,6 +159,7 @@ class Scheduler:
         self._turn_credit = 0.0  # sampling seconds not yet matched by training time (negative: training owes)
         self._last_turn = 0.0
         self._turns_seconds = 0.0  # spent on training turns within the current sampling batch
+        self._sampling = False  # a sampling batch is running (training calls now run in its turns)
         # Sizes (jobs per engine.sample call) of recent batches: observability and tests.
         self.sample_batch_sizes: deque[int] = deque(maxlen=1000)
 
@@ -369,10 +376,21 @@ class Scheduler:
     def _run_ordered(self, lane: _Lane, seq: int, task: Task) -> None:
         started = self._clock()
         result, exc = _call(task.run)
-        self._turn_credit = max(self._turn_credit - (self._clock() - started), -TURN_CREDIT_CAP)
+        self._charge_training(started, self._clock())
         _finish(task.finish, result, exc)
         if seq == 0 and exc is not None:
             self._drop_lane(lane, exc)
+
+    def _charge_training(self, started: float, ended: float) -> None:
+        """Training pays for the compute it took while sampling wanted it: all of a turn within a batch;
+        between batches, only the part after the waiting sample requests were ready to start."""
+        if self._sampling:
+            contended = ended - started
+        else:
+            with self._cond:
+                ready_at = self._samples_ready_at()
+            contended = 0.0 if ready_at is None else max(0.0, ended - max(started, ready_at))
+        self._turn_credit = max(self._turn_credit - contended, -TURN_CREDIT_CAP)
 
     def _run_close(self, lane: _Lane, task: Task) -> None:
         result, exc = _call(task.run)
@@ -395,15 +413,25 @@ class Scheduler:
         for task in orphans:
             _finish(task.finish, None, error)
 
-    def _pick_samples(self, now: float) -> tuple[Callable[[], None] | None, float | None]:
+    def _samples_ready_at(self) -> float | None:
+        """When the waiting sample requests may start a batch (None: none wait): at once if they fill
+        one, else once none has come for a quiet gap, and at most the longest wait after the oldest."""
         if not self._samples:
+            return None
+        if self._sample_rows >= self._batch_rows:
+            return float("-inf")
+        quiet = max(self._batch_window, self._batch_wait_fraction * self._last_sample_run)
+        # Requests that came during the last batch wait for the clients it answered to come back.
+        quiet_end = max(self._last_sample_arrival, self._last_batch_end) + quiet
+        wait_end = max(self._samples[0].arrived, self._last_batch_end) + self._batch_max_wait
+        return min(quiet_end, wait_end)
+
+    def _pick_samples(self, now: float) -> tuple[Callable[[], None] | None, float | None]:
+        ready_at = self._samples_ready_at()
+        if ready_at is None:
             return None, None
-        if self._sample_rows < self._batch_rows:
-            quiet = max(self._batch_window, self._batch_wait_fraction * self._last_sample_run)
-            quiet_left = quiet - (now - self._last_sample_arrival)
-            wait_left = self._batch_max_wait - (now - self._samples[0].arrived)
-            if quiet_left > 0 and wait_left > 0:  # requests are still arriving: let them join
-                return None, min(quiet_left, wait_left)
+        if now < ready_at:  # requests are still arriving: let them join
+            return None, ready_at - now
         batch = [self._samples.popleft()]
         rows = batch[0].rows
         while self._samples and rows + self._samples[0].rows <= self._batch_rows:
@@ -456,8 +484,12 @@ class Scheduler:
             with turns_for(self._between_sampling_steps):
                 return self._engine.sample([t.job for t in batch])
 
-        results, exc = _call(run)
-        ended = self._clock()
+        self._sampling = True
+        try:
+            results, exc = _call(run)
+        finally:
+            self._sampling = False
+        ended = self._last_batch_end = self._clock()
         self._last_sample_run = ended - started - self._turns_seconds  # the batch's own time
         self._earn_credit(ended - self._last_turn)
         if exc is None and (not isinstance(results, list) or len(results) != len(batch)):
