@@ -28,9 +28,11 @@ run then, as long as training has not had more of the compute than sampling sinc
 (a credit earned by sampling time at the rate `TRAINING_SHARE` sets, capped at `TURN_CREDIT_CAP`
 either way, that training calls spend; when training owes, a waiting sampling batch goes first):
 with both busy training gets about that share, and a training call waits about one decode step,
-not a whole generation. Training spends credit only on compute that sampling wanted: all of a turn,
-but between batches only the part after the waiting sample requests were ready to start, so time
-sampling would have left idle (its requests still arriving) is free.
+not a whole generation. A turn, once begun, runs waiting training calls until training owes
+`TURN_OVERDRAW`, since each switch costs about a decode step. Training spends credit only on
+compute that sampling wanted: all of a turn, but between batches only the part after the waiting
+sample requests were ready to start, so time sampling would have left idle (its requests still
+arriving) is free.
 
 Submitting never blocks on compute: the web thread only takes a short lock. Results leave through
 each task's `finish(result, exception)` callback, called on the compute thread.
@@ -59,6 +61,9 @@ T = TypeVar("T")
 _SKIP = object()  # marks a seq id consumed by a request that was rejected at POST time
 _KEEP_SEEN = 4096  # how many finished seq ids per model still answer idempotent retries
 TURN_CREDIT_CAP = 0.25  # seconds of sampling a burst of training calls may catch up on at once
+# Seconds training may run past its credit within one turn: switching costs about a decode step, so
+# a step's calls (forward_backward, then a short optim_step) share one turn instead of taking two.
+TURN_OVERDRAW = 0.1
 # Training's share of the compute while both kinds wait; lower, sampling keeps more of its solo rate
 # and a training step waits longer (bench/README.md, fairness).
 TRAINING_SHARE = 0.5
@@ -463,7 +468,7 @@ class Scheduler:
         now = self._clock()
         self._earn_credit(now - self._last_turn)
         ran = False
-        while self._turn_credit > 0:
+        while self._turn_credit > (-TURN_OVERDRAW if ran else 0.0):
             with self._cond:
                 work = None if self._stopping else self._pick_training(now, within_sampling=True)[0]
             if work is None:

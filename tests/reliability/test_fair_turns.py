@@ -76,10 +76,12 @@ def test_a_training_call_runs_between_decode_steps_of_a_long_batch() -> None:
 
 
 class ClockedEngine(FakeEngine):
-    """Time is a fake clock: an optim_step takes 1 s and a decode step 0.1 s; the log says what ran when."""
+    """Time is a fake clock: an optim_step takes `train_seconds` and a decode step 0.1 s; the log says
+    what ran when."""
 
-    def __init__(self) -> None:
+    def __init__(self, train_seconds: float = 1.0) -> None:
         super().__init__()
+        self.train_seconds = train_seconds
         self.now = 0.0
         self.log: list[str] = []
         self.sampling = threading.Event()
@@ -98,7 +100,7 @@ class ClockedEngine(FakeEngine):
         return [types.SampleResponse(sequences=[]) for _ in jobs]
 
     def optim_step(self, model_id: str, adam: types.AdamParams) -> types.OptimStepResponse:
-        self.now += 1.0
+        self.now += self.train_seconds
         self.log.append("train")
         return types.OptimStepResponse(metrics={})
 
@@ -151,3 +153,40 @@ def test_training_pays_for_compute_only_when_sampling_wanted_it(sampling_waited:
     turn = engine.log.index("train", 1)
     # Charged, training owes the credit's cap (0.25 s) and waits three decode steps of 0.1 s.
     assert engine.log[turn - 1] == ("decode 2" if sampling_waited else "decode 0")
+
+
+def test_a_turn_runs_the_waiting_calls_of_a_step_past_its_credit() -> None:
+    """One decode step earns 0.1 s; a 0.15 s call overdraws it, and the next waiting call still runs in
+    the same turn (a second turn would cost another switch), within TURN_OVERDRAW."""
+    engine = ClockedEngine(train_seconds=0.15)
+    scheduler = Scheduler(engine, clock=engine.clock)
+    scheduler.start()
+    adam = types.AdamParams(learning_rate=0.1)
+    request = types.SampleRequest(
+        prompt=types.ModelInput.from_ints([1, 2]), sampling_params=types.SamplingParams(max_tokens=2)
+    )
+    try:
+        created, finish = finished()
+        scheduler.open_model(
+            "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
+        )
+        assert created.wait(30)
+        sampled, finish_sample = finished()
+        scheduler.submit_sample(SampleJob("sampler", request), finish_sample)
+        assert engine.sampling.wait(30)
+        done = []
+        for seq in (1, 2):
+            step_done, finish_step = finished()
+            done.append(step_done)
+            scheduler.submit_ordered(
+                "run-a",
+                seq,
+                b"%d" % seq,
+                f"r{seq}",
+                Task(lambda: engine.optim_step("run-a", adam), finish_step),
+            )
+        engine.submitted.set()
+        assert all(event.wait(30) for event in done) and sampled.wait(30)
+    finally:
+        scheduler.stop()
+    assert engine.log[:3] == ["decode 0", "train", "train"]
