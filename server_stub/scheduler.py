@@ -65,8 +65,9 @@ TURN_CREDIT_CAP = 0.25  # seconds of sampling a burst of training calls may catc
 # a step's calls (forward_backward, then a short optim_step) share one turn instead of taking two.
 TURN_OVERDRAW = 0.1
 # Training's share of the compute while both kinds wait; lower, sampling keeps more of its solo rate
-# and a training step waits longer (bench/README.md, fairness).
-TRAINING_SHARE = 0.5
+# and a training step waits longer. Under half, since training also has the time sampling leaves
+# idle between batches for free (bench/README.md, fairness).
+TRAINING_SHARE = 0.45
 
 
 @dataclass

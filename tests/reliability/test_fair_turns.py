@@ -3,6 +3,7 @@ is charged only for compute that sampling wanted."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from cookbook.client import types
 from server_stub.compute_turns import offer_turn
 from server_stub.engine import SampleJob
-from server_stub.scheduler import Scheduler, Task
+from server_stub.scheduler import TRAINING_SHARE, TURN_CREDIT_CAP, Scheduler, Task
 from tests.server.web.web_fake_engine import BASE_MODEL, FakeEngine
 
 STEPS = 200
@@ -151,8 +152,9 @@ def test_training_pays_for_compute_only_when_sampling_wanted_it(sampling_waited:
     finally:
         scheduler.stop()
     turn = engine.log.index("train", 1)
-    # Charged, training owes the credit's cap (0.25 s) and waits three decode steps of 0.1 s.
-    assert engine.log[turn - 1] == ("decode 2" if sampling_waited else "decode 0")
+    # Charged, training owes the credit's cap and waits for enough 0.1 s decode steps to repay it.
+    owed_steps = math.ceil(TURN_CREDIT_CAP / (0.1 * TRAINING_SHARE / (1 - TRAINING_SHARE)))
+    assert engine.log[turn - 1] == f"decode {owed_steps - 1 if sampling_waited else 0}"
 
 
 def test_a_turn_runs_the_waiting_calls_of_a_step_past_its_credit() -> None:
