@@ -17,6 +17,9 @@ Three kinds of work wait here, and the compute thread serves them in turn so non
   such bursts, and the requests left out wait for a whole generation. Waiting for a quiet gap keeps a burst
   together and costs a lone request only the gap; scaling the gap with the run time covers the
   longer gaps of a loaded machine, where generations are slow too, at a bounded relative cost.
+  Requests that came while a batch ran count the gap (and the cap) from its end, so the clients it
+  answers rejoin them: starting them at once would split loops that sample one request at a time
+  into two smaller batches that alternate from then on.
 * other heavy calls (create_sampler, delete_checkpoint, ...) in arrival order.
 
 A sampling batch can decode for seconds; training calls that arrive meanwhile do not wait for its
@@ -25,7 +28,11 @@ run then, as long as training has not had more of the compute than sampling sinc
 (a credit earned by sampling time at the rate `TRAINING_SHARE` sets, capped at `TURN_CREDIT_CAP`
 either way, that training calls spend; when training owes, a waiting sampling batch goes first):
 with both busy training gets about that share, and a training call waits about one decode step,
-not a whole generation.
+not a whole generation. A turn, once begun, runs waiting training calls until training owes
+`TURN_OVERDRAW`, since each switch costs about a decode step. Training spends credit only on
+compute that sampling wanted: all of a turn, but between batches only the part after the waiting
+sample requests were ready to start, so time sampling would have left idle (its requests still
+arriving) is free.
 
 Submitting never blocks on compute: the web thread only takes a short lock. Results leave through
 each task's `finish(result, exception)` callback, called on the compute thread.
@@ -55,9 +62,13 @@ T = TypeVar("T")
 _SKIP = object()  # marks a seq id consumed by a request that was rejected at POST time
 _KEEP_SEEN = 4096  # how many finished seq ids per model still answer idempotent retries
 TURN_CREDIT_CAP = 0.25  # seconds of sampling a burst of training calls may catch up on at once
+# Seconds training may run past its credit within one turn: switching costs about a decode step, so
+# a step's calls (forward_backward, then a short optim_step) share one turn instead of taking two.
+TURN_OVERDRAW = 0.1
 # Training's share of the compute while both kinds wait; lower, sampling keeps more of its solo rate
-# and a training step waits longer (bench/README.md, fairness).
-TRAINING_SHARE = 0.5
+# and a training step waits longer. Under half, since training also has the time sampling leaves
+# idle between batches for free (bench/README.md, fairness).
+TRAINING_SHARE = 0.45
 
 
 @dataclass
@@ -138,6 +149,7 @@ class Scheduler:
         )
         self._batch_wait_fraction = sample_batch_wait_fraction
         self._last_sample_arrival = float("-inf")
+        self._last_batch_end = float("-inf")
         self._last_sample_run = 0.0  # seconds the previous engine.sample call took
         self._max_pending_samples = max_pending_samples
         self._max_seq_ahead = max_seq_ahead
@@ -154,6 +166,7 @@ class Scheduler:
         self._turn_credit = 0.0  # sampling seconds not yet matched by training time (negative: training owes)
         self._last_turn = 0.0
         self._turns_seconds = 0.0  # spent on training turns within the current sampling batch
+        self._sampling = False  # a sampling batch is running (training calls now run in its turns)
         # Sizes (jobs per engine.sample call) of recent batches: observability and tests.
         self.sample_batch_sizes: deque[int] = deque(maxlen=1000)
         self.compute_time = ComputeClock()  # the compute thread's busy seconds per kind of work
@@ -372,10 +385,21 @@ class Scheduler:
         started = self._clock()
         with self.compute_time.measure("training"):
             result, exc = _call(task.run)
-        self._turn_credit = max(self._turn_credit - (self._clock() - started), -TURN_CREDIT_CAP)
+        self._charge_training(started, self._clock())
         _finish(task.finish, result, exc)
         if seq == 0 and exc is not None:
             self._drop_lane(lane, exc)
+
+    def _charge_training(self, started: float, ended: float) -> None:
+        """Training pays for the compute it took while sampling wanted it: all of a turn within a batch;
+        between batches, only the part after the waiting sample requests were ready to start."""
+        if self._sampling:
+            contended = ended - started
+        else:
+            with self._cond:
+                ready_at = self._samples_ready_at()
+            contended = 0.0 if ready_at is None else max(0.0, ended - max(started, ready_at))
+        self._turn_credit = max(self._turn_credit - contended, -TURN_CREDIT_CAP)
 
     def _run_close(self, lane: _Lane, task: Task) -> None:
         with self.compute_time.measure("training"):
@@ -399,15 +423,25 @@ class Scheduler:
         for task in orphans:
             _finish(task.finish, None, error)
 
-    def _pick_samples(self, now: float) -> tuple[Callable[[], None] | None, float | None]:
+    def _samples_ready_at(self) -> float | None:
+        """When the waiting sample requests may start a batch (None: none wait): at once if they fill
+        one, else once none has come for a quiet gap, and at most the longest wait after the oldest."""
         if not self._samples:
+            return None
+        if self._sample_rows >= self._batch_rows:
+            return float("-inf")
+        quiet = max(self._batch_window, self._batch_wait_fraction * self._last_sample_run)
+        # Requests that came during the last batch wait for the clients it answered to come back.
+        quiet_end = max(self._last_sample_arrival, self._last_batch_end) + quiet
+        wait_end = max(self._samples[0].arrived, self._last_batch_end) + self._batch_max_wait
+        return min(quiet_end, wait_end)
+
+    def _pick_samples(self, now: float) -> tuple[Callable[[], None] | None, float | None]:
+        ready_at = self._samples_ready_at()
+        if ready_at is None:
             return None, None
-        if self._sample_rows < self._batch_rows:
-            quiet = max(self._batch_window, self._batch_wait_fraction * self._last_sample_run)
-            quiet_left = quiet - (now - self._last_sample_arrival)
-            wait_left = self._batch_max_wait - (now - self._samples[0].arrived)
-            if quiet_left > 0 and wait_left > 0:  # requests are still arriving: let them join
-                return None, min(quiet_left, wait_left)
+        if now < ready_at:  # requests are still arriving: let them join
+            return None, ready_at - now
         batch = [self._samples.popleft()]
         rows = batch[0].rows
         while self._samples and rows + self._samples[0].rows <= self._batch_rows:
@@ -439,7 +473,7 @@ class Scheduler:
         now = self._clock()
         self._earn_credit(now - self._last_turn)
         ran = False
-        while self._turn_credit > 0:
+        while self._turn_credit > (-TURN_OVERDRAW if ran else 0.0):
             with self._cond:
                 work = None if self._stopping else self._pick_training(now, within_sampling=True)[0]
             if work is None:
@@ -460,9 +494,13 @@ class Scheduler:
             with turns_for(self._between_sampling_steps):
                 return self._engine.sample([t.job for t in batch])
 
-        with self.compute_time.measure("sampling"):
-            results, exc = _call(run)
-        ended = self._clock()
+        self._sampling = True
+        try:
+            with self.compute_time.measure("sampling"):
+                results, exc = _call(run)
+        finally:
+            self._sampling = False
+        ended = self._last_batch_end = self._clock()
         self._last_sample_run = ended - started - self._turns_seconds  # the batch's own time
         self._earn_credit(ended - self._last_turn)
         if exc is None and (not isinstance(results, list) or len(results) != len(batch)):

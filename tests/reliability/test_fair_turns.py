@@ -1,15 +1,19 @@
-"""A long sampling batch lets training calls run between its decode steps, within its credit."""
+"""A long sampling batch lets training calls run between its decode steps, within its credit; training
+is charged only for compute that sampling wanted."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
 
+import pytest
+
 from cookbook.client import types
 from server_stub.compute_turns import offer_turn
 from server_stub.engine import SampleJob
-from server_stub.scheduler import Scheduler, Task
+from server_stub.scheduler import TRAINING_SHARE, TURN_CREDIT_CAP, Scheduler, Task
 from tests.server.web.web_fake_engine import BASE_MODEL, FakeEngine
 
 STEPS = 200
@@ -70,3 +74,121 @@ def test_a_training_call_runs_between_decode_steps_of_a_long_batch() -> None:
         scheduler.stop()
     position = engine.log.index("train")
     assert 0 < position < STEPS, "the training call waited for the whole generation"
+
+
+class ClockedEngine(FakeEngine):
+    """Time is a fake clock: an optim_step takes `train_seconds` and a decode step 0.1 s; the log says
+    what ran when."""
+
+    def __init__(self, train_seconds: float = 1.0) -> None:
+        super().__init__()
+        self.train_seconds = train_seconds
+        self.now = 0.0
+        self.log: list[str] = []
+        self.sampling = threading.Event()
+        self.submitted = threading.Event()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
+        self.sampling.set()
+        self.submitted.wait(30)
+        for step in range(10):
+            self.now += 0.1
+            self.log.append(f"decode {step}")
+            offer_turn()
+        return [types.SampleResponse(sequences=[]) for _ in jobs]
+
+    def optim_step(self, model_id: str, adam: types.AdamParams) -> types.OptimStepResponse:
+        self.now += self.train_seconds
+        self.log.append("train")
+        return types.OptimStepResponse(metrics={})
+
+
+@pytest.mark.parametrize("sampling_waited", [False, True])
+def test_training_pays_for_compute_only_when_sampling_wanted_it(sampling_waited: bool) -> None:
+    """A long training call while no sample request waits costs training none of its later turns;
+    the same call while a batch was ready to start makes training wait within the next batch."""
+    engine = ClockedEngine()
+    scheduler = Scheduler(engine, clock=engine.clock)
+    scheduler.start()
+    adam = types.AdamParams(learning_rate=0.1)
+    request = types.SampleRequest(
+        prompt=types.ModelInput.from_ints([1, 2]), sampling_params=types.SamplingParams(max_tokens=2)
+    )
+    try:
+        created, finish = finished()
+        scheduler.open_model(
+            "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
+        )
+        assert created.wait(30)
+        holding, gate = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            gate.wait(30)
+
+        scheduler.submit(Task(hold, lambda result, exc: None))  # the compute thread waits while we queue
+        assert holding.wait(30)
+        first, finish_first = finished()
+        scheduler.submit_ordered(
+            "run-a", 1, b"1", "r1", Task(lambda: engine.optim_step("run-a", adam), finish_first)
+        )
+        sampled, finish_sample = finished()
+        if sampling_waited:
+            scheduler.submit_sample(SampleJob("sampler", request), finish_sample)
+        gate.set()  # training's turn comes first: it runs 1 s, beside a ready batch or none
+        assert first.wait(30)
+        if not sampling_waited:
+            scheduler.submit_sample(SampleJob("sampler", request), finish_sample)
+        assert engine.sampling.wait(30)
+        second, finish_second = finished()
+        scheduler.submit_ordered(
+            "run-a", 2, b"2", "r2", Task(lambda: engine.optim_step("run-a", adam), finish_second)
+        )
+        engine.submitted.set()
+        assert second.wait(30) and sampled.wait(30)
+    finally:
+        scheduler.stop()
+    turn = engine.log.index("train", 1)
+    # Charged, training owes the credit's cap and waits for enough 0.1 s decode steps to repay it.
+    owed_steps = math.ceil(TURN_CREDIT_CAP / (0.1 * TRAINING_SHARE / (1 - TRAINING_SHARE)))
+    assert engine.log[turn - 1] == f"decode {owed_steps - 1 if sampling_waited else 0}"
+
+
+def test_a_turn_runs_the_waiting_calls_of_a_step_past_its_credit() -> None:
+    """One decode step earns 0.1 s; a 0.15 s call overdraws it, and the next waiting call still runs in
+    the same turn (a second turn would cost another switch), within TURN_OVERDRAW."""
+    engine = ClockedEngine(train_seconds=0.15)
+    scheduler = Scheduler(engine, clock=engine.clock)
+    scheduler.start()
+    adam = types.AdamParams(learning_rate=0.1)
+    request = types.SampleRequest(
+        prompt=types.ModelInput.from_ints([1, 2]), sampling_params=types.SamplingParams(max_tokens=2)
+    )
+    try:
+        created, finish = finished()
+        scheduler.open_model(
+            "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
+        )
+        assert created.wait(30)
+        sampled, finish_sample = finished()
+        scheduler.submit_sample(SampleJob("sampler", request), finish_sample)
+        assert engine.sampling.wait(30)
+        done = []
+        for seq in (1, 2):
+            step_done, finish_step = finished()
+            done.append(step_done)
+            scheduler.submit_ordered(
+                "run-a",
+                seq,
+                b"%d" % seq,
+                f"r{seq}",
+                Task(lambda: engine.optim_step("run-a", adam), finish_step),
+            )
+        engine.submitted.set()
+        assert all(event.wait(30) for event in done) and sampled.wait(30)
+    finally:
+        scheduler.stop()
+    assert engine.log[:3] == ["decode 0", "train", "train"]

@@ -124,3 +124,35 @@ def test_the_quiet_gap_grows_with_how_long_batches_take(fake: FakeEngine) -> Non
     assert results.get("a")[1] is None and results.get("b")[1] is None
     assert list(scheduler.sample_batch_sizes) == [1, 2]
     scheduler.stop()
+
+
+def test_requests_that_came_during_a_batch_wait_for_its_clients_to_return(fake: FakeEngine) -> None:
+    """Loops whose requests missed a batch rejoin the others after it instead of alternating with them."""
+    clock = FakeClock()
+    scheduler = Scheduler(fake, sample_batch_window=1.0, sample_batch_max_wait=10.0, clock=clock)
+    results = Results()
+    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
+    engine_sample = fake.sample
+
+    def long_sample(jobs: list) -> list:
+        if "straggler" not in results.futures:  # the first batch: a straggler arrives halfway through it
+            clock.now += 5.0
+            scheduler.submit_sample(sample_job(sampler, 1), results.finisher("straggler"))
+            clock.now += 5.0
+        return engine_sample(jobs)
+
+    fake.sample = long_sample  # type: ignore[method-assign]
+    scheduler.start()
+    scheduler.submit_sample(sample_job(sampler, 1), results.finisher("first"))
+    clock.now = 1.5
+    poke(scheduler)
+    assert results.get("first")[1] is None
+    poke(scheduler)  # the batch ended at 11.5: the straggler waits for the first loop to come back
+    assert list(scheduler.sample_batch_sizes) == [1]
+    clock.now = 12.0
+    scheduler.submit_sample(sample_job(sampler, 1), results.finisher("returned"))
+    clock.now = 13.1
+    poke(scheduler)
+    assert results.get("straggler")[1] is None and results.get("returned")[1] is None
+    assert list(scheduler.sample_batch_sizes) == [1, 2]
+    scheduler.stop()
