@@ -225,7 +225,7 @@ def _check_datum(
     inputs = datum.loss_fn_inputs
     if isinstance(loss, ScoreLoss):
         if inputs:
-            key = next(iter(inputs))
+            key = min(inputs)  # the same key whatever order the wire kept
             raise _fail(
                 f"{where}.loss_fn_inputs.{key}",
                 f"is not an input of {loss.name}: it reads the reward head's score, send no loss_fn_inputs",

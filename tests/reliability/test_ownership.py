@@ -57,6 +57,7 @@ CALLS: dict[tuple[str, str], Callable[[Ids, str], list[Call]] | None] = {
     ("GET", "/api/v1/get_server_capabilities"): None,
     ("POST", "/api/v1/get_tokenizer"): None,
     ("GET", "/api/v1/storage_usage"): None,
+    ("GET", "/api/v1/compute_time"): None,  # the server's busy seconds per kind, no tenant's ids
     ("GET", "/v1/models"): None,
     # (ids, bob's own session) -> calls
     ("POST", "/api/v1/session_heartbeat"): lambda i, _: [
