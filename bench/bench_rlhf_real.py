@@ -11,7 +11,7 @@ from the served template) in fp32 on the CPU, and the pipeline runs against it w
 (SFT `test/nll`; PM `test/accuracy`, `test/accuracy/correctness`; RL `test/win_rate`,
 `test/gold_win_rate` and their greedy twins), the targets, and what each stage cost: wall and CPU
 seconds (client + server) per stage, and per training step. From the per-step costs it estimates
-how long the full default run takes (printed in every mode, so `--quick` sizes the real run).
+how long the full default run takes (on the bundled data; so `--quick` sizes the real run).
 
 Every mode also prints the server's memory (`bench/server_memory.py`): its resident set idle with the
 base model loaded, with one LoRA client (the policy), with all three (policy, reference, preference
@@ -75,17 +75,17 @@ QUICK_ARGS: tuple[str, ...] = (
 EVAL_TIME_KEYS = ("time/evals", "time/eval")
 HH_ARGS: tuple[str, ...] = (
     f"comparison_dataset={HH_SPLIT}",
-    "sft.steps=3",
+    "sft.steps=2",
     "sft.eval_every=0",  # evaluations at the end only: the stage is here for the memory it holds
     "rm.max_length=1280",  # no HH comparison is cut: the longest judge prompt is 1,146 tokens
-    "rm.steps=8",
+    "rm.steps=6",
     "rm.eval_every=0",
     "comparison_test_size=100",
     "rl.steps=2",
     "rl.batch_size=16",  # the full default fan-out: 16 prompts x 4 answers, 192 judgements a step
     "rl.group_size=4",
     "rl.eval_every=0",
-    "rl.eval_comparisons=16",
+    "rl.eval_comparisons=8",
     "rl.greedy_eval=False",
 )
 HH_QUICK_ARGS: tuple[str, ...] = (
