@@ -237,7 +237,7 @@ async def adapter_memory(url: str, watch: PeakWatch, rank: int = DEFAULT_LORA_RA
             client = await service.create_lora_training_client_async(SERVED_NAME, rank=rank)
             await (await client.forward_backward_async([datum], "cross_entropy"))
             await (await client.optim_step_async(types.AdamParams(learning_rate=1e-4)))
-            sampler = await client.save_weights_and_get_sampling_client_async(role.replace(" ", "-"))
+            sampler = await client.save_weights_and_get_sampling_client_async()
             await sampler.sample_async(prompt, num_samples=1, sampling_params=greedy_token)
             clients.append(client)
             figures[f"+ {role} LoRA ({len(clients)} adapter{'s' * (len(clients) > 1)})"] = watch.sample()
