@@ -48,6 +48,7 @@ from cookbook.client import connect, types
 from cookbook.client.abstract import TrainingClient
 from cookbook.client.http.training import HttpTrainingClient
 from cookbook.client.local_server import LocalServer
+from cookbook.client.loop import background_loop
 from cookbook.model_config import DEFAULT_LORA_RANK, recipe_defaults
 from cookbook.recipes.preference.rlhf import rlhf_pipeline
 from cookbook.recipes.preference.rlhf.report import stage_curves
@@ -212,8 +213,12 @@ async def _unload(client: TrainingClient) -> None:
     """Free a training model now (the SDK has no call for it; an idle session's models go after minutes)."""
     assert isinstance(client, HttpTrainingClient)
     transport = client._transport
-    request_id = await transport.submit("/unload_model", types.UnloadModelRequest(model_id=client.model_id))
-    await transport.retrieve(request_id, types.UnloadModelResponse)
+
+    async def unload() -> None:
+        request = types.UnloadModelRequest(model_id=client.model_id)
+        await transport.retrieve(await transport.submit("/unload_model", request), types.UnloadModelResponse)
+
+    await background_loop().run_async(unload())  # the transport lives on the SDK's loop
 
 
 async def adapter_memory(url: str, watch: PeakWatch, rank: int = DEFAULT_LORA_RANK) -> dict[str, float]:
@@ -307,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         PeakWatch(_pid(server)) as watch,
     ):
         adapters = asyncio.run(adapter_memory(server.url, watch))
+        print(f"[memory] server RSS, MiB: {adapters}", flush=True)
         summary = run_pipeline(server, log_path, extra, watch)
         lifetime_peak_mib = watch.lifetime_peak_kib() / KIB_PER_MIB
     wall = time.perf_counter() - start

@@ -139,14 +139,15 @@ def memory_clock(inner: StageClock, watch: PeakWatch) -> StageClock:
 
         def stop() -> dict[str, Any]:
             spent = stop_inner()
-            return {
-                **spent,
+            figures = {
                 "server_timeline_s": (started_s, watch.elapsed_s()),
                 "server_rss_start_mib": at_start / KIB_PER_MIB,
                 "server_rss_end_mib": watch.sample() / KIB_PER_MIB,
                 "server_peak_rss_mib": watch.window_peak_kib() / KIB_PER_MIB,
                 "load_average": os.getloadavg(),
             }
+            print(f"[memory] stage done: {figures}", flush=True)  # a long run that is stopped keeps these
+            return {**spent, **figures}
 
         return stop
 
