@@ -98,6 +98,7 @@ HH_QUICK_ARGS: tuple[str, ...] = (
     "rl.eval_comparisons=2",
 )
 PEAK_TARGET_MIB = 4 * 1024
+BASE_LOAD_TIMEOUT_S = 900.0
 ADAPTER_ROLES = ("policy", "reference", "preference model")
 PROBE_TOKENS = tuple(
     range(100, 132)
@@ -232,7 +233,8 @@ async def adapter_memory(url: str, watch: PeakWatch, rank: int = DEFAULT_LORA_RA
     )
     greedy_token = types.SamplingParams(max_tokens=1, temperature=0.0)
     figures = {"server started, no model loaded": watch.sample()}
-    service = connect(url)
+    # The first call loads the base (dequantising the GGUF), which takes minutes on a loaded CPU.
+    service = connect(url, timeout=BASE_LOAD_TIMEOUT_S, unresponsive_after=BASE_LOAD_TIMEOUT_S)
     try:
         base = await service.create_sampling_client_async(base_model=SERVED_NAME)
         await base.sample_async(prompt, num_samples=1, sampling_params=greedy_token)
