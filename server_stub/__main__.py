@@ -63,9 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from server_stub.app import create_app
-    from server_stub.native_memory import map_large_blocks
 
-    map_large_blocks()  # before the first tensor: freed activations must not stay resident
     app = create_app(build_engine(config), config)
     server = _AnnouncingServer(
         uvicorn.Config(
