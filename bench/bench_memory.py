@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
+from bench.server_memory import memory_kib
 
 JUDGMENTS = 192
 TRAINING_ROWS = 64
@@ -42,12 +43,6 @@ def judge_lengths(count: int, max_length: int, rng: random.Random) -> list[int]:
         min(max_length, max(8, round(rng.lognormvariate(math.log(MEDIAN_LENGTH), sigma))))
         for _ in range(count)
     ]
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    """Resident memory now and its high-water mark, in KiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM")}
 
 
 async def _workload(url: str, pid: int, lengths: list[int], vocab: int) -> dict[str, int]:

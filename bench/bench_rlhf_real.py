@@ -2,7 +2,7 @@
 
     python -m bench.bench_rlhf_real                 # the whole pipeline with the pretrained-model defaults
     python -m bench.bench_rlhf_real --quick         # a few steps of every stage: proves it runs, costs each step
-    python -m bench.bench_rlhf_real --hh            # the preference model alone, on the real HH split
+    python -m bench.bench_rlhf_real --hh            # the whole pipeline on the real HH split: memory, PM accuracy
     python -m bench.bench_rlhf_real -- rl.steps=24 rl.optimizer.learning_rate=1e-4   # other settings
 
 A server is started serving the GGUF as "smollm2" (a name that says nothing: the chat format comes
@@ -11,16 +11,27 @@ from the served template) in fp32 on the CPU, and the pipeline runs against it w
 (SFT `test/nll`; PM `test/accuracy`, `test/accuracy/correctness`; RL `test/win_rate`,
 `test/gold_win_rate` and their greedy twins), the targets, and what each stage cost: wall and CPU
 seconds (client + server) per stage, and per training step. From the per-step costs it estimates
-how long the full default run takes (printed in every mode, so `--quick` sizes the real run).
-`--hh` trains the preference model from the base model on the real HH-RLHF split beside the project
-(`../shared/data/`) and reports its held-out accuracy in both orders.
+how long the full default run takes (on the bundled data; so `--quick` sizes the real run).
+
+Every mode also prints the server's memory (`bench/server_memory.py`): its resident set idle with the
+base model loaded, with one LoRA client (the policy), with all three (policy, reference, preference
+model: three adapters on the one shared base), and the peak of each stage, with a PASS/FAIL line for
+the 4 GiB target. `--hh` runs the whole pipeline sized for that measurement on the real HH-RLHF split
+beside the project (`../shared/data/`): a few SFT steps (on the bundled chats: SFT reads the no_robots
+schema, the HH file is comparisons), the preference model on HH comparisons of every length (judge
+prompts up to 1,146 tokens) with its held-out accuracy on 100 comparisons in both orders at the end,
+and two RL steps at the full default judging fan-out (16 prompts x 4 answers, every ordered pair:
+192 judgements a step), with the preference-model win rate at the start and the end (HH has no gold
+rule).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -30,14 +41,18 @@ from pathlib import Path
 from typing import Any
 
 import bench.common  # noqa: F401  (process settings before torch loads)
+from bench.server_memory import KIB_PER_MIB, PeakWatch, memory_clock
 from bench.smollm2 import smollm2_gguf
 from bench.timed_rlhf_pipeline import cpu_clock
+from cookbook.client import connect, types
+from cookbook.client.abstract import TrainingClient
+from cookbook.client.http.training import HttpTrainingClient
 from cookbook.client.local_server import LocalServer
-from cookbook.model_config import recipe_defaults
+from cookbook.client.loop import background_loop
+from cookbook.model_config import DEFAULT_LORA_RANK, recipe_defaults
 from cookbook.recipes.preference.rlhf import rlhf_pipeline
 from cookbook.recipes.preference.rlhf.report import stage_curves
 from cookbook.recipes.renamed_keys import recipe_entrypoint
-from cookbook.supervised import train as supervised_train
 
 SERVED_NAME = "smollm2"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,12 +75,34 @@ QUICK_ARGS: tuple[str, ...] = (
 )
 EVAL_TIME_KEYS = ("time/evals", "time/eval")
 HH_ARGS: tuple[str, ...] = (
-    "rm.max_length=512",
-    "rm.steps=40",
-    "rm.eval_every=20",
+    f"comparison_dataset={HH_SPLIT}",
+    "sft.steps=2",
+    "sft.eval_every=0",  # evaluations at the end only: the stage is here for the memory it holds
+    "rm.max_length=1280",  # no HH comparison is cut: the longest judge prompt is 1,146 tokens
+    "rm.steps=6",
+    "rm.eval_every=0",
     "comparison_test_size=100",
+    "rl.steps=2",
+    "rl.batch_size=16",  # the full default fan-out: 16 prompts x 4 answers, 192 judgements a step
+    "rl.group_size=4",
+    "rl.eval_every=0",
+    "rl.eval_comparisons=8",
+    "rl.greedy_eval=False",
 )
-HH_QUICK_ARGS: tuple[str, ...] = ("rm.steps=2", "rm.eval_every=2", "comparison_test_size=8")
+HH_QUICK_ARGS: tuple[str, ...] = (
+    "sft.steps=1",
+    "rm.steps=1",
+    "comparison_test_size=8",
+    "rl.steps=1",
+    "rl.batch_size=2",
+    "rl.eval_comparisons=2",
+)
+PEAK_TARGET_MIB = 4 * 1024
+BASE_LOAD_TIMEOUT_S = 900.0
+ADAPTER_ROLES = ("policy", "reference", "preference model")
+PROBE_TOKENS = tuple(
+    range(100, 132)
+)  # a short sequence of ordinary tokens: loads weights, holds no activations
 
 
 def _training_steps(stage_dir: Path) -> list[dict[str, Any]]:
@@ -156,37 +193,99 @@ def estimate_full_run_s(log_path: Path, full: dict[str, Any], ran: Sequence[str]
     return estimate
 
 
-def run_pipeline(server: LocalServer, log_path: Path, extra: Sequence[str]) -> dict[str, Any]:
+def run_pipeline(
+    server: LocalServer, log_path: Path, extra: Sequence[str], watch: PeakWatch | None = None
+) -> dict[str, Any]:
     argv = [f"base_url={server.url}", f"model_name={SERVED_NAME}", f"log_path={log_path}", *extra]
     print("[bench] rlhf_pipeline " + " ".join(argv), flush=True)
+    clock = cpu_clock(server.pid)
+    if watch is not None:
+        clock = memory_clock(clock, watch)
 
     def main(config: rlhf_pipeline.PipelineConfig) -> dict[str, Any]:
-        return rlhf_pipeline.main(config, clock=cpu_clock(server.pid))
+        return rlhf_pipeline.main(config, clock=clock)
 
     return recipe_entrypoint(
         main, rlhf_pipeline.RENAMED_KEYS, functools.partial(recipe_defaults, "rlhf_pipeline"), argv=argv
     )
 
 
-def run_hh(server: LocalServer, log_path: Path, extra: Sequence[str]) -> dict[str, Any]:
-    """The preference model from the base weights on the real HH split; its held-out accuracy."""
-    argv = [
-        f"base_url={server.url}",
-        f"model_name={SERVED_NAME}",
-        f"log_path={log_path}",
-        f"comparison_dataset={HH_SPLIT}",
-        *extra,
-    ]
-    print("[bench] preference model on HH: " + " ".join(argv), flush=True)
+async def _unload(client: TrainingClient) -> None:
+    """Free a training model now (the SDK has no call for it; an idle session's models go after minutes)."""
+    assert isinstance(client, HttpTrainingClient)
+    transport = client._transport
 
-    def main(config: rlhf_pipeline.PipelineConfig) -> dict[str, Any]:
-        stop = cpu_clock(server.pid)()
-        supervised_train.main(rlhf_pipeline.rm_config(config, None))
-        return {"stages": {"rm": {"status": "ran", **stop()}}}
+    async def unload() -> None:
+        request = types.UnloadModelRequest(model_id=client.model_id)
+        await transport.retrieve(await transport.submit("/unload_model", request), types.UnloadModelResponse)
 
-    return recipe_entrypoint(
-        main, rlhf_pipeline.RENAMED_KEYS, functools.partial(recipe_defaults, "rlhf_pipeline"), argv=argv
+    await background_loop().run_async(unload())  # the transport lives on the SDK's loop
+
+
+async def adapter_memory(url: str, watch: PeakWatch, rank: int = DEFAULT_LORA_RANK) -> dict[str, float]:
+    """The server's RSS (MiB) at start, with the base loaded and idle, then with each of the RL stage's
+    three LoRA clients added (policy, reference, preference model: each one training step and a sampler
+    snapshot that samples), and after they are unloaded again, so the pipeline starts from the base alone."""
+    prompt = types.ModelInput.from_ints(list(PROBE_TOKENS))
+    datum = types.Datum(
+        model_input=types.ModelInput.from_ints(list(PROBE_TOKENS[:-1])),
+        loss_fn_inputs={"target_tokens": list(PROBE_TOKENS[1:]), "weights": [1.0] * (len(PROBE_TOKENS) - 1)},
     )
+    greedy_token = types.SamplingParams(max_tokens=1, temperature=0.0)
+    figures = {"server started, no model loaded": watch.sample()}
+    # The first call loads the base (dequantising the GGUF), which takes minutes on a loaded CPU.
+    service = connect(url, timeout=BASE_LOAD_TIMEOUT_S, unresponsive_after=BASE_LOAD_TIMEOUT_S)
+    try:
+        base = await service.create_sampling_client_async(base_model=SERVED_NAME)
+        await base.sample_async(prompt, num_samples=1, sampling_params=greedy_token)
+        figures["base loaded, idle"] = watch.sample()
+        clients: list[TrainingClient] = []
+        for role in ADAPTER_ROLES:
+            client = await service.create_lora_training_client_async(SERVED_NAME, rank=rank)
+            await (await client.forward_backward_async([datum], "cross_entropy"))
+            await (await client.optim_step_async(types.AdamParams(learning_rate=1e-4)))
+            sampler = await client.save_weights_and_get_sampling_client_async()
+            await sampler.sample_async(prompt, num_samples=1, sampling_params=greedy_token)
+            clients.append(client)
+            figures[f"+ {role} LoRA ({len(clients)} adapter{'s' * (len(clients) > 1)})"] = watch.sample()
+        for client in clients:
+            await _unload(client)
+        figures["adapters unloaded (the pipeline starts here)"] = watch.sample()
+    finally:
+        await service.close_async()
+    return {label: kib / KIB_PER_MIB for label, kib in figures.items()}
+
+
+def print_memory(
+    adapters: dict[str, float], stages: dict[str, dict[str, Any]], lifetime_peak_mib: float, mark_resets: bool
+) -> dict[str, Any]:
+    """The memory table and the target line; returns the same figures."""
+    how = "VmHWM reset at each stage's start" if mark_resets else "VmRSS sampled every 100 ms"
+    print(f"\n[bench] server memory, MiB (resident set of the server process; stage peak: {how}):")
+    for label, mib in adapters.items():
+        print(f"  {label:<48} {mib:7.0f}")
+    peaks = {}
+    for stage, spent in stages.items():
+        if "server_peak_rss_mib" not in spent:
+            continue
+        peaks[stage] = spent["server_peak_rss_mib"]
+        load = ", ".join(f"{x:.1f}" for x in spent.get("load_average", ()))
+        print(
+            f"  {stage:>3} stage: start {spent['server_rss_start_mib']:6.0f}  peak {peaks[stage]:6.0f}"
+            f"  end {spent['server_rss_end_mib']:6.0f}  (load average at its end {load})"
+        )
+    print(
+        f"  {'whole run (VmHWM since the last reset)' if mark_resets else 'whole life (VmHWM)':<48} {lifetime_peak_mib:7.0f}"
+    )
+    peak = max([*peaks.values(), *adapters.values()], default=float("nan"))
+    passed = peak <= PEAK_TARGET_MIB
+    print(f"  {'PASS' if passed else 'FAIL'}  peak {peak:.0f} MiB <= {PEAK_TARGET_MIB} MiB (4 GiB)")
+    return {"adapters_mib": adapters, "stage_peaks_mib": peaks, "peak_mib": peak, "pass": passed}
+
+
+def _pid(server: LocalServer) -> int:
+    assert server.pid is not None  # a server this process started
+    return server.pid
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,7 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a few steps per stage (proves it runs)")
-    parser.add_argument("--hh", action="store_true", help="the preference model alone, on the real HH split")
+    parser.add_argument(
+        "--hh", action="store_true", help="the whole pipeline on the real HH split, sized to measure memory"
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--work-dir", type=Path, help="log dirs and server storage (default: a temp dir)")
     parser.add_argument("pipeline_args", nargs="*", help="key=value for the pipeline (after --)")
@@ -207,10 +308,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = [*(QUICK_ARGS if args.quick else ()), *args.pipeline_args]
     model_flags = ["--model", f"{SERVED_NAME}={smollm2_gguf()}", "--device", "cpu", "--dtype", "float32"]
     start = time.perf_counter()
-    with LocalServer(work / "server-storage", extra_args=model_flags) as server:
-        summary = run_hh(server, log_path, extra) if args.hh else run_pipeline(server, log_path, extra)
+    print(f"[bench] load average at the start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    with (
+        LocalServer(work / "server-storage", extra_args=model_flags) as server,
+        PeakWatch(_pid(server)) as watch,
+    ):
+        adapters = asyncio.run(adapter_memory(server.url, watch))
+        print(f"[memory] server RSS, MiB: {adapters}", flush=True)
+        summary = run_pipeline(server, log_path, extra, watch)
+        lifetime_peak_mib = watch.lifetime_peak_kib() / KIB_PER_MIB
     wall = time.perf_counter() - start
-    stages = ("rm",) if args.hh else ("sft", "rm", "rl")
+    timeline = work / "server_rss.tsv"
+    timeline.write_text("".join(f"{t:.2f}\t{kib}\n" for t, kib in watch.timeline))
+    stages = ("sft", "rm", "rl")
 
     print(f"\n[bench] curves (step:value), {'HH split, held out' if args.hh else 'bundled data'}:")
     curves = print_curves(log_path, stages)
@@ -227,7 +337,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  steps {per_step.get('steps', 0):4.0f}  step {per_step.get('step_s', float('nan')):6.2f}"
             f"  eval {per_step.get('eval_s', float('nan')):6.2f}"
         )
-    result: dict[str, Any] = {"wall_s": wall, "curves": curves, "costs": costs, "log_path": str(log_path)}
+    memory = print_memory(adapters, summary.get("stages", {}), lifetime_peak_mib, watch.mark_resets)
+    result: dict[str, Any] = {
+        "wall_s": wall,
+        "curves": curves,
+        "costs": costs,
+        "memory": {**memory, "lifetime_peak_mib": lifetime_peak_mib},
+        "load_average_end": os.getloadavg(),
+        "log_path": str(log_path),
+        "server_rss_timeline": str(timeline),
+    }
     if not args.hh:
         full = recipe_defaults("rlhf_pipeline", SERVED_NAME)
         estimate = estimate_full_run_s(log_path, full, extra)
@@ -246,7 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value, passed in rows:
             shown = "n/a" if value is None else f"{value:+.3f}"
             print(f"  {'PASS' if passed else 'FAIL'}  {name:<40} {shown}")
-    print(f"\n[bench] total wall time {wall:.0f} s; logs in {log_path}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\n[bench] total wall time {wall:.0f} s (load average now {load}); logs in {log_path}; "
+        f"server RSS every 100 ms (s, KiB) in {timeline}"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

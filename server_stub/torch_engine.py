@@ -313,7 +313,9 @@ class TorchEngine:
                 ],
                 metrics=scored.metrics,
             )
-        result = run_pass(model.module(), chunks, fwd.loss_fn, backward)
+        result = run_pass(
+            model.module(), chunks, fwd.loss_fn, backward, self.model_limits(model.base_model).vocab_size
+        )
         self._touch(model_id)
         return types.ForwardBackwardOutput(
             loss_fn_output_type="ArrayRecord",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from cookbook.client import types
 from server_stub.engine import UserError
 from server_stub.logprobs import gather_logprobs
+from server_stub.sampling.prefill import _HiddenStates, _output_layer
 from server_stub.training.losses import total_loss
 
 if TYPE_CHECKING:
@@ -24,10 +25,76 @@ class PassResult:
     logprobs: list[types.TensorData]  # one per datum, shaped like its target_tokens
 
 
+HEAD_PIECE_BYTES = 64 * 1024 * 1024
+"""A pass whose vocabulary-wide fp32 logits would hold more than this runs its output layer in pieces
+of positions this size: on a 49k vocabulary, one 1,536-token chunk's logits are 288 MiB, and the
+LoRA'd output layer, the log-softmax and backward each add a copy."""
+
+
 def target_logprobs(module: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
     """[B, L, K] fp32 logprobs of every target under `module` (one forward for the whole batch)."""
     logits = module(input_ids=batch.input_ids, use_cache=False).logits
     return gather_logprobs(logits, batch.targets)
+
+
+def head_piece_positions(vocab_size: int, rows: int) -> int:
+    """Positions of each row per output-layer piece, so that a piece's logits fit `HEAD_PIECE_BYTES`."""
+    return max(1, HEAD_PIECE_BYTES // (4 * vocab_size * rows))
+
+
+def _body(module: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
+    """[B, L, H]: the body's last hidden states (the output layer runs on the last position only)."""
+    hidden = _HiddenStates(module)
+    try:
+        module(input_ids=batch.input_ids, use_cache=False, logits_to_keep=1)
+    finally:
+        hidden.close()
+    assert hidden.states is not None
+    return hidden.states
+
+
+def _head_logprobs(
+    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, step: int
+) -> torch.Tensor:
+    """[B, L, K] logprobs of `targets` from `hidden`, `step` positions of every row at a time."""
+    import torch
+
+    pieces = range(0, hidden.shape[1], step)
+    return torch.cat(
+        [gather_logprobs(head(hidden[:, s : s + step]), targets[:, s : s + step]) for s in pieces], dim=1
+    )
+
+
+def _pass_in_head_pieces(
+    module: torch.nn.Module, batch: TrainBatch, loss_fn: str, backward: bool, step: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk's logprobs and loss with the output layer in pieces of `step` positions; with `backward`
+    the gradient too: dloss/dlogprobs first, then each piece's logits again, backpropagated at once, then
+    the body. Memory: one piece of logits at a time; cost: the output layer twice."""
+    import torch
+
+    head = _output_layer(module)
+    if not backward:
+        with torch.inference_mode():
+            lp = _head_logprobs(head, _body(module, batch), batch.targets, step)
+            return lp, total_loss(loss_fn, lp, batch)
+    with torch.enable_grad():
+        hidden = _body(module, batch)
+        free = hidden.detach().requires_grad_()
+        with torch.no_grad():
+            lp = _head_logprobs(head, free, batch.targets, step)
+        lp.requires_grad_()
+        loss = total_loss(loss_fn, lp, batch)
+    _refuse_non_finite(loss_fn, float(loss.detach()))
+    loss.backward()
+    assert lp.grad is not None
+    with torch.enable_grad():
+        for s in range(0, free.shape[1], step):
+            piece = gather_logprobs(head(free[:, s : s + step]), batch.targets[:, s : s + step])
+            piece.backward(lp.grad[:, s : s + step])
+    assert free.grad is not None
+    hidden.backward(free.grad)
+    return lp.detach(), loss.detach()
 
 
 def _refuse_non_finite(loss_fn: str, loss_value: float) -> None:
@@ -40,7 +107,11 @@ def _refuse_non_finite(loss_fn: str, loss_value: float) -> None:
 
 
 def run_pass(
-    module: torch.nn.Module, chunks: Sequence[tuple[list[int], TrainBatch]], loss_fn: str, backward: bool
+    module: torch.nn.Module,
+    chunks: Sequence[tuple[list[int], TrainBatch]],
+    loss_fn: str,
+    backward: bool,
+    vocab_size: int | None = None,
 ) -> PassResult:
     """Forward every chunk of the request; with `backward`, add the loss gradient to `.grad`.
 
@@ -48,7 +119,8 @@ def run_pass(
     up to the one-batch result. Each chunk's backward runs before the next chunk's forward, so
     only one chunk's activations and logits are alive at a time. A non-finite loss (e.g. an
     importance ratio that overflows) is refused, and the gradients the request's earlier chunks
-    added are taken back, so accumulated gradients are never poisoned by one bad request.
+    added are taken back, so accumulated gradients are never poisoned by one bad request. A chunk
+    whose logits (`vocab_size` wide) would pass `HEAD_PIECE_BYTES` runs its output layer in pieces.
     """
     import torch
 
@@ -57,6 +129,13 @@ def run_pass(
     parts, losses = [], []
     try:
         for rows, batch in chunks:
+            rows_in_chunk, positions = batch.input_ids.shape
+            step = head_piece_positions(vocab_size, rows_in_chunk) if vocab_size else positions
+            if step < positions:
+                lp, loss = _pass_in_head_pieces(module, batch, loss_fn, backward, step)
+                parts.append((rows, batch, lp))
+                losses.append(loss)
+                continue
             with torch.enable_grad() if backward else torch.inference_mode():
                 lp = target_logprobs(module, batch)
                 loss = total_loss(loss_fn, lp, batch)
