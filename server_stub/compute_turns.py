@@ -5,7 +5,8 @@ meanwhile would wait for all of them. The scheduler installs a hook for the dura
 run (`turns_for`), and the decoding loop offers it a turn after each step (`offer_turn`). The hook
 runs waiting training calls on the same thread, as long as they have not used more of the compute
 than sampling has since it started (see `Scheduler`). The hook is per thread: an engine driven
-without a scheduler never gives turns.
+without a scheduler never gives turns. What training needs and sampling does not (autograd, the
+process's thread count) is set up by the offer's `setup`, entered only when a call does run.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 _current = threading.local()
 
+TurnSetup = Callable[[], AbstractContextManager[object]]
+"""Entered around the calls of a turn that runs some; not entered when none is waiting."""
+
 
 @contextlib.contextmanager
-def turns_for(hook: Callable[[], bool]) -> Iterator[None]:
+def turns_for(hook: Callable[[TurnSetup], bool]) -> Iterator[None]:
     """While inside, `offer_turn` on this thread calls `hook` (which says whether it ran anything)."""
     previous = getattr(_current, "hook", None)
     _current.hook = hook
@@ -28,7 +33,8 @@ def turns_for(hook: Callable[[], bool]) -> Iterator[None]:
         _current.hook = previous
 
 
-def offer_turn() -> bool:
-    """Let waiting work run now; True when some did (the caller re-activates the weights it samples)."""
-    hook: Callable[[], bool] | None = getattr(_current, "hook", None)
-    return hook is not None and hook()
+def offer_turn(setup: TurnSetup = contextlib.nullcontext) -> bool:
+    """Let waiting work run now, inside `setup`; True when some did (the caller re-activates the weights
+    it samples)."""
+    hook: Callable[[TurnSetup], bool] | None = getattr(_current, "hook", None)
+    return hook is not None and hook(setup)

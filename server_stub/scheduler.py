@@ -41,6 +41,7 @@ each task's `finish(result, exception)` callback, called on the compute thread.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import threading
@@ -51,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from server_stub.compute_time import ComputeClock
-from server_stub.compute_turns import turns_for
+from server_stub.compute_turns import TurnSetup, turns_for
 from server_stub.engine import ConflictError, Engine, NotFoundError, SampleJob, UserError
 from server_stub.errors import QueueFullError
 from server_stub.futures_store import Finisher
@@ -468,21 +469,24 @@ class Scheduler:
         earned = sampling_seconds * TRAINING_SHARE / (1 - TRAINING_SHARE)
         self._turn_credit = min(self._turn_credit + earned, TURN_CREDIT_CAP)
 
-    def _between_sampling_steps(self) -> bool:
-        """A turn offered by a sampling batch: run waiting training calls its credit covers."""
+    def _between_sampling_steps(self, setup: TurnSetup) -> bool:
+        """A turn offered by a sampling batch: run waiting training calls its credit covers (in `setup`)."""
         now = self._clock()
         self._earn_credit(now - self._last_turn)
         ran = False
-        while self._turn_credit > (-TURN_OVERDRAW if ran else 0.0):
-            with self._cond:
-                work = None if self._stopping else self._pick_training(now, within_sampling=True)[0]
-            if work is None:
-                break
-            started = self._clock()
-            work()  # an ordered call: it charges its own time to the credit
-            now = self._clock()
-            self._turns_seconds += now - started
-            ran = True
+        with contextlib.ExitStack() as turn:
+            while self._turn_credit > (-TURN_OVERDRAW if ran else 0.0):
+                with self._cond:
+                    work = None if self._stopping else self._pick_training(now, within_sampling=True)[0]
+                if work is None:
+                    break
+                started = self._clock()
+                if not ran:
+                    turn.enter_context(setup())
+                work()  # an ordered call: it charges its own time to the credit
+                now = self._clock()
+                self._turns_seconds += now - started
+                ran = True
         self._last_turn = self._clock()
         return ran
 

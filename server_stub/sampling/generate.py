@@ -15,6 +15,7 @@ per-step bookkeeping is kept for the rows still decoding only.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -106,14 +107,11 @@ def generate(
                 cache.reorder_cache(index)
                 if lean is not None:
                     lean.select(index)
-            if reactivate is not None:
-                # Training that takes the turn needs autograd and the process's own thread count.
-                with torch.inference_mode(False), _intra_op_threads(threads):
-                    took_turn = offer_turn()
-                if took_turn:
-                    module = reactivate()
-                    if lean is not None:
-                        lean = lean.refreshed(module)
+            # Training that takes the turn needs autograd and the process's own thread count.
+            if reactivate is not None and offer_turn(functools.partial(_training_turn, threads)):
+                module = reactivate()
+                if lean is not None:
+                    lean = lean.refreshed(module)
             if lean is not None:
                 logits = lean.step(new, next_position + step, cache, width + step + 1)
                 continue
@@ -127,6 +125,15 @@ def generate(
             logits = out.logits[:, -1, :].float()
     batch.record(length, stopped)
     return _responses(requests, pre.prompt_outputs, tokens, logprobs, length, stopped)
+
+
+@contextlib.contextmanager
+def _training_turn(threads: int) -> Iterator[None]:
+    """What a training call that cuts in on decoding needs: autograd and the process's thread count."""
+    import torch
+
+    with torch.inference_mode(False), _intra_op_threads(threads):
+        yield
 
 
 @contextlib.contextmanager
