@@ -211,7 +211,9 @@ class LeaderEngine:
         return self._everywhere("create_sampler", base_model, model_path)
 
     def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
-        with turns_for(lambda setup: False):  # the ranks decode in lockstep: no training call may cut in on rank 0
+        with turns_for(
+            lambda setup: False
+        ):  # the ranks decode in lockstep: no training call may cut in on rank 0
             return self._everywhere("sample", jobs)
 
     def release_sampler(self, sampler_id: str) -> None:
