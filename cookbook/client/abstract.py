@@ -178,6 +178,27 @@ class TrainingClient(ABC):
     get_tokenizer = sync_twin(get_tokenizer_async)
 
 
+def sample_request(
+    sampling_session_id: str,
+    seq_id: int,
+    prompt: types.ModelInput,
+    num_samples: int,
+    sampling_params: types.SamplingParams,
+    include_prompt_logprobs: bool,
+    topk_prompt_logprobs: int,
+) -> types.SampleRequest:
+    """The request one `sample_async` call makes, whichever client sends it."""
+    return types.SampleRequest(
+        sampling_session_id=sampling_session_id,
+        seq_id=seq_id,
+        num_samples=num_samples,
+        prompt=prompt,
+        sampling_params=sampling_params,
+        prompt_logprobs=include_prompt_logprobs,
+        topk_prompt_logprobs=topk_prompt_logprobs,
+    )
+
+
 def _targets_only(data: list[types.Datum]) -> list[types.Datum]:
     """The forward pass of a custom loss needs only target tokens (weights zero)."""
     out = []

@@ -12,7 +12,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from cookbook.client import types
-from cookbook.client.abstract import SamplingClient
+from cookbook.client.abstract import SamplingClient, sample_request
 from cookbook.client.http.settings import ClientSettings
 from cookbook.client.http.tokenizers import fetch_tokenizer
 from cookbook.client.http.transport import Pool, Transport, shared_transport
@@ -57,14 +57,14 @@ class HttpSamplingClient(SamplingClient):
         include_prompt_logprobs: bool = False,
         topk_prompt_logprobs: int = 0,
     ) -> types.SampleResponse:
-        request = types.SampleRequest(
-            sampling_session_id=self.sampling_session_id,
-            seq_id=next(self._seq),
-            num_samples=num_samples,
-            prompt=prompt,
-            sampling_params=sampling_params,
-            prompt_logprobs=include_prompt_logprobs,
-            topk_prompt_logprobs=topk_prompt_logprobs,
+        request = sample_request(
+            self.sampling_session_id,
+            next(self._seq),
+            prompt,
+            num_samples,
+            sampling_params,
+            include_prompt_logprobs,
+            topk_prompt_logprobs,
         )
         request_id = await self._transport.submit("/asample", request, headers=_BACKPRESSURE)
         return await self._transport.retrieve(request_id, types.SampleResponse, pool=Pool.SAMPLE_POLL)

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Hashable
 
 from cookbook.client import types
-from cookbook.client.abstract import SamplingClient
+from cookbook.client.abstract import SamplingClient, sample_request
 from cookbook.client.in_process.server import InProcessServer, client_errors
 from cookbook.tokenizer_utils import Tokenizer
 from server_stub import validation
@@ -37,14 +37,14 @@ class InProcessSamplingClient(SamplingClient):
         include_prompt_logprobs: bool = False,
         topk_prompt_logprobs: int = 0,
     ) -> types.SampleResponse:
-        request = types.SampleRequest(
-            sampling_session_id=self.sampler_id,
-            seq_id=next(self._seq),
-            num_samples=num_samples,
-            prompt=prompt,
-            sampling_params=sampling_params,
-            prompt_logprobs=include_prompt_logprobs,
-            topk_prompt_logprobs=topk_prompt_logprobs,
+        request = sample_request(
+            self.sampler_id,
+            next(self._seq),
+            prompt,
+            num_samples,
+            sampling_params,
+            include_prompt_logprobs,
+            topk_prompt_logprobs,
         )
         return await asyncio.wrap_future(self._server.sample(request))
 
