@@ -1,12 +1,15 @@
-"""The engine's length-chunked training pass against one padded batch, on the pipeline's batches.
+"""The engine's training pass against one padded batch with one graph, on the pipeline's batches.
 
     python -m bench.bench_chunked_pass            # SFT and preference-model batches of 32, 8 rounds
 
-On a CPU the engine cuts a request's rows, sorted by length, into chunks of at most about 1536
-padded tokens (server_stub.training.batch.length_chunks). The baseline is the same engine with
-chunking off (`pass_token_budget=None`: one right-padded batch per request), measured in the same
-run, round by round, on the same model and the same batches: bundled chat answers (the SFT stage)
-and bundled comparisons rendered for the preference model. The ratio is chunked / one-batch time.
+On a CPU the engine cuts a request's rows, sorted by length, where that least work (padding plus a
+cost per chunk, chunks of at most 1536 padded tokens: server_stub.training.batch.length_chunks), and
+where few positions carry a loss weight it runs the output layer's backward only at those
+(server_stub.training.forward_backward, "split at the head"). The baseline is the same engine with
+both off (`pass_token_budget=None`: one right-padded batch, one graph), measured in the same run,
+round by round, on the same model and the same batches: bundled chat answers (the SFT stage) and
+bundled comparisons rendered for the preference model; each side runs forward_backward + optim_step.
+The ratios are each side's time / the baseline's.
 """
 
 from __future__ import annotations
@@ -43,17 +46,34 @@ def _batches(engine: Any, kind: str, count: int, size: int) -> list[list[Any]]:
     return [rng.sample(pool, size) for _ in range(count)]
 
 
-def _timed_pass(engine: Any, batches: list[list[Any]], budget: int | None) -> Callable[[], float]:
+SIDES: dict[str, tuple[bool, bool]] = {
+    "one batch, one graph": (False, False),
+    "chunked": (True, False),
+    "chunked, split at the head": (True, True),
+}
+"""Each side: (length-sorted chunks, the output layer's backward only where the loss has a gradient)."""
+
+
+def _timed_pass(engine: Any, batches: list[list[Any]], chunked: bool, split: bool) -> Callable[[], float]:
     from cookbook.client import types
+    from server_stub.torch_engine import CPU_PASS_TOKEN_BUDGET
+    from server_stub.training import forward_backward
+
+    split_fraction = forward_backward.ACTIVE_FRACTION_TO_SPLIT
 
     def run() -> float:
-        engine.pass_token_budget = budget
-        start = time.perf_counter()
-        for batch in batches:
-            engine.forward_backward(
-                "m", types.ForwardBackwardInput(data=batch, loss_fn="cross_entropy"), backward=True
-            )
-        return (time.perf_counter() - start) / len(batches) * 1000.0
+        engine.pass_token_budget = CPU_PASS_TOKEN_BUDGET if chunked else None
+        forward_backward.ACTIVE_FRACTION_TO_SPLIT = split_fraction if split else -1.0
+        try:
+            start = time.perf_counter()
+            for batch in batches:
+                engine.forward_backward(
+                    "m", types.ForwardBackwardInput(data=batch, loss_fn="cross_entropy"), backward=True
+                )
+                engine.optim_step("m", types.AdamParams(learning_rate=1e-4))
+            return (time.perf_counter() - start) / len(batches) * 1000.0
+        finally:
+            forward_backward.ACTIVE_FRACTION_TO_SPLIT = split_fraction
 
     return run
 
@@ -64,11 +84,19 @@ def run(settings: common.BenchSettings) -> common.BenchReport:
 
     rounds = settings.rounds_or(8)
     count, size = (2, 8) if settings.quick else (6, 32)
+    baseline, *others = SIDES
     table = common.Table(
-        "training pass: length-sorted chunks vs one padded batch (in-process engine, CPU)",
-        ["batches", "rows", "mean / max length", "one batch ms", "chunked ms", "ratio chunked/one"],
-        note=f"chunk budget {CPU_PASS_TOKEN_BUDGET} padded tokens; median [range] of "
-        f"{rounds} interleaved rounds; < 1 means chunking is faster",
+        "training step (forward_backward + optim_step): the engine's pass vs one padded batch, one graph "
+        "(in-process engine, CPU)",
+        [
+            "batches",
+            "rows",
+            "mean / max length",
+            *(f"{side} ms" for side in SIDES),
+            *(f"{o} / one" for o in others),
+        ],
+        note=f"chunks of at most {CPU_PASS_TOKEN_BUDGET} padded tokens; median [range] of "
+        f"{rounds} interleaved rounds; < 1 means faster than the baseline",
     )
     data: dict[str, Any] = {"budget": CPU_PASS_TOKEN_BUDGET, "cases": []}
     with tempfile.TemporaryDirectory(prefix="bench-chunks-") as storage:
@@ -77,30 +105,25 @@ def run(settings: common.BenchSettings) -> common.BenchReport:
         for kind in ("sft", "rm"):
             batches = _batches(engine, kind, count, size)
             lengths = [d.model_input.length for batch in batches for d in batch]
-            sides = {
-                "one": _timed_pass(engine, batches, None),
-                "chunked": _timed_pass(engine, batches, CPU_PASS_TOKEN_BUDGET),
-            }
+            sides = {name: _timed_pass(engine, batches, *how) for name, how in SIDES.items()}
             for side in sides.values():  # warm-up
                 side()
             times = common.interleaved(rounds, sides)
-            one, chunked = common.Spread.of(times["one"]), common.Spread.of(times["chunked"])
-            ratio = common.ratios(times["chunked"], times["one"])
+            spreads = {name: common.Spread.of(times[name]) for name in SIDES}
+            ratios = {name: common.ratios(times[name], times[baseline]) for name in others}
             table.add(
                 kind,
                 size,
                 f"{sum(lengths) / len(lengths):.0f} / {max(lengths)}",
-                one.text(),
-                chunked.text(),
-                ratio.text(2),
+                *(spread.text() for spread in spreads.values()),
+                *(ratio.text(2) for ratio in ratios.values()),
             )
             data["cases"].append(
                 {
                     "kind": kind,
                     "rows": size,
-                    "one_ms": one.as_dict(),
-                    "chunked_ms": chunked.as_dict(),
-                    "ratio": ratio.as_dict(),
+                    "ms": {name: spread.as_dict() for name, spread in spreads.items()},
+                    "ratio_to_baseline": {name: ratio.as_dict() for name, ratio in ratios.items()},
                 }
             )
     return common.BenchReport("chunked_pass", [table], data)

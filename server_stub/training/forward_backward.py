@@ -11,7 +11,7 @@ from cookbook.client import types
 from server_stub.engine import UserError
 from server_stub.logprobs import gather_logprobs
 from server_stub.sampling.prefill import _HiddenStates, _output_layer
-from server_stub.training.losses import total_loss
+from server_stub.training.losses import LOSSES, total_loss
 
 if TYPE_CHECKING:
     import torch
@@ -65,12 +65,32 @@ def _head_logprobs(
     )
 
 
-def _pass_in_head_pieces(
+ACTIVE_FRACTION_TO_SPLIT = 0.5
+"""A backward pass runs the output layer's backward only where the loss has a gradient when at most this
+fraction of a chunk's positions can have one: the split costs one more output-layer forward there."""
+
+
+def _few_positions_train(loss_fn: str, batch: TrainBatch) -> bool:
+    """Whether at most `ACTIVE_FRACTION_TO_SPLIT` of the chunk's positions can have a gradient, i.e. a
+    nonzero `gradient_input` (an SFT prompt, a judge's comparison and an RL prompt have none); only a
+    guess at which path is faster: the gradient itself decides where the output layer runs again."""
+    loss = LOSSES[loss_fn]
+    key = getattr(loss, "gradient_input", None)
+    if key is None:
+        return False
+    active = batch.inputs[key].ne(0).any(-1)
+    return int(active.sum()) <= ACTIVE_FRACTION_TO_SPLIT * active.numel()
+
+
+def _pass_split_at_head(
     module: torch.nn.Module, batch: TrainBatch, loss_fn: str, backward: bool, step: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk's logprobs and loss with the output layer in pieces of `step` positions; with `backward`
-    the gradient too: dloss/dlogprobs first, then each piece's logits again, backpropagated at once, then
-    the body. Memory: one piece of logits at a time; cost: the output layer twice."""
+    """One chunk's logprobs and loss with the output layer run apart from the body, `step` positions of
+    every row at a time; with `backward` the gradient too: dloss/dlogprobs first, then the output layer
+    again at only the positions where that is nonzero, backpropagated, then the body.
+
+    Memory: one piece of logits at a time. Cost: one more output-layer forward, against its backward
+    at every position where the loss has no gradient (most positions of an SFT, judge or RL batch)."""
     import torch
 
     head = _output_layer(module)
@@ -88,12 +108,15 @@ def _pass_in_head_pieces(
     _refuse_non_finite(loss_fn, float(loss.detach()))
     loss.backward()
     assert lp.grad is not None
+    rows, positions = lp.grad.ne(0).any(-1).nonzero(as_tuple=True)  # where the loss depends on a logprob
+    piece_tokens = step * batch.input_ids.shape[0]
     with torch.enable_grad():
-        for s in range(0, free.shape[1], step):
-            piece = gather_logprobs(head(free[:, s : s + step]), batch.targets[:, s : s + step])
-            piece.backward(lp.grad[:, s : s + step])
-    assert free.grad is not None
-    hidden.backward(free.grad)
+        for s in range(0, rows.numel(), piece_tokens):
+            at = rows[s : s + piece_tokens], positions[s : s + piece_tokens]
+            piece = gather_logprobs(head(free[at]), batch.targets[at])
+            piece.backward(lp.grad[at])
+    # No active position still backpropagates zeros, so every trainable tensor gets a (zero) gradient as before.
+    hidden.backward(free.grad if free.grad is not None else torch.zeros_like(hidden))
     return lp.detach(), loss.detach()
 
 
@@ -131,8 +154,8 @@ def run_pass(
         for rows, batch in chunks:
             rows_in_chunk, positions = batch.input_ids.shape
             step = head_piece_positions(vocab_size, rows_in_chunk) if vocab_size else positions
-            if step < positions:
-                lp, loss = _pass_in_head_pieces(module, batch, loss_fn, backward, step)
+            if step < positions or (backward and _few_positions_train(loss_fn, batch)):
+                lp, loss = _pass_split_at_head(module, batch, loss_fn, backward, step)
                 parts.append((rows, batch, lp))
                 losses.append(loss)
                 continue

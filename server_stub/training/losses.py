@@ -42,12 +42,18 @@ class Loss:
     config_defaults: Mapping[str, float] = field(default_factory=dict)
     # target_tokens (and the per-target inputs) may be [N, K]: K targets per position.
     multi_target: bool = False
+    # The input whose zero entries give the loss no gradient there (None: no one input does).
+    gradient_input: str | None = None
 
     def __post_init__(self) -> None:
         if TARGET_INPUT not in self.required_inputs:
             raise ValueError(f"loss {self.name}: every loss reads {TARGET_INPUT}")
         if unset := [key for key in self.optional_inputs if key not in self.config_defaults]:
             raise ValueError(f"loss {self.name}: optional inputs {unset} need a default in config_defaults")
+        if self.gradient_input not in (None, *self.required_inputs):
+            raise ValueError(
+                f"loss {self.name}: gradient_input {self.gradient_input} is not a required input"
+            )
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -137,14 +143,26 @@ _CLIP_INPUTS = ("clip_low_threshold", "clip_high_threshold")
 LOSSES: dict[str, Loss | ScoreLoss] = {
     loss.name: loss
     for loss in (
-        Loss("cross_entropy", cross_entropy, required_inputs=(TARGET_INPUT, "weights"), multi_target=True),
-        Loss("importance_sampling", importance_sampling, required_inputs=_POLICY_INPUTS),
+        Loss(
+            "cross_entropy",
+            cross_entropy,
+            required_inputs=(TARGET_INPUT, "weights"),
+            multi_target=True,
+            gradient_input="weights",
+        ),
+        Loss(
+            "importance_sampling",
+            importance_sampling,
+            required_inputs=_POLICY_INPUTS,
+            gradient_input="advantages",
+        ),
         Loss(
             "ppo",
             ppo,
             required_inputs=_POLICY_INPUTS,
             optional_inputs=_CLIP_INPUTS,
             config_defaults={"clip_low_threshold": 0.8, "clip_high_threshold": 1.2},
+            gradient_input="advantages",
         ),
         Loss(
             "cispo",
@@ -152,6 +170,7 @@ LOSSES: dict[str, Loss | ScoreLoss] = {
             required_inputs=_POLICY_INPUTS,
             optional_inputs=_CLIP_INPUTS,
             config_defaults={"clip_low_threshold": 0.0, "clip_high_threshold": 4.0},
+            gradient_input="advantages",
         ),
         Loss("dro", dro, required_inputs=_POLICY_INPUTS, config_defaults={"beta": 0.05}),
         ScoreLoss(

@@ -245,16 +245,19 @@ def test_pipeline_bench_runs_a_fresh_pipeline_and_reports_every_target(
 
 
 @pytest.mark.usefixtures("keep_threads")
-def test_chunked_pass_bench_prints_chunked_vs_one_batch(
+def test_chunked_pass_bench_prints_each_side_against_one_batch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     json_path = tmp_path / "chunks.json"
     assert bench_chunked_pass.main(["--quick", "--threads", "1", "--json", str(json_path)]) == 0
     out = capsys.readouterr().out
-    assert "ratio chunked/one" in out and "sft" in out and "rm" in out
+    assert "chunked, split at the head / one" in out and "sft" in out and "rm" in out
     cases = json.loads(json_path.read_text())["chunked_pass"]["cases"]
     assert [c["kind"] for c in cases] == ["sft", "rm"]
-    assert all(spread_is_positive(c["ratio"]) and spread_is_positive(c["one_ms"]) for c in cases)
+    for case in cases:
+        assert set(case["ms"]) == set(bench_chunked_pass.SIDES)
+        assert all(spread_is_positive(spread) for spread in case["ms"].values())
+        assert all(spread_is_positive(ratio) for ratio in case["ratio_to_baseline"].values())
 
 
 @pytest.mark.usefixtures("keep_threads")

@@ -3,7 +3,8 @@
 The built-in model's vocabulary is small, so the tests shrink `HEAD_PIECE_BYTES` until a piece holds
 a few positions; every loss, LoRA (the output layer adapted too) and full weights, forward and
 forward_backward, must then match an engine that computes the logits of a chunk at once, and no
-output-layer product may hold more positions than a piece (apart from the body's last position).
+output-layer product may hold more positions than a piece (apart from the body's last position);
+with backward, the second run of the output layer covers only the positions the loss depends on.
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ def test_pieces_of_the_output_layer_match_one_product(
             engine._models["m"].module().zero_grad()
     expected = whole.forward_backward("m", fwd(data, loss_fn), backward=backward)
     monkeypatch.setattr(forward_backward, "HEAD_PIECE_BYTES", PIECE_BYTES)
-    positions: list[int] = []
+    tokens: list[int] = []  # positions per output-layer product, over every row
     head = pieces._models["m"].module().get_output_embeddings()
-    handle = head.register_forward_hook(lambda _, __, out: positions.append(out.shape[1]))
+    handle = head.register_forward_hook(lambda _, __, out: tokens.append(out[..., 0].numel()))
     try:
         got = pieces.forward_backward("m", fwd(data, loss_fn), backward=backward)
     finally:
@@ -81,10 +82,14 @@ def test_pieces_of_the_output_layer_match_one_product(
     assert got.metrics["loss:sum"] == pytest.approx(expected.metrics["loss:sum"], rel=1e-5)
     for a, b in zip(expected.loss_fn_outputs, got.loss_fn_outputs, strict=True):
         assert b["logprobs"].data == pytest.approx(a["logprobs"].data, rel=1e-5, abs=1e-6)
-    longest = max(d.model_input.length for d in data)
-    # the body's last position, then pieces (twice with backward: without and with the graph)
-    assert positions[0] == 1 and max(positions[1:]) == ROWS_PER_PIECE
-    assert sum(positions[1:]) == longest * (2 if backward else 1)
+    longest, rows = max(d.model_input.length for d in data), len(data)
+    active = sum(  # positions whose loss input is nonzero (every built-in loss's gradient is zero elsewhere)
+        sum(w != 0 for w in d.loss_fn_inputs["weights" if loss_fn == "cross_entropy" else "advantages"].data)
+        for d in data
+    )
+    # the body's last position of every row, then pieces (with backward, again at the active positions)
+    assert tokens[0] == rows and max(tokens[1:]) <= rows * ROWS_PER_PIECE
+    assert sum(tokens[1:]) == longest * rows + (active if backward else 0)
     if backward:  # sums in another order: equal to fp32 rounding at the gradient's scale
         for name, grad in grads_of(whole, "m").items():
             other = grads_of(pieces, "m")[name]
