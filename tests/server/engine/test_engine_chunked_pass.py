@@ -65,7 +65,8 @@ def test_chunked_pass_matches_one_batch(tmp_path, loss_fn: str) -> None:
         assert out_b["logprobs"].shape == [datum.model_input.length]
         assert out_b["logprobs"].data == pytest.approx(out_a["logprobs"].data, rel=1e-4, abs=1e-5)
     grads_a, grads_b = grads_of(whole, "m"), grads_of(chunked, "m")
-    for name, grad in grads_a.items():  # sums in another order: equal to fp32 rounding at the gradient's scale
+    # Sums in another order: equal to fp32 rounding at the gradient's scale.
+    for name, grad in grads_a.items():
         assert grad is not None, name
         assert torch.allclose(grad, grads_b[name], rtol=1e-4, atol=1e-6 * float(grad.abs().max())), name
 
