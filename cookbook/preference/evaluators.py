@@ -23,7 +23,7 @@ import chz
 import numpy as np
 
 from cookbook.client.abstract import SamplingClient
-from cookbook.client.types import Datum, ForwardBackwardOutput, SamplingParams, TensorData
+from cookbook.client.types import Datum, LossFnOutput, SamplingParams, TensorData
 from cookbook.eval.evaluators import Metrics, SamplingClientEvaluator
 from cookbook.eval.forward_evaluator import ForwardEvaluator
 from cookbook.preference.comparison_datasets import ComparisonDatasetBuilder
@@ -139,9 +139,9 @@ class PreferenceAccuracyEvaluator(ForwardEvaluator):
         )
         return _ScoredOrder(index, labeled.label, labeled.kind, _with_rival_target(datum, rival))
 
-    def metrics_from(self, output: ForwardBackwardOutput) -> Metrics:
+    def metrics_from(self, outputs: list[LossFnOutput]) -> Metrics:
         label_lp, rival_lp = [], []
-        for out in output.loss_fn_outputs:
+        for out in outputs:
             logprobs = out["logprobs"].to_numpy().reshape(-1, 2)
             label_lp.append(float(logprobs[-1, 0]))
             rival_lp.append(float(logprobs[-1, 1]))

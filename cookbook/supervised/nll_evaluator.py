@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cookbook.client.types import Datum, ForwardBackwardOutput
+from cookbook.client.types import Datum, LossFnOutput
 from cookbook.eval.evaluators import Metrics
 from cookbook.eval.forward_evaluator import ForwardEvaluator
 from cookbook.supervised.common import compute_mean_nll
@@ -41,7 +41,7 @@ class NLLEvaluator(ForwardEvaluator):
         data = [datum for i in range(len(dataset)) for datum in dataset.get_batch(i)]
         return cls(data, name=name)
 
-    def metrics_from(self, output: ForwardBackwardOutput) -> Metrics:
-        logprobs = [out["logprobs"] for out in output.loss_fn_outputs]
+    def metrics_from(self, outputs: list[LossFnOutput]) -> Metrics:
+        logprobs = [out["logprobs"] for out in outputs]
         weights = [datum.loss_fn_inputs["weights"] for datum in self.data]
         return {f"{self.name}/nll": compute_mean_nll(logprobs, weights)}

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cookbook.client.abstract import TrainingClient
-from cookbook.client.types import Datum, LossFnOutput, LossFnType
+from cookbook.client.futures import APIFuture
+from cookbook.client.types import Datum, ForwardBackwardOutput, LossFnOutput, LossFnType
 
 FORWARD_TOKENS_PER_REQUEST = 32 * 1024
 """A quarter of the server's default `max_tokens_per_request`: room for long prompts, few requests."""
@@ -35,6 +36,26 @@ def cut_by_tokens(data: Sequence[Datum], max_tokens: int) -> list[list[Datum]]:
     return pieces
 
 
+async def submit_forward(
+    client: TrainingClient,
+    data: Sequence[Datum],
+    loss_fn: LossFnType,
+    max_tokens: int = FORWARD_TOKENS_PER_REQUEST,
+) -> list[APIFuture[ForwardBackwardOutput]]:
+    """Queue the `forward` of every piece of `data` (read them with `read_outputs`)."""
+    return [await client.forward_async(piece, loss_fn) for piece in cut_by_tokens(data, max_tokens)]
+
+
+async def read_outputs(futures: Sequence[APIFuture[ForwardBackwardOutput]], count: int) -> list[LossFnOutput]:
+    """The loss_fn outputs of queued pieces, in order; `count` datums were sent."""
+    outputs: list[LossFnOutput] = []
+    for future in futures:
+        outputs += (await future).loss_fn_outputs
+    if len(outputs) != count:
+        raise ValueError(f"forward returned {len(outputs)} outputs for {count} datums")
+    return outputs
+
+
 async def forward_outputs(
     client: TrainingClient,
     data: Sequence[Datum],
@@ -42,10 +63,4 @@ async def forward_outputs(
     max_tokens: int = FORWARD_TOKENS_PER_REQUEST,
 ) -> list[LossFnOutput]:
     """Every datum's loss_fn output of a `forward` pass, in order."""
-    futures = [await client.forward_async(piece, loss_fn) for piece in cut_by_tokens(data, max_tokens)]
-    outputs: list[LossFnOutput] = []
-    for future in futures:
-        outputs += (await future).loss_fn_outputs
-    if len(outputs) != len(data):
-        raise ValueError(f"forward returned {len(outputs)} outputs for {len(data)} datums")
-    return outputs
+    return await read_outputs(await submit_forward(client, data, loss_fn, max_tokens), len(data))

@@ -69,16 +69,19 @@ def test_two_evaluators_reporting_one_name_is_an_error() -> None:
 
 
 class ForwardOnly:
-    """A training client whose forward returns fixed per-token logprobs (the server's side)."""
+    """A training client whose forward returns fixed per-token logprobs (the server's side), the next
+    ones in order for each datum it is sent."""
 
     def __init__(self, logprobs: list[list[float]]):
         self.logprobs = logprobs
         self.calls: list[tuple[int, str]] = []
 
     async def forward_async(self, data: list[types.Datum], loss_fn: str) -> ResolvedFuture[Any]:
+        done = sum(count for count, _ in self.calls)
         self.calls.append((len(data), loss_fn))
         outputs = [
-            {"logprobs": types.TensorData.from_numpy(np.array(lp, dtype=np.float32))} for lp in self.logprobs
+            {"logprobs": types.TensorData.from_numpy(np.array(lp, dtype=np.float32))}
+            for lp in self.logprobs[done : done + len(data)]
         ]
         return ResolvedFuture(types.ForwardBackwardOutput(loss_fn_outputs=outputs))
 
@@ -97,6 +100,15 @@ def test_nll_evaluator_is_one_forward_and_a_weighted_mean_over_trained_tokens() 
     metrics = asyncio.run(evaluator(client))  # type: ignore[arg-type]
     assert metrics == {"heldout/nll": pytest.approx((1.0 + 2.0 + 2 * 4.0) / 4.0)}
     assert client.calls == [(2, "cross_entropy")]
+
+
+def test_nll_evaluator_sends_a_large_set_in_requests_of_bounded_tokens() -> None:
+    client = ForwardOnly([[-1.0, -2.0, -7.0], [-4.0, -9.0], [-0.5]])
+    evaluator = NLLEvaluator([datum([1.0, 1.0, 0.0]), datum([2.0, 0.0]), datum([1.0])], name="heldout")
+    evaluator.max_tokens_per_request = 3  # 3 + 2 + 1 tokens: [3], [2, 1]
+    metrics = asyncio.run(evaluator(client))  # type: ignore[arg-type]
+    assert metrics == {"heldout/nll": pytest.approx((1.0 + 2.0 + 2 * 4.0 + 0.5) / 5.0)}
+    assert client.calls == [(1, "cross_entropy"), (2, "cross_entropy")]
 
 
 def test_nll_evaluator_rejects_unusable_data() -> None:
