@@ -34,6 +34,19 @@ def fwd(
     return types.ForwardBackwardInput(data=data, loss_fn=loss_fn, loss_fn_config=config)
 
 
+def forward_backward_counting_head(
+    engine: TorchEngine, data: list[types.Datum], loss_fn: str, backward: bool
+) -> tuple[types.ForwardBackwardOutput, list[int]]:
+    """Model "m"'s forward_backward, and the positions (over every row) of each output-layer product it ran."""
+    tokens: list[int] = []
+    head = engine._models["m"].module().get_output_embeddings()
+    handle = head.register_forward_hook(lambda _, __, out: tokens.append(out[..., 0].numel()))
+    try:
+        return engine.forward_backward("m", fwd(data, loss_fn), backward=backward), tokens
+    finally:
+        handle.remove()
+
+
 def grads_of(engine: TorchEngine, model_id: str) -> dict[str, torch.Tensor | None]:
     return {n: None if p.grad is None else p.grad.clone() for n, p in engine._models[model_id].params.items()}
 

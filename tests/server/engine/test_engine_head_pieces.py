@@ -20,7 +20,7 @@ from server_stub.models.builtin_tokenizer import BUILTIN_VOCAB_SIZE
 from server_stub.torch_engine import TorchEngine
 from server_stub.training import forward_backward
 
-from .engine_helpers import TINY, fwd, grads_of, rl_datum, sft_datum
+from .engine_helpers import TINY, forward_backward_counting_head, fwd, grads_of, rl_datum, sft_datum
 
 ROWS_PER_PIECE = 2  # positions of every row per piece, with the shrunk piece budget below, for 3-row chunks
 PIECE_BYTES = 4 * BUILTIN_VOCAB_SIZE * 3 * ROWS_PER_PIECE
@@ -72,13 +72,7 @@ def test_pieces_of_the_output_layer_match_one_product(
             engine._models["m"].module().zero_grad()
     expected = whole.forward_backward("m", fwd(data, loss_fn), backward=backward)
     monkeypatch.setattr(forward_backward, "HEAD_PIECE_BYTES", PIECE_BYTES)
-    tokens: list[int] = []  # positions per output-layer product, over every row
-    head = pieces._models["m"].module().get_output_embeddings()
-    handle = head.register_forward_hook(lambda _, __, out: tokens.append(out[..., 0].numel()))
-    try:
-        got = pieces.forward_backward("m", fwd(data, loss_fn), backward=backward)
-    finally:
-        handle.remove()
+    got, tokens = forward_backward_counting_head(pieces, data, loss_fn, backward)
     assert got.metrics["loss:sum"] == pytest.approx(expected.metrics["loss:sum"], rel=1e-5)
     for a, b in zip(expected.loss_fn_outputs, got.loss_fn_outputs, strict=True):
         assert b["logprobs"].data == pytest.approx(a["logprobs"].data, rel=1e-5, abs=1e-6)

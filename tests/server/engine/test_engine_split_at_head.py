@@ -18,7 +18,7 @@ from cookbook.client import types
 from server_stub.torch_engine import TorchEngine
 from server_stub.training import forward_backward
 
-from .engine_helpers import TINY, fwd, grads_of, rl_datum, sft_datum
+from .engine_helpers import TINY, forward_backward_counting_head, fwd, grads_of, rl_datum, sft_datum
 
 PROMPT_THEN_ANSWER = [
     sft_datum([(3 * i + j) % 250 + 1 for j in range(12 + i)], [0.0] * (8 + i) + [1.0, 0.5, 2.0])
@@ -58,13 +58,7 @@ def test_the_split_pass_matches_the_one_graph_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lora: types.LoraConfig | None, loss_fn: str, data
 ) -> None:
     split, whole = _engine(tmp_path, "split", lora), _engine(tmp_path, "whole", lora)
-    backward_positions: list[int] = []
-    head = split._models["m"].module().get_output_embeddings()
-    handle = head.register_forward_hook(lambda _, __, out: backward_positions.append(out[..., 0].numel()))
-    try:
-        got = split.forward_backward("m", fwd(data, loss_fn), backward=True)
-    finally:
-        handle.remove()
+    got, backward_positions = forward_backward_counting_head(split, data, loss_fn, backward=True)
     monkeypatch.setattr(forward_backward, "ACTIVE_FRACTION_TO_SPLIT", -1.0)  # never split
     expected = whole.forward_backward("m", fwd(data, loss_fn), backward=True)
     inputs = "weights" if loss_fn == "cross_entropy" else "advantages"
