@@ -70,8 +70,8 @@ RECIPE_DEFAULTS: Mapping[ModelKind, Mapping[RecipeName, Mapping[str, Any]]] = {
             "eval_every": 10,
             "eval_comparisons": 48,
             "eval_max_tokens": 24,
-            "max_steps": 40,
-            "optimizer.learning_rate": 1e-4,
+            "max_steps": 40,  # an epoch of the bundled comparisons is 500 steps; accuracy levels off by 30
+            "optimizer.learning_rate": 1e-4,  # 3e-4 levels off lower and pulls the answers further off the data
         },
     },
 }
