@@ -8,14 +8,17 @@ DPO needs a policy that already speaks the task: from a randomly initialised mod
 reference knows nothing and the objective only shuffles noise. So the recipe starts from
 `load_checkpoint_path` (an SFT run's final `state_path`) when given; otherwise it first runs the
 `sl_basic` SFT recipe (its settings under `sft.`: `sft.dataset`, bundled chat data by default,
-`sft.optimizer.learning_rate`, ...; `sft.steps` caps it) into `<log_path>/sft` and starts DPO from its final checkpoint. DPO itself logs into `<log_path>/dpo`.
+`sft.optimizer.learning_rate`, ...; `sft.steps` caps it) into `<log_path>/sft` and starts DPO from
+its final checkpoint. DPO itself logs into `<log_path>/dpo`.
 Both stages resume from their own checkpoints.jsonl when re-run, and a finished stage is not run
 again.
 
 Defaults for tiny-llama (one epoch of the bundled comparisons: 250 steps of 16 pairs). Plain
 DPO (nll_coef=0) separates chosen from rejected answers but lowers the likelihood of both, and
 sampled answers get worse by the gold rule; adding the chosen answers' NLL to the loss, with
-beta 0.5, keeps the policy on the data. The README has the measurements.
+beta 0.5, keeps the policy on the data. The README has the measurements. Any other model starts
+from the pretrained-model defaults of `cookbook/model_config.py` (LoRA, the pipeline's SFT stage,
+40 DPO steps of 8 pairs; `bench/bench_dpo_real.py` measures them on SmolLM2).
 
 Examples:
     python -m cookbook.recipes.preference.dpo.train
