@@ -92,13 +92,15 @@ def recipe_config(server_url: str, log_path: Path, extra: Sequence[str]) -> dpo_
 
 def timed_stage(
     clock: Callable[[], Callable[[], dict[str, Any]]], work: Callable[[], Any]
-) -> tuple[Any, dict]:
+) -> tuple[Any, dict[str, Any]]:
+    """`work()`'s result and what it cost by `clock` (wall and CPU seconds)."""
     stop = clock()
     result = work()
     return result, stop()
 
 
 def curves_of(log_path: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Per stage, each curve of `CURVES` its log holds, as (step, value) points."""
     found: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for stage, keys in CURVES.items():
         curves = stage_curves(log_path / stage)
@@ -110,6 +112,7 @@ def curves_of(log_path: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
 
 
 def targets(curves: dict[str, dict[str, list[tuple[int, float]]]]) -> list[tuple[str, float | None, bool]]:
+    """(target, measured value, passed) for the held-out accuracy's last value and its rise."""
     accuracy = [v for _, v in curves.get("dpo", {}).get("test/accuracy", [])]
     last = accuracy[-1] if accuracy else None
     rise = accuracy[-1] - accuracy[0] if accuracy else None
