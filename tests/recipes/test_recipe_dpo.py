@@ -9,6 +9,7 @@ import chz
 import pytest
 
 from cookbook.client.local_server import LocalServer
+from cookbook.recipes import sl_basic
 from cookbook.recipes.preference.dpo import train as dpo_recipe
 from cookbook.recipes.renamed_keys import RenamedKeyError, check_renamed_keys
 from cookbook.utils.checkpoints import load_checkpoints_file
@@ -77,10 +78,22 @@ def test_defaults_start_dpo_from_the_sft_stage_on_the_builtin_model() -> None:
 
 
 def test_the_sft_stage_keys_are_nested() -> None:
-    cli = chz.entrypoint(dpo_recipe.CLIConfig, argv=["sft.steps=7", "sft.dataset=chats.jsonl"])
+    argv = ["sft.steps=7", "sft.dataset=chats.jsonl", "sft.batch_size=4", "sft.optimizer.learning_rate=5e-4"]
+    cli = chz.entrypoint(dpo_recipe.CLIConfig, argv=argv)
     assert (cli.sft.steps, cli.sft.dataset) == (7, "chats.jsonl") and cli.optimizer.learning_rate == 3e-4
     sft = dpo_recipe.sft_config(cli)
     assert sft.max_steps == 7 and sft.dataset_builder.dataset == "chats.jsonl"  # type: ignore[attr-defined]
+    assert sft.dataset_builder.common_config.batch_size == 4  # type: ignore[attr-defined]
+    assert (
+        sft.optimizer.learning_rate == 5e-4 and sft.optimizer.lr_schedule == "cosine"
+    )  # sl_basic's schedule
+    builtin = dpo_recipe.sft_config(dpo_recipe.CLIConfig())
+    plain_sl_basic = sl_basic.build_config(sl_basic.CLIConfig(log_path=builtin.log_path))
+    assert (builtin.optimizer, builtin.num_epochs, builtin.eval_every) == (
+        plain_sl_basic.optimizer,
+        plain_sl_basic.num_epochs,
+        plain_sl_basic.eval_every,
+    )  # on the built-in model the stage is sl_basic as it stands
     for old, new in (
         ("sft_steps", "sft.steps"),
         ("sft_dataset", "sft.dataset"),

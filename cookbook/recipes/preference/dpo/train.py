@@ -7,15 +7,18 @@ the bundled comparisons, judged at every evaluation by the bundled data's gold r
 DPO needs a policy that already speaks the task: from a randomly initialised model its
 reference knows nothing and the objective only shuffles noise. So the recipe starts from
 `load_checkpoint_path` (an SFT run's final `state_path`) when given; otherwise it first runs the
-`sl_basic` SFT recipe (`sft.dataset`, bundled chat data by default, full weights; `sft.steps` caps
-it) into `<log_path>/sft` and starts DPO from its final checkpoint. DPO itself logs into `<log_path>/dpo`.
+`sl_basic` SFT recipe (its settings under `sft.`: `sft.dataset`, bundled chat data by default,
+`sft.optimizer.learning_rate`, ...; `sft.steps` caps it) into `<log_path>/sft` and starts DPO from
+its final checkpoint. DPO itself logs into `<log_path>/dpo`.
 Both stages resume from their own checkpoints.jsonl when re-run, and a finished stage is not run
 again.
 
 Defaults for tiny-llama (one epoch of the bundled comparisons: 250 steps of 16 pairs). Plain
 DPO (nll_coef=0) separates chosen from rejected answers but lowers the likelihood of both, and
 sampled answers get worse by the gold rule; adding the chosen answers' NLL to the loss, with
-beta 0.5, keeps the policy on the data. The README has the measurements.
+beta 0.5, keeps the policy on the data. The README has the measurements. Any other model starts
+from the pretrained-model defaults of `cookbook/model_config.py` (LoRA, the pipeline's SFT stage,
+40 DPO steps of 8 pairs; `bench/bench_dpo_real.py` measures them on SmolLM2).
 
 Examples:
     python -m cookbook.recipes.preference.dpo.train
@@ -44,6 +47,7 @@ from cookbook.preference.evaluators import ComparisonEvaluatorBuilder
 from cookbook.recipes import sl_basic
 from cookbook.recipes.preference.datasets import BUNDLED, comparison_builder
 from cookbook.recipes.renamed_keys import OPTIMIZER_KEYS, recipe_entrypoint
+from cookbook.recipes.sl_basic import ChatSFT
 from cookbook.supervised import train as supervised_train
 from cookbook.supervised.types import ChatDatasetBuilderCommonConfig
 from cookbook.utils.checkpoints import CheckpointRecord
@@ -57,10 +61,10 @@ RENAMED_KEYS: dict[str, str] = {**OPTIMIZER_KEYS, "sft_dataset": "sft.dataset", 
 
 
 @chz.chz
-class SFTStage:
-    """The SFT stage that gives DPO a policy to start from: the sl_basic recipe, into `<log_path>/sft`."""
+class SFTStage(ChatSFT):
+    """The SFT stage that gives DPO a policy to start from: the sl_basic recipe (its settings under
+    `sft.`, `dataset` in the no_robots schema), into `<log_path>/sft`."""
 
-    dataset: str = BUNDLED  # no_robots schema: "bundled", a hub id, or a local file / directory
     steps: int | None = None  # None: sl_basic's full schedule; 0: no SFT stage (DPO from the base model)
 
 
@@ -109,6 +113,11 @@ def sft_config(cli: CLIConfig) -> supervised_train.Config:
             base_url=cli.base_url,
             model_name=cli.model_name,
             dataset=cli.sft.dataset,
+            batch_size=cli.sft.batch_size,
+            max_length=cli.sft.max_length,
+            num_epochs=cli.sft.num_epochs,
+            eval_every=cli.sft.eval_every,
+            optimizer=cli.sft.optimizer,
             renderer_name=_renderer_name(cli),
             lora_rank=_lora_rank(cli),
             max_steps=cli.sft.steps,
@@ -165,18 +174,23 @@ def dpo_config(cli: CLIConfig, start_path: str | None) -> train_dpo.Config:
     )
 
 
+def start_path_of(cli: CLIConfig) -> str | None:
+    """DPO's starting weights: `load_checkpoint_path`, else the SFT stage's final state (run or resumed
+    now), else (`sft.steps=0`) None, the base model."""
+    if cli.load_checkpoint_path is not None:
+        return cli.load_checkpoint_path
+    if cli.sft.steps == 0:
+        logger.warning(
+            "sft.steps=0 and no load_checkpoint_path: DPO starts from the untrained base model, "
+            "whose reference knows nothing; expect no meaningful learning"
+        )
+        return None
+    return supervised_train.main(sft_config(cli)).state_path
+
+
 def main(cli: CLIConfig) -> CheckpointRecord:
     """Run (or resume) the SFT stage if needed, then DPO; returns DPO's final checkpoint record."""
-    start_path = cli.load_checkpoint_path
-    if start_path is None:
-        if cli.sft.steps == 0:
-            logger.warning(
-                "sft.steps=0 and no load_checkpoint_path: DPO starts from the untrained base model, "
-                "whose reference knows nothing; expect no meaningful learning"
-            )
-        else:
-            start_path = supervised_train.main(sft_config(cli)).state_path
-    return train_dpo.main(dpo_config(cli, start_path))
+    return train_dpo.main(dpo_config(cli, start_path_of(cli)))
 
 
 if __name__ == "__main__":
