@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -101,3 +102,13 @@ def test_the_sft_stage_keys_are_nested() -> None:
     ):
         with pytest.raises(RenamedKeyError, match=rf"{old}=\.\.\. is now {re.escape(new)}=\.\.\."):
             check_renamed_keys([f"{old}=1"], dpo_recipe.RENAMED_KEYS)
+
+
+@pytest.mark.parametrize(("model_name", "warned"), [("tiny-llama", True), ("smollm2", False)])
+def test_without_sft_dpo_starts_from_the_base_and_warns_only_for_a_random_init_one(
+    caplog: pytest.LogCaptureFixture, model_name: str, warned: bool
+) -> None:
+    cli = chz.entrypoint(dpo_recipe.CLIConfig, argv=[f"model_name={model_name}", "sft.steps=0"])
+    with caplog.at_level(logging.WARNING):
+        assert dpo_recipe.start_path_of(cli) is None
+    assert ("reference knows nothing" in caplog.text) is warned

@@ -38,6 +38,7 @@ import chz
 from cookbook.model_config import (
     BUILTIN_MODEL_NAME,
     get_recommended_lora_rank,
+    model_kind,
     recipe_defaults,
     renderer_name_for,
 )
@@ -180,10 +181,11 @@ def start_path_of(cli: CLIConfig) -> str | None:
     if cli.load_checkpoint_path is not None:
         return cli.load_checkpoint_path
     if cli.sft.steps == 0:
-        logger.warning(
-            "sft.steps=0 and no load_checkpoint_path: DPO starts from the untrained base model, "
-            "whose reference knows nothing; expect no meaningful learning"
-        )
+        if model_kind(cli.model_name) == "random_init":
+            logger.warning(
+                "sft.steps=0 and no load_checkpoint_path: DPO starts from the random-init base model, "
+                "whose reference knows nothing; expect no meaningful learning"
+            )
         return None
     return supervised_train.main(sft_config(cli)).state_path
 
