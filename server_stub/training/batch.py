@@ -37,9 +37,9 @@ class TrainBatch:
     last_positions: torch.Tensor  # [B] int64: each datum's last real position (where a reward head reads)
 
 
-CHUNK_COST_TOKENS = 64
-"""A chunk's fixed cost (one more forward and backward call) in padded tokens of work: about 3 ms
-against about 65 µs a token for the built-in model on a CPU (bench/README.md, chunked pass)."""
+CHUNK_COST_TOKENS = 192
+"""A chunk's fixed cost (one more forward and backward call) in padded tokens of work, the best of
+64/128/192 for the built-in model with 2 threads on the pipeline's batches (bench/README.md)."""
 
 
 def length_chunks(
