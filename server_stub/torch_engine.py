@@ -296,6 +296,7 @@ class TorchEngine:
         del self._models[model_id]
         meta = self._run_meta.pop(model_id)
         self.runs.write(meta)
+        release_free_memory()  # its weights, optimizer state and gradients: rare, and worth handing back
         return types.UnloadModelResponse(model_id=model_id, type="unload_model")
 
     def _touch(self, model_id: str) -> None:
@@ -321,13 +322,15 @@ class TorchEngine:
         """`build_batches`' token budget per length-sorted chunk and most padded tokens per piece for a
         pass on `model`: `max_pass_tokens`, and for a training pass at most what keeps its activations
         within `activation_budget_mib` (chunks then aim at that size too, so pieces stay even)."""
-        max_tokens = self.max_pass_tokens
-        if backward:
-            max_tokens = min(
-                max_tokens, tokens_within(self.activation_budget_mib, self._bytes_per_token(model))
-            )
+        max_tokens = (
+            min(self.max_pass_tokens, self.activation_cap(model)) if backward else self.max_pass_tokens
+        )
         budget = None if self.pass_token_budget is None else min(self.pass_token_budget, max_tokens)
         return budget, max_tokens
+
+    def activation_cap(self, model: TrainableModel) -> int:
+        """Tokens of a training piece on `model` whose activations fit `activation_budget_mib`."""
+        return tokens_within(self.activation_budget_mib, self._bytes_per_token(model))
 
     def _bytes_per_token(self, model: TrainableModel) -> int:
         return training_bytes_per_token(model.module().config, self.dtype.itemsize)
@@ -345,9 +348,12 @@ class TorchEngine:
         chunks: list[tuple[list[int], TrainBatch]],
     ) -> types.ForwardBackwardOutput:
         model_id = model.model_id
+        recompute_over = self.activation_cap(model) if backward else None  # a single row over the budget
         if isinstance(LOSSES[fwd.loss_fn], ScoreLoss):
             assert model.reward_head is not None  # check_reward_loss_call refused a head-less model
-            scored = run_score_pass(model.module(), model.reward_head, chunks, fwd.loss_fn, backward)
+            scored = run_score_pass(
+                model.module(), model.reward_head, chunks, fwd.loss_fn, backward, recompute_over
+            )
             self._touch(model_id)
             return types.ForwardBackwardOutput(
                 loss_fn_output_type="ArrayRecord",
@@ -357,9 +363,8 @@ class TorchEngine:
                 ],
                 metrics=scored.metrics,
             )
-        result = run_pass(
-            model.module(), chunks, fwd.loss_fn, backward, self.model_limits(model.base_model).vocab_size
-        )
+        vocab_size = self.model_limits(model.base_model).vocab_size
+        result = run_pass(model.module(), chunks, fwd.loss_fn, backward, vocab_size, recompute_over)
         self._touch(model_id)
         return types.ForwardBackwardOutput(
             loss_fn_output_type="ArrayRecord",

@@ -4,6 +4,7 @@ config, checked against what autograd really keeps, and passes cut by it that eq
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -181,3 +182,50 @@ def test_the_budget_is_a_server_setting() -> None:
     assert config_from_args(["--activation-budget-mib", "512"]).activation_budget_mib == 512
     with pytest.raises(ConfigError):
         ServerConfig(activation_budget_mib=0)
+
+
+def test_a_row_longer_than_the_cap_recomputes_its_layers_and_equals_keeping_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server_stub.training import forward_backward
+
+    recomputed: list[bool] = []
+    original = forward_backward.layers_recomputed
+
+    def spy(module: torch.nn.Module, recompute: bool = True) -> Any:
+        recomputed.append(recompute)
+        return original(module, recompute)
+
+    monkeypatch.setattr(forward_backward, "layers_recomputed", spy)
+    long_row = [sft_datum([(11 * j) % 250 + 1 for j in range(120)])]  # three times the 39-token cap
+    whole = TorchEngine(tmp_path / "whole", device="cpu")
+    capped = TorchEngine(tmp_path / "capped", device="cpu", activation_budget_mib=BUDGET_MIB)
+    for engine in (whole, capped):
+        engine.create_model("m", TINY, types.LoraConfig(rank=4), None)
+    a = whole.forward_backward("m", fwd(long_row), backward=True)
+    assert recomputed == [False]
+    b = capped.forward_backward("m", fwd(long_row), backward=True)
+    assert recomputed == [False, True]
+    capped.forward_backward("m", fwd(long_row), backward=False)
+    assert recomputed == [False, True, False]  # an inference pass keeps nothing to recompute
+    assert b.metrics["loss:sum"] == pytest.approx(a.metrics["loss:sum"], rel=1e-5)
+    assert b.loss_fn_outputs[0]["logprobs"].data == pytest.approx(
+        a.loss_fn_outputs[0]["logprobs"].data, abs=1e-5
+    )
+    grads_a, grads_b = grads_of(whole, "m"), grads_of(capped, "m")
+    for name, grad in grads_a.items():
+        assert grad is not None and torch.allclose(grad, grads_b[name], rtol=1e-4, atol=1e-5), name
+
+
+def test_recomputed_layers_leave_autograd_almost_nothing_saved(tmp_path: Path) -> None:
+    from server_stub.training.recompute import layers_recomputed
+
+    engine = TorchEngine(tmp_path, device="cpu")
+    engine.create_model("m", TINY, types.LoraConfig(rank=4), None)
+    module = engine._models["m"].module()
+    tokens = torch.randint(1, 250, (1, 256))
+    kept = saved_bytes_per_token(module, tokens)
+    with layers_recomputed(module):
+        recomputed = saved_bytes_per_token(module, tokens)
+    assert recomputed < 0.25 * kept
+    assert "forward" not in vars(module.get_decoder().layers[0])  # the layers are themselves again
