@@ -6,8 +6,9 @@
 The server cuts a training pass into pieces whose activations fit `--activation-budget-mib`
 (server_stub/activation_budget.py). This runs the same batches through one in-process engine
 serving SmolLM2's GGUF in fp32 on the CPU (a LoRA rank-32 model), budget by budget, in interleaved
-rounds: an RL-like batch (4 prompts of HH lengths x 4 answers, cross-entropy over the answers) and
-a reward-model batch (8 sequences of HH judge lengths, Bradley-Terry on a reward head). The
+rounds: an RL-like batch (2 prompts of HH lengths x 2 answers, cross-entropy over the answers) and
+a reward-model batch (4 sequences of HH judge lengths, Bradley-Terry on a reward head); a sequence
+longer than a budget's cap runs alone with its layers recomputed in backward. The
 baseline is the budget off (pieces of `max_pass_tokens` and the CPU's 1536-token speed chunks, as
 before the budget). Per budget: the process's CPU seconds per pass (median), its ratio to the
 baseline per round, and the pass's peak resident memory above the resident set before it (VmHWM,
@@ -29,10 +30,10 @@ from bench.server_memory import KIB_PER_MIB, memory_kib, reset_high_water_mark
 
 BUDGETS_MIB = {"off": 1 << 30, "1024": 1024, "512": 512}
 BASELINE = "off"
-RL_PROMPTS = (1146, 458, 221, 120)  # HH judge prompts: longest, p90, median, short
+RL_PROMPTS = (700, 221)  # HH prompts: a long one and the median
 RL_ANSWER_TOKENS = 24
-RL_GROUP = 4
-RM_LENGTHS = (1146, 1100, 458, 430, 221, 240, 160, 150)  # four (chosen, rejected) pairs
+RL_GROUP = 2
+RM_LENGTHS = (1146, 458, 221, 160)  # two (chosen, rejected) pairs: the longest HH judge prompt, p90, median
 
 
 def _tokens(rng: random.Random, count: int) -> list[int]:
