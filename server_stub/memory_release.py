@@ -3,8 +3,7 @@
 glibc keeps what tensors free in its heaps (one per thread that allocated, up to eight per core) for
 later allocations, so a server's resident set stays at each heap's own peak after a pass of several
 GiB, and the heaps of different threads add up. `release_free_memory` (malloc_trim) hands every
-heap's free pages back; `limit_heaps` (mallopt M_ARENA_MAX) makes threads share a few heaps. Where
-the C library is not glibc (musl, macOS, Windows) both do nothing.
+heap's free pages back. Where the C library is not glibc (musl, macOS, Windows) it does nothing.
 """
 
 from __future__ import annotations
@@ -13,16 +12,13 @@ import ctypes
 import functools
 from typing import Any
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter for the number of heaps (malloc.h)
-
 
 @functools.cache
 def _glibc() -> Any | None:
-    """The process's C library if it is glibc (it has malloc_trim and mallopt), else None."""
+    """The process's C library if it is glibc (it has malloc_trim), else None."""
     try:
         libc = ctypes.CDLL(None)
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     except (OSError, TypeError, AttributeError):  # no dlopen(NULL) (Windows) or not glibc
         return None
     return libc
@@ -32,9 +28,3 @@ def release_free_memory() -> bool:
     """Return the free pages of every heap to the OS; True if glibc gave any back."""
     libc = _glibc()
     return bool(libc.malloc_trim(0)) if libc is not None else False
-
-
-def limit_heaps(count: int) -> bool:
-    """Let threads allocate from at most `count` heaps (call before the threads start); True if set."""
-    libc = _glibc()
-    return bool(libc.mallopt(M_ARENA_MAX, count)) if libc is not None else False

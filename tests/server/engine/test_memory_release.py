@@ -16,18 +16,16 @@ ON_GLIBC = platform.libc_ver()[0] == "glibc"
 
 
 @pytest.mark.skipif(not ON_GLIBC, reason="the glibc path needs glibc")
-def test_on_glibc_the_heap_is_trimmed_and_heaps_can_be_capped() -> None:
+def test_on_glibc_the_heap_is_trimmed() -> None:
     assert memory_release._glibc() is not None
     block = bytearray(64 * 1024 * 1024)  # freed below: a trim has something to give back
     del block
     assert isinstance(memory_release.release_free_memory(), bool)
-    assert memory_release.limit_heaps(8) is True
 
 
-def test_without_glibc_both_do_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_glibc_nothing_happens(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory_release, "_glibc", lambda: None)
     assert memory_release.release_free_memory() is False
-    assert memory_release.limit_heaps(2) is False
 
 
 def test_a_large_training_pass_releases_and_a_small_one_does_not(
