@@ -134,7 +134,7 @@ class ServerConfig:
             "of a prefill, a prompt-logprobs computation or a training pass; bounds peak memory"
         ),
     ] = 2048
-    # A pretrained model's training activations are about 1 MB per token, so a token count alone does not bound them.
+    # A pretrained model keeps about 1 MB of training activations per token: tokens alone do not bound them.
     activation_budget_mib: Annotated[
         int,
         Option(

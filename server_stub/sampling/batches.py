@@ -28,11 +28,18 @@ def sampling_batches(
     if order and cache_tokens(requests) > max_cache_tokens:
         order.sort(key=lambda i: -len(requests[i].prompt))
     batches: list[list[int]] = []
+    rows = width = new_tokens = 0  # the last batch's rows, longest prompt and largest max_tokens
     for index in order:
-        if batches:
-            grown = [requests[i] for i in batches[-1]] + [requests[index]]
-            if sum(r.num_samples for r in grown) <= max_rows and cache_tokens(grown) <= max_cache_tokens:
-                batches[-1].append(index)
-                continue
-        batches.append([index])
+        request = requests[index]
+        grown = (
+            rows + request.num_samples,
+            max(width, len(request.prompt)),
+            max(new_tokens, request.max_tokens),
+        )
+        if batches and grown[0] <= max_rows and grown[0] * (grown[1] + grown[2]) <= max_cache_tokens:
+            batches[-1].append(index)
+            rows, width, new_tokens = grown
+        else:
+            batches.append([index])
+            rows, width, new_tokens = request.num_samples, len(request.prompt), request.max_tokens
     return batches
