@@ -27,6 +27,7 @@ def build_engine(config: ServerConfig) -> Engine:
         dtype=config.dtype,
         extra_models=dict(config.extra_models) or None,
         max_pass_tokens=config.max_pass_tokens,
+        activation_budget_mib=config.activation_budget_mib,
     )
 
 

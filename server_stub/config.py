@@ -134,6 +134,14 @@ class ServerConfig:
             "of a prefill, a prompt-logprobs computation or a training pass; bounds peak memory"
         ),
     ] = 2048
+    # A pretrained model keeps about 1 MB of training activations per token: tokens alone do not bound them.
+    activation_budget_mib: Annotated[
+        int,
+        Option(
+            "at most this many MiB (estimated from each model's shape) of a training pass piece's "
+            "activations, or of a sampling batch's KV cache; cuts pieces below max_pass_tokens"
+        ),
+    ] = 1024
     max_pending_samples: Annotated[int, Option("at most this many sample requests wait for a batch")] = 10_000
     max_num_samples: Annotated[int, Option("the largest num_samples one sample request may ask for")] = 256
     # Well above what a client sends: the official SDK splits forward_backward at 5 MB of protobuf,
@@ -229,6 +237,7 @@ class ServerConfig:
                 self.max_seq_ahead,
                 self.max_request_bytes,
                 self.max_pass_tokens,
+                self.activation_budget_mib,
                 self.ranks,
                 self.max_tokens_per_request,
                 self.max_tokens_per_datum,

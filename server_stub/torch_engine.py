@@ -19,12 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.client import types
+from server_stub.activation_budget import (
+    MIB,
+    cache_bytes_per_token,
+    tokens_within,
+    training_bytes_per_token,
+)
 from server_stub.config import ServerConfig
 from server_stub.device import prefer_passive_openmp, resolve_device, resolve_dtype
 from server_stub.engine import ConflictError, ModelLimits, NotFoundError, SampleJob, UserError
 from server_stub.exports import ExportInputs, write_export
+from server_stub.memory_release import release_free_memory
 from server_stub.models.lora_hub import LoraSpec
 from server_stub.models.registry import LoadedBase, ModelRegistry
+from server_stub.sampling.batches import cache_tokens, sampling_batches
 from server_stub.sampling.generate import generate
 from server_stub.sampling.modules import SamplingModules
 from server_stub.sampling.requests import PreparedRequest, prepare_request
@@ -41,7 +49,7 @@ from server_stub.storage.weight_files import (
     write_reward_head,
     write_weights,
 )
-from server_stub.training.batch import build_batches
+from server_stub.training.batch import TrainBatch, build_batches
 from server_stub.training.forward_backward import run_pass, run_score_pass
 from server_stub.training.losses import LOSSES, ScoreLoss
 from server_stub.training.reward_head import REWARD_HEAD_WEIGHT
@@ -109,6 +117,10 @@ def _describe(spec: LoraSpec | None) -> str:
     return f"LoRA rank {spec.rank} on {'+'.join(parts)}"
 
 
+RELEASE_AFTER_BYTES = 256 * MIB
+"""A training pass whose largest piece's activations (or a sampling batch whose KV cache) reach this gives
+the heaps' free memory back after it (glibc keeps it otherwise); smaller passes skip the cost."""
+
 CPU_PASS_TOKEN_BUDGET = 1536
 """Padded tokens per chunk of a training pass on a CPU: the best of 512-4096 in bench/bench_chunked_pass.py."""
 
@@ -123,6 +135,7 @@ class TorchEngine:
         dtype: str = "auto",
         extra_models: dict[str, str] | None = None,
         max_pass_tokens: int = ServerConfig.max_pass_tokens,
+        activation_budget_mib: int = ServerConfig.activation_budget_mib,
     ):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -130,6 +143,9 @@ class TorchEngine:
         # (faster there); an accelerator gets each request as one batch.
         self.pass_token_budget = CPU_PASS_TOKEN_BUDGET if self.device.type == "cpu" else None
         self.max_pass_tokens = max_pass_tokens  # memory: no piece of any pass is larger, on any device
+        self.activation_budget_mib = (
+            activation_budget_mib  # memory: a training piece's activations, a KV cache
+        )
         self.registry = ModelRegistry(self.device, self.dtype, extra_models)
         self.layout = StorageLayout(Path(storage_dir))
         self.checkpoints = CheckpointStore(self.layout)
@@ -282,6 +298,7 @@ class TorchEngine:
         del self._models[model_id]
         meta = self._run_meta.pop(model_id)
         self.runs.write(meta)
+        release_free_memory()  # its weights, optimizer state and gradients: rare, and worth handing back
         return types.UnloadModelResponse(model_id=model_id, type="unload_model")
 
     def _touch(self, model_id: str) -> None:
@@ -295,15 +312,50 @@ class TorchEngine:
         model = self._model(model_id)
         check_reward_loss_call(fwd.loss_fn, backward, model.reward_head is not None, model_id, "loss_fn")
         chunks = build_batches(
-            fwd,
-            self.model_limits(model.base_model),
-            self.device,
-            self.pass_token_budget,
-            self.max_pass_tokens,
+            fwd, self.model_limits(model.base_model), self.device, *self.pass_sizes(model, backward)
         )
+        try:
+            return self._forward_backward(model, fwd, backward, chunks)
+        finally:
+            if backward and self._activation_bytes(model, chunks) >= RELEASE_AFTER_BYTES:
+                release_free_memory()
+
+    def pass_sizes(self, model: TrainableModel, backward: bool) -> tuple[int | None, int]:
+        """`build_batches`' token budget per length-sorted chunk and most padded tokens per piece for a
+        pass on `model`: `max_pass_tokens`, and for a training pass at most what keeps its activations
+        within `activation_budget_mib` (chunks then aim at that size too, so pieces stay even)."""
+        max_tokens = (
+            min(self.max_pass_tokens, self.activation_cap(model)) if backward else self.max_pass_tokens
+        )
+        budget = None if self.pass_token_budget is None else min(self.pass_token_budget, max_tokens)
+        return budget, max_tokens
+
+    def activation_cap(self, model: TrainableModel) -> int:
+        """Tokens of a training piece on `model` whose activations fit `activation_budget_mib`."""
+        return tokens_within(self.activation_budget_mib, self._bytes_per_token(model))
+
+    def _bytes_per_token(self, model: TrainableModel) -> int:
+        return training_bytes_per_token(model.module().config, self.dtype.itemsize)
+
+    def _activation_bytes(self, model: TrainableModel, chunks: list[tuple[list[int], TrainBatch]]) -> int:
+        """Estimated activation bytes of the pass's largest piece."""
+        tokens = max((batch.input_ids.numel() for _, batch in chunks), default=0)
+        return tokens * self._bytes_per_token(model)
+
+    def _forward_backward(
+        self,
+        model: TrainableModel,
+        fwd: types.ForwardBackwardInput,
+        backward: bool,
+        chunks: list[tuple[list[int], TrainBatch]],
+    ) -> types.ForwardBackwardOutput:
+        model_id = model.model_id
+        recompute_over = self.activation_cap(model) if backward else None  # a single row over the budget
         if isinstance(LOSSES[fwd.loss_fn], ScoreLoss):
             assert model.reward_head is not None  # check_reward_loss_call refused a head-less model
-            scored = run_score_pass(model.module(), model.reward_head, chunks, fwd.loss_fn, backward)
+            scored = run_score_pass(
+                model.module(), model.reward_head, chunks, fwd.loss_fn, backward, recompute_over
+            )
             self._touch(model_id)
             return types.ForwardBackwardOutput(
                 loss_fn_output_type="ArrayRecord",
@@ -313,9 +365,8 @@ class TorchEngine:
                 ],
                 metrics=scored.metrics,
             )
-        result = run_pass(
-            model.module(), chunks, fwd.loss_fn, backward, self.model_limits(model.base_model).vocab_size
-        )
+        vocab_size = self.model_limits(model.base_model).vocab_size
+        result = run_pass(model.module(), chunks, fwd.loss_fn, backward, vocab_size, recompute_over)
         self._touch(model_id)
         return types.ForwardBackwardOutput(
             loss_fn_output_type="ArrayRecord",
@@ -575,24 +626,26 @@ class TorchEngine:
 
         module = self.sampling_modules.module_for(base, record.snapshot_id)
         pad_id = base.eos_ids[0] if base.eos_ids else 0
-        chunk: list[tuple[int, PreparedRequest]] = []
-        rows = 0
-        for position, (index, request) in enumerate(members):
-            chunk.append((index, request))
-            rows += request.num_samples
-            last = position + 1 == len(members)
-            if not last and rows + members[position + 1][1].num_samples <= MAX_ROWS_PER_BATCH:
-                continue
+        cache_bytes = cache_bytes_per_token(module.config, self.dtype.itemsize)
+        requests = [request for _, request in members]
+        batches = sampling_batches(
+            requests, MAX_ROWS_PER_BATCH, tokens_within(self.activation_budget_mib, cache_bytes)
+        )
+        for batch in batches:
             with torch.inference_mode():
                 responses = generate(
                     module,
-                    [r for _, r in chunk],
+                    [requests[i] for i in batch],
                     base.token_bytes,
                     base.source.limits.vocab_size,
                     pad_id,
                     self.max_pass_tokens,
                     reactivate=lambda: self.sampling_modules.module_for(base, record.snapshot_id),
                 )
-            for (i, _), response in zip(chunk, responses, strict=True):
-                results[i] = response
-            chunk, rows = [], 0
+            for i, response in zip(batch, responses, strict=True):
+                results[members[i][0]] = response
+        if (
+            max(cache_tokens([requests[i] for i in batch]) for batch in batches) * cache_bytes
+            >= RELEASE_AFTER_BYTES
+        ):
+            release_free_memory()

@@ -49,6 +49,7 @@ def serve_commands(argv: Sequence[str] | None) -> int:
         dtype=config.dtype,
         extra_models=dict(config.extra_models) or None,
         max_pass_tokens=config.max_pass_tokens,
+        activation_budget_mib=config.activation_budget_mib,
     )
     try:
         while True:

@@ -37,6 +37,8 @@ def worker_arguments(config: ServerConfig) -> list[str]:
         config.dtype,
         "--max-pass-tokens",
         str(config.max_pass_tokens),
+        "--activation-budget-mib",
+        str(config.activation_budget_mib),
     ]
     for name, path in config.extra_models.items():
         arguments += ["--model", f"{name}={path}"]
@@ -110,6 +112,7 @@ def build_leader(config: ServerConfig) -> LeaderEngine:
         dtype=config.dtype,
         extra_models=dict(config.extra_models) or None,
         max_pass_tokens=config.max_pass_tokens,
+        activation_budget_mib=config.activation_budget_mib,
     )
     leader = LeaderEngine(local, workers.death if workers is not None else None)
     if workers is not None:

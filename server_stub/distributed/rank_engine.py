@@ -112,9 +112,7 @@ class RankEngine(TorchEngine):
         rows = rows_by_tokens(lengths, self.place.world)[self.place.rank]
         share = fwd.model_copy(update={"data": [fwd.data[i] for i in rows]})
         local = (
-            build_batches(share, limits, self.device, self.pass_token_budget, self.max_pass_tokens)
-            if rows
-            else []
+            build_batches(share, limits, self.device, *self.pass_sizes(model, backward)) if rows else []
         )  # a rank with no rows (fewer datums than ranks) only joins the collectives
         chunks = [([rows[i] for i in chunk_rows], batch) for chunk_rows, batch in local]
         passes = torch.tensor([len(chunks)], device=self.device)

@@ -12,6 +12,7 @@ from server_stub.engine import UserError
 from server_stub.logprobs import gather_logprobs
 from server_stub.sampling.prefill import _HiddenStates, _output_layer
 from server_stub.training.losses import LOSSES, total_loss
+from server_stub.training.recompute import layers_recomputed
 
 if TYPE_CHECKING:
     import torch
@@ -120,6 +121,11 @@ def _pass_split_at_head(
     return lp.detach(), loss.detach()
 
 
+def _over(batch: TrainBatch, tokens: int | None) -> bool:
+    """Whether the padded batch holds more than `tokens` tokens (None: no limit)."""
+    return tokens is not None and batch.input_ids.numel() > tokens
+
+
 def _refuse_non_finite(loss_fn: str, loss_value: float) -> None:
     if not math.isfinite(loss_value):
         raise UserError(
@@ -135,6 +141,7 @@ def run_pass(
     loss_fn: str,
     backward: bool,
     vocab_size: int | None = None,
+    recompute_over: int | None = None,
 ) -> PassResult:
     """Forward every chunk of the request; with `backward`, add the loss gradient to `.grad`.
 
@@ -143,7 +150,8 @@ def run_pass(
     only one chunk's activations and logits are alive at a time. A non-finite loss (e.g. an
     importance ratio that overflows) is refused, and the gradients the request's earlier chunks
     added are taken back, so accumulated gradients are never poisoned by one bad request. A chunk
-    whose logits (`vocab_size` wide) would pass `HEAD_PIECE_BYTES` runs its output layer in pieces.
+    whose logits (`vocab_size` wide) would pass `HEAD_PIECE_BYTES` runs its output layer in pieces; with
+    `backward`, a chunk of more than `recompute_over` tokens recomputes its layers (`layers_recomputed`).
     """
     import torch
 
@@ -154,12 +162,17 @@ def run_pass(
         for rows, batch in chunks:
             rows_in_chunk, positions = batch.input_ids.shape
             step = head_piece_positions(vocab_size, rows_in_chunk) if vocab_size else positions
+            recompute = backward and _over(batch, recompute_over)
             if step < positions or (backward and _few_positions_train(loss_fn, batch)):
-                lp, loss = _pass_split_at_head(module, batch, loss_fn, backward, step)
+                with layers_recomputed(module, recompute):
+                    lp, loss = _pass_split_at_head(module, batch, loss_fn, backward, step)
                 parts.append((rows, batch, lp))
                 losses.append(loss)
                 continue
-            with torch.enable_grad() if backward else torch.inference_mode():
+            with (
+                torch.enable_grad() if backward else torch.inference_mode(),
+                layers_recomputed(module, recompute),
+            ):
                 lp = target_logprobs(module, batch)
                 loss = total_loss(loss_fn, lp, batch)
             _refuse_non_finite(loss_fn, float(loss.detach()))
@@ -212,6 +225,7 @@ def run_score_pass(
     chunks: Sequence[tuple[list[int], TrainBatch]],
     loss_fn: str,
     backward: bool,
+    recompute_over: int | None = None,
 ) -> ScorePassResult:
     """Score every datum with the reward head, apply `loss_fn` (a ScoreLoss) and, with `backward`, its gradient.
 
@@ -219,7 +233,8 @@ def run_score_pass(
     chunk runs forward and backward directly. Several chunks first score every datum without a
     graph, take the loss's gradient with respect to each score, then run each chunk again with
     its graph and back-propagate `Σ score * dL/dscore`: the same gradient, with one chunk's
-    activations alive at a time (the price is one more forward).
+    activations alive at a time (the price is one more forward). A chunk of more than `recompute_over`
+    tokens recomputes its layers in backward (`layers_recomputed`).
     """
     import torch
 
@@ -230,7 +245,8 @@ def run_score_pass(
     assert isinstance(loss, ScoreLoss)
     config = chunks[0][1].config
     direct = backward and len(chunks) == 1
-    with torch.enable_grad() if direct else torch.inference_mode():
+    recompute = direct and _over(chunks[0][1], recompute_over)
+    with torch.enable_grad() if direct else torch.inference_mode(), layers_recomputed(module, recompute):
         scores = _scores_in_order([(rows, reward_scores(module, head, batch)) for rows, batch in chunks])
         value = loss.terms(scores, config)
     _refuse_non_finite(loss_fn, float(value.detach()))
@@ -241,7 +257,7 @@ def run_score_pass(
         with torch.enable_grad():
             (grad_scores,) = torch.autograd.grad(loss.terms(leaf, config), leaf)
         for rows, batch in chunks:
-            with torch.enable_grad():
+            with torch.enable_grad(), layers_recomputed(module, _over(batch, recompute_over)):
                 chunk_scores = reward_scores(module, head, batch)
                 (chunk_scores * grad_scores[torch.tensor(rows, device=grad_scores.device)]).sum().backward()
     values = scores.detach().float().cpu()

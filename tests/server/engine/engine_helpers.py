@@ -61,3 +61,19 @@ def sample_request(prompt: list[int], num_samples: int = 1, **params: object) ->
         num_samples=num_samples,
         sampling_params=types.SamplingParams(**params),
     )
+
+
+def saved_bytes_per_token(module: torch.nn.Module, tokens: torch.Tensor) -> float:
+    """Bytes of the tensors autograd saves for backward in one forward of `tokens` (weights left out)."""
+    saved: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in module.parameters()}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = max(saved.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        module.get_decoder()(input_ids=tokens, use_cache=False)
+    return sum(saved.values()) / tokens.numel()
