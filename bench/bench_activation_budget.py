@@ -138,16 +138,7 @@ def run(settings: common.BenchSettings) -> common.BenchReport:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = common.build_parser(__doc__ or "")
-    settings = common.settings_from_args(parser.parse_args(argv))
-    common.use_threads(settings.threads)
-    report = run(settings)
-    print(report.render(), flush=True)
-    if settings.json_path is not None:
-        common.write_json(
-            settings.json_path, {"machine": common.machine_info(settings), report.name: report.data}
-        )
-    return 0
+    return common.run_in_process_cli(__doc__ or "", run, argv)
 
 
 if __name__ == "__main__":

@@ -364,12 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     common.use_threads(settings.threads)
     with common.bench_server(settings) as server:
         report = run(settings, server, smollm2=args.smollm2)
-    print(report.render(), flush=True)
-    if settings.json_path is not None:
-        common.write_json(
-            settings.json_path, {"machine": common.machine_info(settings), report.name: report.data}
-        )
-    return 0
+    return common.print_and_save(settings, report)
 
 
 if __name__ == "__main__":

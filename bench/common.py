@@ -325,6 +325,14 @@ def bench_server(settings: BenchSettings) -> Iterator[ServerHandle]:
             yield ServerHandle(server.url, server.pid)
 
 
+def print_and_save(settings: BenchSettings, report: BenchReport) -> int:
+    """Print a bench's tables and, with `--json`, save its numbers beside the machine's."""
+    print(report.render(), flush=True)
+    if settings.json_path is not None:
+        write_json(settings.json_path, {"machine": machine_info(settings), report.name: report.data})
+    return 0
+
+
 def run_cli(
     description: str,
     run: Callable[[BenchSettings, ServerHandle], BenchReport],
@@ -335,7 +343,13 @@ def run_cli(
     use_threads(settings.threads)
     with bench_server(settings) as server:
         report = run(settings, server)
-    print(report.render(), flush=True)
-    if settings.json_path is not None:
-        write_json(settings.json_path, {"machine": machine_info(settings), report.name: report.data})
-    return 0
+    return print_and_save(settings, report)
+
+
+def run_in_process_cli(
+    description: str, run: Callable[[BenchSettings], BenchReport], argv: Sequence[str] | None = None
+) -> int:
+    """`run_cli` for a bench that calls the engine in this process (no server)."""
+    settings = settings_from_args(build_parser(description).parse_args(argv))
+    use_threads(settings.threads)
+    return print_and_save(settings, run(settings))
