@@ -7,15 +7,10 @@ The bench itself trains SmolLM2 for many minutes, so it is not run here; `--quic
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the repo, not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from bench import bench_dpo_real  # noqa: E402
-from cookbook.model_config import recipe_defaults  # noqa: E402
+from bench import bench_dpo_real
+from cookbook.model_config import recipe_defaults
 
 
 def write_stage(log: Path, stage: str, rows: list[dict[str, float]]) -> None:

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the repo, not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from bench import bench_dpo_trl  # noqa: E402
-from cookbook.client.local_server import LocalServer  # noqa: E402
+from bench import bench_dpo_trl
+from cookbook.client.local_server import LocalServer
 
 
 @pytest.fixture

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the repo, not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from bench import bench_rlhf_pipeline as bench  # noqa: E402
-from cookbook.recipes.preference.rlhf.report import STAGES, CurveSummary  # noqa: E402
+from bench import bench_rlhf_pipeline as bench
+from cookbook.recipes.preference.rlhf.report import STAGES, CurveSummary
 
 WALLS = {"sft": 10.0, "rm": 5.0, "rl": 20.0}
 WALLS_IN_PROCESS = {"sft": 8.0, "rm": 4.0, "rl": 16.0}  # 1.25x faster on every stage

@@ -18,11 +18,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the repo, not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from bench import (  # noqa: E402
+from bench import (
     bench_chunked_pass,
     bench_fairness,
     bench_memory,
@@ -33,7 +29,9 @@ from bench import (  # noqa: E402
     bench_wire,
     common,
 )
-from cookbook.client.local_server import LocalServer  # noqa: E402
+from cookbook.client.local_server import LocalServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +149,11 @@ def test_service_bench_runs_as_a_module_and_prints_the_summary(server: LocalServ
             "--json",
             str(json_path),
         ],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Summary: service vs in-process baselines" in result.stdout
@@ -165,7 +163,7 @@ def test_service_bench_runs_as_a_module_and_prints_the_summary(server: LocalServ
 
 def test_scripts_also_run_by_path() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_service.py"), "--help"],
+        [sys.executable, str(REPO_ROOT / "bench" / "bench_service.py"), "--help"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the repo, not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from bench.server_memory import (  # noqa: E402
+from bench.server_memory import (
     KIB_PER_MIB,
     PeakWatch,
     memory_clock,
