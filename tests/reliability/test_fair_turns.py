@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -106,23 +108,34 @@ class ClockedEngine(FakeEngine):
         return types.OptimStepResponse(metrics={})
 
 
-@pytest.mark.parametrize("sampling_waited", [False, True])
-def test_training_pays_for_compute_only_when_sampling_wanted_it(sampling_waited: bool) -> None:
-    """A long training call while no sample request waits costs training none of its later turns;
-    the same call while a batch was ready to start makes training wait within the next batch."""
-    engine = ClockedEngine()
+ADAM = types.AdamParams(learning_rate=0.1)
+REQUEST = types.SampleRequest(
+    prompt=types.ModelInput.from_ints([1, 2]), sampling_params=types.SamplingParams(max_tokens=2)
+)
+
+
+@contextmanager
+def clocked_scheduler(train_seconds: float = 1.0) -> Iterator[tuple[ClockedEngine, Scheduler]]:
+    """A started scheduler on a `ClockedEngine`, model "run-a" open; stopped on the way out."""
+    engine = ClockedEngine(train_seconds=train_seconds)
     scheduler = Scheduler(engine, clock=engine.clock)
     scheduler.start()
-    adam = types.AdamParams(learning_rate=0.1)
-    request = types.SampleRequest(
-        prompt=types.ModelInput.from_ints([1, 2]), sampling_params=types.SamplingParams(max_tokens=2)
-    )
     try:
         created, finish = finished()
         scheduler.open_model(
             "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
         )
         assert created.wait(30)
+        yield engine, scheduler
+    finally:
+        scheduler.stop()
+
+
+@pytest.mark.parametrize("sampling_waited", [False, True])
+def test_training_pays_for_compute_only_when_sampling_wanted_it(sampling_waited: bool) -> None:
+    """A long training call while no sample request waits costs training none of its later turns;
+    the same call while a batch was ready to start makes training wait within the next batch."""
+    with clocked_scheduler() as (engine, scheduler):
         holding, gate = threading.Event(), threading.Event()
 
         def hold() -> None:
@@ -133,24 +146,22 @@ def test_training_pays_for_compute_only_when_sampling_wanted_it(sampling_waited:
         assert holding.wait(30)
         first, finish_first = finished()
         scheduler.submit_ordered(
-            "run-a", 1, b"1", "r1", Task(lambda: engine.optim_step("run-a", adam), finish_first)
+            "run-a", 1, b"1", "r1", Task(lambda: engine.optim_step("run-a", ADAM), finish_first)
         )
         sampled, finish_sample = finished()
         if sampling_waited:
-            scheduler.submit_sample(SampleJob("sampler", request), finish_sample)
+            scheduler.submit_sample(SampleJob("sampler", REQUEST), finish_sample)
         gate.set()  # training's turn comes first: it runs 1 s, beside a ready batch or none
         assert first.wait(30)
         if not sampling_waited:
-            scheduler.submit_sample(SampleJob("sampler", request), finish_sample)
+            scheduler.submit_sample(SampleJob("sampler", REQUEST), finish_sample)
         assert engine.sampling.wait(30)
         second, finish_second = finished()
         scheduler.submit_ordered(
-            "run-a", 2, b"2", "r2", Task(lambda: engine.optim_step("run-a", adam), finish_second)
+            "run-a", 2, b"2", "r2", Task(lambda: engine.optim_step("run-a", ADAM), finish_second)
         )
         engine.submitted.set()
         assert second.wait(30) and sampled.wait(30)
-    finally:
-        scheduler.stop()
     turn = engine.log.index("train", 1)
     # Charged, training owes the credit's cap and waits for enough 0.1 s decode steps to repay it.
     owed_steps = math.ceil(TURN_CREDIT_CAP / (0.1 * TRAINING_SHARE / (1 - TRAINING_SHARE)))
@@ -160,21 +171,9 @@ def test_training_pays_for_compute_only_when_sampling_wanted_it(sampling_waited:
 def test_a_turn_runs_the_waiting_calls_of_a_step_past_its_credit() -> None:
     """One decode step earns 0.1 s; a 0.15 s call overdraws it, and the next waiting call still runs in
     the same turn (a second turn would cost another switch), within TURN_OVERDRAW."""
-    engine = ClockedEngine(train_seconds=0.15)
-    scheduler = Scheduler(engine, clock=engine.clock)
-    scheduler.start()
-    adam = types.AdamParams(learning_rate=0.1)
-    request = types.SampleRequest(
-        prompt=types.ModelInput.from_ints([1, 2]), sampling_params=types.SamplingParams(max_tokens=2)
-    )
-    try:
-        created, finish = finished()
-        scheduler.open_model(
-            "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
-        )
-        assert created.wait(30)
+    with clocked_scheduler(train_seconds=0.15) as (engine, scheduler):
         sampled, finish_sample = finished()
-        scheduler.submit_sample(SampleJob("sampler", request), finish_sample)
+        scheduler.submit_sample(SampleJob("sampler", REQUEST), finish_sample)
         assert engine.sampling.wait(30)
         done = []
         for seq in (1, 2):
@@ -185,10 +184,8 @@ def test_a_turn_runs_the_waiting_calls_of_a_step_past_its_credit() -> None:
                 seq,
                 b"%d" % seq,
                 f"r{seq}",
-                Task(lambda: engine.optim_step("run-a", adam), finish_step),
+                Task(lambda: engine.optim_step("run-a", ADAM), finish_step),
             )
         engine.submitted.set()
         assert all(event.wait(30) for event in done) and sampled.wait(30)
-    finally:
-        scheduler.stop()
     assert engine.log[:3] == ["decode 0", "train", "train"]
