@@ -143,9 +143,8 @@ class TorchEngine:
         # (faster there); an accelerator gets each request as one batch.
         self.pass_token_budget = CPU_PASS_TOKEN_BUDGET if self.device.type == "cpu" else None
         self.max_pass_tokens = max_pass_tokens  # memory: no piece of any pass is larger, on any device
-        self.activation_budget_mib = (
-            activation_budget_mib  # memory: a training piece's activations, a KV cache
-        )
+        # memory: a training piece's activations and a sampling batch's KV cache stay within this
+        self.activation_budget_mib = activation_budget_mib
         self.registry = ModelRegistry(self.device, self.dtype, extra_models)
         self.layout = StorageLayout(Path(storage_dir))
         self.checkpoints = CheckpointStore(self.layout)

@@ -9,6 +9,7 @@ so no attention mask is needed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,16 +59,15 @@ def length_chunks(
         raise ValueError(f"token_budget must be at least 1, got {token_budget}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     longest_first = [lengths[i] for i in order]
-    work = [0] + [0] * len(order)  # work[end]: least work for the first `end` sorted rows
+    work = [0.0] + [math.inf] * len(order)  # work[end]: least work for the first `end` sorted rows
     start = [0] * (len(order) + 1)  # start[end]: where the last chunk of that best split begins
     for end in range(1, len(order) + 1):
-        work[end] = -1
         for begin in range(end - 1, -1, -1):
             padded = (end - begin) * longest_first[begin]
             if end - begin > 1 and padded > token_budget:
                 break  # an earlier begin only adds rows and a longer longest row
             cost = work[begin] + padded + chunk_cost
-            if work[end] < 0 or cost <= work[end]:  # on a tie, the fewer and larger chunks
+            if cost <= work[end]:  # on a tie, the fewer and larger chunks
                 work[end], start[end] = cost, begin
     chunks: list[list[int]] = []
     end = len(order)
