@@ -7,6 +7,10 @@ runs waiting training calls on the same thread, as long as they have not used mo
 than sampling has since it started (see `Scheduler`). The hook is per thread: an engine driven
 without a scheduler never gives turns. What training needs and sampling does not (autograd, the
 process's thread count) is set up by the offer's `setup`, entered only when a call does run.
+
+A decoding loop that reads nothing but its own weight copies and cache (the lean decode step) can
+do better than take turns: inside `decode_beside()` it holds nothing the other calls touch, so the
+scheduler lets them run at the same time, on the other cores, and offers no turns meanwhile.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
 _current = threading.local()
+_NOT_BESIDE = contextlib.nullcontext(False)
 
 TurnSetup = Callable[[], AbstractContextManager[object]]
 """Entered around the calls of a turn that runs some; not entered when none is waiting."""
@@ -38,3 +43,21 @@ def offer_turn(setup: TurnSetup = contextlib.nullcontext) -> bool:
     it samples)."""
     hook: Callable[[TurnSetup], bool] | None = getattr(_current, "hook", None)
     return hook is not None and hook(setup)
+
+
+@contextlib.contextmanager
+def beside_for(hook: Callable[[], AbstractContextManager[bool]] | None) -> Iterator[None]:
+    """While inside, `decode_beside` on this thread enters `hook()` (None: other work never runs beside)."""
+    previous = getattr(_current, "beside", None)
+    _current.beside = hook
+    try:
+        yield
+    finally:
+        _current.beside = previous
+
+
+def decode_beside() -> AbstractContextManager[bool]:
+    """Entered around a decoding loop that touches no shared module state; it yields True when other
+    work may run meanwhile (the loop then offers no turns: that work is not waiting for them)."""
+    hook: Callable[[], AbstractContextManager[bool]] | None = getattr(_current, "beside", None)
+    return _NOT_BESIDE if hook is None else hook()

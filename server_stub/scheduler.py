@@ -1,13 +1,14 @@
-"""The request scheduler: one compute thread runs every heavy engine call.
+"""The request scheduler: the threads that run every heavy engine call, and in what order.
 
-Three kinds of work wait here, and the compute thread serves them in turn so none starves:
+Three kinds of work wait here: the compute thread serves the first and the last in turn so none
+starves, the sampling thread the second:
 
 * training lanes, one per model: calls run strictly in `seq_id` order (create_model is seq 0,
   then the client's 1, 2, 3, ...). A missing seq id means "wait", which is what makes client-side
   pipelining correct; a seq id rejected at POST time is marked consumed so it never blocks. A
   retried POST with a seq id already seen gets the same request id back. Unload is a barrier
   that runs once every seq id seen so far has run. Lanes take turns round-robin.
-* sampling: when the thread is free it takes every waiting sample request (up to a row cap) and
+* sampling: when its thread is free it takes every waiting sample request (up to a row cap) and
   runs them as one `engine.sample(jobs)` batch, so any number of clients share forward passes.
   Before a batch that is not full it waits while requests keep arriving: until none has come for
   a quiet gap (`sample_batch_window` seconds, or `sample_batch_wait_fraction` of the previous
@@ -22,20 +23,30 @@ Three kinds of work wait here, and the compute thread serves them in turn so non
   into two smaller batches that alternate from then on.
 * other heavy calls (create_sampler, delete_checkpoint, ...) in arrival order.
 
-A sampling batch can decode for seconds; training calls that arrive meanwhile do not wait for its
-end. The engine offers a turn after each decode step (`compute_turns`), and waiting training calls
-run then, as long as training has not had more of the compute than sampling since the batch began
-(a credit earned by sampling time at the rate `TRAINING_SHARE` sets, capped at `TURN_CREDIT_CAP`
-either way, that training calls spend; when training owes, a waiting sampling batch goes first):
-with both busy training gets about that share, and a training call waits about one decode step,
-not a whole generation. A turn, once begun, runs waiting training calls until training owes
+Sampling batches run on a thread of their own, so the compute thread never waits for a whole
+generation. The two share the engine through a handoff (`_holder`): a call on either thread holds
+it, and a sampling batch that wants it goes before the compute thread's next call. A lean decode
+(`compute_turns.decode_beside`: the Llama-family step that reads only its own weight copies and
+cache) hands the engine back for its whole decoding loop, so training and other calls run at the
+same time as it, on the cores its one decoding thread leaves (the compute thread's intra-op
+threads drop by one meanwhile, and it rests `BESIDE_REST` of each call's time before the next, so
+the decode keeps its share of the cores beside the web thread and the clients): neither kind waits
+for the other's whole work, and each keeps most of its solo speed (bench/README.md, fairness).
+
+A decode that keeps the engine (a model the lean step does not cover, or a distributed server,
+whose ranks decode in lockstep) instead offers a turn after each decode step (`compute_turns`),
+and waiting training calls run then, on the sampling thread, as long as training has not had more
+of the compute than sampling since the batch began (a credit earned by sampling time at the rate
+`TRAINING_SHARE` sets, capped at `TURN_CREDIT_CAP` either way, that training calls spend): with
+both busy training gets about that share, and a training call waits about one decode step, not a
+whole generation. A turn, once begun, runs waiting training calls until training owes
 `TURN_OVERDRAW`, since each switch costs about a decode step. Training spends credit only on
 compute that sampling wanted: all of a turn, but between batches only the part after the waiting
 sample requests were ready to start, so time sampling would have left idle (its requests still
 arriving) is free.
 
 Submitting never blocks on compute: the web thread only takes a short lock. Results leave through
-each task's `finish(result, exception)` callback, called on the compute thread.
+each task's `finish(result, exception)` callback, called on the thread that ran the call.
 """
 
 from __future__ import annotations
@@ -47,15 +58,16 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from server_stub.compute_time import ComputeClock
-from server_stub.compute_turns import TurnSetup, turns_for
+from server_stub.compute_turns import TurnSetup, beside_for, turns_for
 from server_stub.engine import ConflictError, Engine, NotFoundError, SampleJob, UserError
 from server_stub.errors import QueueFullError
 from server_stub.futures_store import Finisher
+from server_stub.intra_op_threads import intra_op_threads, threads_beside_a_decode
 
 logger = logging.getLogger("server_stub.scheduler")
 
@@ -70,6 +82,9 @@ TURN_OVERDRAW = 0.1
 # and a training step waits longer. Under half, since training also has the time sampling leaves
 # idle between batches for free (bench/README.md, fairness).
 TRAINING_SHARE = 0.45
+# Beside a decode, the compute thread rests this fraction of each call's time before its next one: the
+# decode's thread, the web thread and the clients share the cores with it (bench/README.md, fairness).
+BESIDE_REST = 0.5
 
 
 @dataclass
@@ -162,33 +177,43 @@ class Scheduler:
         self._sample_rows = 0
         self._misc: deque[Task] = deque()
         self._kind_turn = 0
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._stopping = False
+        self._holder: Literal["compute", "sampling"] | None = None  # the thread whose call has the engine
+        self._sampler_waits = False  # the sampling thread waits for the engine: compute starts nothing
+        self._next_batch: list[_SampleTask] | None = None  # handed to the sampling thread, not yet started
+        self._sampling_busy = False  # a batch is handed over or running
+        self._decoding_beside = False  # a lean decode runs without the engine: calls run beside it
+        self._rest_until = float("-inf")  # beside a decode, the compute thread starts nothing before this
         self._turn_credit = 0.0  # sampling seconds not yet matched by training time (negative: training owes)
         self._last_turn = 0.0
         self._turns_seconds = 0.0  # spent on training turns within the current sampling batch
-        self._sampling = False  # a sampling batch is running (training calls now run in its turns)
+        self._in_turn = False  # training calls are running in a sampling batch's turn
         # Sizes (jobs per engine.sample call) of recent batches: observability and tests.
         self.sample_batch_sizes: deque[int] = deque(maxlen=1000)
-        self.compute_time = ComputeClock()  # the compute thread's busy seconds per kind of work
+        self.compute_time = ComputeClock()  # busy seconds per kind of work, over both threads
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         with self._cond:
-            if self._thread is not None:
+            if self._threads:
                 return
             self._stopping = False
-            self._thread = threading.Thread(target=self._serve, name="server_stub-compute", daemon=True)
-            self._thread.start()
+            self._threads = [
+                threading.Thread(target=self._serve, name="server_stub-compute", daemon=True),
+                threading.Thread(target=self._serve_samples, name="server_stub-sampling", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the call in progress; queued work is abandoned."""
+        """Stop after the calls in progress; queued work is abandoned."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-            thread, self._thread = self._thread, None
-        if thread is not None:
+            threads, self._threads = self._threads, []
+        for thread in threads:
             thread.join(timeout)
 
     # -- training lanes ----------------------------------------------------------------------
@@ -199,7 +224,7 @@ class Scheduler:
             if model_id in self._lanes:
                 raise ConflictError(f"model {model_id!r} exists already", field="model_id")
             self._lanes[model_id] = _Lane(model_id, base_model, next_seq=0, pending={0: create})
-            self._cond.notify()
+            self._cond.notify_all()  # both threads wait on it
 
     def lane_base_model(self, model_id: str) -> str | None:
         """The base model of a model this scheduler created (possibly still being created)."""
@@ -237,7 +262,7 @@ class Scheduler:
             self._check_new_seq(lane, seq_id)
             lane.seen[seq_id] = _Seen(digest, request_id)
             lane.pending[seq_id] = task
-            self._cond.notify()
+            self._cond.notify_all()  # both threads wait on it
 
     def reject_ordered(self, model_id: str, seq_id: int, digest: bytes, error: Exception) -> None:
         """Mark a seq id consumed by a request refused at POST time, so later calls do not wait.
@@ -251,7 +276,7 @@ class Scheduler:
                 return
             lane.seen[seq_id] = _Seen(digest, None, error)
             lane.pending[seq_id] = _SKIP
-            self._cond.notify()
+            self._cond.notify_all()  # both threads wait on it
 
     def close_model(self, model_id: str, task: Task) -> None:
         """Queue the model's unload after every call seen so far; later calls are refused."""
@@ -261,7 +286,7 @@ class Scheduler:
                 raise NotFoundError(f"model {model_id!r} is already being unloaded", field="model_id")
             lane.closed = True
             lane.closing = task
-            self._cond.notify()
+            self._cond.notify_all()  # both threads wait on it
 
     def _lane_for(self, model_id: str) -> _Lane:
         lane = self._lanes.get(model_id)
@@ -296,13 +321,13 @@ class Scheduler:
             self._samples.append(_SampleTask(job, finish, now))
             self._last_sample_arrival = now
             self._sample_rows += job.request.num_samples
-            self._cond.notify()
+            self._cond.notify_all()  # both threads wait on it
 
     def submit(self, task: Task) -> None:
         """Queue any other heavy call, in arrival order."""
         with self._cond:
             self._misc.append(task)
-            self._cond.notify()
+            self._cond.notify_all()  # both threads wait on it
 
     def call(self, fn: Callable[[], T], label: str = "") -> concurrent.futures.Future[T]:
         """Run `fn` on the compute thread; the future holds its result or exception."""
@@ -320,29 +345,50 @@ class Scheduler:
     # -- the compute thread ------------------------------------------------------------------
 
     def _serve(self) -> None:
+        threads_beside = threads_beside_a_decode()
         while True:
             with self._cond:
                 while True:
                     if self._stopping:
                         return
-                    work, wait = self._pick(self._clock())
+                    work, wait = None, None
+                    rest = self._rest_until - time.monotonic() if self._decoding_beside else 0.0
+                    if rest > 0:
+                        wait = rest
+                    elif self._holder is None and not self._sampler_waits:
+                        work, wait = self._pick(self._clock())
                     if work is not None:
                         break
                     self._cond.wait(timeout=wait)
+                self._holder = "compute"
+                beside = self._decoding_beside
+            started = time.monotonic()
             try:
-                work()
+                # Beside a decode, leave its core to it.
+                with intra_op_threads(threads_beside if beside else None):
+                    work()
             except BaseException:  # the compute thread must survive anything
                 logger.exception("compute thread: unexpected failure")
+            finally:
+                ended = time.monotonic()
+                self._rest_until = ended + BESIDE_REST * (ended - started)
+                self._hand_back()
+
+    def _hand_back(self) -> None:
+        with self._cond:
+            self._holder = None
+            self._cond.notify_all()
 
     def _pick(self, now: float) -> tuple[Callable[[], None] | None, float | None]:
-        """The next unit of work (kinds take turns), or how long to wait before looking again."""
+        """The next unit of work (kinds take turns), or how long to wait before looking again. A sampling
+        batch is handed to the sampling thread here, with the engine: the compute thread then waits."""
         wait: float | None = None
         pickers = (self._pick_training, self._pick_samples, self._pick_misc)
         first = 1 if self._turn_credit < 0 else self._kind_turn  # training owes sampling: samples first
         for offset in range(len(pickers)):
             kind = (first + offset) % len(pickers)
             work, hint = pickers[kind](now)
-            if work is not None:
+            if work is not None or self._holder is not None:
                 self._kind_turn = (kind + 1) % len(pickers)
                 return work, None
             if hint is not None:
@@ -383,10 +429,11 @@ class Scheduler:
         return None
 
     def _run_ordered(self, lane: _Lane, seq: int, task: Task) -> None:
-        started = self._clock()
+        started, beside = self._clock(), self._decoding_beside
         with self.compute_time.measure("training"):
             result, exc = _call(task.run)
-        self._charge_training(started, self._clock())
+        if not beside:  # beside a decode, training takes no compute that sampling is waiting for
+            self._charge_training(started, self._clock())
         _finish(task.finish, result, exc)
         if seq == 0 and exc is not None:
             self._drop_lane(lane, exc)
@@ -394,7 +441,7 @@ class Scheduler:
     def _charge_training(self, started: float, ended: float) -> None:
         """Training pays for the compute it took while sampling wanted it: all of a turn within a batch;
         between batches, only the part after the waiting sample requests were ready to start."""
-        if self._sampling:
+        if self._in_turn:
             contended = ended - started
         else:
             with self._cond:
@@ -437,7 +484,43 @@ class Scheduler:
         wait_end = max(self._samples[0].arrived, self._last_batch_end) + self._batch_max_wait
         return min(quiet_end, wait_end)
 
-    def _pick_samples(self, now: float) -> tuple[Callable[[], None] | None, float | None]:
+    # -- the sampling thread -----------------------------------------------------------------
+
+    def _serve_samples(self) -> None:
+        while True:
+            with self._cond:
+                while self._next_batch is None:
+                    if self._stopping:
+                        return
+                    self._cond.wait()
+                batch, self._next_batch = self._next_batch, None
+            try:
+                self._run_samples(batch)
+            except BaseException:  # the sampling thread must survive anything
+                logger.exception("sampling thread: unexpected failure")
+            finally:
+                with self._cond:
+                    self._holder, self._sampling_busy = None, False
+                    self._cond.notify_all()
+
+    def _take_engine(self) -> bool:
+        """The sampling thread takes the engine back after the compute thread's call in progress (call under
+        the condition; the compute thread starts nothing new meanwhile); False when the scheduler stops first."""
+        self._sampler_waits = True
+        while self._holder is not None and not self._stopping:
+            self._cond.wait()
+        self._sampler_waits = False
+        self._cond.notify_all()
+        if self._stopping:
+            return False
+        self._holder = "sampling"
+        return True
+
+    def _pick_samples(self, now: float) -> tuple[None, float | None]:
+        """Hand the next sampling batch to the sampling thread (with the engine), or say how long to wait
+        before one may start (None: none waits, or a batch is still running)."""
+        if self._sampling_busy:
+            return None, None
         ready_at = self._samples_ready_at()
         if ready_at is None:
             return None, None
@@ -462,7 +545,22 @@ class Scheduler:
                 1e3 * max(gaps, default=0.0),
                 1e3 * (now - batch[0].arrived),
             )
-        return lambda: self._run_samples(batch), None
+        self._next_batch, self._sampling_busy, self._holder = batch, True, "sampling"
+        self._cond.notify_all()
+        return None, None
+
+    @contextlib.contextmanager
+    def _decode_beside(self) -> Iterator[bool]:
+        """A lean decode's loop: the engine is handed back for it, and taken again after."""
+        with self._cond:
+            self._holder, self._decoding_beside = None, True
+            self._cond.notify_all()
+        try:
+            yield True
+        finally:
+            with self._cond:
+                self._decoding_beside = False
+                self._take_engine()  # stopping: the loop's caller finishes its batch regardless
 
     def _earn_credit(self, sampling_seconds: float) -> None:
         """Sampling time earns training its share of the compute (capped)."""
@@ -471,6 +569,8 @@ class Scheduler:
 
     def _between_sampling_steps(self, setup: TurnSetup) -> bool:
         """A turn offered by a sampling batch: run waiting training calls its credit covers (in `setup`)."""
+        if self._decoding_beside:  # they run on the compute thread meanwhile, not here
+            return False
         now = self._clock()
         self._earn_credit(now - self._last_turn)
         ran = False
@@ -483,7 +583,11 @@ class Scheduler:
                 started = self._clock()
                 if not ran:
                     turn.enter_context(setup())
-                work()  # an ordered call: it charges its own time to the credit
+                self._in_turn = True
+                try:
+                    work()  # an ordered call: it charges its own time to the credit
+                finally:
+                    self._in_turn = False
                 now = self._clock()
                 self._turns_seconds += now - started
                 ran = True
@@ -495,16 +599,14 @@ class Scheduler:
         self._last_turn, self._turns_seconds = started, 0.0
 
         def run() -> Any:
-            with turns_for(self._between_sampling_steps):
+            with turns_for(self._between_sampling_steps), beside_for(self._decode_beside):
                 return self._engine.sample([t.job for t in batch])
 
-        self._sampling = True
-        try:
-            with self.compute_time.measure("sampling"):
-                results, exc = _call(run)
-        finally:
-            self._sampling = False
-        ended = self._last_batch_end = self._clock()
+        with self.compute_time.measure("sampling"):
+            results, exc = _call(run)
+        ended = self._clock()
+        with self._cond:
+            self._last_batch_end = ended
         self._last_sample_run = ended - started - self._turns_seconds  # the batch's own time
         self._earn_credit(ended - self._last_turn)
         if exc is None and (not isinstance(results, list) or len(results) != len(batch)):

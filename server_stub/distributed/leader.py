@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.client import types
-from server_stub.compute_turns import turns_for
+from server_stub.compute_turns import beside_for, turns_for
 from server_stub.distributed.group import HEARTBEAT_SECONDS, leave_group
 from server_stub.distributed.protocol import HEARTBEAT, STOP, Command, Failure, collect_failures, send_command
 from server_stub.distributed.rank_engine import RankEngine
@@ -211,9 +211,8 @@ class LeaderEngine:
         return self._everywhere("create_sampler", base_model, model_path)
 
     def sample(self, jobs: list[SampleJob]) -> list[types.SampleResponse | Exception]:
-        with turns_for(
-            lambda setup: False
-        ):  # the ranks decode in lockstep: no training call may cut in on rank 0
+        # The ranks decode in lockstep: no training call may cut in on rank 0 or run beside it.
+        with turns_for(lambda setup: False), beside_for(None):
             return self._everywhere("sample", jobs)
 
     def release_sampler(self, sampler_id: str) -> None:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from cookbook.client import types
-from server_stub.compute_turns import offer_turn
+from server_stub.compute_turns import decode_beside, offer_turn
+from server_stub.intra_op_threads import intra_op_threads
 from server_stub.models.token_bytes import TokenBytes
 from server_stub.sampling.llama_decode import DecodePlan, decodes_in_place, plan_for
 from server_stub.sampling.prefill import PromptOutputs, prefill
@@ -52,7 +53,8 @@ def generate(
     no piece of the prompts' pass holds more than `max_tokens` padded tokens (see `prefill`).
 
     Between decode steps other work may take a turn (`compute_turns`); `reactivate` then gives the
-    module back with this batch's weights active again (training may have switched adapters)."""
+    module back with this batch's weights active again (training may have switched adapters). A
+    lean decode lets other work run beside it instead, where the caller allows (`decode_beside`)."""
     import torch
 
     device = next(module.parameters()).device
@@ -77,7 +79,9 @@ def generate(
     limit_steps = set(max_of_row)  # a row reaches its max_tokens only after one of these many steps
     lean = _LeanDecode.start(module, cache, attention if pre.padded else None, width + steps)
     threads = torch.get_num_threads()
-    with _intra_op_threads(lean.plan.threads if lean is not None else None):
+    # The lean step reads only its plan's weights and this cache: other calls may run beside it.
+    beside = decode_beside() if lean is not None else contextlib.nullcontext(False)
+    with intra_op_threads(lean.plan.threads if lean is not None else None), beside as others_run_beside:
         for step in range(steps):
             new, new_lp = choose_tokens(logits, settings, step)
             if batch.everyone:
@@ -108,7 +112,8 @@ def generate(
                 if lean is not None:
                     lean.select(index)
             # Training that takes the turn needs autograd and the process's own thread count.
-            if reactivate is not None and offer_turn(functools.partial(_training_turn, threads)):
+            turns = reactivate is not None and not others_run_beside
+            if turns and offer_turn(functools.partial(_training_turn, threads)):
                 module = reactivate()
                 if lean is not None:
                     lean = lean.refreshed(module)
@@ -132,24 +137,8 @@ def _training_turn(threads: int) -> Iterator[None]:
     """What a training call that cuts in on decoding needs: autograd and the process's thread count."""
     import torch
 
-    with torch.inference_mode(False), _intra_op_threads(threads):
+    with torch.inference_mode(False), intra_op_threads(threads):
         yield
-
-
-@contextlib.contextmanager
-def _intra_op_threads(count: int | None) -> Iterator[None]:
-    """Run the block on `count` intra-op threads (None: as it is), the count before restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    if count is None or count == before:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Batch:

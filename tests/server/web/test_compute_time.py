@@ -1,4 +1,4 @@
-"""The compute thread's busy time per kind of work: counted by the scheduler, read over HTTP."""
+"""The compute and sampling threads' busy time per kind of work: counted by the scheduler, read over HTTP."""
 
 from __future__ import annotations
 
@@ -37,6 +37,27 @@ def test_nested_blocks_pause_the_block_around_them() -> None:
             pass
     # leaving sampling reads 6: 1 s more
     assert clock.snapshot() == {"training": 2.0, "sampling": 3.0, "other": 0.0}
+
+
+def test_blocks_on_two_threads_both_count() -> None:
+    """Training beside a decode: each thread's block is charged in full, though they overlap."""
+    clock = ticking_clock()
+    inside, done = threading.Event(), threading.Event()
+
+    def decode() -> None:
+        with clock.measure("sampling"):  # reads 1
+            inside.set()
+            assert done.wait(30)
+        # leaving reads 4: sampling had 3 s
+
+    thread = threading.Thread(target=decode)
+    thread.start()
+    assert inside.wait(30)
+    with clock.measure("training"):  # reads 2: nothing paused on the other thread
+        pass  # reads 3: training had 1 s
+    done.set()
+    thread.join(30)
+    assert clock.snapshot() == {"training": 1.0, "sampling": 3.0, "other": 0.0}
 
 
 def test_a_running_block_counts_up_to_the_snapshot() -> None:
