@@ -243,7 +243,8 @@ def server_cpu_shares(
     meters: dict[str, common.CpuMeter], work: dict[str, float]
 ) -> tuple[common.Table, dict[str, float]]:
     """The server's CPU per phase, and while both ran, each kind's share of it: its steps or tokens
-    priced at their CPU cost alone; what is left is the cost of interleaving them."""
+    priced at their CPU cost alone; what is left is the cost of interleaving them (below zero: the work
+    cost less CPU shared than alone, as a training step on fewer intra-op threads beside a decode does)."""
     cpu = {phase: meter.server_cpu or 0.0 for phase, meter in meters.items()}
     per_step = cpu["alone"] / work["alone steps"]
     per_token = cpu["solo"] / max(work["solo tokens"], 1.0)

@@ -342,7 +342,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
     @api.get("/compute_time")
     async def compute_time() -> Response:
-        """The compute thread's busy seconds per kind of work (our extension, for profiling)."""
+        """The compute and sampling threads' busy seconds per kind of work (our extension, for profiling)."""
         return wire(types.ComputeTimeResponse(seconds=scheduler.compute_time.snapshot()))
 
     @api.get("/get_server_capabilities")

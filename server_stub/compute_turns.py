@@ -1,4 +1,4 @@
-"""Turns on the one compute thread: a long sampling run lets waiting training calls in between its steps.
+"""Turns within a sampling run: waiting training calls run between its decode steps, or beside its decode.
 
 Sampling a batch decodes token after token for up to thousands of steps; training calls queued
 meanwhile would wait for all of them. The scheduler installs a hook for the duration of a sampling

@@ -1,8 +1,10 @@
 """The contract between the web layer (routes, scheduler, futures) and the compute engine.
 
 The web layer validates requests, orders each model's calls by seq_id, and runs every heavy
-method below on one compute thread, one call at a time; the engine therefore needs no locks
-for its heavy methods. Methods marked *cheap* read metadata only and may be called from the
+method below one call at a time (sampling on a thread of its own, the rest on the compute
+thread); the engine therefore needs no locks for its heavy methods. The one overlap is asked for
+by the engine itself: a decoding loop inside `sample` that touches no shared state may enter
+`compute_turns.decode_beside()`, and other heavy calls may then run until it leaves. Methods marked *cheap* read metadata only and may be called from the
 web thread at any time. Engine methods signal a caller's mistake by raising `UserError` (or a
 subclass); the scheduler turns that into a future that resolves to a user error, and any other
 exception into a server error. Nothing here knows about HTTP.

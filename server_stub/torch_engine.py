@@ -2,8 +2,10 @@
 
 This module wires the pieces together and owns the engine's state (live training models,
 samplers, snapshots); the computation lives in `training/`, `sampling/`, `models/` and
-`storage/`. Heavy methods run on the web layer's single compute thread, one at a time, so they
-take no locks; the cheap metadata methods only read dicts and files and are safe from any thread.
+`storage/`. Heavy methods run one at a time (the scheduler's sampling and compute threads hand
+the engine to each other), so they take no locks, except that a lean decoding loop, which reads
+only its own weight copies and cache, lets other calls run beside it; the cheap metadata methods
+only read dicts and files and are safe from any thread.
 """
 
 from __future__ import annotations

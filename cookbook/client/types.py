@@ -698,7 +698,7 @@ class HealthResponse(WireModel):
     status: Literal["ok"] = "ok"
 
 
-# The server's compute thread, profiled: GET /api/v1/compute_time (our extension).
+# The server's compute and sampling threads, profiled: GET /api/v1/compute_time (our extension).
 EXTENSION_COMPUTE_TIME = "compute_time"
 
 

@@ -91,7 +91,7 @@ class InProcessServer:
 
     @property
     def compute_time(self) -> ComputeClock:
-        """The compute thread's busy seconds per kind of work (what GET /compute_time answers over HTTP)."""
+        """The compute and sampling threads' busy seconds per kind (what GET /compute_time answers over HTTP)."""
         return self.scheduler.compute_time
 
     def close(self) -> None:
