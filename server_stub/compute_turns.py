@@ -28,32 +28,31 @@ TurnSetup = Callable[[], AbstractContextManager[object]]
 
 
 @contextlib.contextmanager
-def turns_for(hook: Callable[[TurnSetup], bool]) -> Iterator[None]:
-    """While inside, `offer_turn` on this thread calls `hook` (which says whether it ran anything)."""
-    previous = getattr(_current, "hook", None)
-    _current.hook = hook
+def _installed(name: str, hook: object) -> Iterator[None]:
+    """This thread's hook `name` is `hook` while inside, the one before after."""
+    previous = getattr(_current, name, None)
+    setattr(_current, name, hook)
     try:
         yield
     finally:
-        _current.hook = previous
+        setattr(_current, name, previous)
+
+
+def turns_for(hook: Callable[[TurnSetup], bool]) -> AbstractContextManager[None]:
+    """While inside, `offer_turn` on this thread calls `hook` (which says whether it ran anything)."""
+    return _installed("turn", hook)
 
 
 def offer_turn(setup: TurnSetup = contextlib.nullcontext) -> bool:
     """Let waiting work run now, inside `setup`; True when some did (the caller re-activates the weights
     it samples)."""
-    hook: Callable[[TurnSetup], bool] | None = getattr(_current, "hook", None)
+    hook: Callable[[TurnSetup], bool] | None = getattr(_current, "turn", None)
     return hook is not None and hook(setup)
 
 
-@contextlib.contextmanager
-def beside_for(hook: Callable[[], AbstractContextManager[bool]] | None) -> Iterator[None]:
+def beside_for(hook: Callable[[], AbstractContextManager[bool]] | None) -> AbstractContextManager[None]:
     """While inside, `decode_beside` on this thread enters `hook()` (None: other work never runs beside)."""
-    previous = getattr(_current, "beside", None)
-    _current.beside = hook
-    try:
-        yield
-    finally:
-        _current.beside = previous
+    return _installed("beside", hook)
 
 
 def decode_beside() -> AbstractContextManager[bool]:

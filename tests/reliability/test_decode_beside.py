@@ -17,10 +17,12 @@ import torch
 from cookbook.client import types
 from server_stub.compute_turns import decode_beside, offer_turn
 from server_stub.engine import SampleJob
+from server_stub.intra_op_threads import intra_op_threads
 from server_stub.scheduler import BESIDE_REST, Scheduler, Task
 from server_stub.torch_engine import TorchEngine
+from tests.reliability.scheduler_helpers import finished, scheduler_with_model
 from tests.server.engine.engine_helpers import fwd, sample_request, sft_datum
-from tests.server.web.web_fake_engine import BASE_MODEL, FakeEngine
+from tests.server.web.web_fake_engine import FakeEngine
 
 GUARD_SECONDS = 120  # only so that a broken scheduler fails the test instead of hanging it
 ADAM = types.AdamParams(learning_rate=0.1)
@@ -57,33 +59,12 @@ class BesideSampler(FakeEngine):
         return types.OptimStepResponse(metrics={})
 
 
-def finished() -> tuple[threading.Event, Any]:
-    done = threading.Event()
-    return done, lambda result, exc: done.set()
-
-
-@contextmanager
-def process_threads(count: int) -> Iterator[None]:
-    """Threads started inside begin with `count` intra-op threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_a_training_call_runs_beside_a_lean_decode_with_one_thread_fewer() -> None:
     engine = BesideSampler()
-    with process_threads(3):
-        scheduler = Scheduler(engine)
-        scheduler.start()
-    try:
-        created, finish = finished()
-        scheduler.open_model(
-            "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
-        )
-        assert created.wait(GUARD_SECONDS)
+    with (
+        intra_op_threads(3),
+        scheduler_with_model(engine) as scheduler,
+    ):  # threads started inside begin with 3
         alone, finish_alone = finished()
         scheduler.submit_ordered(
             "run-a", 1, b"1", "req-1", Task(lambda: engine.optim_step("run-a", ADAM), finish_alone)
@@ -97,8 +78,6 @@ def test_a_training_call_runs_beside_a_lean_decode_with_one_thread_fewer() -> No
             "run-a", 2, b"2", "req-2", Task(lambda: engine.optim_step("run-a", ADAM), finish_beside)
         )
         assert sampled.wait(GUARD_SECONDS) and beside.wait(GUARD_SECONDS)
-    finally:
-        scheduler.stop()
     assert engine.log == ["train", "prefill", "decode beside: True", "train", "decode done", "responses"]
     assert engine.turn_offered_beside is False  # the training call was not waiting for a turn
     assert engine.threads_seen == [("server_stub-compute", 3), ("server_stub-compute", 2)]
@@ -127,14 +106,7 @@ class TwoCallsBeside(BesideSampler):
 
 def test_beside_a_decode_the_compute_thread_rests_between_calls() -> None:
     engine = TwoCallsBeside()
-    scheduler = Scheduler(engine)
-    scheduler.start()
-    try:
-        created, finish = finished()
-        scheduler.open_model(
-            "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
-        )
-        assert created.wait(GUARD_SECONDS)
+    with scheduler_with_model(engine) as scheduler:
         sampled, finish_sample = finished()
         scheduler.submit_sample(SampleJob("sampler", REQUEST), finish_sample)
         for seq in (1, 2):
@@ -143,11 +115,9 @@ def test_beside_a_decode_the_compute_thread_rests_between_calls() -> None:
                 seq,
                 bytes([seq]),
                 f"req-{seq}",
-                Task(lambda: engine.optim_step("run-a", ADAM), finish),
+                Task(lambda: engine.optim_step("run-a", ADAM), lambda result, exc: None),
             )
         assert sampled.wait(GUARD_SECONDS)
-    finally:
-        scheduler.stop()
     (first_start, first_end), (second_start, _) = engine.spans
     assert second_start - first_end >= BESIDE_REST * (first_end - first_start) * 0.99
 
@@ -187,14 +157,7 @@ class HeldDecode(BesideSampler):
 
 def test_the_batch_takes_the_engine_back_after_the_call_beside_it_and_before_the_next() -> None:
     engine = HeldDecode()
-    scheduler = Scheduler(engine)
-    scheduler.start()
-    try:
-        created, finish = finished()
-        scheduler.open_model(
-            "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
-        )
-        assert created.wait(GUARD_SECONDS)
+    with scheduler_with_model(engine) as scheduler:
         sampled, finish_sample = finished()
         scheduler.submit_sample(SampleJob("sampler", REQUEST), finish_sample)
         first, finish_first = finished()
@@ -211,8 +174,6 @@ def test_the_batch_takes_the_engine_back_after_the_call_beside_it_and_before_the
             Task(lambda: engine.forward_backward("run-a", None, True), finish_second),
         )
         assert sampled.wait(GUARD_SECONDS) and first.wait(GUARD_SECONDS) and second.wait(GUARD_SECONDS)
-    finally:
-        scheduler.stop()
     assert engine.log == [
         "prefill",
         "train starts",

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,8 @@ from cookbook.client import types
 from server_stub.compute_turns import offer_turn
 from server_stub.engine import SampleJob
 from server_stub.scheduler import TRAINING_SHARE, TURN_CREDIT_CAP, Scheduler, Task
-from tests.server.web.web_fake_engine import BASE_MODEL, FakeEngine
+from tests.reliability.scheduler_helpers import finished, scheduler_with_model
+from tests.server.web.web_fake_engine import FakeEngine
 
 STEPS = 200
 
@@ -44,21 +44,9 @@ class SlowSampler(FakeEngine):
         return types.OptimStepResponse(metrics={})
 
 
-def finished() -> tuple[threading.Event, Any]:
-    done = threading.Event()
-    return done, lambda result, exc: done.set()
-
-
 def test_a_training_call_runs_between_decode_steps_of_a_long_batch() -> None:
     engine = SlowSampler()
-    scheduler = Scheduler(engine)
-    scheduler.start()
-    try:
-        created, finish = finished()
-        scheduler.open_model(
-            "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
-        )
-        assert created.wait(30)
+    with scheduler_with_model(engine) as scheduler:
         request = types.SampleRequest(
             prompt=types.ModelInput.from_ints([1, 2]), sampling_params=types.SamplingParams(max_tokens=2)
         )
@@ -72,8 +60,6 @@ def test_a_training_call_runs_between_decode_steps_of_a_long_batch() -> None:
         )
         engine.submitted.set()
         assert trained.wait(30) and sampled.wait(30)
-    finally:
-        scheduler.stop()
     position = engine.log.index("train")
     assert 0 < position < STEPS, "the training call waited for the whole generation"
 
@@ -118,17 +104,8 @@ REQUEST = types.SampleRequest(
 def clocked_scheduler(train_seconds: float = 1.0) -> Iterator[tuple[ClockedEngine, Scheduler]]:
     """A started scheduler on a `ClockedEngine`, model "run-a" open; stopped on the way out."""
     engine = ClockedEngine(train_seconds=train_seconds)
-    scheduler = Scheduler(engine, clock=engine.clock)
-    scheduler.start()
-    try:
-        created, finish = finished()
-        scheduler.open_model(
-            "run-a", BASE_MODEL, Task(lambda: engine.create_model("run-a", BASE_MODEL, None, None), finish)
-        )
-        assert created.wait(30)
+    with scheduler_with_model(engine, engine.clock) as scheduler:
         yield engine, scheduler
-    finally:
-        scheduler.stop()
 
 
 @pytest.mark.parametrize("sampling_waited", [False, True])
