@@ -18,7 +18,7 @@ def test_training_queued_during_sampling_completes_on_two_ranks(two_ranks: HttpS
     params = types.SamplingParams(max_tokens=160, temperature=1.0, seed=3)
     samples = [sampler.sample(prompt, num_samples=8, sampling_params=params) for _ in range(3)]
     steps = []
-    for step in range(3):  # queued behind the sampling batches, with turns on offer between decode steps
+    for step in range(3):  # queued behind the sampling batches: the ranks decode in lockstep, alone
         steps.append(trainer.forward_backward(_batch(step), "cross_entropy"))
         steps.append(trainer.optim_step(ADAM))
     for future in samples:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from cookbook.client import types
 from server_stub.compute_turns import decode_beside, offer_turn
 from server_stub.engine import SampleJob
-from server_stub.intra_op_threads import intra_op_threads
+from server_stub.intra_op_threads import intra_op_threads, threads_beside_a_decode
 from server_stub.scheduler import BESIDE_REST, Scheduler, Task
 from server_stub.torch_engine import TorchEngine
 from tests.reliability.scheduler_helpers import finished, scheduler_with_model
@@ -251,3 +252,31 @@ def test_training_beside_a_real_decode_changes_neither_result(tmp_path: Path) ->
     fresh.create_model("train", "tiny-llama", types.LoraConfig(rank=4), None)
     out = fresh.forward_backward("train", fwd(training_data()), backward=True)
     assert loss["beside"] == out.metrics["loss:sum"]
+
+
+@pytest.mark.parametrize("lora", [None, types.LoraConfig(rank=8)], ids=["full", "lora"])
+def test_a_step_beside_a_decode_computes_the_same_bits_on_fewer_threads(
+    tmp_path: Path, lora: types.LoraConfig | None
+) -> None:
+    """Whether a step ran beside a decode depends on timing; its result must not, or the same seed would
+    not give the same curves run to run. Uneven lengths, so that the pass cuts chunks."""
+    rng = np.random.default_rng(0)
+    data = [sft_datum(rng.integers(1, 500, int(n)).tolist()) for n in rng.integers(20, 90, 32)]
+    results = []
+    for threads in (2, threads_beside_a_decode_of(2)):
+        engine = TorchEngine(tmp_path / f"threads-{threads}", device="cpu")
+        engine.create_model("m", "tiny-llama", lora, None)
+        with intra_op_threads(threads):
+            out = engine.forward_backward("m", fwd(data), backward=True)
+            engine.optim_step("m", ADAM)
+        weights = engine._models["m"].snapshot()
+        results.append(([o["logprobs"].data for o in out.loss_fn_outputs], weights))
+    (logprobs_alone, weights_alone), (logprobs_beside, weights_beside) = results
+    assert logprobs_alone == logprobs_beside
+    assert all(torch.equal(weights_alone[name], weights_beside[name]) for name in weights_alone)
+
+
+def threads_beside_a_decode_of(process_threads: int) -> int:
+    """What the compute thread runs on beside a decode, for a process of `process_threads` threads."""
+    with intra_op_threads(process_threads):
+        return threads_beside_a_decode()
