@@ -170,7 +170,7 @@ class Scheduler:
         self._max_pending_samples = max_pending_samples
         self._max_seq_ahead = max_seq_ahead
         self._clock = clock
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # both threads wait on it: always notify_all
         self._lanes: dict[str, _Lane] = {}
         self._lane_cursor = 0
         self._samples: deque[_SampleTask] = deque()
@@ -224,7 +224,7 @@ class Scheduler:
             if model_id in self._lanes:
                 raise ConflictError(f"model {model_id!r} exists already", field="model_id")
             self._lanes[model_id] = _Lane(model_id, base_model, next_seq=0, pending={0: create})
-            self._cond.notify_all()  # both threads wait on it
+            self._cond.notify_all()
 
     def lane_base_model(self, model_id: str) -> str | None:
         """The base model of a model this scheduler created (possibly still being created)."""
@@ -262,7 +262,7 @@ class Scheduler:
             self._check_new_seq(lane, seq_id)
             lane.seen[seq_id] = _Seen(digest, request_id)
             lane.pending[seq_id] = task
-            self._cond.notify_all()  # both threads wait on it
+            self._cond.notify_all()
 
     def reject_ordered(self, model_id: str, seq_id: int, digest: bytes, error: Exception) -> None:
         """Mark a seq id consumed by a request refused at POST time, so later calls do not wait.
@@ -276,7 +276,7 @@ class Scheduler:
                 return
             lane.seen[seq_id] = _Seen(digest, None, error)
             lane.pending[seq_id] = _SKIP
-            self._cond.notify_all()  # both threads wait on it
+            self._cond.notify_all()
 
     def close_model(self, model_id: str, task: Task) -> None:
         """Queue the model's unload after every call seen so far; later calls are refused."""
@@ -286,7 +286,7 @@ class Scheduler:
                 raise NotFoundError(f"model {model_id!r} is already being unloaded", field="model_id")
             lane.closed = True
             lane.closing = task
-            self._cond.notify_all()  # both threads wait on it
+            self._cond.notify_all()
 
     def _lane_for(self, model_id: str) -> _Lane:
         lane = self._lanes.get(model_id)
@@ -321,13 +321,13 @@ class Scheduler:
             self._samples.append(_SampleTask(job, finish, now))
             self._last_sample_arrival = now
             self._sample_rows += job.request.num_samples
-            self._cond.notify_all()  # both threads wait on it
+            self._cond.notify_all()
 
     def submit(self, task: Task) -> None:
         """Queue any other heavy call, in arrival order."""
         with self._cond:
             self._misc.append(task)
-            self._cond.notify_all()  # both threads wait on it
+            self._cond.notify_all()
 
     def call(self, fn: Callable[[], T], label: str = "") -> concurrent.futures.Future[T]:
         """Run `fn` on the compute thread; the future holds its result or exception."""
@@ -503,18 +503,16 @@ class Scheduler:
                     self._holder, self._sampling_busy = None, False
                     self._cond.notify_all()
 
-    def _take_engine(self) -> bool:
+    def _take_engine(self) -> None:
         """The sampling thread takes the engine back after the compute thread's call in progress (call under
-        the condition; the compute thread starts nothing new meanwhile); False when the scheduler stops first."""
+        the condition; the compute thread starts nothing new meanwhile, and stops if the scheduler does)."""
         self._sampler_waits = True
         while self._holder is not None and not self._stopping:
             self._cond.wait()
         self._sampler_waits = False
+        if not self._stopping:
+            self._holder = "sampling"
         self._cond.notify_all()
-        if self._stopping:
-            return False
-        self._holder = "sampling"
-        return True
 
     def _pick_samples(self, now: float) -> tuple[None, float | None]:
         """Hand the next sampling batch to the sampling thread (with the engine), or say how long to wait
@@ -560,7 +558,7 @@ class Scheduler:
         finally:
             with self._cond:
                 self._decoding_beside = False
-                self._take_engine()  # stopping: the loop's caller finishes its batch regardless
+                self._take_engine()
 
     def _earn_credit(self, sampling_seconds: float) -> None:
         """Sampling time earns training its share of the compute (capped)."""
