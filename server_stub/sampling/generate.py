@@ -82,6 +82,7 @@ def generate(
     # The lean step reads only its plan's weights and this cache: other calls may run beside it.
     beside = decode_beside() if lean is not None else contextlib.nullcontext(False)
     with intra_op_threads(lean.plan.threads if lean is not None else None), beside as others_run_beside:
+        turns = reactivate is not None and not others_run_beside
         for step in range(steps):
             new, new_lp = choose_tokens(logits, settings, step)
             if batch.everyone:
@@ -112,7 +113,6 @@ def generate(
                 if lean is not None:
                     lean.select(index)
             # Training that takes the turn needs autograd and the process's own thread count.
-            turns = reactivate is not None and not others_run_beside
             if turns and offer_turn(functools.partial(_training_turn, threads)):
                 module = reactivate()
                 if lean is not None:
