@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as `python bench/bench_dpo_trl.py`: make th
 
 import chz
 
-from bench import common  # sets OMP_WAIT_POLICY before anything imports torch
+from bench import common  # sets the OpenMP wait policy before anything imports torch
 from cookbook.client.types import Datum
 
 if TYPE_CHECKING:

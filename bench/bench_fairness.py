@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as `python bench/bench_fairness.py`: make t
 
 import numpy as np
 
-from bench import common  # sets OMP_WAIT_POLICY before anything imports torch
+from bench import common  # sets the OpenMP wait policy before anything imports torch
 from cookbook.client import types
 
 SAMPLING_LOOPS = 4

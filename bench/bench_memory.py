@@ -90,7 +90,7 @@ def measure(
     from cookbook.client.local_server import LocalServer
 
     threads = str(settings.threads)
-    env = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     if root is not None:
         env["PYTHONPATH"] = str(root)
     flags = [] if budget is None else ["--max-pass-tokens", str(budget)]
@@ -218,5 +218,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     raise SystemExit(main())

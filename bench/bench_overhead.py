@@ -20,7 +20,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python bench/bench_overhead.py`: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common  # sets OMP_WAIT_POLICY before anything imports torch
+from bench import common  # sets the OpenMP wait policy before anything imports torch
 from bench.bench_training import InProcessTrainer, SyntheticBatch
 from cookbook.client import types
 

@@ -327,8 +327,22 @@ def run_pipeline(
     )
 
 
-def reference_step_ms(steps: int = 20, threads: int = 2) -> float:
-    """The median wall time of the quiet-machine reference step, measured now (a load gauge)."""
+def reference_step_ms() -> float:
+    """The median wall time of the quiet-machine reference step, measured now (a load gauge), in a child
+    process with passive OpenMP waits: the conditions its quiet figure was measured under, whatever
+    wait policy this process runs with."""
+    command = [
+        sys.executable,
+        "-c",
+        "from bench.bench_rlhf_pipeline import _reference_step_ms_here as f; print(f())",
+    ]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("GOMP_SPINCOUNT", None)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _reference_step_ms_here(steps: int = 20, threads: int = 2) -> float:
     import statistics
 
     import torch

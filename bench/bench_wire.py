@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as `python bench/bench_wire.py`: make the r
 
 import numpy as np
 
-from bench import common  # sets OMP_WAIT_POLICY before anything imports torch
+from bench import common  # sets the OpenMP wait policy before anything imports torch
 from bench.bench_overhead import forward_backward_in_process
 from bench.bench_training import InProcessTrainer, SyntheticBatch, TrainCase, pipelined_step_times
 from cookbook.client import proto, types

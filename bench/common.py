@@ -1,9 +1,8 @@
 """What every bench shares: process settings, robust statistics, tables, JSON output, the server.
 
-Import this module before anything imports torch. It sets OMP_WAIT_POLICY=PASSIVE, which OpenMP
-reads once, when torch loads: idle workers that spin instead of sleeping made small training steps
-5-10x slower on a 2-core machine shared with a server process. The server child gets the same
-policy and the same thread count as the bench process, so both sides of a comparison compute alike.
+Import this module before anything imports torch. It applies the server's OpenMP wait policy
+(`server_stub.device.prefer_short_openmp_spin`), which OpenMP reads once, when torch loads. The server
+child inherits it and gets the bench process's thread count, so both sides of a comparison compute alike.
 
 The machine may be shared, so every comparison is run in rounds that alternate which side goes
 first, and reported as a median with its range; ratios are taken per round (the two sides of a
@@ -25,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from server_stub.device import prefer_short_openmp_spin
+
+prefer_short_openmp_spin()  # before anything imports torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bench never needs the hub; fail fast without network
 
 BASE_MODEL = "tiny-llama"
@@ -287,6 +288,7 @@ def machine_info(settings: BenchSettings) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "quick": settings.quick,
         "load_average": os.getloadavg(),
         "python": sys.version.split()[0],
@@ -318,7 +320,7 @@ def bench_server(settings: BenchSettings) -> Iterator[ServerHandle]:
     from cookbook.client.local_server import LocalServer
 
     threads = str(settings.threads)
-    env = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     with tempfile.TemporaryDirectory(prefix="bench-server-") as storage:
         server = LocalServer(storage, env=env, extra_args=["--log-level", "warning", *settings.server_args])
         with server:

@@ -42,13 +42,19 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, _DTYPE_NAMES[name])
 
 
-def prefer_passive_openmp() -> None:
-    """Let idle OpenMP workers sleep instead of spin, unless the user set OMP_WAIT_POLICY.
+OPENMP_SPIN_COUNT = "1000"
+"""Busy-wait iterations of an idle OpenMP worker before it sleeps (libgomp's GOMP_SPINCOUNT); the
+measurements that chose it are in bench/README.md, "Measurements behind the code's choices"."""
 
-    On a small CPU shared with other processes (the client, other servers, tests), spinning
-    workers wait for siblings that are descheduled, and small steps run several times slower
-    (bench/README.md, Method). OpenMP
-    reads the variable once, when torch loads, so this only helps before the first `import torch`.
+
+def prefer_short_openmp_spin() -> None:
+    """Let idle OpenMP workers spin briefly, then sleep, unless the user set a wait policy or spin count.
+
+    Sleeping at once (OMP_WAIT_POLICY=PASSIVE) makes every parallel op wake its worker, which on a
+    small virtual machine costs more than the tiny model's op itself; libgomp's default spin (300,000
+    iterations) keeps a core busy long after the op, which starves the client and any other process
+    on a machine of few cores. OpenMP reads the variables once, when torch loads, so this only helps
+    before the first `import torch`.
     """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)

@@ -28,7 +28,7 @@ from server_stub.activation_budget import (
     training_bytes_per_token,
 )
 from server_stub.config import ServerConfig
-from server_stub.device import prefer_passive_openmp, resolve_device, resolve_dtype
+from server_stub.device import resolve_device, resolve_dtype
 from server_stub.engine import ConflictError, ModelLimits, NotFoundError, SampleJob, UserError
 from server_stub.exports import ExportInputs, write_export
 from server_stub.memory_release import release_free_memory
@@ -66,7 +66,6 @@ from server_stub.validation import (
 )
 
 logger = logging.getLogger(__name__)
-prefer_passive_openmp()  # before anything imports torch (see device.py)
 
 MAX_LORA_RANK = 1024
 MAX_ROWS_PER_BATCH = 512  # sampling rows decoded together; more are run in further batches

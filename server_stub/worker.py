@@ -19,14 +19,12 @@ import sys
 from collections.abc import Sequence
 
 from server_stub.config import ConfigError, config_from_args
-from server_stub.device import prefer_passive_openmp
 
 logger = logging.getLogger("server_stub.worker")
 
 
 def serve_commands(argv: Sequence[str] | None) -> int:
     """A worker rank: run rank 0's commands until it says stop (or the group fails)."""
-    prefer_passive_openmp()
     from server_stub.distributed.group import join_group, leave_group
     from server_stub.distributed.launch import worker_storage
     from server_stub.distributed.protocol import HEARTBEAT, STOP, Failure, collect_failures, receive_command

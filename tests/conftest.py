@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-# Idle OpenMP threads otherwise spin on the CPU; on a 2-core machine shared with a server
-# process that made small training steps 5-10x slower.
+# Tests run engines in this process beside server children on few cores, and none checks speed:
+# idle OpenMP workers sleep at once here (the server's own default spins briefly, server_stub/device.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # No test may reach the Hugging Face Hub (there is no network); fail fast instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
