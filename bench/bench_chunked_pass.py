@@ -3,10 +3,11 @@
     python -m bench.bench_chunked_pass            # SFT and preference-model batches of 32, 8 rounds
 
 On a CPU the engine cuts a request's rows, sorted by length, where that least work (padding plus a
-cost per chunk, chunks of at most 1536 padded tokens: server_stub.training.batch.length_chunks), and
+cost per chunk, chunks of at most 1536 padded tokens: server_stub.training.batch.length_chunks),
 where few positions carry a loss weight it runs the output layer's backward only at those
-(server_stub.training.forward_backward, "split at the head"). The baseline is the same engine with
-both off (`pass_token_budget=None`: one right-padded batch, one graph), measured in the same run,
+(server_stub.training.forward_backward, "split at the head"), and rows that begin alike run their
+common prefix once (server_stub.training.shared_prefix). The baseline is the same engine with
+all three off (`pass_token_budget=None`: one right-padded batch, one graph), measured in the same run,
 round by round, on the same model and the same batches: bundled chat answers (the SFT stage) and
 bundled comparisons rendered for the preference model; each side runs forward_backward + optim_step.
 The ratios are each side's time / the baseline's.
@@ -46,15 +47,19 @@ def _batches(engine: Any, kind: str, count: int, size: int) -> list[list[Any]]:
     return [rng.sample(pool, size) for _ in range(count)]
 
 
-SIDES: dict[str, tuple[bool, bool]] = {
-    "one batch, one graph": (False, False),
-    "chunked": (True, False),
-    "chunked, split at the head": (True, True),
+SIDES: dict[str, tuple[bool, bool, bool]] = {
+    "one batch, one graph": (False, False, False),
+    "chunked": (True, False, False),
+    "chunked, split at the head": (True, True, False),
+    "chunked, split, shared prefixes": (True, True, True),
 }
-"""Each side: (length-sorted chunks, the output layer's backward only where the loss has a gradient)."""
+"""Each side: (length-sorted chunks, the output layer's backward only where the loss has a gradient,
+rows that begin alike packed around their common prefix)."""
 
 
-def _timed_pass(engine: Any, batches: list[list[Any]], chunked: bool, split: bool) -> Callable[[], float]:
+def _timed_pass(
+    engine: Any, batches: list[list[Any]], chunked: bool, split: bool, shared: bool
+) -> Callable[[], float]:
     from cookbook.client import types
     from server_stub.torch_engine import CPU_PASS_TOKEN_BUDGET
     from server_stub.training import forward_backward
@@ -63,6 +68,7 @@ def _timed_pass(engine: Any, batches: list[list[Any]], chunked: bool, split: boo
 
     def run() -> float:
         engine.pass_token_budget = CPU_PASS_TOKEN_BUDGET if chunked else None
+        engine.share_prefixes = shared
         forward_backward.ACTIVE_FRACTION_TO_SPLIT = split_fraction if split else -1.0
         try:
             start = time.perf_counter()

@@ -55,6 +55,7 @@ from server_stub.training.batch import TrainBatch, build_batches
 from server_stub.training.forward_backward import run_pass, run_score_pass
 from server_stub.training.losses import LOSSES, ScoreLoss
 from server_stub.training.reward_head import REWARD_HEAD_WEIGHT
+from server_stub.training.shared_prefix import supports_shared_prefix
 from server_stub.training.trainable import TrainableModel, full_weight_model, lora_model
 from server_stub.validation import (
     check_adam_params,
@@ -144,6 +145,7 @@ class TorchEngine:
         # (faster there); an accelerator gets each request as one batch.
         self.pass_token_budget = CPU_PASS_TOKEN_BUDGET if self.device.type == "cpu" else None
         self.max_pass_tokens = max_pass_tokens  # memory: no piece of any pass is larger, on any device
+        self.share_prefixes = True  # rows that begin alike run that prefix once, where the model allows it
         # memory: a training piece's activations and a sampling batch's KV cache stay within this
         self.activation_budget_mib = activation_budget_mib
         self.registry = ModelRegistry(self.device, self.dtype, extra_models)
@@ -312,7 +314,11 @@ class TorchEngine:
         model = self._model(model_id)
         check_reward_loss_call(fwd.loss_fn, backward, model.reward_head is not None, model_id, "loss_fn")
         chunks = build_batches(
-            fwd, self.model_limits(model.base_model), self.device, *self.pass_sizes(model, backward)
+            fwd,
+            self.model_limits(model.base_model),
+            self.device,
+            *self.pass_sizes(model, backward),
+            share_prefixes=self.share_prefixes and supports_shared_prefix(model.module()),
         )
         try:
             return self._forward_backward(model, fwd, backward, chunks)

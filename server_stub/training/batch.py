@@ -19,6 +19,7 @@ import numpy as np
 from cookbook.client import types
 from server_stub.engine import ModelLimits
 from server_stub.training.losses import LOSSES, PER_TARGET_INPUTS, TARGET_INPUT
+from server_stub.training.shared_prefix import SharedPrefixRows, pack_rows, packed_length, prefix_groups
 from server_stub.validation import check_forward_backward_input
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ class TrainBatch:
     target_shapes: list[tuple[int, ...]]  # each datum's target_tokens shape, to cut outputs back out
     config: dict[str, float]  # the loss's settings: request values over defaults
     last_positions: torch.Tensor  # [B] int64: each datum's last real position (where a reward head reads)
+    shared: SharedPrefixRows | None = (
+        None  # the rows packed by shared prefix, when that pays (shared_prefix.py)
+    )
 
 
 CHUNK_COST_TOKENS = 192
@@ -99,24 +103,39 @@ def build_batches(
     device: torch.device,
     token_budget: int | None,
     max_tokens: int,
+    share_prefixes: bool = False,
 ) -> list[tuple[list[int], TrainBatch]]:
     """Validate every datum, then pad them into length-sorted chunks (see `length_chunks`;
     `token_budget=None`: one chunk of every row), each cut further to at most `max_tokens` padded
-    tokens (`within_tokens`), each with the request's row indices it holds."""
+    tokens (`within_tokens`), each with the request's row indices it holds.
+
+    With `share_prefixes`, rows that begin alike are grouped first (`shared_prefix.prefix_groups`),
+    and a group, packed into one row, is what the chunks sort and cut; each chunk packs its groups
+    where that saves enough (`shared_prefix.pack_rows`). Without, every row is a group of its own."""
     check_forward_backward_input(fwd, limits)
-    lengths = [d.model_input.length for d in fwd.data]
-    every_row = list(range(len(fwd.data)))
-    chunks = [every_row] if token_budget is None else length_chunks(lengths, token_budget)
-    pieces = [piece for chunk in chunks for piece in within_tokens(chunk, lengths, max_tokens)]
-    if pieces == [every_row]:
-        return [(every_row, _pad(fwd, device))]
-    return [
-        (rows, _pad(fwd.model_copy(update={"data": [fwd.data[i] for i in rows]}), device)) for rows in pieces
-    ]
+    tokens = [d.model_input.to_ints() for d in fwd.data]
+    groups = (
+        prefix_groups(tokens, max_tokens) if share_prefixes else [([row], 0) for row in range(len(tokens))]
+    )
+    sizes = [packed_length(tokens, members, shared) for members, shared in groups]
+    every_group = list(range(len(groups)))
+    chunks = [every_group] if token_budget is None else length_chunks(sizes, token_budget)
+    pieces = [piece for chunk in chunks for piece in within_tokens(chunk, sizes, max_tokens)]
+    batches = []
+    for piece in pieces:
+        rows = [row for g in piece for row in groups[g][0]]
+        local = {row: i for i, row in enumerate(rows)}
+        piece_groups = [([local[row] for row in groups[g][0]], groups[g][1]) for g in piece]
+        whole = rows == list(range(len(tokens)))
+        part = fwd if whole else fwd.model_copy(update={"data": [fwd.data[i] for i in rows]})
+        batches.append((rows, _pad(part, device, piece_groups)))
+    return batches
 
 
-def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
-    """Right-pad already validated datums into one batch."""
+def _pad(
+    fwd: types.ForwardBackwardInput, device: torch.device, groups: list[tuple[list[int], int]]
+) -> TrainBatch:
+    """Right-pad already validated datums into one batch, packed by `groups` where that pays."""
     import torch
 
     loss = LOSSES[fwd.loss_fn]
@@ -160,4 +179,5 @@ def _pad(fwd: types.ForwardBackwardInput, device: torch.device) -> TrainBatch:
         target_shapes=shapes,
         config=config,
         last_positions=torch.tensor([t.size - 1 for t in tokens], dtype=torch.int64, device=device),
+        shared=pack_rows([t.tolist() for t in tokens], groups, device),
     )

@@ -13,6 +13,7 @@ from server_stub.logprobs import gather_logprobs
 from server_stub.sampling.prefill import _HiddenStates, _output_layer
 from server_stub.training.losses import LOSSES, total_loss
 from server_stub.training.recompute import layers_recomputed
+from server_stub.training.shared_prefix import unpacked_hidden
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +35,10 @@ LoRA'd output layer, the log-softmax and backward each add a copy."""
 
 def target_logprobs(module: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
     """[B, L, K] fp32 logprobs of every target under `module` (one forward for the whole batch)."""
-    logits = module(input_ids=batch.input_ids, use_cache=False).logits
+    if batch.shared is not None:
+        logits = _output_layer(module)(unpacked_hidden(module.get_decoder(), batch.shared))
+    else:
+        logits = module(input_ids=batch.input_ids, use_cache=False).logits
     return gather_logprobs(logits, batch.targets)
 
 
@@ -45,6 +49,8 @@ def head_piece_positions(vocab_size: int, rows: int) -> int:
 
 def _body(module: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
     """[B, L, H]: the body's last hidden states (the output layer runs on the last position only)."""
+    if batch.shared is not None:
+        return unpacked_hidden(module.get_decoder(), batch.shared)
     hidden = _HiddenStates(module)
     try:
         module(input_ids=batch.input_ids, use_cache=False, logits_to_keep=1)

@@ -38,7 +38,13 @@ def reward_scores(module: torch.nn.Module, head: torch.Tensor, batch: TrainBatch
     """
     import torch
 
-    hidden = module.get_decoder()(input_ids=batch.input_ids, use_cache=False).last_hidden_state
+    from server_stub.training.shared_prefix import unpacked_hidden
+
+    decoder = module.get_decoder()
+    if batch.shared is not None:
+        hidden = unpacked_hidden(decoder, batch.shared)
+    else:
+        hidden = decoder(input_ids=batch.input_ids, use_cache=False).last_hidden_state
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     last = hidden[rows, batch.last_positions].float()
     return (last @ head.float().T).squeeze(-1)
