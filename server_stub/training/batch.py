@@ -113,11 +113,13 @@ def build_batches(
     and a group, packed into one row, is what the chunks sort and cut; each chunk packs its groups
     where that saves enough (`shared_prefix.pack_rows`). Without, every row is a group of its own."""
     check_forward_backward_input(fwd, limits)
-    tokens = [d.model_input.to_ints() for d in fwd.data]
-    groups = (
-        prefix_groups(tokens, max_tokens) if share_prefixes else [([row], 0) for row in range(len(tokens))]
-    )
-    sizes = [packed_length(tokens, members, shared) for members, shared in groups]
+    if share_prefixes:
+        tokens = [d.model_input.to_ints() for d in fwd.data]
+        groups = prefix_groups(tokens, max_tokens)
+        sizes = [packed_length(tokens, members, shared) for members, shared in groups]
+    else:
+        groups = [([row], 0) for row in range(len(fwd.data))]
+        sizes = [d.model_input.length for d in fwd.data]
     every_group = list(range(len(groups)))
     chunks = [every_group] if token_budget is None else length_chunks(sizes, token_budget)
     pieces = [piece for chunk in chunks for piece in within_tokens(chunk, sizes, max_tokens)]
@@ -126,7 +128,7 @@ def build_batches(
         rows = [row for g in piece for row in groups[g][0]]
         local = {row: i for i, row in enumerate(rows)}
         piece_groups = [([local[row] for row in groups[g][0]], groups[g][1]) for g in piece]
-        whole = rows == list(range(len(tokens)))
+        whole = rows == list(range(len(fwd.data)))
         part = fwd if whole else fwd.model_copy(update={"data": [fwd.data[i] for i in rows]})
         batches.append((rows, _pad(part, device, piece_groups)))
     return batches
@@ -179,5 +181,5 @@ def _pad(
         target_shapes=shapes,
         config=config,
         last_positions=torch.tensor([t.size - 1 for t in tokens], dtype=torch.int64, device=device),
-        shared=pack_rows([t.tolist() for t in tokens], groups, device),
+        shared=pack_rows([t.tolist() for t in tokens], groups, device) if len(groups) < batch else None,
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from server_stub.training.shared_prefix import unpacked_hidden
+
 if TYPE_CHECKING:
     import torch
 
@@ -37,8 +39,6 @@ def reward_scores(module: torch.nn.Module, head: torch.Tensor, batch: TrainBatch
     attention, so each datum's last position sees exactly its own tokens.
     """
     import torch
-
-    from server_stub.training.shared_prefix import unpacked_hidden
 
     decoder = module.get_decoder()
     if batch.shared is not None:
