@@ -9,7 +9,8 @@ where few positions carry a loss weight it runs the output layer's backward only
 common prefix once (server_stub.training.shared_prefix). The baseline is the same engine with
 all three off (`pass_token_budget=None`: one right-padded batch, one graph), measured in the same run,
 round by round, on the same model and the same batches: bundled chat answers (the SFT stage) and
-bundled comparisons rendered for the preference model; each side runs forward_backward + optim_step.
+bundled comparisons rendered for the preference model, each in both orders as the pipeline batches
+them; each side runs forward_backward + optim_step.
 The ratios are each side's time / the baseline's.
 """
 
@@ -43,7 +44,12 @@ def _batches(engine: Any, kind: str, count: int, size: int) -> list[list[Any]]:
     else:
         comparisons, _ = HHHComparisonBuilder(dataset="bundled", test_size=400).get_labeled_comparisons()
         comparison_renderer = ComparisonRendererFromChatRenderer(renderer)
-        pool = [comparison_renderer.to_datum(c) for c in comparisons[:1000]]
+        # As the pipeline batches them: each comparison in both orders, side by side.
+        pairs = [
+            [comparison_renderer.to_datum(c), comparison_renderer.to_datum(c.swap())]
+            for c in comparisons[:1000]
+        ]
+        return [[d for pair in rng.sample(pairs, size // 2) for d in pair] for _ in range(count)]
     return [rng.sample(pool, size) for _ in range(count)]
 
 
