@@ -37,9 +37,7 @@ class TrainBatch:
     target_shapes: list[tuple[int, ...]]  # each datum's target_tokens shape, to cut outputs back out
     config: dict[str, float]  # the loss's settings: request values over defaults
     last_positions: torch.Tensor  # [B] int64: each datum's last real position (where a reward head reads)
-    shared: SharedPrefixRows | None = (
-        None  # the rows packed by shared prefix, when that pays (shared_prefix.py)
-    )
+    shared: SharedPrefixRows | None = None  # the rows packed by shared prefix, where that pays
 
 
 CHUNK_COST_TOKENS = 192

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import torch
 
 MIN_SHARED_TOKENS = 8
-"""Fewer shared tokens than this never start a group: the saving would not pay for the masked attention."""
+"""Rows that share fewer tokens than this (a chat template's first markers, say) are not grouped."""
 
 MAX_PACKED_OVER_LONGEST = 2.0
 """A packed row is at most this many times as long as its longest row: its masked attention grows with
@@ -28,7 +28,7 @@ judge rows are what pays, bench/README.md)."""
 
 MIN_SAVED_FRACTION = 0.15
 """A chunk is packed only when packing removes at least this fraction of its padded tokens: the masked
-attention path is slower per token than the plain causal one (bench/README.md, shared prefixes)."""
+attention path is slower per token than the plain causal one (bench/README.md, "Shared prefixes")."""
 
 PACKING_MODEL_TYPES = frozenset({"llama"})
 """Model families whose attention takes a boolean [B, 1, L, L] mask and explicit position ids as given
