@@ -18,6 +18,9 @@ from cookbook.client.types import EncodedTextChunk, ModelInput
 from cookbook.renderers.types import Message, ParseTermination, RenderContext, RenderedMessage, TrainOnWhat
 from cookbook.tokenizer_utils import Tokenizer
 
+MEMOISED_TEXTS = 4096
+"""Texts whose tokens a renderer remembers: a whole RL step's prompts and answers, a bounded memory."""
+
 
 class Renderer(ABC):
     """Turns conversations into model inputs and sampled tokens back into messages."""
@@ -108,22 +111,24 @@ class Renderer(ABC):
     # -- helpers for formats -------------------------------------------------------------------
 
     def encode(self, *parts: str | int) -> list[int]:
-        """Token ids of text pieces (encoded separately, no special tokens added) and literal ids."""
+        """Token ids of text pieces (encoded separately, no special tokens added) and literal ids.
+
+        Texts are memoised: a judge renders each answer in several matchups and a format's role
+        headers recur in every message, and the tokenizer call is most of a rendering's cost.
+        """
+        memo: dict[str, tuple[int, ...]] = self.__dict__.setdefault("_text_tokens", {})
         ids: list[int] = []
         for part in parts:
             if isinstance(part, int):
                 ids.append(part)
             elif part:
-                ids += self.tokenizer.encode(part, add_special_tokens=False)
+                tokens = memo.get(part)
+                if tokens is None:
+                    if len(memo) >= MEMOISED_TEXTS:
+                        memo.clear()  # clearing at once stays safe when threads share a renderer
+                    tokens = memo[part] = tuple(self.tokenizer.encode(part, add_special_tokens=False))
+                ids += tokens
         return ids
-
-    def encode_fixed(self, text: str) -> list[int]:
-        """`encode(text)` for a format's fixed strings (role headers), memoised: they recur in every
-        message, and tokenizing them again would be most of the cost of rendering a data set."""
-        cache: dict[str, list[int]] = self.__dict__.setdefault("_fixed_tokens", {})
-        if text not in cache:
-            cache[text] = self.encode(text)
-        return list(cache[text])
 
     def special_token_id(self, token: str) -> int:
         """The id of a token this format needs; a clear error if the tokenizer lacks it."""

@@ -44,7 +44,7 @@ class Qwen3Renderer(ChatMLRenderer):
         if message["role"] != "assistant" or not in_final_turn:
             return rendered
         return RenderedMessage(
-            header=rendered.header + self.encode_fixed(EMPTY_THINK_BLOCK), output=rendered.output
+            header=rendered.header + self.encode(EMPTY_THINK_BLOCK), output=rendered.output
         )
 
     def parse_response(self, tokens: Sequence[int]) -> tuple[Message, ParseTermination]:

@@ -31,9 +31,9 @@ class RoleColonRenderer(Renderer):
         return True
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
-        header = self.encode_fixed(message["role"].capitalize() + ":")
+        header = self.encode(message["role"].capitalize() + ":")
         output = self.encode(" " + message["content"] + "\n\n")
-        overlap = self.encode_fixed("User:") if message["role"] == "assistant" else []
+        overlap = self.encode("User:") if message["role"] == "assistant" else []
         return RenderedMessage(header=header, output=output, stop_overlap=overlap)
 
     def get_stop_sequences(self) -> list[str]:

@@ -145,6 +145,22 @@ def test_pickle_round_trip(renderer: Renderer) -> None:
     assert clone.get_stop_sequences() == renderer.get_stop_sequences()
 
 
+def test_memoised_texts_give_the_tokenizers_tokens(
+    renderer: Renderer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text seen before gives the tokenizer's own tokens, a caller's edit of them does not reach
+    the memo, and a full memo starts over rather than growing."""
+    text = " What is 3 plus 4?"
+    expected = renderer.tokenizer.encode(text, add_special_tokens=False)
+    first = renderer.encode(text, 7)
+    first.append(-1)
+    assert renderer.encode(text, 7) == [*expected, 7]
+    monkeypatch.setattr("cookbook.renderers.base.MEMOISED_TEXTS", 3)
+    for word in ("alpha", "beta", "gamma", "delta"):
+        assert renderer.encode(word) == renderer.tokenizer.encode(word, add_special_tokens=False)
+    assert len(renderer.__dict__["_text_tokens"]) <= 3
+
+
 def test_extension_property_holds_where_claimed(renderer: Renderer) -> None:
     """A turn's prompt + answer is a prefix of the next turn's prompt exactly when the renderer says so."""
     first = renderer.build_generation_prompt(PREFIX[:2]).to_ints()
