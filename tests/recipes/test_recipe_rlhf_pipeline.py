@@ -133,7 +133,7 @@ def test_defaults_chain_the_stages_on_the_builtin_model() -> None:
         and rm.dataset_builder.seed == 0
         and len(rm.evaluator_builders) == 1
     )
-    assert rm.optimizer.grad_clip_norm == 0
+    assert rm.optimizer.grad_clip_norm == 1.0
     clipped_cli = chz.entrypoint(pipeline.PipelineConfig, argv=["rm.optimizer.grad_clip_norm=0.5"])
     clipped = pipeline.rm_config(clipped_cli, "tinker://sft/weights/final")
     assert clipped.optimizer.grad_clip_norm == 0.5
@@ -270,7 +270,9 @@ def test_the_stages_keep_their_defaults() -> None:
         learning_rate=3e-3, lr_schedule="cosine", lr_warmup_steps=20, grad_clip_norm=1.0
     )
     assert (cli.rm.steps, cli.rm.num_epochs, cli.rm.batch_size, cli.rm.eval_every) == (400, 2, 32, 100)
-    assert cli.rm.optimizer == OptimizerConfig(learning_rate=1e-3, lr_schedule="cosine", lr_warmup_steps=20)
+    assert cli.rm.optimizer == OptimizerConfig(
+        learning_rate=1e-3, lr_schedule="cosine", lr_warmup_steps=20, grad_clip_norm=1.0
+    )
     assert (cli.rl.steps, cli.rl.batch_size, cli.rl.group_size, cli.rl.max_tokens) == (30, 16, 4, 32)
     assert (cli.rl.kl_penalty_coef, cli.rl.kl_penalty_mode, cli.rl.judge_topk, cli.rl.eval_every) == (
         0.1,
