@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_level=config.log_level,
             access_log=False,
             timeout_keep_alive=int(config.keep_alive_seconds),
+            # Said on every answer, so clients keep idle connections as long as this server does.
+            headers=[("Keep-Alive", f"timeout={int(config.keep_alive_seconds)}")],
             timeout_graceful_shutdown=3,
         )
     )

@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from cookbook.client.http.stream_transport import StreamTransport
+from cookbook.client.local_server import LocalServer
+from server_stub.config import ServerConfig
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -174,3 +176,43 @@ def test_at_most_max_connections_are_open() -> None:
 
     assert asyncio.run(with_server(handler, client)) == [200] * 20
     assert peak == 3
+
+
+@pytest.mark.parametrize(
+    ("keep_alive", "connections_expected"),
+    [("timeout=30", 1), ("timeout=30, max=100", 1), (None, 2), ("timeout=soon", 2), ("timeout=1", 2)],
+)
+def test_a_server_keep_alive_promise_sets_how_long_idle_connections_are_reused(
+    keep_alive: str | None, connections_expected: int
+) -> None:
+    """Idle longer than the client's own expiry, a connection is reused only when the server promised
+    to keep it (its Keep-Alive timeout, less a margin) for longer than that idle time."""
+    connections = 0
+    header = b"" if keep_alive is None else b"Keep-Alive: " + keep_alive.encode() + b"\r\n"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                await read_request(reader)
+                writer.write(b"HTTP/1.1 200 OK\r\n" + header + b"Content-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    async def client(url: str) -> None:
+        transport = StreamTransport(keepalive_expiry_s=0.05)
+        async with httpx.AsyncClient(base_url=url, transport=transport) as c:
+            await c.get("/x")
+            await asyncio.sleep(0.2)  # past the client's own expiry, within the promised 29 s
+            await c.get("/x")
+
+    asyncio.run(with_server(handler, client))
+    assert connections == connections_expected
+
+
+def test_the_bundled_server_promises_its_keep_alive(server: LocalServer) -> None:
+    """`python -m server_stub` says how long it keeps idle connections, which the transport then uses."""
+    response = httpx.get(f"{server.url}/api/v1/healthz")
+    assert response.headers["keep-alive"] == f"timeout={int(ServerConfig().keep_alive_seconds)}"

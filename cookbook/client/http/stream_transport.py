@@ -15,6 +15,7 @@ that fails before any byte of the answer arrives is retried once on a fresh conn
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 import httpx
 
 _NO_BODY_STATUS = frozenset({204, 304})
+KEEPALIVE_MARGIN_S = 1.0
+"""A connection is reused only until this long before the server said it closes idle ones."""
 _MAX_HEADER_BYTES = 1 << 16
 
 
@@ -29,6 +32,7 @@ _MAX_HEADER_BYTES = 1 << 16
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    expiry_s: float  # reused only while idle for less than this
     idle_since: float = field(default_factory=time.monotonic)
 
     def close(self) -> None:
@@ -55,7 +59,8 @@ class StreamTransport(httpx.AsyncBaseTransport):
     ):
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        # uvicorn drops idle connections after 5 s: do not reuse ones close to that age.
+        # uvicorn drops idle connections after 5 s by default: without a server's own Keep-Alive
+        # header, do not reuse ones close to that age.
         self._keepalive_expiry_s = keepalive_expiry_s
         self._ssl_context = ssl_context
         self._closed = False
@@ -89,7 +94,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
         now = time.monotonic()
         while idle:
             connection = idle.pop()
-            if now - connection.idle_since < self._keepalive_expiry_s and not connection.reader.at_eof():
+            if now - connection.idle_since < connection.expiry_s and not connection.reader.at_eof():
                 return connection
             connection.close()
         return None
@@ -113,7 +118,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from exc
         except OSError as exc:
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}", request=request) from exc
-        return _Connection(reader, writer)
+        return _Connection(reader, writer, self._keepalive_expiry_s)
 
     def _release(self, key: tuple[str, str, int], connection: _Connection) -> None:
         if self._closed:  # a request that finished after aclose()
@@ -150,6 +155,11 @@ class StreamTransport(httpx.AsyncBaseTransport):
                 status, headers = _parse_head(head, request)
                 content, reusable = await _read_body(connection.reader, status, headers, request)
             keep = reusable and not _wants_close(headers)
+            promised = _promised_idle_s(headers)
+            if promised is not None:
+                # RL evaluations poll hundreds of samples at once every few seconds: a server that
+                # keeps those connections longer than the default saves reconnecting them each time.
+                connection.expiry_s = max(0.0, promised - KEEPALIVE_MARGIN_S)
             return httpx.Response(status, headers=headers, content=content, request=request)
         except ConnectionError as exc:
             if reused and not got_bytes:
@@ -212,6 +222,19 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
     for key, value in headers:
         if key.lower() == name:
             return value
+    return None
+
+
+def _promised_idle_s(headers: list[tuple[str, str]]) -> float | None:
+    """How long the server keeps this connection open while idle, if it says (`Keep-Alive: timeout=N`)."""
+    for param in (_header(headers, "keep-alive") or "").split(","):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "timeout":
+            try:
+                seconds = float(value)
+            except ValueError:
+                return None
+            return seconds if math.isfinite(seconds) else None
     return None
 
 
