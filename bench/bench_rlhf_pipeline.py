@@ -53,8 +53,7 @@ from server_stub.compute_time import COMPUTE_KINDS
 PIPELINE_MODULE = "bench.timed_rlhf_pipeline"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_FILE = "pipeline_summary.json"
-WALL_LIMIT_S = 300.0
-WALL_AIM_S = 180.0
+WALL_LIMIT_S = 120.0  # on a quiet machine: the load gauge says how far from quiet a run was
 STAGE_RATIO_LIMIT = 1.3  # a stage's wall time over HTTP / in process
 QUIET_REFERENCE_STEP_MS = 89.0
 """fwd+bwd+AdamW of the built-in model's architecture on a 32x64 batch, in-process with 2 threads, as
@@ -139,7 +138,7 @@ TARGETS: tuple[Target, ...] = (
         "all",
         lambda run: run.wall_s,
         lambda v: v <= WALL_LIMIT_S,
-        f"<= {WALL_LIMIT_S:.0f} (aim {WALL_AIM_S:.0f})",
+        f"<= {WALL_LIMIT_S:.0f} (quiet machine)",
     ),
     *(stage_ratio_target(stage) for stage in STAGES),
     curve_target("SFT test/nll falls", "sft", "test/nll", "change", lambda v: v < 0, "< 0"),

@@ -54,6 +54,7 @@ RECIPE_DEFAULTS: Mapping[ModelKind, Mapping[RecipeName, Mapping[str, Any]]] = {
             "rm.eval_every": 25,
             "rm.optimizer.learning_rate": 1e-3,
             "rm.optimizer.lr_warmup_steps": 6,
+            "rm.optimizer.grad_clip_norm": 0.0,  # as measured on SmolLM2 (the built-in model's stage clips)
             "rl.steps": 10,
             "rl.batch_size": 4,
             "rl.group_size": 4,
@@ -61,6 +62,7 @@ RECIPE_DEFAULTS: Mapping[ModelKind, Mapping[RecipeName, Mapping[str, Any]]] = {
             "rl.eval_every": 3,
             "rl.eval_comparisons": 48,
             "rl.optimizer.learning_rate": 2e-4,
+            "rl.kl_penalty_coef": 0.1,  # as measured on SmolLM2 (the built-in model's scalar kind uses 0.2)
         },
         "dpo": {
             **PRETRAINED_SFT_STAGE,

@@ -274,7 +274,7 @@ def test_the_stages_keep_their_defaults() -> None:
         learning_rate=1e-3, lr_schedule="cosine", lr_warmup_steps=20, grad_clip_norm=1.0
     )
     assert (cli.rl.steps, cli.rl.batch_size, cli.rl.group_size, cli.rl.max_tokens) == (30, 16, 4, 32)
-    assert (cli.rl.kl_penalty_coef, cli.rl.kl_penalty_mode, cli.rl.judge_topk, cli.rl.eval_every) == (
+    assert (cli.kl_penalty_coef, cli.rl.kl_penalty_mode, cli.rl.judge_topk, cli.rl.eval_every) == (
         0.1,
         "token",
         2,

@@ -80,6 +80,7 @@ def test_the_kind_is_pairwise_by_default_and_scalar_swaps_only_the_preference_st
     rl = pipeline.rl_config(pairwise, sft, "tinker://rm/sampler_weights/final")
     assert isinstance(rl.dataset_builder, PairwisePreferenceRLDatasetBuilder)
     assert isinstance(rl.dataset_builder.preference_model_builder, PreferenceModelBuilderFromChatRenderer)
+    assert rl.kl_penalty_coef == pipeline.KL_PENALTY_COEF["pairwise"] == 0.1
 
     scalar = chz.entrypoint(pipeline.PipelineConfig, argv=["rm.kind=scalar", "rm.centering_coef=0.01"])
     rm = pipeline.reward_model_config(scalar, "tinker://sft/weights/final")
@@ -91,6 +92,9 @@ def test_the_kind_is_pairwise_by_default_and_scalar_swaps_only_the_preference_st
     judge = rl.dataset_builder.reward_model_builder
     assert isinstance(judge, RewardModelBuilder) and judge.rm_weights_path == "tinker://rm/weights/final"
     assert all(e.preference_model_builder == judge and e.gold for e in rl.evaluator_builders)
+    assert rl.kl_penalty_coef == pipeline.KL_PENALTY_COEF["scalar"] == 0.2  # an unbounded score needs more
+    chosen = chz.entrypoint(pipeline.PipelineConfig, argv=["rm.kind=scalar", "rl.kl_penalty_coef=0.05"])
+    assert pipeline.rl_config(chosen, sft, "tinker://rm/weights/final").kl_penalty_coef == 0.05
     assert pipeline.RM_PATH_KEY == {"pairwise": "sampler_path", "scalar": "state_path"}
     with pytest.raises(ValueError, match=r"rm\.kind must be one of"):
         pipeline.PipelineConfig(rm=pipeline.RMStage(kind="both"))  # type: ignore[arg-type]

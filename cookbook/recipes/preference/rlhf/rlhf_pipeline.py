@@ -32,9 +32,9 @@ over the bundled data, against the auto-started local server:
 `rm.kind=scalar` swaps stages 2 and 3 for the classic recipe: a scalar reward model (a reward
 head on the SFT weights, trained with the Bradley-Terry loss on each [chosen, rejected] pair;
 `test/accuracy` is chosen scored above rejected, also per kind) and RL whose reward is each
-answer's own score (`rl.kl_penalty_mode=sequence` for r_θ - λ·KL per answer, `rl.advantage_mode=batch`
-for batch-normalised advantages); the reward model's scores are logged beside the win rates
-(`test/reward_model_score`).
+answer's own score, with twice the KL coefficient (`KL_PENALTY_COEF`; `rl.kl_penalty_mode=sequence`
+for r_θ - λ·KL per answer, `rl.advantage_mode=batch` for batch-normalised advantages); the reward
+model's scores are logged beside the win rates (`test/reward_model_score`).
 
 Stages log under `<log_path>/{sft,rm,rl}` and resume from their own checkpoints.jsonl; a stage
 that finished is skipped when the pipeline is run again. At the end the pipeline prints each
@@ -109,6 +109,9 @@ SUMMARY_FILE = "pipeline_summary.json"
 PreferenceKind = Literal["pairwise", "scalar"]
 RM_PATH_KEY: dict[str, str] = {"pairwise": "sampler_path", "scalar": "state_path"}
 """What RL reads of the rm stage's final checkpoint: a pairwise judge samples, a scalar model runs forward."""
+KL_PENALTY_COEF: dict[str, float] = {"pairwise": 0.1, "scalar": 0.2}
+"""RL's KL coefficient when `rl.kl_penalty_coef` is unset. A win fraction lies in [0, 1]; a reward model's
+score does not, and at 0.1 RL over-optimised it (bench/README.md, "Clipped preference-model gradients")."""
 
 
 @chz.chz
@@ -151,7 +154,7 @@ class RLStage:
     max_tokens: int = 32
     loss_fn: RLLossFnType = "importance_sampling"
     num_substeps: int = 1
-    kl_penalty_coef: float = 0.1
+    kl_penalty_coef: float | None = None  # None: KL_PENALTY_COEF[rm.kind]
     kl_penalty_mode: KLPenaltyMode = "token"
     advantage_mode: AdvantageMode = "group"
     tournament_pattern: TournamentPattern = TournamentPattern.ALL_PAIRS_BOTH_WAYS
@@ -208,6 +211,13 @@ class PipelineConfig:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if self.rm.kind not in RM_PATH_KEY:
             raise ValueError(f"rm.kind must be one of {tuple(RM_PATH_KEY)}, got {self.rm.kind!r}")
+
+    @property
+    def kl_penalty_coef(self) -> float:
+        """RL's KL coefficient: `rl.kl_penalty_coef`, else the preference kind's default."""
+        if self.rl.kl_penalty_coef is not None:
+            return self.rl.kl_penalty_coef
+        return KL_PENALTY_COEF[self.rm.kind]
 
     @property
     def renderer(self) -> str:
@@ -465,7 +475,7 @@ def rl_config(config: PipelineConfig, sft: CheckpointRecord, rm_path: str) -> rl
         optimizer=rl.optimizer,
         loss_fn=rl.loss_fn,
         num_substeps=rl.num_substeps,
-        kl_penalty_coef=rl.kl_penalty_coef,
+        kl_penalty_coef=config.kl_penalty_coef,
         kl_penalty_mode=rl.kl_penalty_mode,
         advantage_mode=rl.advantage_mode,
         kl_reference_path=sft.sampler_path or sft.state_path,
