@@ -58,3 +58,18 @@ def prefer_short_openmp_spin() -> None:
     """
     if "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)
+
+
+THREAD_INDEPENDENT_MATMULS = "AUTO,STRICT"
+"""MKL's strict reproducibility mode (MKL_CBWR): a matrix product gives the same bits on any number of
+threads. Without it, on AVX-512 machines MKL splits a long inner dimension (a weight gradient's sum
+over tokens) across threads, so a step on one thread fewer, beside a decode, rounded differently;
+at the same speed (bench/README.md, "Matrix products that do not depend on the thread count")."""
+
+
+def prefer_thread_independent_matmuls() -> None:
+    """Ask MKL for thread-independent matrix products, unless the user chose a MKL_CBWR mode.
+
+    MKL reads the variable at its first call, so this only helps before the process's first matmul.
+    """
+    os.environ.setdefault("MKL_CBWR", THREAD_INDEPENDENT_MATMULS)

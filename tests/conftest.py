@@ -20,6 +20,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# Imported for what it sets before the suite's first matmul (server_stub/device.py): tests compare bits
+# across thread counts.
+import server_stub  # noqa: F401
 from cookbook.client.abstract import ServiceClient
 from cookbook.client.http import HttpServiceClient
 from cookbook.client.local_server import LocalServer
