@@ -2,8 +2,9 @@
 
 Both sides sample the same weights (the built-in model is built from a fixed seed) for the same
 prompts: B distinct prompts of 20 tokens, temperature 1, no top-k/top-p, `max_tokens` new tokens.
-The server gets one request per prompt, all in flight at once (as an RL rollout sends them) and
-batches them itself; `generate` gets the B prompts as one batch. Both stop a row at EOS (which the
+The client makes one request per prompt, all in flight at once (as an RL rollout makes them), which
+it sends to the server together (`asample_batch`) and the server batches; `generate` gets the B
+prompts as one batch. Both stop a row at EOS (which the
 server always does), so throughput counts the tokens actually generated, EOS included; with the
 random-init model EOS is rare and rows almost always run to `max_tokens`.
 
@@ -12,7 +13,7 @@ With `--smollm2` the same comparison also runs on SmolLM2-135M-Instruct (the GGU
 file), in the same run and on the same server, its prompts drawn from above the special tokens.
 
 A second table compares N concurrent 1-sample requests with one request for N samples of the same
-prompt: the same rows to decode, so any gap is per-request cost (HTTP, batching, prefill), with
+prompt: the same rows to decode, so any gap is per-request cost (encoding, batching, prefill), with
 the client's and the server's CPU per request alongside.
 
     python -m bench.bench_sampling [--quick] [--smollm2] [--threads N] [--rounds N] [--json PATH]

@@ -53,6 +53,7 @@ from server_stub.owners import (
     unknown_run,
 )
 from server_stub.request_body import ReceivedBody, UnsupportedMediaError, receive
+from server_stub.sample_batches import BatchCollector
 from server_stub.scheduler import Task
 from server_stub.sessions import SessionCounter, SessionRegistry
 from server_stub.storage_usage import StorageQuota
@@ -355,6 +356,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
                     *openai_routes.PATHS,
                     types.EXTENSION_CHECKPOINT_ARCHIVE,
                     types.EXTENSION_COMPUTE_TIME,
+                    types.EXTENSION_SAMPLE_BATCH,
                     # a multi-rank engine says it has no reward heads
                     *([types.EXTENSION_REWARD_HEAD] if getattr(engine, "supports_reward_head", True) else []),
                 ],
@@ -704,9 +706,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def get_sampler(sampler_id: str) -> Response:
         return wire(engine.get_sampler(owners.check(Kind.SAMPLER, sampler_id)))
 
-    @api.post("/asample", openapi_extra=request_body(types.SampleRequest))
-    async def asample(request: Request) -> Response:
-        req = await body(request, types.SampleRequest)
+    async def checked_sample_job(req: types.SampleRequest) -> SampleJob:
+        """A sample request bound to its sampler, once it has passed every check."""
         validation.check_sample_target(req)
         sampler_id = req.sampling_session_id
         if sampler_id is None:  # older form: sample a base model or checkpoint directly
@@ -717,14 +718,42 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         limits = engine.model_limits(engine.sampler_base_model(sampler_id))
         validation.check_sample_request(req, limits, config.max_num_samples)
         request_limits.check_sample_tokens(req, limits, config)
+        return SampleJob(sampler_id, req)
+
+    @api.post("/asample", openapi_extra=request_body(types.SampleRequest))
+    async def asample(request: Request) -> Response:
+        req = await body(request, types.SampleRequest)
+        job = await checked_sample_job(req)
         request_id = open_future()
         try:
-            scheduler.submit_sample(SampleJob(sampler_id, req), store.finisher(request_id))
+            scheduler.submit_sample(job, store.finisher(request_id))
         except BaseException:
             store.discard(request_id)
             raise
         sequence_ids = [f"{request_id}:{index}" for index in range(req.num_samples)]
         return wire(types.UntypedAPIFuture(request_id=request_id, sample_sequence_ids=sequence_ids))
+
+    @api.post("/asample_batch", openapi_extra=request_body(types.SampleBatchRequest))
+    async def asample_batch(request: Request) -> Response:
+        """Several sample requests, all checked before any is queued (sample_batches.py)."""
+        req = await body(request, types.SampleBatchRequest)
+        request_limits.check_sample_batch(len(req.requests), config)
+        jobs = []
+        for index, sample in enumerate(req.requests):
+            try:
+                jobs.append(await checked_sample_job(sample))
+            except UserError as exc:  # name the request at fault
+                exc.field = f"requests.{index}" + (f".{exc.field}" if exc.field else "")
+                exc.message = f"requests.{index}: {exc.message}"
+                raise
+        request_id = open_future()
+        collector = BatchCollector(len(jobs), store.finisher(request_id))
+        try:
+            scheduler.submit_samples([(job, collector.finisher(i)) for i, job in enumerate(jobs)], whole=True)
+        except BaseException:
+            store.discard(request_id)
+            raise
+        return wire(types.UntypedAPIFuture(request_id=request_id))
 
     # -- futures -----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from cookbook.client import types
 from server_stub.config import ServerConfig
-from server_stub.engine import ModelLimits
+from server_stub.engine import ModelLimits, UserError
 from server_stub.request_body import PayloadTooLargeError
 
 
@@ -60,6 +60,20 @@ def check_sample_tokens(req: types.SampleRequest, limits: ModelLimits, config: S
             "max_sample_tokens",
             config.max_sample_tokens,
             "num_samples",
+        )
+
+
+def check_sample_batch(count: int, config: ServerConfig) -> None:
+    """An asample_batch asks for at least one request, and no more than may wait for a batch."""
+    if count == 0:
+        raise UserError("requests: an asample_batch needs at least one request", field="requests")
+    if count > config.max_pending_samples:
+        raise over_limit(
+            "the batch's number of requests",
+            count,
+            "max_pending_samples",
+            config.max_pending_samples,
+            "requests",
         )
 
 

@@ -20,7 +20,10 @@ starves, the sampling thread the second:
   longer gaps of a loaded machine, where generations are slow too, at a bounded relative cost.
   Requests that came while a batch ran count the gap (and the cap) from its end, so the clients it
   answers rejoin them: starting them at once would split loops that sample one request at a time
-  into two smaller batches that alternate from then on.
+  into two smaller batches that alternate from then on. A whole burst (`submit_samples(...,
+  whole=True)`: an `asample_batch`, all that its client asked for at once) does not wait for a gap
+  after itself, only for one after lone requests and after the last batch: nothing more of its
+  client's is coming, and on an idle server it starts at once.
 * other heavy calls (create_sampler, delete_checkpoint, ...) in arrival order.
 
 Sampling batches run on a thread of their own, so the compute thread never waits for a whole
@@ -58,7 +61,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -164,7 +167,7 @@ class Scheduler:
             10 * sample_batch_window if sample_batch_max_wait is None else sample_batch_max_wait
         )
         self._batch_wait_fraction = sample_batch_wait_fraction
-        self._last_sample_arrival = float("-inf")
+        self._last_lone_arrival = float("-inf")  # the last sample request that came alone, not in a burst
         self._last_batch_end = float("-inf")
         self._last_sample_run = 0.0  # seconds the previous engine.sample call took
         self._max_pending_samples = max_pending_samples
@@ -314,13 +317,23 @@ class Scheduler:
 
     def submit_sample(self, job: SampleJob, finish: Finisher) -> None:
         """Queue a sample request; it joins the next batch the compute thread runs."""
+        self.submit_samples([(job, finish)])
+
+    def submit_samples(self, jobs: Sequence[tuple[SampleJob, Finisher]], whole: bool = False) -> None:
+        """Queue several sample requests at once: all of them, or none when the queue has no room.
+        `whole`: they are a whole burst, so the batch need not wait for more (the module's docstring)."""
         with self._cond:
-            if len(self._samples) >= self._max_pending_samples:
-                raise QueueFullError(f"{len(self._samples)} sample requests are already waiting; retry later")
+            if len(self._samples) + len(jobs) > self._max_pending_samples:
+                raise QueueFullError(
+                    f"{len(self._samples)} sample requests are already waiting, no room for {len(jobs)} more; "
+                    "retry later"
+                )
             now = self._clock()
-            self._samples.append(_SampleTask(job, finish, now))
-            self._last_sample_arrival = now
-            self._sample_rows += job.request.num_samples
+            for job, finish in jobs:
+                self._samples.append(_SampleTask(job, finish, now))
+                self._sample_rows += job.request.num_samples
+            if not whole:
+                self._last_lone_arrival = now
             self._cond.notify_all()
 
     def submit(self, task: Task) -> None:
@@ -473,14 +486,15 @@ class Scheduler:
 
     def _samples_ready_at(self) -> float | None:
         """When the waiting sample requests may start a batch (None: none wait): at once if they fill
-        one, else once none has come for a quiet gap, and at most the longest wait after the oldest."""
+        one, else once no lone request has come for a quiet gap, and at most the longest wait after the
+        oldest."""
         if not self._samples:
             return None
         if self._sample_rows >= self._batch_rows:
             return float("-inf")
         quiet = max(self._batch_window, self._batch_wait_fraction * self._last_sample_run)
         # Requests that came during the last batch wait for the clients it answered to come back.
-        quiet_end = max(self._last_sample_arrival, self._last_batch_end) + quiet
+        quiet_end = max(self._last_lone_arrival, self._last_batch_end) + quiet
         wait_end = max(self._samples[0].arrived, self._last_batch_end) + self._batch_max_wait
         return min(quiet_end, wait_end)
 

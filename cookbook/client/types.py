@@ -673,6 +673,29 @@ class RequestFailedResponse(WireModel):
     category: RequestErrorCategory
 
 
+# Several asample requests in one exchange: POST /api/v1/asample_batch (our extension). Its one future's
+# result is a SampleBatchResponse, one item per request in order: its response, or its error.
+EXTENSION_SAMPLE_BATCH = "asample_batch"
+
+
+class SampleBatchRequest(WireModel):
+    requests: list[SampleRequest]
+    type: Literal["sample_batch"] = "sample_batch"
+
+
+class SampleBatchItem(WireModel):
+    """One request's outcome: `response`, or `error` with its `category` (as RequestFailedResponse)."""
+
+    response: SampleResponse | None = None
+    error: str | None = None
+    category: RequestErrorCategory | None = None
+
+
+class SampleBatchResponse(WireModel):
+    results: list[SampleBatchItem]
+    type: Literal["sample_batch"] = "sample_batch"
+
+
 class SupportedModel(WireModel):
     model_name: str | None = None
     max_context_length: int | None = None

@@ -81,6 +81,8 @@ class FakeServer:
     max_polls_per_request: int = 100_000
     answer_delay_s: float = 0.0  # every answer is held this long (a slow server)
     protobuf: bool = False  # speaks the binary wire too
+    sample_batch: bool = False  # lists EXTENSION_SAMPLE_BATCH and answers /asample_batch
+    failing_batch_items: set[int] = field(default_factory=set)  # these items of a batch fail
     client_config: dict[str, Any] = field(default_factory=lambda: {"sample_max_concurrent_requests": 2000})
 
     def __post_init__(self) -> None:
@@ -234,6 +236,15 @@ class FakeServer:
             answer["prompt_logprobs"] = [None] + [fake_logprob(t) for t in prompt[1:]]
         return answer
 
+    def _sample_batch(self, body: Any) -> Any:
+        results = [
+            {"error": f"item {i} failed", "category": "user"}
+            if i in self.failing_batch_items
+            else {"response": self._sample(request)}
+            for i, request in enumerate(body["requests"])
+        ]
+        return {"results": results, "type": "sample_batch"}
+
     _futures: ClassVar[dict[str, Any]] = {
         "/create_model": _create_model,
         "/forward": lambda self, b: self._fwd(b, "forward_input"),
@@ -243,6 +254,7 @@ class FakeServer:
         "/save_weights_for_sampler": _save_sampler,
         "/load_weights": _load,
         "/asample": _sample,
+        "/asample_batch": _sample_batch,
     }
 
     _result_types: ClassVar[dict[str, type[types.WireModel]]] = {
@@ -260,6 +272,7 @@ class FakeServer:
         "/get_server_capabilities": lambda self, b: {
             "supported_models": [{"model_name": "fake-base", "max_context_length": 64}],
             **({"wire_formats": ["json", "protobuf"]} if self.protobuf else {}),
+            **({"extensions": [types.EXTENSION_SAMPLE_BATCH]} if self.sample_batch else {}),
         },
         "/get_info": lambda self, b: {
             "model_id": b["model_id"],

@@ -8,6 +8,7 @@ import pickle
 import pytest
 
 from cookbook.client import types
+from cookbook.client.errors import RequestFailedError
 from cookbook.client.http import HttpSamplingClient, HttpServiceClient
 from cookbook.client.http import transport as transport_module
 from cookbook.client.http.transport import Transport
@@ -38,6 +39,69 @@ def test_two_hundred_concurrent_samples_are_all_in_flight_at_once(
         ]
     seq_ids = sorted(b["seq_id"] for b in fake.bodies("/asample"))
     assert seq_ids == list(range(1, 201))
+
+
+def test_samples_asked_for_together_go_in_one_batch_when_the_server_offers_it(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
+    fake.sample_batch = True
+    sampler = service.create_sampling_client(base_model="fake-base")
+
+    async def main() -> list[types.SampleResponse]:
+        prompts = [types.ModelInput.from_ints([i % 4]) for i in range(50)]
+        return await asyncio.gather(*(sampler.sample_async(p, 2, PARAMS) for p in prompts))
+
+    results = asyncio.run(main())
+    batches, lone = fake.bodies("/asample_batch"), fake.bodies("/asample")
+    assert batches and len(batches) + len(lone) <= 5  # one batch, unless a loaded machine paused a thread
+    seq_ids = [r["seq_id"] for batch in batches for r in batch["requests"]] + [r["seq_id"] for r in lone]
+    assert sorted(seq_ids) == list(range(1, 51))
+    for i, res in enumerate(results):  # each caller gets the answer to its own prompt
+        assert res.sequences[0].tokens == [(i % 4 + k) % 4 for k in range(3)]
+    (record,) = [r for r in fake.requests if r.path == "/asample_batch"]
+    assert record.headers["x-tinker-sampling-backpressure"] == "1"
+
+
+def test_one_failed_request_of_a_batch_fails_only_its_caller(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
+    fake.sample_batch = True
+    fake.failing_batch_items = {1}
+    sampler = service.create_sampling_client(base_model="fake-base")
+
+    async def main() -> list[types.SampleResponse | BaseException]:
+        calls = [sampler.sample_async(types.ModelInput.from_ints([i]), 1, PARAMS) for i in range(3)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    first, failed, last = asyncio.run(main())
+    assert isinstance(first, types.SampleResponse) and isinstance(last, types.SampleResponse)
+    assert isinstance(failed, RequestFailedError) and "item 1 failed" in str(failed)
+    assert failed.category == types.RequestErrorCategory.User
+
+
+def test_a_batch_refused_as_a_whole_is_sent_again_one_request_at_a_time(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
+    fake.sample_batch = True
+    fake.faults["/asample_batch"] = [400]  # e.g. one request in it is bad
+    sampler = service.create_sampling_client(base_model="fake-base")
+
+    async def main() -> list[types.SampleResponse]:
+        return await asyncio.gather(*(sampler.sample_async(PROMPT, 1, PARAMS) for _ in range(4)))
+
+    assert len(asyncio.run(main())) == 4
+    assert fake.attempts["/asample_batch"] == 1
+    assert sorted(b["seq_id"] for b in fake.bodies("/asample")) == [1, 2, 3, 4]
+
+
+def test_a_lone_request_uses_asample_without_asking_for_capabilities(
+    fake: FakeServer, service: HttpServiceClient
+) -> None:
+    fake.sample_batch = True
+    sampler = service.create_sampling_client(base_model="fake-base")
+    sampler.sample(PROMPT, 1, PARAMS).result()
+    assert len(fake.bodies("/asample")) == 1
+    assert fake.attempts["/asample_batch"] == 0 and fake.attempts["/get_server_capabilities"] == 0
 
 
 def test_sample_body_and_backpressure_header(fake: FakeServer, service: HttpServiceClient) -> None:

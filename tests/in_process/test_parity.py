@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cookbook.client import ServiceClient, errors, types
+from cookbook.client import SamplingClient, ServiceClient, errors, types
 from cookbook.client.http import HttpServiceClient
 from cookbook.client.in_process import InProcessServiceClient
 from server_stub.sampling import FP32_LOGPROB_ATOL
@@ -120,8 +120,23 @@ def bad_calls(service: ServiceClient) -> dict[str, Callable[[], object]]:
         "unknown sampler checkpoint": lambda: service.create_sampling_client(
             model_path="tinker://run-nope/sampler_weights/x"
         ),
+        "a bad prompt in a burst": lambda: burst_with_a_bad_prompt(sampler),
         "a good call after the bad ones": lambda: tc.forward_backward(good, "cross_entropy").result().metrics,
     }
+
+
+def burst_with_a_bad_prompt(sampler: SamplingClient) -> tuple[int, ...]:
+    """Three requests made together, the middle one bad: the tokens each good one got, the bad one's status."""
+    params = types.SamplingParams(max_tokens=4, temperature=0.0)
+    prompts = [[5, 6], [10**6], [7, 8]]
+    futures = [sampler.sample(types.ModelInput.from_ints(p), 1, params) for p in prompts]
+    outcomes = []
+    for future in futures:
+        try:
+            outcomes.append(len(future.result().sequences[0].tokens))
+        except errors.APIStatusError as exc:
+            outcomes.append(exc.status_code)
+    return tuple(outcomes)
 
 
 def outcome(call: Callable[[], object]) -> tuple[type[BaseException] | None, object]:
@@ -148,3 +163,4 @@ def test_bad_input_raises_the_typed_errors_http_raises(
     assert kinds["token outside the vocabulary"] is errors.BadRequestError
     assert kinds["empty prompt"] is errors.BadRequestError
     assert kinds["a good call after the bad ones"] is None
+    assert here["a bad prompt in a burst"] == (None, (4, 400, 4))

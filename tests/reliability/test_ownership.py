@@ -136,6 +136,10 @@ CALLS: dict[tuple[str, str], Callable[[Ids, str], list[Call]] | None] = {
         ("POST", "/asample", sample(sampling_session_id=i.sampler)),
         ("POST", "/asample", sample(model_path=i.sampler_path)),
     ],
+    ("POST", "/api/v1/asample_batch"): lambda i, _: [
+        ("POST", "/asample_batch", {"requests": [sample(sampling_session_id=i.sampler)]}),
+        ("POST", "/asample_batch", {"requests": [sample(model_path=i.sampler_path)]}),
+    ],
     ("POST", "/api/v1/retrieve_future"): lambda i, _: [
         ("POST", "/retrieve_future", {"request_id": i.request})
     ],

@@ -1,7 +1,7 @@
 """`SamplingClient` over HTTP: an immutable weight snapshot on the server, sampled by id.
 
-`sample` returns a future at once; every call is its own `asample` request, so any number can
-be in flight together and the server batches them. The client pickles to (settings, sampler
+`sample` returns a future at once; any number can be in flight together and the server batches
+them. Calls made together go to the server together (`sample_bursts.py`). The client pickles to (settings, sampler
 id, base model): a worker process that unpickles it opens its own connections on first use.
 """
 
@@ -13,16 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from cookbook.client import types
 from cookbook.client.abstract import SamplingClient, sample_request
+from cookbook.client.http.sample_batches import bursts_for
 from cookbook.client.http.settings import ClientSettings
 from cookbook.client.http.tokenizers import fetch_tokenizer
-from cookbook.client.http.transport import Pool, Transport, shared_transport
+from cookbook.client.http.transport import Transport, shared_transport
 from cookbook.client.loop import on_client_loop
 from cookbook.tokenizer_utils import Tokenizer
 
 if TYPE_CHECKING:
     from cookbook.client.http.service import Session
-
-_BACKPRESSURE = {"X-Tinker-Sampling-Backpressure": "1"}
 
 
 def _unpickled_seq_start() -> int:
@@ -66,8 +65,7 @@ class HttpSamplingClient(SamplingClient):
             include_prompt_logprobs,
             topk_prompt_logprobs,
         )
-        request_id = await self._transport.submit("/asample", request, headers=_BACKPRESSURE)
-        return await self._transport.retrieve(request_id, types.SampleResponse, pool=Pool.SAMPLE_POLL)
+        return await bursts_for(self._transport).sample(request)
 
     @on_client_loop
     async def get_base_model_async(self) -> str:

@@ -199,7 +199,9 @@ class Transport:
         self.tokenizers: dict[str, Tokenizer] = {}
         # Whether forward_backward bodies go as protobuf; None until the server is asked (wire="auto").
         self._protobuf_requests: bool | None = {"json": False, "protobuf": True}.get(settings.wire)
-        self._wire_lock: asyncio.Lock | None = None
+        # The server's capabilities, asked once; None inside: a server without the route (Tinker's, older ours).
+        self._capabilities: tuple[types.GetServerCapabilitiesResponse | None] | None = None
+        self._capabilities_lock: asyncio.Lock | None = None
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
@@ -364,21 +366,32 @@ class Transport:
     async def resolve_wire(self) -> bool:
         """For wire="auto", ask the server once whether it reads protobuf bodies; the answer."""
         if self._protobuf_requests is None:
-            if self._wire_lock is None:
-                self._wire_lock = asyncio.Lock()
-            async with self._wire_lock:
-                if self._protobuf_requests is None:
-                    self._protobuf_requests = await self._server_reads_protobuf()
+            capabilities = await self.capabilities()
+            self._protobuf_requests = capabilities is not None and capabilities.speaks(
+                types.WIRE_FORMAT_PROTOBUF
+            )
         return self._protobuf_requests
 
-    async def _server_reads_protobuf(self) -> bool:
-        try:
-            capabilities = types.GetServerCapabilitiesResponse.model_validate(
-                await self.get("/get_server_capabilities")
-            )
-        except (errors.APIStatusError, ValidationError):  # a server without our capabilities: JSON
-            return False
-        return capabilities.speaks(types.WIRE_FORMAT_PROTOBUF)
+    async def offers(self, extension: str) -> bool:
+        """Whether the server's capabilities list `extension` (one of types.EXTENSION_*)."""
+        capabilities = await self.capabilities()
+        return capabilities is not None and extension in (capabilities.extensions or [])
+
+    async def capabilities(self) -> types.GetServerCapabilitiesResponse | None:
+        """The server's capabilities, asked for once per transport; None if it has no such route."""
+        if self._capabilities is None:
+            if self._capabilities_lock is None:
+                self._capabilities_lock = asyncio.Lock()
+            async with self._capabilities_lock:
+                if self._capabilities is None:
+                    try:
+                        answer = types.GetServerCapabilitiesResponse.model_validate(
+                            await self.get("/get_server_capabilities")
+                        )
+                    except (errors.APIStatusError, ValidationError):  # a server without our capabilities
+                        answer = None
+                    self._capabilities = (answer,)
+        return self._capabilities[0]
 
     # -- lifecycle ----------------------------------------------------------------------------
 

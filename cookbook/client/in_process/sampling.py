@@ -1,18 +1,24 @@
 """`SamplingClient` in process: an immutable weight snapshot of this process's engine, sampled by id.
 
-Each `sample` call is one request to the scheduler, as over HTTP, so concurrent calls (an RL step's
-rollouts and judgements) are batched together exactly as the server batches them.
+Each `sample` call is one request to the scheduler, as over HTTP: the calls of a burst (an RL step's
+rollouts) go to it together, as one whole burst (`cookbook/client/sample_bursts.py`), and are batched
+exactly as the server batches them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import itertools
+import weakref
 from collections.abc import Hashable
 
 from cookbook.client import types
 from cookbook.client.abstract import SamplingClient, sample_request
 from cookbook.client.in_process.server import InProcessServer, client_errors
+from cookbook.client.loop import on_client_loop
+from cookbook.client.sample_bursts import Answer, SampleBursts, Waiting, settle
 from cookbook.tokenizer_utils import Tokenizer
 from server_stub import validation
 
@@ -29,6 +35,7 @@ class InProcessSamplingClient(SamplingClient):
     def __repr__(self) -> str:
         return f"InProcessSamplingClient({self.sampler_id!r}, base_model={self._base_model!r})"
 
+    @on_client_loop
     async def sample_async(
         self,
         prompt: types.ModelInput,
@@ -46,7 +53,7 @@ class InProcessSamplingClient(SamplingClient):
             include_prompt_logprobs,
             topk_prompt_logprobs,
         )
-        return await asyncio.wrap_future(self._server.sample(request))
+        return await bursts_for(self._server).sample(request)
 
     async def get_base_model_async(self) -> str:
         if self._base_model is None:
@@ -56,6 +63,32 @@ class InProcessSamplingClient(SamplingClient):
 
     async def get_tokenizer_async(self) -> Tokenizer:
         return await self._server.tokenizer(await self.get_base_model_async())
+
+
+async def send_burst(server: InProcessServer, waiting: Waiting) -> None:
+    """Queue a burst on the scheduler together; each caller's answer as soon as its own request is done."""
+    futures = server.sample([request for request, _ in waiting])
+
+    async def relay(future: concurrent.futures.Future[types.SampleResponse], answer: Answer) -> None:
+        try:
+            settle(answer, result=await asyncio.wrap_future(future))
+        except Exception as exc:
+            settle(answer, exception=exc)
+
+    await asyncio.gather(
+        *(relay(future, answer) for future, (_, answer) in zip(futures, waiting, strict=True))
+    )
+
+
+_bursts: weakref.WeakKeyDictionary[InProcessServer, SampleBursts] = weakref.WeakKeyDictionary()
+
+
+def bursts_for(server: InProcessServer) -> SampleBursts:
+    """The bursts of one in-process server (every sampling client on it shares them)."""
+    bursts = _bursts.get(server)
+    if bursts is None:
+        bursts = _bursts[server] = SampleBursts(functools.partial(send_burst, server))
+    return bursts
 
 
 async def open_sampler(

@@ -131,16 +131,30 @@ class InProcessServer:
 
     # -- sampling ------------------------------------------------------------------------------
 
-    def sample(self, request: types.SampleRequest) -> concurrent.futures.Future[types.SampleResponse]:
-        """Check a sample request as the server does and queue it for the next sampling batch."""
-        sampler_id = request.sampling_session_id or ""
-        with client_errors():
-            limits = self.engine.model_limits(self.engine.sampler_base_model(sampler_id))
-            check_sample_request(request, limits, self.config.max_num_samples)
-            check_sample_tokens(request, limits, self.config)
+    def sample(
+        self, requests: list[types.SampleRequest]
+    ) -> list[concurrent.futures.Future[types.SampleResponse]]:
+        """Check sample requests as the server does and queue those that pass for the next sampling
+        batch, several as one whole burst, as asample_batch does; a refused one's future holds its error."""
+        futures: list[concurrent.futures.Future[types.SampleResponse]] = []
+        jobs = []
+        for request in requests:
+            sampler_id = request.sampling_session_id or ""
+            try:
+                with client_errors():
+                    limits = self.engine.model_limits(self.engine.sampler_base_model(sampler_id))
+                    check_sample_request(request, limits, self.config.max_num_samples)
+                    check_sample_tokens(request, limits, self.config)
+            except errors.APIStatusError as exc:
+                futures.append(refused(exc))
+                continue
             future: concurrent.futures.Future[types.SampleResponse] = concurrent.futures.Future()
-            self.scheduler.submit_sample(SampleJob(sampler_id, request), finisher(future))
-        return future
+            jobs.append((SampleJob(sampler_id, request), finisher(future)))
+            futures.append(future)
+        if jobs:
+            with client_errors():
+                self.scheduler.submit_samples(jobs, whole=len(requests) > 1)
+        return futures
 
     def remember_sampler(self, session: Hashable, sampler_id: str) -> None:
         """Count a session's sampler; past the server's limit the oldest are released (an RL loop makes one per step)."""

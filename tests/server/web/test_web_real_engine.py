@@ -49,6 +49,12 @@ def real_client(make_client: Callable[..., TestClient], real_engine: GatedEngine
         real_engine.gate = None
 
 
+def base_sampler(client: TestClient, seq_id: int) -> str:
+    """A sampling session of the base model."""
+    body = {"session_id": "s", "sampling_session_seq_id": seq_id, "base_model": "tiny-llama"}
+    return post_ok(client, "/create_sampling_session", body)["sampling_session_id"]
+
+
 def _datum() -> dict[str, Any]:
     datum = ce_datum(TOKENS[:-1])
     datum["loss_fn_inputs"]["target_tokens"]["data"] = TOKENS[1:]
@@ -104,11 +110,7 @@ def test_concurrent_samples_are_batched_without_changing_seeded_results(
     real_client: TestClient, real_engine: GatedEngine
 ) -> None:
     client = real_client
-    base = post_ok(
-        client,
-        "/create_sampling_session",
-        {"session_id": "s", "sampling_session_seq_id": 0, "base_model": "tiny-llama"},
-    )["sampling_session_id"]
+    base = base_sampler(client, 0)
     created = post_ok(
         client,
         "/create_model",
@@ -133,6 +135,52 @@ def test_concurrent_samples_are_batched_without_changing_seeded_results(
     assert [[s["tokens"] for s in r["sequences"]] for r in together] == [
         [s["tokens"] for s in r["sequences"]] for r in alone
     ]
+
+
+def test_asample_batch_runs_as_one_batch_and_answers_what_each_request_gets_alone(
+    real_client: TestClient,
+) -> None:
+    client = real_client
+    sampler = base_sampler(client, 1)
+    bodies = [
+        sample_body(sampler, TOKENS[: 2 + i], max_tokens=5, seed=300 + i, num_samples=1 + i % 3)
+        for i in range(5)
+    ]
+    alone = [result(client, post_ok(client, "/asample", b)["request_id"]) for b in bodies]
+    future = post_ok(client, "/asample_batch", {"requests": bodies})
+    answer = types.SampleBatchResponse.model_validate(result(client, future["request_id"]))
+    assert client.app.state.scheduler.sample_batch_sizes[-1] == len(bodies)
+    assert [[s.tokens for s in item.response.sequences] for item in answer.results if item.response] == [
+        [s["tokens"] for s in r["sequences"]] for r in alone
+    ]
+
+
+@pytest.mark.parametrize(
+    ("requests", "field"),
+    [
+        ([], "requests"),
+        ([{"bad": "body"}], "requests.0.prompt"),
+        ("one bad token", "requests.1.prompt"),
+        ("an unknown sampler", "requests.1.sampling_session_id"),
+    ],
+)
+def test_a_bad_asample_batch_is_refused_whole_naming_the_request(
+    real_client: TestClient, requests: Any, field: str
+) -> None:
+    client = real_client
+    sampler = base_sampler(client, 2)
+    good = sample_body(sampler, TOKENS[:3])
+    if requests == "one bad token":
+        requests = [good, sample_body(sampler, [10**7]), good]
+    elif requests == "an unknown sampler":
+        requests = [good, sample_body("sampler-nope", TOKENS[:3])]
+    queued = len(client.app.state.scheduler.sample_batch_sizes)
+    response = client.post(API + "/asample_batch", json={"requests": requests})
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["field"].startswith(field)
+    result(client, post_ok(client, "/asample", good)["request_id"])  # the server still serves
+    # and queued nothing of the refused batch: the one request after it ran alone
+    assert list(client.app.state.scheduler.sample_batch_sizes)[queued:] == [1]
 
 
 def test_execution_errors_from_the_real_engine_resolve_as_user_errors(real_client: TestClient) -> None:

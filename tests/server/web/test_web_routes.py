@@ -37,6 +37,7 @@ def test_service_endpoints_answer_wire_types(client: TestClient) -> None:
             "/v1/chat/completions",
             types.EXTENSION_CHECKPOINT_ARCHIVE,
             types.EXTENSION_COMPUTE_TIME,
+            types.EXTENSION_SAMPLE_BATCH,
             types.EXTENSION_REWARD_HEAD,
         ],
     }

@@ -151,19 +151,23 @@ def test_a_small_batch_waits_for_company_until_full(fake: FakeEngine) -> None:
 
 
 def test_sampling_failures_and_queue_bound(fake: FakeEngine) -> None:
-    scheduler = make_scheduler(fake, max_pending_samples=2)
+    scheduler = make_scheduler(fake, max_pending_samples=3)
     results = Results()
     fake.hold()
     scheduler.submit(Task(lambda: fake.create_sampler(BASE_MODEL, None), results.finisher("blocker")))
     fake.wait_for_calls(1)
-    scheduler.submit_sample(sample_job("sampler-missing", 1), results.finisher("a"))
-    scheduler.submit_sample(sample_job("sampler-missing", 1), results.finisher("b"))
+    job = sample_job("sampler-missing", 1)
+    scheduler.submit_sample(job, results.finisher("a"))
+    with pytest.raises(QueueFullError, match="no room for 3 more"):  # several go in whole or not at all
+        scheduler.submit_samples([(job, results.finisher(key)) for key in ("x", "y", "z")])
+    scheduler.submit_samples([(job, results.finisher("b")), (job, results.finisher("c"))])
     with pytest.raises(QueueFullError):
-        scheduler.submit_sample(sample_job("sampler-missing", 1), results.finisher("c"))
+        scheduler.submit_sample(job, results.finisher("d"))
     fake.release()
-    for key in ("a", "b"):  # engine.sample raised for the whole batch: every job fails with it
+    for key in ("a", "b", "c"):  # engine.sample raised for the whole batch: every job fails with it
         result, exc = results.get(key)
         assert result is None and isinstance(exc, KeyError)
+    assert not any(results.futures[key].done() for key in ("x", "y", "z", "d"))
     scheduler.stop()
 
 

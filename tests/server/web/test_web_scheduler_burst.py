@@ -156,3 +156,29 @@ def test_requests_that_came_during_a_batch_wait_for_its_clients_to_return(fake: 
     assert results.get("straggler")[1] is None and results.get("returned")[1] is None
     assert list(scheduler.sample_batch_sizes) == [1, 2]
     scheduler.stop()
+
+
+def test_a_whole_burst_on_an_idle_server_starts_at_once(fake: FakeEngine) -> None:
+    """An asample_batch is all its client asked for: no gap to wait after it, only after lone requests."""
+    clock = FakeClock()
+    scheduler = Scheduler(fake, sample_batch_window=1.0, sample_batch_max_wait=10.0, clock=clock)
+    scheduler.start()
+    results = Results()
+    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
+    burst = [(sample_job(sampler, 1), results.finisher(f"w{i}")) for i in range(3)]
+    scheduler.submit_samples(burst, whole=True)
+    poke(scheduler)  # the clock has not moved: only a whole burst may start now
+    assert all(results.get(f"w{i}")[1] is None for i in range(3))
+    assert list(scheduler.sample_batch_sizes) == [3]
+
+    clock.now = 5.0  # a lone request, then a burst: the burst waits out the lone request's gap with it
+    scheduler.submit_sample(sample_job(sampler, 1), results.finisher("lone"))
+    clock.now = 5.5
+    scheduler.submit_samples([(sample_job(sampler, 1), results.finisher("late"))], whole=True)
+    poke(scheduler)
+    assert list(scheduler.sample_batch_sizes) == [3]
+    clock.now = 6.1
+    poke(scheduler)
+    assert results.get("lone")[1] is None and results.get("late")[1] is None
+    assert list(scheduler.sample_batch_sizes) == [3, 2]
+    scheduler.stop()

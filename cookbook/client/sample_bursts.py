@@ -1,0 +1,88 @@
+"""Sample requests made together go to the server together: a client's bursts.
+
+An RL step asks for one sample per prompt, all at once. Sent one by one over the Tinker wire, each
+request is two HTTP exchanges (asample, then retrieve_future), about 1 ms of this process's CPU and
+2 ms of the server's, which spreads a burst of 64 over a few hundred milliseconds before the server's
+batch can start; and the server, not knowing whether more are coming, waits for a quiet gap after the
+last one. Here the requests of a burst are collected on the client's loop and handed on together: a
+burst ends once no request has come for `BURST_QUIET_S` (the callers' threads hand requests to the
+loop one at a time, and may pause for a GIL switch between them), or `BURST_MAX_S` after its first
+request. How a burst travels is the client's (`http/sample_batches.py`, `in_process/sampling.py`);
+each caller still gets its own response or its own error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+
+from cookbook.client import types
+
+BURST_QUIET_S = 0.002  # small beside the server's batching gap for lone requests (20 ms)
+BURST_MAX_S = 0.02
+
+Answer = asyncio.Future[types.SampleResponse]  # where a caller awaits its response
+Waiting = list[tuple[types.SampleRequest, Answer]]
+SendBurst = Callable[[Waiting], Awaitable[None]]  # sends a burst and settles every caller's future
+
+
+class SampleBursts:
+    """Collects the sample requests of one burst on the client's loop and hands them to `send` together."""
+
+    def __init__(self, send: SendBurst):
+        self._send_burst = send
+        self._waiting: Waiting = []
+        self._burst_start = 0.0
+        self._arrivals = 0  # requests queued so far, to see whether any came since the last look
+        self._sending: set[asyncio.Task[None]] = set()  # strong references until each send is done
+        self._pid = os.getpid()
+
+    async def sample(self, request: types.SampleRequest) -> types.SampleResponse:
+        """The request's response, sent with whatever else is asked for in the same burst."""
+        if self._pid != os.getpid():  # a forked child: its parent's queue belongs to another loop
+            self._waiting, self._sending, self._pid = [], set(), os.getpid()
+        loop = asyncio.get_running_loop()
+        answer: Answer = loop.create_future()
+        self._waiting.append((request, answer))
+        self._arrivals += 1
+        if len(self._waiting) == 1:
+            self._burst_start = loop.time()
+            loop.call_later(BURST_QUIET_S, self._send_when_quiet, self._arrivals)
+        return await answer
+
+    def _send_when_quiet(self, arrivals_then: int) -> None:
+        loop = asyncio.get_running_loop()
+        if self._arrivals != arrivals_then and loop.time() - self._burst_start < BURST_MAX_S:
+            loop.call_later(BURST_QUIET_S, self._send_when_quiet, self._arrivals)  # still coming
+            return
+        waiting, self._waiting = self._waiting, []
+        task = asyncio.ensure_future(self._send(waiting))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, waiting: Waiting) -> None:
+        try:
+            await self._send_burst(waiting)
+        except BaseException as exc:
+            for _, answer in waiting:
+                settle(answer, exception=exc)
+            if not isinstance(exc, Exception):
+                raise
+
+
+def settle(
+    answer: Answer,
+    *,
+    result: types.SampleResponse | None = None,
+    exception: BaseException | None = None,
+) -> None:
+    """Resolve a caller's future, unless the caller has stopped waiting (cancelled)."""
+    if answer.done():
+        return
+    if isinstance(exception, asyncio.CancelledError):
+        answer.cancel()
+    elif exception is not None:
+        answer.set_exception(exception)
+    elif result is not None:
+        answer.set_result(result)
