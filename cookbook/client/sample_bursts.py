@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import Awaitable, Callable
 
 from cookbook.client import types
@@ -86,3 +87,15 @@ def settle(
         answer.set_exception(exception)
     elif result is not None:
         answer.set_result(result)
+
+
+_bursts: weakref.WeakKeyDictionary[object, SampleBursts] = weakref.WeakKeyDictionary()
+
+
+def bursts_for(owner: object, send: SendBurst) -> SampleBursts:
+    """The bursts of `owner` (a server connection, an in-process server), which all its sampling
+    clients share; `send` is how they travel, fixed by the first call."""
+    bursts = _bursts.get(owner)
+    if bursts is None:
+        bursts = _bursts[owner] = SampleBursts(send)
+    return bursts

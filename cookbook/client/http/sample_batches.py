@@ -10,13 +10,11 @@ fails.
 from __future__ import annotations
 
 import asyncio
-import functools
-import weakref
 from typing import TYPE_CHECKING
 
 from cookbook.client import errors, types
 from cookbook.client.http.transport import Pool, is_retryable_status
-from cookbook.client.sample_bursts import Answer, SampleBursts, Waiting, settle
+from cookbook.client.sample_bursts import Answer, Waiting, settle
 
 if TYPE_CHECKING:
     from cookbook.client.http.transport import Transport
@@ -72,14 +70,3 @@ async def _send_one(transport: Transport, request: types.SampleRequest, answer: 
         settle(answer, exception=exc)
     else:
         settle(answer, result=response)
-
-
-_bursts: weakref.WeakKeyDictionary[Transport, SampleBursts] = weakref.WeakKeyDictionary()
-
-
-def bursts_for(transport: Transport) -> SampleBursts:
-    """The bursts of one server connection (every sampling client on it shares them)."""
-    bursts = _bursts.get(transport)
-    if bursts is None:
-        bursts = _bursts[transport] = SampleBursts(functools.partial(send_burst, transport))
-    return bursts

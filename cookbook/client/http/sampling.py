@@ -1,23 +1,26 @@
 """`SamplingClient` over HTTP: an immutable weight snapshot on the server, sampled by id.
 
 `sample` returns a future at once; any number can be in flight together and the server batches
-them. Calls made together go to the server together (`sample_bursts.py`). The client pickles to (settings, sampler
-id, base model): a worker process that unpickles it opens its own connections on first use.
+them. Calls made together go to the server together (`cookbook/client/sample_bursts.py`). The
+client pickles to (settings, sampler id, base model): a worker process that unpickles it opens its
+own connections on first use.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from cookbook.client import types
 from cookbook.client.abstract import SamplingClient, sample_request
-from cookbook.client.http.sample_batches import bursts_for
+from cookbook.client.http.sample_batches import send_burst
 from cookbook.client.http.settings import ClientSettings
 from cookbook.client.http.tokenizers import fetch_tokenizer
 from cookbook.client.http.transport import Transport, shared_transport
 from cookbook.client.loop import on_client_loop
+from cookbook.client.sample_bursts import bursts_for
 from cookbook.tokenizer_utils import Tokenizer
 
 if TYPE_CHECKING:
@@ -65,7 +68,8 @@ class HttpSamplingClient(SamplingClient):
             include_prompt_logprobs,
             topk_prompt_logprobs,
         )
-        return await bursts_for(self._transport).sample(request)
+        bursts = bursts_for(self._transport, functools.partial(send_burst, self._transport))
+        return await bursts.sample(request)
 
     @on_client_loop
     async def get_base_model_async(self) -> str:

@@ -11,14 +11,13 @@ import asyncio
 import concurrent.futures
 import functools
 import itertools
-import weakref
 from collections.abc import Hashable
 
 from cookbook.client import types
 from cookbook.client.abstract import SamplingClient, sample_request
 from cookbook.client.in_process.server import InProcessServer, client_errors
 from cookbook.client.loop import on_client_loop
-from cookbook.client.sample_bursts import Answer, SampleBursts, Waiting, settle
+from cookbook.client.sample_bursts import Answer, Waiting, bursts_for, settle
 from cookbook.tokenizer_utils import Tokenizer
 from server_stub import validation
 
@@ -53,7 +52,8 @@ class InProcessSamplingClient(SamplingClient):
             include_prompt_logprobs,
             topk_prompt_logprobs,
         )
-        return await bursts_for(self._server).sample(request)
+        bursts = bursts_for(self._server, functools.partial(send_burst, self._server))
+        return await bursts.sample(request)
 
     async def get_base_model_async(self) -> str:
         if self._base_model is None:
@@ -78,17 +78,6 @@ async def send_burst(server: InProcessServer, waiting: Waiting) -> None:
     await asyncio.gather(
         *(relay(future, answer) for future, (_, answer) in zip(futures, waiting, strict=True))
     )
-
-
-_bursts: weakref.WeakKeyDictionary[InProcessServer, SampleBursts] = weakref.WeakKeyDictionary()
-
-
-def bursts_for(server: InProcessServer) -> SampleBursts:
-    """The bursts of one in-process server (every sampling client on it shares them)."""
-    bursts = _bursts.get(server)
-    if bursts is None:
-        bursts = _bursts[server] = SampleBursts(functools.partial(send_burst, server))
-    return bursts
 
 
 async def open_sampler(

@@ -8,6 +8,7 @@ decision.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,13 @@ def fake() -> Iterator[FakeEngine]:
     engine.release()
 
 
+def started(fake: FakeEngine, clock: FakeClock, **settings: Any) -> tuple[Scheduler, Results, str]:
+    """A started scheduler on the fake clock, a collector of results, and a sampler of the fake engine."""
+    scheduler = Scheduler(fake, clock=clock, **settings)
+    scheduler.start()
+    return scheduler, Results(), fake.create_sampler(BASE_MODEL, None).sampler_id
+
+
 def poke(scheduler: Scheduler) -> None:
     """Make the compute thread look at its queues again (and wait until it has run this no-op)."""
     scheduler.call(lambda: None).result(timeout=30)
@@ -39,10 +47,7 @@ def poke(scheduler: Scheduler) -> None:
 
 def test_a_burst_with_short_gaps_is_one_batch_however_long_it_lasts(fake: FakeEngine) -> None:
     clock = FakeClock()
-    scheduler = Scheduler(fake, sample_batch_window=1.0, sample_batch_max_wait=10.0, clock=clock)
-    scheduler.start()
-    results = Results()
-    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
+    scheduler, results, sampler = started(fake, clock, sample_batch_window=1.0, sample_batch_max_wait=10.0)
     for i, at in enumerate([0.0, 0.9, 1.8, 2.7]):  # the oldest waits far past one window
         clock.now = at
         scheduler.submit_sample(sample_job(sampler, 1), results.finisher(f"s{i}"))
@@ -57,10 +62,7 @@ def test_a_burst_with_short_gaps_is_one_batch_however_long_it_lasts(fake: FakeEn
 
 def test_the_oldest_request_never_waits_past_the_cap(fake: FakeEngine) -> None:
     clock = FakeClock()
-    scheduler = Scheduler(fake, sample_batch_window=1.0, sample_batch_max_wait=2.0, clock=clock)
-    scheduler.start()
-    results = Results()
-    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
+    scheduler, results, sampler = started(fake, clock, sample_batch_window=1.0, sample_batch_max_wait=2.0)
     for i, at in enumerate([0.0, 0.9, 1.8]):
         clock.now = at
         scheduler.submit_sample(sample_job(sampler, 1), results.finisher(f"s{i}"))
@@ -78,12 +80,9 @@ def test_the_oldest_request_never_waits_past_the_cap(fake: FakeEngine) -> None:
 
 def test_a_full_batch_does_not_wait(fake: FakeEngine) -> None:
     clock = FakeClock()
-    scheduler = Scheduler(
-        fake, sample_batch_rows=4, sample_batch_window=1.0, sample_batch_max_wait=10.0, clock=clock
+    scheduler, results, sampler = started(
+        fake, clock, sample_batch_rows=4, sample_batch_window=1.0, sample_batch_max_wait=10.0
     )
-    scheduler.start()
-    results = Results()
-    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
     scheduler.submit_sample(sample_job(sampler, 2), results.finisher("a"))
     scheduler.submit_sample(sample_job(sampler, 2), results.finisher("b"))
     assert results.get("a")[1] is None and results.get("b")[1] is None  # the clock never moved
@@ -161,10 +160,7 @@ def test_requests_that_came_during_a_batch_wait_for_its_clients_to_return(fake: 
 def test_a_whole_burst_on_an_idle_server_starts_at_once(fake: FakeEngine) -> None:
     """An asample_batch is all its client asked for: no gap to wait after it, only after lone requests."""
     clock = FakeClock()
-    scheduler = Scheduler(fake, sample_batch_window=1.0, sample_batch_max_wait=10.0, clock=clock)
-    scheduler.start()
-    results = Results()
-    sampler = fake.create_sampler(BASE_MODEL, None).sampler_id
+    scheduler, results, sampler = started(fake, clock, sample_batch_window=1.0, sample_batch_max_wait=10.0)
     burst = [(sample_job(sampler, 1), results.finisher(f"w{i}")) for i in range(3)]
     scheduler.submit_samples(burst, whole=True)
     poke(scheduler)  # the clock has not moved: only a whole burst may start now
