@@ -8,7 +8,9 @@ last one. Here the requests of a burst are collected on the client's loop and ha
 burst ends once no request has come for `BURST_QUIET_S` (the callers' threads hand requests to the
 loop one at a time, and may pause for a GIL switch between them), or `BURST_MAX_S` after its first
 request. How a burst travels is the client's (`http/sample_batches.py`, `in_process/sampling.py`);
-each caller still gets its own response or its own error.
+each caller still gets its own response or its own error. Over HTTP a burst's responses come back
+together, once its last request is done (a burst of more rows than one server batch holds waits for
+its last batch); in process each comes as soon as its own is done.
 """
 
 from __future__ import annotations
