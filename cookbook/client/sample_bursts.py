@@ -37,7 +37,6 @@ class SampleBursts:
         self._send_burst = send
         self._waiting: Waiting = []
         self._burst_start = 0.0
-        self._arrivals = 0  # requests queued so far, to see whether any came since the last look
         self._sending: set[asyncio.Task[None]] = set()  # strong references until each send is done
         self._pid = os.getpid()
 
@@ -48,16 +47,16 @@ class SampleBursts:
         loop = asyncio.get_running_loop()
         answer: Answer = loop.create_future()
         self._waiting.append((request, answer))
-        self._arrivals += 1
         if len(self._waiting) == 1:
             self._burst_start = loop.time()
-            loop.call_later(BURST_QUIET_S, self._send_when_quiet, self._arrivals)
+            loop.call_later(BURST_QUIET_S, self._send_when_quiet, 1)
         return await answer
 
-    def _send_when_quiet(self, arrivals_then: int) -> None:
+    def _send_when_quiet(self, waiting_then: int) -> None:
+        """Send the burst, unless requests came since the last look (it only grows until sent)."""
         loop = asyncio.get_running_loop()
-        if self._arrivals != arrivals_then and loop.time() - self._burst_start < BURST_MAX_S:
-            loop.call_later(BURST_QUIET_S, self._send_when_quiet, self._arrivals)  # still coming
+        if len(self._waiting) != waiting_then and loop.time() - self._burst_start < BURST_MAX_S:
+            loop.call_later(BURST_QUIET_S, self._send_when_quiet, len(self._waiting))  # still coming
             return
         waiting, self._waiting = self._waiting, []
         task = asyncio.ensure_future(self._send(waiting))
