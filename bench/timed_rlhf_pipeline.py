@@ -9,11 +9,18 @@ client spent and, for the bundled server this process starts, the server's: thei
 stage's real cost. Each stage also records how long the server's compute thread was busy, per kind
 of work (training, sampling, other), read from the server (GET /api/v1/compute_time) or, in
 process, from its scheduler directly; the rest of the stage's wall time the compute thread waited.
-The server is started (and timed) before the first stage, so that no stage is charged for it;
-everything lands in the pipeline's `pipeline_summary.json`.
+The server is launched first thing, as the pipeline does, and waited for (timed) before the first
+stage, so that no stage is charged for it; everything lands in the pipeline's `pipeline_summary.json`.
 """
 
 from __future__ import annotations
+
+import sys
+
+from cookbook.client.local_server import prestart_shared_local_server
+
+if __name__ == "__main__":  # as the pipeline does: the server starts up beside the imports below
+    prestart_shared_local_server(sys.argv[1:])
 
 import functools
 import time

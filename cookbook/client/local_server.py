@@ -20,12 +20,14 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from cookbook.client.errors import CookbookError
+from cookbook.client.http.settings import BASE_URL_ENV_VARS
 
 STORAGE_ENV_VAR = "COOKBOOK_SERVER_STORAGE"
 DEFAULT_STARTUP_TIMEOUT_S = 180.0
@@ -81,6 +83,7 @@ class LocalServer:
         self.startup_timeout_s = startup_timeout_s
         self.log_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._healthy = False  # it answered /healthz since it was last launched
         self._lock = threading.Lock()
         _live_servers.add(self)
 
@@ -119,29 +122,42 @@ class LocalServer:
 
     # -- start / stop -------------------------------------------------------------------------
 
-    def start(self) -> LocalServer:
-        """Start the child and wait until it is healthy (no-op when already running).
+    def launch(self) -> LocalServer:
+        """Start the child without waiting for it (no-op when it runs); `start` waits until it is healthy.
 
-        The first start asks for port 0 and reads the port the server announces, so there is
-        no race for a free port; restarts reuse that port, so clients keep their URL.
+        The first launch asks for port 0 and `start` reads the port the server announces, so there
+        is no race for a free port; restarts reuse that port, so clients keep their URL.
         """
         with self._lock:
-            if self.running:
-                return self
-            self.storage_dir.mkdir(parents=True, exist_ok=True)
-            fd, log_name = tempfile.mkstemp(prefix="cookbook-server-", suffix=".log")
-            self.log_path = Path(log_name)
-            env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
-            with os.fdopen(fd, "wb") as log:
-                self._process = subprocess.Popen(
-                    self.command(self.port or 0),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                )
-            self._wait_healthy(time.monotonic() + self.startup_timeout_s)
+            self._launch()
             return self
+
+    def start(self) -> LocalServer:
+        """Launch the child unless it runs, and wait until it is healthy (no-op when it already is)."""
+        with self._lock:
+            if self._healthy and self.running:
+                return self
+            self._launch()
+            self._wait_healthy(time.monotonic() + self.startup_timeout_s)
+            self._healthy = True
+            return self
+
+    def _launch(self) -> None:
+        if self.running:
+            return
+        self._healthy = False
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        fd, log_name = tempfile.mkstemp(prefix="cookbook-server-", suffix=".log")
+        self.log_path = Path(log_name)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
+        with os.fdopen(fd, "wb") as log:
+            self._process = subprocess.Popen(
+                self.command(self.port or 0),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
 
     def _fail(self, reason: str) -> LocalServerError:
         error = LocalServerError(
@@ -225,6 +241,23 @@ _shared_lock = threading.Lock()
 
 def shared_local_server(storage_dir: str | Path | None = None) -> LocalServer:
     """This process's bundled server, started on first use and reused afterwards."""
+    return _shared_server(storage_dir).start()
+
+
+def prestart_shared_local_server(recipe_args: Sequence[str]) -> None:
+    """Launch this process's bundled server now, without waiting, if a recipe run with `recipe_args`
+    (its key=value arguments) will use it: no `base_url=` argument and no base-URL variable set.
+
+    A recipe calls this before its heavy imports, so that the server's own start-up (importing torch
+    and transformers, about 2 s) runs beside them; `shared_local_server` then only waits for it."""
+    if any(arg.startswith("base_url=") for arg in recipe_args) or any(
+        os.environ.get(name) for name in BASE_URL_ENV_VARS
+    ):
+        return
+    _shared_server(None).launch()
+
+
+def _shared_server(storage_dir: str | Path | None) -> LocalServer:
     global _shared
     with _shared_lock:
         wanted = Path(storage_dir) if storage_dir is not None else default_storage_dir()
@@ -235,4 +268,4 @@ def shared_local_server(storage_dir: str | Path | None = None) -> LocalServer:
             )
         if _shared is None:
             _shared = LocalServer(wanted)
-        return _shared.start()
+        return _shared

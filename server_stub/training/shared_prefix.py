@@ -105,6 +105,7 @@ def pack_rows(
 ) -> SharedPrefixRows | None:
     """`rows` packed as `groups` says (`prefix_groups` of these rows), or None when that saves less than
     `MIN_SAVED_FRACTION` of their padded tokens (or nothing is shared)."""
+    import numpy as np
     import torch
 
     if len(groups) == len(rows):
@@ -113,36 +114,36 @@ def pack_rows(
     plain_width = max(len(row) for row in rows)
     if len(groups) * width > (1.0 - MIN_SAVED_FRACTION) * len(rows) * plain_width:
         return None
-    input_ids = torch.zeros(len(groups), width, dtype=torch.int64)
-    position_ids = torch.zeros(len(groups), width, dtype=torch.int64)
+    # Filled in numpy and converted once: a chunk has tens of rows, and a torch call per slice cost more
+    # than the packing saves on small models.
+    input_ids = np.zeros((len(groups), width), dtype=np.int64)
+    position_ids = np.zeros((len(groups), width), dtype=np.int64)
     # Which part of its packed row each token is: 0 the prefix, k the k-th row's own tokens, -1 padding.
-    part = torch.full((len(groups), width), -1, dtype=torch.int64)
-    gather = torch.zeros(len(rows), plain_width, dtype=torch.int64)
+    part = np.full((len(groups), width), -1, dtype=np.int64)
+    gather = np.zeros((len(rows), plain_width), dtype=np.int64)
     for g, (members, shared) in enumerate(groups):
-        first = rows[members[0]]
-        input_ids[g, :shared] = torch.tensor(first[:shared], dtype=torch.int64)
-        position_ids[g, :shared] = torch.arange(shared)
+        flat = g * width
+        input_ids[g, :shared] = rows[members[0]][:shared]
+        position_ids[g, :shared] = np.arange(shared)
         part[g, :shared] = 0
         start = shared
         for k, index in enumerate(members, start=1):
-            own = rows[index][shared:]
-            end = start + len(own)
-            input_ids[g, start:end] = torch.tensor(own, dtype=torch.int64)
-            position_ids[g, start:end] = torch.arange(shared, shared + len(own))
+            row = rows[index]
+            end = start + len(row) - shared
+            input_ids[g, start:end] = row[shared:]
+            position_ids[g, start:end] = np.arange(shared, len(row))
             part[g, start:end] = k
-            flat = g * width
-            gather[index, :shared] = flat + torch.arange(shared)
-            gather[index, shared : len(rows[index])] = flat + torch.arange(start, end)
-            gather[index, len(rows[index]) :] = flat + end - 1  # padding reads the row's last token
+            gather[index, :shared] = np.arange(flat, flat + shared)
+            gather[index, shared : len(row)] = np.arange(flat + start, flat + end)
+            gather[index, len(row) :] = flat + end - 1  # padding reads the row's last token
             start = end
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    same_part = part[:, :, None] == part[:, None, :]
-    mask = causal & (same_part | (part[:, None, :] == 0))
+    causal = np.tri(width, dtype=bool)
+    mask = causal & ((part[:, :, None] == part[:, None, :]) | (part[:, None, :] == 0))
     return SharedPrefixRows(
-        input_ids=input_ids.to(device),
-        position_ids=position_ids.to(device),
-        mask=mask[:, None].to(device),
-        gather=gather.to(device),
+        input_ids=torch.from_numpy(input_ids).to(device),
+        position_ids=torch.from_numpy(position_ids).to(device),
+        mask=torch.from_numpy(mask[:, None]).to(device),
+        gather=torch.from_numpy(gather).to(device),
     )
 
 

@@ -44,6 +44,13 @@ and draws `<log_path>/rlhf_curves.png`.
 
 from __future__ import annotations
 
+import sys
+
+from cookbook.client.local_server import prestart_shared_local_server
+
+if __name__ == "__main__":  # the bundled server starts up (about 2 s) beside the imports below
+    prestart_shared_local_server(sys.argv[1:])
+
 import functools
 import logging
 import os
