@@ -13,10 +13,14 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cookbook.utils.jsonl import read_jsonl
 from cookbook.utils.metric_display import HEADLINE_METRICS, is_number
 from cookbook.utils.ml_log import METRICS_FILE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +28,8 @@ DEFAULT_PLOT_KEYS: tuple[str, ...] = HEADLINE_METRICS
 FALLBACK_LIMIT = 6
 COLUMNS = 3
 MARKER_MAX_POINTS = 40
+MARGINS_IN = {"left": 0.7, "right": 0.25, "bottom": 0.55, "top": 0.8, "row_gap": 0.8, "column_gap": 0.7}
+"""Fixed figure margins and gaps between panels, in inches (room for titles, tick and axis labels)."""
 
 Curve = tuple[list[int], list[float]]
 
@@ -57,6 +63,23 @@ def choose_keys(curves: dict[str, Curve], keys: Sequence[str] | None) -> list[st
     return present
 
 
+def place_panels(fig: Figure, rows: int, columns: int) -> None:
+    """Lay `fig`'s grid of panels out with `MARGINS_IN`. Why not a layout engine: it measures every tick
+    label of every panel, which took half of each plot's time (0.3-0.7 s at the end of a stage)."""
+    width, height = fig.get_size_inches()
+    m = MARGINS_IN
+    panel_width = (width - m["left"] - m["right"] - (columns - 1) * m["column_gap"]) / columns
+    panel_height = (height - m["bottom"] - m["top"] - (rows - 1) * m["row_gap"]) / rows
+    fig.subplots_adjust(
+        left=m["left"] / width,
+        right=1 - m["right"] / width,
+        bottom=m["bottom"] / height,
+        top=1 - m["top"] / height,
+        wspace=m["column_gap"] / panel_width,
+        hspace=m["row_gap"] / panel_height,
+    )
+
+
 def plot_metrics(
     log_dir: str | os.PathLike[str], keys: Sequence[str] | None = None, out_name: str = "metrics.png"
 ) -> Path:
@@ -72,8 +95,9 @@ def plot_metrics(
     n = max(1, len(chosen))
     ncols = min(n, COLUMNS)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(4.5 * ncols, 3.2 * nrows), layout="constrained")
+    fig = Figure(figsize=(4.5 * ncols, 3.2 * nrows))
     FigureCanvasAgg(fig)
+    place_panels(fig, nrows, ncols)
     fig.suptitle(log_dir.name or str(log_dir))
     if not chosen:
         ax = fig.add_subplot(1, 1, 1)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.utils.ml_log import METRICS_FILE
-from cookbook.utils.plotting import Curve, load_curves
+from cookbook.utils.plotting import Curve, load_curves, place_panels
 
 STAGES: tuple[str, ...] = ("sft", "rm", "rl")
 STAGE_TITLES: dict[str, str] = {"sft": "SFT", "rm": "preference model", "rl": "RL"}
@@ -125,8 +125,9 @@ def plot_pipeline_curves(log_path: str | os.PathLike[str], out_name: str = COMBI
     curves = {stage: stage_curves(log_path / stage) for stage in STAGES}
     columns = 3
     rows = math.ceil(len(PLOT_PANELS) / columns)
-    fig = Figure(figsize=(4.8 * columns, 3.4 * rows), layout="constrained")
+    fig = Figure(figsize=(4.8 * columns, 3.4 * rows))
     FigureCanvasAgg(fig)
+    place_panels(fig, rows, columns)
     fig.suptitle(f"RLHF pipeline: {log_path}")
     for i, (stage, title, keys) in enumerate(PLOT_PANELS, start=1):
         ax = fig.add_subplot(rows, columns, i)
