@@ -1,7 +1,8 @@
 """The bundled server: `python -m server_stub` as a child process of this interpreter.
 
 The embedded default needs no setup: `connect()` starts one loopback server per process on a
-free port, waits until it answers `/api/v1/healthz`, and stops it when the interpreter exits.
+free port, waits until it answers `/api/v1/healthz`, and stops it when the interpreter exits. A recipe
+can launch it earlier (`prestart_shared_local_server`), so that it starts up beside the recipe's imports.
 Checkpoints go to a per-user storage dir (`~/.cache/cookbook-server`, or
 $COOKBOOK_SERVER_STORAGE) so they survive between runs. Tests start their own servers with
 `LocalServer` directly.
