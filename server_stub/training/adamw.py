@@ -2,8 +2,9 @@
 
 The update is torch.optim.AdamW's (bias correction, decoupled weight decay applied before the
 moment update), computed by torch's fused kernel and preceded by optional global-norm gradient
-clipping; the tests check it against torch. Parameters that are not fp32 (bf16 full-weight training) get an fp32 master copy so small
-updates are not rounded away. State is keyed by parameter name so it can be checkpointed.
+clipping; the tests check it against torch. Parameters that are not fp32 (bf16 full-weight
+training) get an fp32 master copy so small updates are not rounded away. State is keyed by
+parameter name so it can be checkpointed.
 """
 
 from __future__ import annotations
@@ -101,9 +102,8 @@ class AdamW:
             weights = self._fp32_weights(names)
             exp_avg, exp_avg_sq = self._moments(names, weights)
             before = [w.clone() for w in weights]
-            # torch's fused AdamW kernel (torch.optim.AdamW(fused=True)): one pass over each tensor, where
-            # the same update as separate _foreach ops read the moments and weights ten times (5.2 -> 3.2 ms
-            # a step of the built-in model; bench/README.md).
+            # torch's fused AdamW kernel (what torch.optim.AdamW(fused=True) calls): one pass over each
+            # tensor, where the update as _foreach ops read the weights and moments ten times (bench/README.md).
             step = torch.tensor(float(self.step_count), dtype=torch.float32, device=weights[0].device)
             torch._fused_adamw_(
                 weights,

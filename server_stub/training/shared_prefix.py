@@ -114,8 +114,7 @@ def pack_rows(
     plain_width = max(len(row) for row in rows)
     if len(groups) * width > (1.0 - MIN_SAVED_FRACTION) * len(rows) * plain_width:
         return None
-    # Filled in numpy and converted once: a chunk has tens of rows, and a torch call per slice cost more
-    # than the packing saves on small models.
+    # Filled in numpy and converted once: a torch call per slice was most of the packing's time (bench/README.md).
     input_ids = np.zeros((len(groups), width), dtype=np.int64)
     position_ids = np.zeros((len(groups), width), dtype=np.int64)
     # Which part of its packed row each token is: 0 the prefix, k the k-th row's own tokens, -1 padding.
