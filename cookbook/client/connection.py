@@ -8,12 +8,11 @@ none it starts (or reuses) this process's bundled server, so recipes run with no
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from cookbook.client.abstract import ServiceClient
 from cookbook.client.http.service import HttpServiceClient
-from cookbook.client.http.settings import BASE_URL_ENV_VARS, resolve_base_url
+from cookbook.client.http.settings import requested_base_url, resolve_base_url
 from cookbook.client.local_server import shared_local_server
 
 IN_PROCESS_PREFIX = "inprocess://"
@@ -31,13 +30,6 @@ def connect(base_url: str | None = None, api_key: str | None = None, **client_kw
     if url is None:
         url = shared_local_server().url
     return HttpServiceClient(url, api_key, **client_kwargs)
-
-
-def requested_base_url(base_url: str | None = None) -> str | None:
-    """The URL asked for, as written: the argument, else the first base-URL variable set."""
-    if base_url:
-        return base_url
-    return next((os.environ[name] for name in BASE_URL_ENV_VARS if os.environ.get(name)), None)
 
 
 def is_in_process(base_url: str | None = None) -> bool:

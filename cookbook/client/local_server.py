@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from cookbook.client.errors import CookbookError
-from cookbook.client.http.settings import BASE_URL_ENV_VARS
+from cookbook.client.http.settings import requested_base_url
 
 STORAGE_ENV_VAR = "COOKBOOK_SERVER_STORAGE"
 DEFAULT_STARTUP_TIMEOUT_S = 180.0
@@ -247,13 +247,12 @@ def shared_local_server(storage_dir: str | Path | None = None) -> LocalServer:
 
 def prestart_shared_local_server(recipe_args: Sequence[str]) -> None:
     """Launch this process's bundled server now, without waiting, if a recipe run with `recipe_args`
-    (its key=value arguments) will use it: no `base_url=` argument and no base-URL variable set.
+    (its key=value arguments) will use it: no base URL asked for, by a `base_url=` argument or a variable.
 
     A recipe calls this before its heavy imports, so that the server's own start-up (importing torch
     and transformers, about 2 s) runs beside them; `shared_local_server` then only waits for it."""
-    if any(arg.startswith("base_url=") for arg in recipe_args) or any(
-        os.environ.get(name) for name in BASE_URL_ENV_VARS
-    ):
+    given = next((arg.partition("=")[2] for arg in recipe_args if arg.startswith("base_url=")), None)
+    if requested_base_url(given) is not None:
         return
     _shared_server(None).launch()
 

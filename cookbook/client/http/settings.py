@@ -33,9 +33,15 @@ def _first_set(value: str | None, env_vars: tuple[str, ...]) -> str | None:
     return None
 
 
+def requested_base_url(base_url: str | None = None) -> str | None:
+    """The URL asked for, as written (an `inprocess://` one too): the argument, else the first
+    base-URL variable set, else None."""
+    return _first_set(base_url, BASE_URL_ENV_VARS)
+
+
 def resolve_base_url(base_url: str | None = None) -> str | None:
     """The argument, else $COOKBOOK_BASE_URL, else $TINKER_BASE_URL, else None."""
-    url = _first_set(base_url, BASE_URL_ENV_VARS)
+    url = requested_base_url(base_url)
     return None if url is None else normalize_base_url(url)
 
 
