@@ -42,7 +42,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, _DTYPE_NAMES[name])
 
 
-OPENMP_SPIN_COUNT = "1000"
+OPENMP_SPIN_COUNT = "3000"
 """Busy-wait iterations of an idle OpenMP worker before it sleeps (libgomp's GOMP_SPINCOUNT); the
 measurements that chose it are in bench/README.md, "Measurements behind the code's choices"."""
 

@@ -41,15 +41,21 @@ class APIFuture(ABC, Generic[T]):
 
 
 class ConcurrentAPIFuture(APIFuture[T]):
-    """An APIFuture backed by a `concurrent.futures.Future`."""
+    """An APIFuture backed by a `concurrent.futures.Future`; `before_blocking` is called when `.result()`
+    is about to wait for it (the client's loop learns that this caller asks for nothing more meanwhile)."""
 
-    def __init__(self, future: concurrent.futures.Future[T]):
+    def __init__(
+        self, future: concurrent.futures.Future[T], before_blocking: Callable[[], None] | None = None
+    ):
         self._future = future
+        self._before_blocking = before_blocking
 
     def future(self) -> concurrent.futures.Future[T]:
         return self._future
 
     def result(self, timeout: float | None = None) -> T:
+        if self._before_blocking is not None and not self._future.done():
+            self._before_blocking()
         return self._future.result(timeout)
 
     async def result_async(self, timeout: float | None = None) -> T:

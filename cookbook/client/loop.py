@@ -63,6 +63,12 @@ class BackgroundLoop:
             )
         return self.submit(coro).result(timeout)
 
+    def caller_blocks(self) -> None:
+        """A thread is about to wait on a client future: run the `when_a_caller_blocks` hooks on the loop,
+        after the first step of every call that thread has started (two hops: a call's task is created
+        by one callback and takes its first step in the next)."""
+        self._loop.call_soon_threadsafe(self._loop.call_soon, _run_blocking_hooks)
+
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await `coro` on the background loop from whatever loop the caller runs on."""
         try:
@@ -76,6 +82,18 @@ class BackgroundLoop:
 
 _lock = threading.Lock()
 _instance: BackgroundLoop | None = None
+_blocking_hooks: list[Callable[[], None]] = []
+
+
+def when_a_caller_blocks(hook: Callable[[], None]) -> None:
+    """Run `hook` on the client's loop whenever a thread starts waiting on a future the loop has not
+    finished: whatever that thread has asked for by then is all it asks for until its answer comes."""
+    _blocking_hooks.append(hook)
+
+
+def _run_blocking_hooks() -> None:
+    for hook in _blocking_hooks:
+        hook()
 
 
 def background_loop() -> BackgroundLoop:
@@ -123,7 +141,8 @@ def future_twin(
     name = async_method.__name__
 
     def method(self: S, *args: P.args, **kwargs: P.kwargs) -> APIFuture[T]:
-        return ConcurrentAPIFuture(background_loop().submit(getattr(self, name)(*args, **kwargs)))
+        loop = background_loop()
+        return ConcurrentAPIFuture(loop.submit(getattr(self, name)(*args, **kwargs)), loop.caller_blocks)
 
     return _named_after(method, async_method, returns_future=True)
 

@@ -7,7 +7,9 @@ batch can start; and the server, not knowing whether more are coming, waits for 
 last one. Here the requests of a burst are collected on the client's loop and handed on together: a
 burst ends once no request has come for `BURST_QUIET_S` (the callers' threads hand requests to the
 loop one at a time, and may pause for a GIL switch between them), or `BURST_MAX_S` after its first
-request. How a burst travels is the client's (`http/sample_batches.py`, `in_process/sampling.py`);
+request, or at once when a caller blocks on a client future (a thread that waits asks for nothing
+more until its answer comes: a script that asks for its samples and then reads them skips the quiet
+gap). How a burst travels is the client's (`http/sample_batches.py`, `in_process/sampling.py`);
 each caller still gets its own response or its own error. Over HTTP a burst's responses come back
 together, once its last request is done (a burst of more rows than one server batch holds waits for
 its last batch); in process each comes as soon as its own is done.
@@ -21,6 +23,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 
 from cookbook.client import types
+from cookbook.client.loop import when_a_caller_blocks
 
 BURST_QUIET_S = 0.002  # small beside the server's batching gap for lone requests (20 ms)
 BURST_MAX_S = 0.02
@@ -37,6 +40,7 @@ class SampleBursts:
         self._send_burst = send
         self._waiting: Waiting = []
         self._burst_start = 0.0
+        self._burst = 0  # numbers the bursts: the quiet-gap timer of a burst sent early leaves the next alone
         self._sending: set[asyncio.Task[None]] = set()  # strong references until each send is done
         self._pid = os.getpid()
 
@@ -49,15 +53,24 @@ class SampleBursts:
         self._waiting.append((request, answer))
         if len(self._waiting) == 1:
             self._burst_start = loop.time()
-            loop.call_later(BURST_QUIET_S, self._send_when_quiet, 1)
+            loop.call_later(BURST_QUIET_S, self._send_when_quiet, self._burst, 1)
         return await answer
 
-    def _send_when_quiet(self, waiting_then: int) -> None:
+    def _send_when_quiet(self, burst: int, waiting_then: int) -> None:
         """Send the burst, unless requests came since the last look (it only grows until sent)."""
+        if burst != self._burst:
+            return  # sent early, when a caller blocked
         loop = asyncio.get_running_loop()
         if len(self._waiting) != waiting_then and loop.time() - self._burst_start < BURST_MAX_S:
-            loop.call_later(BURST_QUIET_S, self._send_when_quiet, len(self._waiting))  # still coming
+            loop.call_later(BURST_QUIET_S, self._send_when_quiet, burst, len(self._waiting))  # still coming
             return
+        self.send_now()
+
+    def send_now(self) -> None:
+        """Send the requests collected so far, if any, without waiting for the burst to end."""
+        if not self._waiting or self._pid != os.getpid():
+            return
+        self._burst += 1  # whatever comes next is a new burst, with its own timer
         waiting, self._waiting = self._waiting, []
         task = asyncio.ensure_future(self._send(waiting))
         self._sending.add(task)
@@ -91,6 +104,14 @@ def settle(
 
 
 _bursts: weakref.WeakKeyDictionary[object, SampleBursts] = weakref.WeakKeyDictionary()
+
+
+def _send_open_bursts() -> None:
+    for bursts in list(_bursts.values()):
+        bursts.send_now()
+
+
+when_a_caller_blocks(_send_open_bursts)
 
 
 def bursts_for(owner: object, send: SendBurst) -> SampleBursts:

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from cookbook.client import types
+from cookbook.client import sample_bursts, types
 from cookbook.client.errors import RequestFailedError
 from cookbook.client.http import HttpSamplingClient, HttpServiceClient
 from cookbook.client.http import transport as transport_module
@@ -184,3 +184,22 @@ def test_base_model_is_fetched_when_unknown(fake: FakeServer, service: HttpServi
     assert sampler.get_base_model() == "fake-base"
     assert asyncio.run(sampler.get_base_model_async()) == "fake-base"
     assert [r.path for r in fake.requests].count("/samplers/sampler-0") == 1
+
+
+def test_a_caller_that_waits_sends_its_burst_without_the_quiet_gap(
+    fake: FakeServer, service: HttpServiceClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gap no test would sit out: only the caller's blocking `.result()` can send this burst in time.
+    monkeypatch.setattr(sample_bursts, "BURST_QUIET_S", 600.0)
+    monkeypatch.setattr(sample_bursts, "BURST_MAX_S", 600.0)
+    fake.sample_batch = True
+    sampler = service.create_sampling_client(base_model="fake-base")
+    for round_ in range(2):  # the second burst starts after the first was sent early
+        futures = [sampler.sample(types.ModelInput.from_ints([i % 4]), 1, PARAMS) for i in range(5)]
+        results = [future.result(timeout=60) for future in futures]
+        assert [res.sequences[0].tokens for res in results] == [
+            [(i % 4 + k) % 4 for k in range(3)] for i in range(5)
+        ]
+        batches = fake.bodies("/asample_batch")
+        assert [len(batch["requests"]) for batch in batches] == [5] * (round_ + 1)
+    assert not fake.bodies("/asample")
