@@ -23,7 +23,7 @@ from cookbook.client import types
 from server_stub.compute_turns import decode_beside, offer_turn
 from server_stub.intra_op_threads import intra_op_threads
 from server_stub.models.token_bytes import TokenBytes
-from server_stub.sampling.llama_decode import DecodePlan, decodes_in_place, plan_for
+from server_stub.sampling.llama_decode import DecodePlan, decodes_in_place, plan_for, small_model_threads
 from server_stub.sampling.prefill import PromptOutputs, prefill
 from server_stub.sampling.stops import StopTracker
 from server_stub.sampling.token_choice import RowSettings, choose_tokens
@@ -61,7 +61,10 @@ def generate(
     max_of_row = [req.max_tokens for req in requests for _ in range(req.num_samples)]
     steps = max(max_of_row)
     room = min(steps, INITIAL_ROOM) if steps > 1 else None  # one token per row needs no cache
-    pre = prefill(module, requests, pad_id, room, device, max_tokens)
+    # A small model's prompts run on the lean decode's thread count too (bench/README.md, "A small
+    # model's prefill on one thread").
+    with intra_op_threads(small_model_threads(module)):
+        pre = prefill(module, requests, pad_id, room, device, max_tokens)
     stops = StopTracker(requests, token_bytes, vocab_size, device)
     num_rows, width = pre.prompt_mask.shape
     tokens = torch.zeros((num_rows, steps), dtype=torch.int64, device=device)

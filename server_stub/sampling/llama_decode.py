@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 # Models whose parameters fit in this many bytes get fused, LoRA-merged weight copies: there the
 # per-op overhead a fused matmul saves outweighs the copy; beyond it the matmuls dominate.
 FUSE_MAX_BYTES = 64 << 20
-# Their decode steps also run on one thread: each op is too small to split, and every parallel op
-# would pay a thread wake-up (bench/README.md, "The lean decode step").
+# Their sampling (prompts and decode steps) also runs on one thread: each op is too small to split,
+# and every parallel op would pay a thread wake-up (bench/README.md, "The lean decode step").
 SMALL_MODEL_DECODE_THREADS = 1
 # Rotary kinds whose angles depend on the position only (the table below is exact for them).
 _STATIC_ROPE = ("default", "linear", "llama3")
@@ -160,6 +160,16 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     return weight * normed.to(x.dtype)  # Hugging Face's order for half-precision models
 
 
+def is_small(module: torch.nn.Module) -> bool:
+    """Whether `module`'s parameters fit in `FUSE_MAX_BYTES`."""
+    return sum(p.numel() * p.element_size() for p in module.parameters()) <= FUSE_MAX_BYTES
+
+
+def small_model_threads(module: torch.nn.Module) -> int | None:
+    """The intra-op threads of `module`'s sampling passes (None: the process's own setting)."""
+    return SMALL_MODEL_DECODE_THREADS if is_small(module) else None
+
+
 def decodes_in_place(cache: DynamicCache | None) -> bool:
     """The cache is the sampler's own, which the lean step writes into."""
     return cache is not None and all(isinstance(layer, RoomyLayer) for layer in cache.layers)
@@ -269,7 +279,7 @@ def _build(module: torch.nn.Module) -> DecodePlan | None:
     pieces = [_piece(linear) for linear in _linears(module)]
     if any(p is None for p in pieces):
         return None
-    fuse = sum(p.numel() * p.element_size() for p in module.parameters()) <= FUSE_MAX_BYTES
+    fuse = is_small(module)
     layers = []
     for index, layer in enumerate(module.model.layers):
         q, k, v, o, gate, up, down = pieces[7 * index : 7 * index + 7]
