@@ -61,8 +61,9 @@ def generate(
     max_of_row = [req.max_tokens for req in requests for _ in range(req.num_samples)]
     steps = max(max_of_row)
     room = min(steps, INITIAL_ROOM) if steps > 1 else None  # one token per row needs no cache
-    # A small model's prompts run on the lean decode's thread count too: switching counts on this thread
-    # cost more than a second thread saves (bench/README.md, "OpenMP waits measured again").
+    # A small model's prompts run on the lean decode's one thread too: two would give this thread a pool of
+    # OpenMP workers beside the compute thread's, and libgomp then cuts every pool's spin to 100
+    # iterations (bench/README.md, "OpenMP waits measured again").
     with intra_op_threads(small_model_threads(module)):
         pre = prefill(module, requests, pad_id, room, device, max_tokens)
     stops = StopTracker(requests, token_bytes, vocab_size, device)
