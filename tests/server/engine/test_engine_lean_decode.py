@@ -225,3 +225,30 @@ def test_a_block_of_uniforms_equals_the_per_step_uniforms() -> None:
     block = uniform_block(keys, 30, 6)
     for i in range(6):
         assert torch.equal(block[:, i], uniforms(keys, 30 + i))
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_a_small_model_prefills_and_decodes_on_one_thread(
+    small: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = build_tiny_llama(torch.device("cpu"), torch.float32)
+    if not small:  # the same model counted as large: it keeps the caller's thread count throughout
+        monkeypatch.setattr(llama_decode, "FUSE_MAX_BYTES", 0)
+    seen: list[int] = []
+    hook = model.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    steps = llama_decode.DecodePlan.step
+    monkeypatch.setattr(
+        llama_decode.DecodePlan,
+        "step",
+        lambda plan, *args: seen.append(torch.get_num_threads()) or steps(plan, *args),
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _sample(model, [_request([5, 6, 7], max_tokens=4), _request([8, 9], max_tokens=4)], 512)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+        hook.remove()
+    assert seen and after == 2  # the prefill (the module's forward) and the decode steps, then restored
+    assert set(seen) == ({1} if small else {2})
