@@ -307,7 +307,7 @@ def _build(module: torch.nn.Module) -> DecodePlan | None:
         eps=config.rms_norm_eps,
         inv_freq=rotary.inv_freq,
         rope_scaling=float(rotary.attention_scaling),
-        threads=SMALL_MODEL_DECODE_THREADS if fuse else None,
+        threads=small_model_threads(module),
     )
 
 
