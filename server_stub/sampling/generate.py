@@ -180,10 +180,10 @@ class _Batch:
 class _LeanDecode:
     """Decode steps through `llama_decode` instead of the Hugging Face module, for the models it covers."""
 
-    def __init__(self, plan: DecodePlan, attend: torch.Tensor | None, positions: int):
+    def __init__(self, plan: DecodePlan, padding: torch.Tensor | None, positions: int):
         self.plan = plan
         self.rotary = plan.rotary_table(positions)
-        self.attend = attend  # [rows, 1, 1, positions] bool, None when no row is padded
+        self.padding = padding  # [rows, 1, 1, positions] bool, True on padding; None when no row is padded
 
     @classmethod
     def start(
@@ -196,11 +196,11 @@ class _LeanDecode:
         plan = plan_for(module) if decodes_in_place(cache) else None
         if plan is None:
             return None
-        return cls(plan, None if attention is None else attention.bool()[:, None, None, :], positions)
+        return cls(plan, None if attention is None else (attention == 0)[:, None, None, :], positions)
 
     def select(self, rows: torch.Tensor) -> None:
-        if self.attend is not None:
-            self.attend = self.attend[rows]
+        if self.padding is not None:
+            self.padding = self.padding[rows]
 
     def refreshed(self, module: torch.nn.Module) -> _LeanDecode | None:
         """This decode with the module's weights as they are after another caller's turn."""
@@ -214,8 +214,8 @@ class _LeanDecode:
         self, new: torch.Tensor, position: torch.Tensor, cache: DynamicCache, filled: int
     ) -> torch.Tensor:
         """fp32 logits [R, V] after feeding `new` at `position`; `filled` positions are then cached."""
-        attend = None if self.attend is None else self.attend[..., :filled]
-        return self.plan.step(new, self.rotary[position], cache, attend)
+        padding = None if self.padding is None else self.padding[..., :filled]
+        return self.plan.step(new, self.rotary[position], cache, padding)
 
 
 def _token_sinks(requests: list[PreparedRequest]) -> list[tuple[TokenSink, int, int]]:

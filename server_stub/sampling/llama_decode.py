@@ -119,10 +119,11 @@ class DecodePlan:
         token_ids: torch.Tensor,
         rotary: torch.Tensor,
         cache: DynamicCache,
-        attend: torch.Tensor | None,
+        padding: torch.Tensor | None,
     ) -> torch.Tensor:
         """fp32 logits [R, V] of the next token after `token_ids` [R]; `rotary` [R, 2, head_dim] holds the
-        rows' rows of `rotary_table`; `attend` [R, 1, 1, positions] bool masks padding (None: all positions)."""
+        rows' rows of `rotary_table`; `padding` [R, 1, 1, positions] bool is True where a row has no token
+        (None: no row is padded)."""
         import torch
         import torch.nn.functional as F
 
@@ -138,15 +139,31 @@ class DecodePlan:
             keys, values = cache_layer.update(
                 qk[:, heads:].unsqueeze(2), qkv[:, heads + kv_heads :].unsqueeze(2)
             )
-            attended = F.scaled_dot_product_attention(
-                qk[:, :heads].unsqueeze(2), keys, values, attn_mask=attend, enable_gqa=heads != kv_heads
-            )
+            query = qk[:, :heads].view(rows, kv_heads, heads // kv_heads, dim)
+            attended = _attention(query, keys, values, padding)
             hidden = layer.out.add_to(hidden, attended.reshape(rows, heads * dim))
             gate, up = layer.gate_up(_rms_norm(hidden, layer.post_norm, self.eps)).split(
                 self.intermediate, -1
             )
             hidden = layer.down.add_to(hidden, F.silu(gate) * up)
         return self.head(_rms_norm(hidden, self.final_norm, self.eps)).float()
+
+
+def _attention(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, padding: torch.Tensor | None
+) -> torch.Tensor:
+    """One query per row: `query` [R, kv_heads, group, D] (the heads sharing each key/value head),
+    `keys`/`values` [R, kv_heads, positions, D]; returns [R, kv_heads, group, D].
+
+    Two batched matmuls and a softmax, Hugging Face's eager attention: with a single query position, the
+    fused kernel's per-head setup costs more than the products (bench/README.md, "Decode attention")."""
+    import torch
+
+    scores = torch.matmul(query, keys.transpose(-1, -2)).mul_(query.shape[-1] ** -0.5)
+    if padding is not None:
+        scores.masked_fill_(padding, float("-inf"))
+    weights = scores.softmax(-1, dtype=torch.float32).to(values.dtype)  # fp32 softmax, as HF does
+    return torch.matmul(weights, values)
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -125,8 +125,8 @@ def test_each_decode_step_gives_the_hugging_face_logits(
                 cache=caches[0],
                 use_cache=True,
             ).logits[:, -1]
-            attend = attention[:, :filled].bool()[:, None, None, :]
-            ours = plan.step(ids, rotary[position], caches[1], attend)
+            padding = (attention[:, :filled] == 0)[:, None, None, :]
+            ours = plan.step(ids, rotary[position], caches[1], padding)
             assert torch.allclose(ours, theirs, atol=STEP_ATOL), float((ours - theirs).abs().max())
 
 
