@@ -6,6 +6,7 @@ connections (with `--port 0` it names the port the OS picked), so scripts can wa
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import sys
@@ -47,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from server_stub.build import build_engine
 
     app = create_app(build_engine(config), config)
+    # Start-up's objects (modules, schemas, models) live as long as the server: out of the full collections
+    # that would rescan them all, pausing whatever call they land on (bench/README.md, "Full collections").
+    # No collection first: start-up leaves almost no cyclic garbage, and one would cost a full scan.
+    gc.freeze()
     server = _AnnouncingServer(
         uvicorn.Config(
             app,
