@@ -48,9 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from server_stub.build import build_engine
 
     app = create_app(build_engine(config), config)
-    # Start-up's objects (modules, schemas, models) live as long as the server: out of the full collections
-    # that would rescan them all, pausing whatever call they land on (bench/README.md, "Full collections").
-    # No collection first: start-up leaves almost no cyclic garbage, and one would cost a full scan.
+    # Start-up's objects (modules, schemas, models) live as long as the server: out of the full
+    # collections that would rescan them all, pausing whatever call they land on (bench/README.md,
+    # "full collections kept short"). No collection first: start-up leaves almost no cyclic garbage.
     gc.freeze()
     server = _AnnouncingServer(
         uvicorn.Config(

@@ -155,8 +155,9 @@ def _attention(
     """One query per row: `query` [R, kv_heads, group, D] (the heads sharing each key/value head),
     `keys`/`values` [R, kv_heads, positions, D]; returns [R, kv_heads, group, D].
 
-    Two batched matmuls and a softmax, Hugging Face's eager attention: with a single query position, the
-    fused kernel's per-head setup costs more than the products (bench/README.md, "Decode attention")."""
+    Two batched matmuls and a softmax, Hugging Face's eager attention: with a single query position,
+    the fused kernel's per-head setup costs more than the products (bench/README.md, "Decode attention
+    as two matmuls")."""
     import torch
 
     scores = torch.matmul(query, keys.transpose(-1, -2)).mul_(query.shape[-1] ** -0.5)
